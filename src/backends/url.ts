@@ -1,0 +1,29 @@
+import { ValidationError } from '../errors.js';
+
+/** A parsed backend URL: `memory://`, `sqlite:./path.db`, `redis://host:6379/0?namespace=x`, ... */
+export interface BackendUrl {
+  scheme: string;
+  url: string;
+  namespace: string | undefined;
+  params: URLSearchParams;
+}
+
+const NAMESPACE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function parseBackendUrl(url: string, accepted: readonly string[]): BackendUrl {
+  if (typeof url !== 'string' || url.length === 0) {
+    throw new ValidationError(`backend URL must be a non-empty string such as ${accepted.map((s) => `\`${s}\``).join(', ')}`);
+  }
+  const m = /^([a-z][a-z0-9+.-]*):/i.exec(url);
+  const scheme = m?.[1]?.toLowerCase();
+  if (!scheme || !accepted.some((a) => a.startsWith(scheme + ':'))) {
+    throw new ValidationError(`unsupported backend URL \`${url}\`: expected one of ${accepted.map((s) => `\`${s}\``).join(', ')}`);
+  }
+  const q = url.indexOf('?');
+  const params = new URLSearchParams(q >= 0 ? url.slice(q + 1) : '');
+  const namespace = params.get('namespace') ?? undefined;
+  if (namespace !== undefined && !NAMESPACE.test(namespace)) {
+    throw new ValidationError(`namespace must be 1..64 letters, digits, '.', '_' or '-', got \`${namespace}\``);
+  }
+  return { scheme, url, namespace, params };
+}

@@ -1,0 +1,198 @@
+/**
+ * Every error Concord throws on purpose. Each has a stable `code` a caller can switch on,
+ * `name` set to the class name, and the fields a caller needs to act on it.
+ *
+ * @example
+ * try { await state.updateDocumentContent({ documentId, content, actor, expectedVersion: 3 }) }
+ * catch (err) { if (err instanceof StateConflictError) console.log(err.actualVersion) }
+ */
+export class ConcordError extends Error {
+  /** Stable machine-readable identifier, e.g. `'state_conflict'`. */
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Input broke a rule; nothing was written or enqueued. `field` names what was wrong when known. */
+export class ValidationError extends ConcordError {
+  readonly field: string | undefined;
+  constructor(message: string, options?: { field?: string; cause?: unknown }) {
+    super('validation', message, options);
+    this.field = options?.field;
+  }
+}
+
+/** `send` named a recipient no agent is registered as. The message is in the dead-letter queue. */
+export class RecipientNotFoundError extends ConcordError {
+  readonly recipient: string;
+  readonly messageId: string;
+  constructor(recipient: string, messageId: string) {
+    super('recipient_not_found', `no agent is registered as \`${recipient}\` (message ${messageId} was dead-lettered)`);
+    this.recipient = recipient;
+    this.messageId = messageId;
+  }
+}
+
+/** No reply to a request arrived within its timeout. */
+export class RequestTimeoutError extends ConcordError {
+  readonly requestId: string;
+  readonly recipient: string;
+  readonly timeoutMs: number;
+  constructor(requestId: string, recipient: string, timeoutMs: number) {
+    super('request_timeout', `no reply from \`${recipient}\` to request ${requestId} within ${timeoutMs} ms`);
+    this.requestId = requestId;
+    this.recipient = recipient;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The other side answered a request with an ERROR message; `payload` is what it sent. */
+export class RemoteError extends ConcordError {
+  readonly payload: Record<string, unknown>;
+  readonly sender: string;
+  readonly requestId: string;
+  constructor(sender: string, requestId: string, payload: Record<string, unknown>) {
+    const detail = typeof payload['message'] === 'string' ? payload['message'] : JSON.stringify(payload);
+    super('remote_error', `\`${sender}\` answered request ${requestId} with an error: ${detail}`);
+    this.payload = payload;
+    this.sender = sender;
+    this.requestId = requestId;
+  }
+}
+
+/** A region where two edits overlap in a three-way merge. */
+export interface MergeConflictRegion {
+  /** Lines of the common ancestor. */
+  base: string[];
+  /** Lines the caller wanted. */
+  ours: string[];
+  /** Lines currently stored. */
+  theirs: string[];
+}
+
+/** `expectedVersion` was not the current version (or a merge overlapped). Nothing was written. */
+export class StateConflictError extends ConcordError {
+  readonly documentId: string;
+  readonly expectedVersion: number;
+  readonly actualVersion: number;
+  /** The current document, so the caller can rebase without another read. */
+  readonly current: unknown;
+  /** Overlapping regions when a `merge: true` write could not be merged. */
+  readonly conflicts: MergeConflictRegion[];
+  constructor(
+    documentId: string,
+    expectedVersion: number,
+    actualVersion: number,
+    options?: { current?: unknown; conflicts?: MergeConflictRegion[]; message?: string },
+  ) {
+    super(
+      'state_conflict',
+      options?.message ??
+        `document \`${documentId}\` is at version ${actualVersion}, expected version ${expectedVersion}`,
+    );
+    this.documentId = documentId;
+    this.expectedVersion = expectedVersion;
+    this.actualVersion = actualVersion;
+    this.current = options?.current;
+    this.conflicts = options?.conflicts ?? [];
+  }
+}
+
+export class DocumentNotFoundError extends ConcordError {
+  readonly documentId: string;
+  constructor(documentId: string) {
+    super('document_not_found', `no document \`${documentId}\``);
+    this.documentId = documentId;
+  }
+}
+
+/** A version was asked for that history compaction removed (or that never existed). */
+export class VersionNotFoundError extends ConcordError {
+  readonly documentId: string;
+  readonly version: number;
+  readonly oldestKept: number | null;
+  readonly latest: number | null;
+  constructor(documentId: string, version: number, oldestKept: number | null, latest: number | null) {
+    super(
+      'version_not_found',
+      `document \`${documentId}\` has no version ${version}` +
+        (oldestKept !== null && latest !== null ? `: versions ${oldestKept}..${latest} are kept` : ''),
+    );
+    this.documentId = documentId;
+    this.version = version;
+    this.oldestKept = oldestKept;
+    this.latest = latest;
+  }
+}
+
+export class DocumentExistsError extends ConcordError {
+  readonly documentId: string;
+  constructor(documentId: string) {
+    super('document_exists', `document \`${documentId}\` already exists`);
+    this.documentId = documentId;
+  }
+}
+
+export class WorkflowNotFoundError extends ConcordError {
+  readonly workflowId: string;
+  constructor(workflowId: string) {
+    super('workflow_not_found', `no workflow \`${workflowId}\``);
+    this.workflowId = workflowId;
+  }
+}
+
+export class WorkflowExistsError extends ConcordError {
+  readonly workflowId: string;
+  constructor(workflowId: string) {
+    super('workflow_exists', `workflow \`${workflowId}\` already exists`);
+    this.workflowId = workflowId;
+  }
+}
+
+/** A snapshot failed shape or checksum validation. */
+export class SnapshotError extends ConcordError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('snapshot_invalid', message, options);
+  }
+}
+
+/** A backend is unreachable or failed. `url` says which (credentials removed). */
+export class TransportError extends ConcordError {
+  readonly url: string;
+  constructor(url: string, message: string, options?: { cause?: unknown }) {
+    super('transport_unavailable', `${message} (${redactUrl(url)})`, options);
+    this.url = redactUrl(url);
+  }
+}
+
+/** A lock could not be taken within the wait allowed. */
+export class LockTimeoutError extends ConcordError {
+  readonly key: string;
+  readonly waitedMs: number;
+  constructor(key: string, waitedMs: number) {
+    super('lock_timeout', `lock \`${key}\` not acquired within ${waitedMs} ms`);
+    this.key = key;
+    this.waitedMs = waitedMs;
+  }
+}
+
+/** The bus or manager was closed; no new work is accepted. */
+export class ClosedError extends ConcordError {
+  constructor(what: string) {
+    super('closed', `${what} is closed`);
+  }
+}
+
+/** Removes a password from a URL so it can be shown in errors and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}

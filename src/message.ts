@@ -1,0 +1,479 @@
+import { randomFillSync } from 'node:crypto';
+import { ValidationError } from './errors.js';
+
+/** The six kinds of message. A const object rather than a TS enum: usable as `MessageType.TASK` and as a type. */
+export const MessageType = {
+  TASK: 'task',
+  RESULT: 'result',
+  STATUS: 'status',
+  ERROR: 'error',
+  FEEDBACK: 'feedback',
+  CONTROL: 'control',
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+const TYPES: ReadonlySet<string> = new Set(Object.values(MessageType));
+
+export interface Message<P = Record<string, unknown>> {
+  /** Unique and sortable by creation time (ULID). */
+  id: string;
+  type: MessageType;
+  sender: string;
+  /** `''` for a broadcast or a topic publication. */
+  recipient: string;
+  /** JSON-serialisable. Treat as immutable: the memory transport shares it rather than copying it. */
+  payload: P;
+  /**
+   * When the message was created. Messages made in the same millisecond share one Date instance
+   * (a Date costs ~100 bytes, and a deep queue holds many): treat it as immutable, like the rest.
+   */
+  timestamp: Date;
+  /** Integer 0..10, higher is more urgent. */
+  priority: number;
+  correlationId?: string;
+  /** Transport-neutral extras: `traceparent`, `inReplyTo`, `replyTo`, `topic`, ... */
+  headers: Record<string, string>;
+  /** 1 on first delivery; set by the bus. */
+  attempt: number;
+  /** Time to live from `timestamp`; expired before delivery → dead letter `expired`. */
+  ttlMs?: number;
+}
+
+/** What a producer gives `send`. */
+export interface MessageInput<P = Record<string, unknown>> {
+  sender: string;
+  recipient: string;
+  type: MessageType;
+  payload: P;
+  priority?: number;
+  correlationId?: string;
+  headers?: Record<string, string>;
+  ttlMs?: number;
+  id?: string;
+}
+
+export const DEFAULT_PRIORITY = 5;
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+/** Longest name (sender, recipient, topic, header key) accepted; keeps keys and logs sane. */
+export const MAX_NAME_LENGTH = 256;
+
+// ---------------------------------------------------------------- ids and randomness
+
+// Ids and trace ids are made for every message. Both are written into a reused scratch buffer
+// and read out as one latin1 string, with randomness drawn from a pooled buffer (one
+// randomFillSync per few hundred ids): one allocation per id instead of dozens of partial strings.
+const RANDOM_POOL = Buffer.allocUnsafe(8192);
+let randomOffset = RANDOM_POOL.length;
+/** Offset of `n` fresh random bytes in RANDOM_POOL. */
+function takeRandom(n: number): number {
+  if (randomOffset + n > RANDOM_POOL.length) {
+    randomFillSync(RANDOM_POOL);
+    randomOffset = 0;
+  }
+  const at = randomOffset;
+  randomOffset += n;
+  return at;
+}
+
+/** A buffer's bytes as a one-byte string; Node's latin1Slice skips toString's encoding dispatch. */
+const latin1: (buf: Buffer) => string =
+  typeof (Buffer.prototype as { latin1Slice?: unknown }).latin1Slice === 'function'
+    ? (buf) => (buf as unknown as { latin1Slice(start: number, end: number): string }).latin1Slice(0, buf.length)
+    : (buf) => buf.toString('latin1');
+
+const CROCKFORD = Buffer.from('0123456789ABCDEFGHJKMNPQRSTVWXYZ', 'latin1');
+const ID_SCRATCH = Buffer.alloc(26);
+/** The 16 base-32 digits of the random part of the last id. */
+const idDigits = new Uint8Array(16);
+let idTime = -1;
+
+/**
+ * A new sortable id: a ULID (48-bit ms time + 80 random bits, Crockford base 32), monotonic within
+ * this process: ids made in the same millisecond increment the random part, as `ulidx`'s
+ * `monotonicFactory` does, so they sort in creation order.
+ */
+export function newId(): string {
+  let now = Date.now();
+  if (now <= idTime) {
+    let i = 15;
+    while (i >= 0 && idDigits[i] === 31) {
+      idDigits[i] = 0;
+      ID_SCRATCH[10 + i] = CROCKFORD[0] as number;
+      i--;
+    }
+    if (i >= 0) {
+      const d = (idDigits[i] as number) + 1;
+      idDigits[i] = d;
+      ID_SCRATCH[10 + i] = CROCKFORD[d] as number;
+      return latin1(ID_SCRATCH);
+    }
+    now = idTime + 1; // 2^80 ids in one millisecond: borrow the next one
+  }
+  idTime = now;
+  let t = now;
+  for (let i = 9; i >= 0; i--) {
+    const digit = t % 32;
+    ID_SCRATCH[i] = CROCKFORD[digit] as number;
+    t = (t - digit) / 32;
+  }
+  const at = takeRandom(16);
+  for (let i = 0; i < 16; i++) {
+    const d = (RANDOM_POOL[at + i] as number) & 31;
+    idDigits[i] = d;
+    ID_SCRATCH[10 + i] = CROCKFORD[d] as number;
+  }
+  return latin1(ID_SCRATCH);
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return `\`${value.length > 60 ? value.slice(0, 60) + '…' : value}\``;
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) {
+    return `\`${String(value)}\``;
+  }
+  return Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+}
+
+function requireName(field: string, value: unknown, allowEmpty = false): string {
+  if (typeof value !== 'string') throw new ValidationError(`${field} must be a string, got ${describe(value)}`, { field });
+  if (!allowEmpty && value.length === 0) throw new ValidationError(`${field} must not be empty`, { field });
+  if (value.length > MAX_NAME_LENGTH) {
+    throw new ValidationError(`${field} must be at most ${MAX_NAME_LENGTH} characters, got ${value.length}`, { field });
+  }
+  return value;
+}
+
+export function validatePriority(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 10) {
+    throw new ValidationError(`priority must be an integer 0..10, got ${describe(value)}`, { field: 'priority' });
+  }
+  return value;
+}
+
+export function validateType(value: unknown): MessageType {
+  if (typeof value !== 'string' || !TYPES.has(value)) {
+    throw new ValidationError(`type must be one of ${[...TYPES].join(', ')}, got ${describe(value)}`, { field: 'type' });
+  }
+  return value as MessageType;
+}
+
+function rejectNonJson(this: unknown, key: string, value: unknown): unknown {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return value;
+    case 'number':
+      if (!Number.isFinite(value)) throw new ValidationError(`payload${key ? '.' + key : ''} must be a finite number, got ${value}`, { field: 'payload' });
+      return value;
+    case 'object': {
+      if (value === null || Array.isArray(value)) return value;
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) {
+        throw new ValidationError(
+          `payload${key ? '.' + key : ''} must be plain JSON data, got an instance of ${proto?.constructor?.name ?? 'unknown'}`,
+          { field: 'payload' },
+        );
+      }
+      return value;
+    }
+    default:
+      throw new ValidationError(`payload${key ? '.' + key : ''} is not JSON-serialisable (a ${typeof value})`, { field: 'payload' });
+  }
+}
+
+/**
+ * Checks that a payload is plain JSON data no larger than `maxBytes` and returns its JSON text.
+ * Throws `ValidationError` for cycles, functions, class instances, non-finite numbers, or size.
+ */
+export function serializePayload(payload: unknown, maxBytes: number): string {
+  if (payload === null || typeof payload !== 'object') {
+    throw new ValidationError(`payload must be a JSON object or array, got ${describe(payload)}`, { field: 'payload' });
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(payload, rejectNonJson);
+  } catch (err) {
+    if (err instanceof ValidationError) throw err;
+    throw new ValidationError(`payload is not JSON-serialisable: ${(err as Error).message}`, { field: 'payload', cause: err });
+  }
+  // Length in UTF-16 units is a lower bound on UTF-8 bytes and at most 3x below it: only measure when near the limit.
+  if (json.length * 3 > maxBytes) {
+    const bytes = Buffer.byteLength(json, 'utf8');
+    if (bytes > maxBytes) {
+      throw new ValidationError(`payload must be at most ${maxBytes} bytes as JSON, got ${bytes}`, { field: 'payload' });
+    }
+  }
+  return json;
+}
+
+/** Carries a leaf validation failure up the walk so each level can prefix its key to the path. */
+class PayloadFault {
+  constructor(
+    readonly path: string,
+    readonly problem: string,
+  ) {}
+}
+
+/** Deeper than this is either a cycle or not a message payload. */
+const MAX_PAYLOAD_DEPTH = 256;
+
+/**
+ * Upper bound of the UTF-8 size of `value` as JSON (a string unit is at most 6 bytes escaped),
+ * checking on the way that it is plain JSON data. Allocation-free on the good path.
+ */
+function jsonBound(value: unknown, depth: number): number {
+  switch (typeof value) {
+    case 'string':
+      return 2 + 6 * value.length;
+    case 'boolean':
+      return 5;
+    case 'number':
+      if (!Number.isFinite(value)) throw new PayloadFault('', `must be a finite number, got ${value}`);
+      return 25;
+    case 'object': {
+      if (value === null) return 4;
+      if (depth >= MAX_PAYLOAD_DEPTH) throw new PayloadFault('', `is nested deeper than ${MAX_PAYLOAD_DEPTH} levels (or cyclic)`);
+      if (Array.isArray(value)) {
+        let size = 2 + value.length;
+        for (let i = 0; i < value.length; i++) {
+          try {
+            size += jsonBound(value[i], depth + 1);
+          } catch (fault) {
+            throw fault instanceof PayloadFault ? new PayloadFault(`[${i}]${fault.path}`, fault.problem) : fault;
+          }
+        }
+        return size;
+      }
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) {
+        throw new PayloadFault('', `must be plain JSON data, got an instance of ${proto?.constructor?.name ?? 'unknown'}`);
+      }
+      let size = 2;
+      for (const key in value) {
+        if (!Object.prototype.hasOwnProperty.call(value, key)) continue;
+        try {
+          size += 4 + 6 * key.length + jsonBound((value as Record<string, unknown>)[key], depth + 1);
+        } catch (fault) {
+          throw fault instanceof PayloadFault ? new PayloadFault(`.${key}${fault.path}`, fault.problem) : fault;
+        }
+      }
+      return size;
+    }
+    default:
+      throw new PayloadFault('', `is not JSON-serialisable (a ${typeof value})`);
+  }
+}
+
+/**
+ * Checks that a payload is a JSON object or array of plain JSON data (no cycles, functions,
+ * `undefined`, class instances such as Date, or non-finite numbers) no larger than `maxBytes`
+ * as UTF-8 JSON, without building its JSON text unless it is close to the limit.
+ * Throws `ValidationError` naming the path of the first offending value.
+ */
+export function validatePayload(payload: unknown, maxBytes: number): void {
+  if (payload === null || typeof payload !== 'object') {
+    throw new ValidationError(`payload must be a JSON object or array, got ${describe(payload)}`, { field: 'payload' });
+  }
+  let bound: number;
+  try {
+    bound = jsonBound(payload, 0);
+  } catch (fault) {
+    if (fault instanceof PayloadFault) throw new ValidationError(`payload${fault.path} ${fault.problem}`, { field: 'payload' });
+    throw new ValidationError(`payload is not JSON-serialisable: ${(fault as Error).message}`, { field: 'payload', cause: fault });
+  }
+  if (bound <= maxBytes) return;
+  const bytes = Buffer.byteLength(JSON.stringify(payload), 'utf8');
+  if (bytes > maxBytes) {
+    throw new ValidationError(`payload must be at most ${maxBytes} bytes as JSON, got ${bytes}`, { field: 'payload' });
+  }
+}
+
+function validateHeaders(headers: unknown): Record<string, string> {
+  if (headers === undefined) return {};
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) {
+    throw new ValidationError(`headers must be an object of strings, got ${describe(headers)}`, { field: 'headers' });
+  }
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (typeof v !== 'string') throw new ValidationError(`headers.${k} must be a string, got ${describe(v)}`, { field: 'headers' });
+    out[k] = v;
+  }
+  return out;
+}
+
+let lastStamp: Date = new Date(0);
+/** The current time as a Date, one instance per millisecond (see `Message.timestamp`). */
+function stampNow(): Date {
+  const now = Date.now();
+  if (lastStamp.getTime() !== now) lastStamp = new Date(now);
+  return lastStamp;
+}
+
+/**
+ * Validates a producer's input and stamps it into a `Message` (id, timestamp, defaults, attempt 0).
+ * Nothing is enqueued by this function; the bus calls it before touching any transport.
+ */
+export function createMessage<P>(input: MessageInput<P>, maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES): Message<P> {
+  if (input === null || typeof input !== 'object') {
+    throw new ValidationError(`message must be an object, got ${describe(input)}`);
+  }
+  const sender = requireName('sender', input.sender);
+  const recipient = requireName('recipient', input.recipient, true);
+  const type = validateType(input.type);
+  const priority = input.priority === undefined ? DEFAULT_PRIORITY : validatePriority(input.priority);
+  validatePayload(input.payload, maxPayloadBytes);
+  if (input.correlationId !== undefined) requireName('correlationId', input.correlationId);
+  if (input.id !== undefined) requireName('id', input.id);
+  if (input.ttlMs !== undefined && (typeof input.ttlMs !== 'number' || !(input.ttlMs > 0) || !Number.isFinite(input.ttlMs))) {
+    throw new ValidationError(`ttlMs must be a positive number of milliseconds, got ${describe(input.ttlMs)}`, { field: 'ttlMs' });
+  }
+  const message: Message<P> = {
+    id: input.id ?? newId(),
+    type,
+    sender,
+    recipient,
+    payload: input.payload,
+    timestamp: stampNow(),
+    priority,
+    headers: validateHeaders(input.headers),
+    attempt: 0,
+  };
+  if (input.correlationId !== undefined) message.correlationId = input.correlationId;
+  if (input.ttlMs !== undefined) message.ttlMs = input.ttlMs;
+  return message;
+}
+
+// ---------------------------------------------------------------- W3C trace context
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+const HEX_CODES = Buffer.from('0123456789abcdef', 'latin1');
+const TRACE_SCRATCH = Buffer.from('00-00000000000000000000000000000000-0000000000000000-01', 'latin1');
+
+/** Writes `bytes` random bytes as hex into TRACE_SCRATCH at `pos`; false if they were all zero (invalid in W3C). */
+function writeRandomHex(pos: number, bytes: number): boolean {
+  const at = takeRandom(bytes);
+  let nonZero = 0;
+  for (let i = 0; i < bytes; i++) {
+    const b = RANDOM_POOL[at + i] as number;
+    nonZero |= b;
+    TRACE_SCRATCH[pos++] = HEX_CODES[b >> 4] as number;
+    TRACE_SCRATCH[pos++] = HEX_CODES[b & 15] as number;
+  }
+  return nonZero !== 0;
+}
+
+/** A fresh `traceparent` (version 00, sampled) starting a new trace. */
+export function newTraceparent(): string {
+  while (!writeRandomHex(3, 16));
+  while (!writeRandomHex(36, 8));
+  TRACE_SCRATCH[53] = 0x30; // flags 01: sampled
+  TRACE_SCRATCH[54] = 0x31;
+  return latin1(TRACE_SCRATCH);
+}
+
+/** A `traceparent` for a child span of `parent` (same trace id, new span id); a new trace if `parent` is invalid. */
+export function childTraceparent(parent: string | undefined): string {
+  if (parent === undefined || !TRACEPARENT.test(parent)) return newTraceparent();
+  for (let i = 3; i < 35; i++) TRACE_SCRATCH[i] = parent.charCodeAt(i);
+  TRACE_SCRATCH[53] = parent.charCodeAt(53);
+  TRACE_SCRATCH[54] = parent.charCodeAt(54);
+  while (!writeRandomHex(36, 8));
+  return latin1(TRACE_SCRATCH);
+}
+
+/** The 32-hex trace id of a `traceparent`, or undefined. */
+export function traceIdOf(traceparent: string | undefined): string | undefined {
+  return traceparent ? TRACEPARENT.exec(traceparent)?.[1] : undefined;
+}
+
+// ---------------------------------------------------------------- wire codec
+
+/** Largest encoded message `decodeMessage` accepts by default (payload limit plus room for the envelope). */
+export const DEFAULT_MAX_WIRE_BYTES = DEFAULT_MAX_PAYLOAD_BYTES + 64 * 1024;
+
+/** The JSON wire form (see schema/message.schema.json): the message with an ISO-8601 timestamp. */
+export function encodeMessage(message: Message<unknown>): string {
+  return JSON.stringify({
+    id: message.id,
+    type: message.type,
+    sender: message.sender,
+    recipient: message.recipient,
+    payload: message.payload,
+    timestamp: message.timestamp.toISOString(),
+    priority: message.priority,
+    ...(message.correlationId !== undefined ? { correlationId: message.correlationId } : {}),
+    headers: message.headers,
+    attempt: message.attempt,
+    ...(message.ttlMs !== undefined ? { ttlMs: message.ttlMs } : {}),
+  });
+}
+
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+const WIRE_KEYS = new Set(['id', 'type', 'sender', 'recipient', 'payload', 'timestamp', 'priority', 'correlationId', 'headers', 'attempt', 'ttlMs']);
+
+function hostileKeys(this: unknown, key: string, value: unknown): unknown {
+  if (FORBIDDEN_KEYS.has(key)) throw new ValidationError(`wire message contains the forbidden key \`${key}\``);
+  return value;
+}
+
+/**
+ * Decodes the wire form. Malformed or hostile input (not JSON, wrong types, oversized,
+ * `__proto__`/`constructor`/`prototype` keys anywhere, unknown fields) throws `ValidationError`
+ * and nothing else.
+ */
+export function decodeMessage(raw: unknown, maxBytes = DEFAULT_MAX_WIRE_BYTES): Message {
+  if (typeof raw !== 'string') throw new ValidationError(`wire message must be a string, got ${describe(raw)}`);
+  if (raw.length > maxBytes) throw new ValidationError(`wire message must be at most ${maxBytes} bytes, got ${raw.length}`);
+  let data: unknown;
+  try {
+    data = JSON.parse(raw, hostileKeys);
+  } catch (err) {
+    if (err instanceof ValidationError) throw err;
+    throw new ValidationError(`wire message is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new ValidationError(`wire message must be a JSON object, got ${describe(data)}`);
+  }
+  const o = data as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!WIRE_KEYS.has(key)) throw new ValidationError(`wire message has an unknown field \`${key}\``, { field: key });
+  }
+  const id = requireName('id', o['id']);
+  const type = validateType(o['type']);
+  const sender = requireName('sender', o['sender']);
+  const recipient = requireName('recipient', o['recipient'], true);
+  const priority = validatePriority(o['priority']);
+  const payload = o['payload'];
+  if (payload === null || typeof payload !== 'object') {
+    throw new ValidationError(`payload must be a JSON object or array, got ${describe(payload)}`, { field: 'payload' });
+  }
+  const ts = o['timestamp'];
+  if (typeof ts !== 'string' || !ISO_TIMESTAMP.test(ts) || Number.isNaN(Date.parse(ts))) {
+    throw new ValidationError(`timestamp must be an ISO-8601 date-time, got ${describe(ts)}`, { field: 'timestamp' });
+  }
+  const attempt = o['attempt'];
+  if (typeof attempt !== 'number' || !Number.isInteger(attempt) || attempt < 0) {
+    throw new ValidationError(`attempt must be a non-negative integer, got ${describe(attempt)}`, { field: 'attempt' });
+  }
+  const message: Message = {
+    id,
+    type,
+    sender,
+    recipient,
+    payload: payload as Record<string, unknown>,
+    timestamp: new Date(ts),
+    priority,
+    headers: validateHeaders(o['headers'] ?? {}),
+    attempt,
+  };
+  if (o['correlationId'] !== undefined) message.correlationId = requireName('correlationId', o['correlationId']);
+  const ttl = o['ttlMs'];
+  if (ttl !== undefined) {
+    if (typeof ttl !== 'number' || !(ttl > 0) || !Number.isFinite(ttl)) {
+      throw new ValidationError(`ttlMs must be a positive number, got ${describe(ttl)}`, { field: 'ttlMs' });
+    }
+    message.ttlMs = ttl;
+  }
+  return message;
+}

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    // 2-core machines: keep parallel files modest so timing-sensitive lease tests stay honest.
+    maxWorkers: 2,
+    reporters: ['default'],
+  },
+});
