@@ -1,0 +1,637 @@
+import { ClosedError, ValidationError } from '../../errors.js';
+import type { Message } from '../../message.js';
+import { IndexedHeap, KeyedHeap, type HeapItem } from '../../bus/heap.js';
+import type {
+  DeadLetter,
+  EnqueueEntry,
+  EnqueueResult,
+  Lease,
+  LeaseOptions,
+  QueueDepth,
+  Transport,
+} from '../../bus/transport.js';
+
+/** The record no longer tracks the message (it went back to the ready heap, or was acked or dead-lettered). */
+const DETACHED = 0;
+const DELAYED = 1;
+const LEASED = 2;
+
+/** setTimeout cannot wait longer than this; longer waits simply re-arm. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * A message while it is leased or delayed. A message waiting in the ready heap has no record (the
+ * heap keeps the message itself, its order key and its lease count), so a deep backlog costs no
+ * wrapper object per message; a record is made when the message is leased or delayed.
+ */
+class Entry implements HeapItem {
+  heapIndex = -1;
+  state = DETACHED;
+  /** Times leased so far (the `attempt` of the current delivery when leased). */
+  leases = 0;
+  /** Number of the current lease (0 when not leased); the lease token is its decimal string. */
+  leaseId = 0;
+  /** Lease deadline (epoch ms) while leased. */
+  deadline = 0;
+  readonly queue: QueueState;
+  readonly message: Message;
+  /** Its place in the ready order: priority desc, then enqueue order (see `readyKey`). Kept across requeues. */
+  readonly key: number;
+
+  constructor(queue: QueueState, message: Message, key: number, leases: number) {
+    this.queue = queue;
+    this.message = message;
+    this.key = key;
+    this.leases = leases;
+  }
+}
+
+/**
+ * Priority and enqueue sequence folded into one number, smaller leaves first: exact in a double
+ * for priorities 0..10 and 2^43 (about 8.8e12) enqueues.
+ */
+function readyKey(priority: number, seq: number): number {
+  return (10 - priority) * 8_796_093_022_208 + seq;
+}
+
+/** A `lease()` call waiting for a message. */
+interface Waiter {
+  queue: QueueState;
+  max: number;
+  leaseMs: number;
+  /** Epoch ms when the wait ends empty (Infinity: only a message or the signal ends it). */
+  until: number;
+  signal: AbortSignal | undefined;
+  resolve: (leases: Lease[]) => void;
+  done: boolean;
+}
+
+const deadlineOrder = (a: Entry, b: Entry): boolean => a.deadline < b.deadline || (a.deadline === b.deadline && a.key < b.key);
+
+class QueueState {
+  readonly name: string;
+  /** Visible messages by `readyKey` (priority desc, then enqueue order), each with its lease count as aux. */
+  readonly ready = new KeyedHeap<Message>();
+  /** Messages not visible yet (backoff, delayed sends), keyed by the time they become visible. */
+  readonly delayed = new KeyedHeap<Entry>();
+  /** Leased messages: earliest deadline first. */
+  readonly leased = new IndexedHeap<Entry>(deadlineOrder);
+  waiters: Waiter[] = [];
+  /** Waiters not yet done. */
+  live = 0;
+  /** The one timer of this queue: wakes waiters when a message becomes visible, a lease runs out or a wait ends. */
+  timer: NodeJS.Timeout | null = null;
+  timerAt = Infinity;
+
+  constructor(name: string) {
+    this.name = name;
+  }
+}
+
+/** A lease handed out by the memory transport; it knows its entry, so ack/requeue are O(1). */
+class MemoryLease implements Lease {
+  readonly queue: string;
+  readonly message: Message;
+  deadline: number;
+  readonly #entry: Entry;
+  readonly #id: number;
+
+  constructor(entry: Entry, message: Message, id: number, deadline: number) {
+    this.queue = entry.queue.name;
+    this.message = message;
+    this.deadline = deadline;
+    this.#entry = entry;
+    this.#id = id;
+  }
+
+  /** Made on demand: most leases are acked through their entry without anyone reading it. */
+  get token(): string {
+    return String(this.#id);
+  }
+
+  /** The entry this lease was for and the lease number, when the lease came from this transport. */
+  static entryOf(lease: Lease): Entry | undefined {
+    return #entry in lease ? (lease as MemoryLease).#entry : undefined;
+  }
+
+  static idOf(lease: Lease): number {
+    return #id in lease ? (lease as MemoryLease).#id : Number(lease.token);
+  }
+}
+
+/** The message as one delivery sees it: a shallow copy carrying this delivery's attempt. */
+function deliveryCopy(m: Message, attempt: number): Message {
+  const copy: Message = {
+    id: m.id,
+    type: m.type,
+    sender: m.sender,
+    recipient: m.recipient,
+    payload: m.payload,
+    timestamp: m.timestamp,
+    priority: m.priority,
+    headers: m.headers,
+    attempt,
+  };
+  if (m.correlationId !== undefined) copy.correlationId = m.correlationId;
+  if (m.ttlMs !== undefined) copy.ttlMs = m.ttlMs;
+  return copy;
+}
+
+const ENQUEUED: EnqueueResult = Object.freeze({ status: 'enqueued' });
+const NO_RECIPIENT: EnqueueResult = Object.freeze({ status: 'no_recipient' });
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/** Options of {@link MemoryTransport}. */
+export interface MemoryTransportOptions {
+  /** Shown in errors and logs (default `memory://`). */
+  url?: string;
+}
+
+/**
+ * The in-process transport, and the default. Each queue is a binary heap ordered by
+ * (priority desc, enqueue order) plus a heap of delayed messages and a heap of lease deadlines;
+ * a queue has at most one timer (for its earliest event) and only while a consumer waits.
+ * Waiting consumers are woken synchronously by `enqueue`, without polling. A queued message costs
+ * no wrapper object (the heap holds the message, its order key and its lease count); each
+ * delivery gets a shallow copy carrying its `attempt`, sharing the payload, so treat payloads as
+ * immutable. It also offers the port's synchronous twins (`enqueueNow`, `leaseNow`, `ackNow`,
+ * `publishNow`, `depthNow`), which the bus prefers. Nothing survives the process.
+ *
+ * Several buses given the same instance share every queue, recipient, dead letter and topic, like
+ * several processes on one Redis.
+ *
+ * @example
+ * const transport = new MemoryTransport();
+ * const a = new MessageBus({ transport });
+ * const b = new MessageBus({ transport }); // another "process" on the same backend
+ */
+export class MemoryTransport implements Transport {
+  /** Always `memory`. */
+  readonly kind = 'memory';
+  /** `memory://` unless given. */
+  readonly url: string;
+
+  readonly #queues = new Map<string, QueueState>();
+  readonly #recipients = new Set<string>();
+  readonly #deadLetters = new Map<string, DeadLetter>();
+  readonly #dedupe = new Map<string, { message: Message; expiresAt: number }>();
+  readonly #subscribers = new Map<string, Set<(message: Message) => void>>();
+  readonly #signalWaiters = new WeakMap<AbortSignal, Set<Waiter>>();
+  #seq = 0;
+  #tokens = 0;
+  #closed = false;
+
+  constructor(options: MemoryTransportOptions = {}) {
+    this.url = options.url ?? 'memory://';
+  }
+
+  /** Nothing to open; fails only after `close()`. */
+  async connect(): Promise<void> {
+    if (this.#closed) throw new ClosedError('memory transport');
+  }
+
+  /** Marks `queue` as an agent that may be sent to. */
+  async addRecipient(queue: string): Promise<void> {
+    this.#open();
+    if (typeof queue !== 'string' || queue.length === 0) {
+      throw new ValidationError(`recipient queue must be a non-empty string, got \`${String(queue)}\``, { field: 'queue' });
+    }
+    this.#recipients.add(queue);
+  }
+
+  /** Forgets a recipient; messages already in its queue stay there. */
+  async removeRecipient(queue: string): Promise<void> {
+    this.#open();
+    this.#recipients.delete(queue);
+  }
+
+  /** Whether `queue` is a registered recipient. */
+  async hasRecipient(queue: string): Promise<boolean> {
+    this.#open();
+    return this.#recipients.has(queue);
+  }
+
+  /** See {@link Transport.enqueue}. Wakes waiting consumers before it returns. */
+  enqueue(entries: EnqueueEntry[]): Promise<EnqueueResult[]> {
+    if (this.#closed) return Promise.reject(new ClosedError('memory transport'));
+    return Promise.resolve(this.enqueueNow(entries));
+  }
+
+  /** `enqueue`, synchronously. */
+  enqueueNow(entries: EnqueueEntry[]): EnqueueResult[] {
+    this.#open();
+    const now = Date.now();
+    const results: EnqueueResult[] = new Array(entries.length);
+    let touched: QueueState | Set<QueueState> | undefined;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i] as EnqueueEntry;
+      const message = e.message;
+      if (e.dedupeWindowMs > 0) {
+        this.#sweepDedupe(now);
+        const prior = this.#dedupe.get(message.id);
+        if (prior !== undefined && prior.expiresAt > now) {
+          results[i] = { status: 'duplicate', original: prior.message };
+          continue;
+        }
+      }
+      if (e.requireRecipient && !this.#recipients.has(e.queue)) {
+        results[i] = NO_RECIPIENT;
+        continue;
+      }
+      const q = this.#queue(e.queue);
+      const key = readyKey(message.priority, this.#seq++);
+      if (e.visibleAt <= now) {
+        q.ready.push(message, key, 0);
+      } else {
+        const entry = new Entry(q, message, key, 0);
+        entry.state = DELAYED;
+        q.delayed.push(entry, e.visibleAt);
+      }
+      if (e.dedupeWindowMs > 0) this.#dedupe.set(message.id, { message, expiresAt: now + e.dedupeWindowMs });
+      results[i] = ENQUEUED;
+      if (q.live > 0) {
+        if (touched === undefined) touched = q;
+        else if (touched !== q) {
+          if (!(touched instanceof Set)) touched = new Set([touched]);
+          touched.add(q);
+        }
+      }
+    }
+    if (touched instanceof Set) for (const q of touched) this.#wake(q, now);
+    else if (touched !== undefined) this.#wake(touched, now);
+    return results;
+  }
+
+  /** See {@link Transport.lease}. */
+  lease(queue: string, options: LeaseOptions): Promise<Lease[]> {
+    if (this.#closed) return Promise.resolve([]);
+    const { leaseMs, waitMs } = options;
+    const max = options.max ?? 1;
+    if (!(leaseMs > 0) || !(waitMs >= 0) || !(max >= 1)) {
+      return Promise.reject(
+        new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`),
+      );
+    }
+    const q = this.#queue(queue);
+    const now = Date.now();
+    this.#reclaim(q, now);
+    if (q.ready.size > 0) {
+      // Consumers that waited longer go first.
+      if (q.live > 0) this.#serve(q, now);
+      if (q.ready.size > 0) return Promise.resolve(this.#take(q, max, leaseMs, now));
+    }
+    const signal = options.signal;
+    if (waitMs === 0 || signal?.aborted) return Promise.resolve([]);
+    return new Promise<Lease[]>((resolve) => {
+      const waiter: Waiter = { queue: q, max, leaseMs, until: now + waitMs, signal, resolve, done: false };
+      q.waiters.push(waiter);
+      q.live++;
+      if (signal !== undefined) this.#watchSignal(signal, waiter);
+      this.#arm(q, now);
+    });
+  }
+
+  /** See {@link Transport.ack}. */
+  ack(lease: Lease): Promise<boolean> {
+    return Promise.resolve(this.ackNow(lease));
+  }
+
+  /** `ack`, synchronously. */
+  ackNow(lease: Lease): boolean {
+    const entry = this.#owned(lease);
+    if (entry === undefined) return false;
+    entry.queue.leased.remove(entry);
+    entry.state = DETACHED;
+    entry.leaseId = 0;
+    return true;
+  }
+
+  /** `lease` without waiting: the messages visible now, possibly none. */
+  leaseNow(queue: string, options: LeaseOptions): Lease[] {
+    if (this.#closed) return [];
+    const leaseMs = options.leaseMs;
+    const max = options.max ?? 1;
+    if (!(leaseMs > 0) || !(max >= 1)) {
+      throw new ValidationError(`lease needs leaseMs > 0 and max >= 1, got ${leaseMs}, ${max}`);
+    }
+    const q = this.#queues.get(queue);
+    if (q === undefined) return [];
+    const now = Date.now();
+    this.#reclaim(q, now);
+    if (q.ready.size === 0) return [];
+    if (q.live > 0) this.#serve(q, now);
+    return this.#take(q, max, leaseMs, now);
+  }
+
+  /** See {@link Transport.requeue}. The message keeps its place in the priority/FIFO order. */
+  requeue(lease: Lease, options: { delayMs: number }): Promise<boolean> {
+    const entry = this.#owned(lease);
+    if (entry === undefined) return Promise.resolve(false);
+    const q = entry.queue;
+    const now = Date.now();
+    q.leased.remove(entry);
+    entry.leaseId = 0;
+    const delayMs = options.delayMs;
+    if (delayMs > 0) {
+      entry.state = DELAYED;
+      q.delayed.push(entry, now + delayMs);
+      if (q.live > 0) this.#arm(q, now);
+    } else {
+      entry.state = DETACHED;
+      q.ready.push(entry.message, entry.key, entry.leases);
+      if (q.live > 0) this.#wake(q, now);
+    }
+    return Promise.resolve(true);
+  }
+
+  /** See {@link Transport.extendLease}. */
+  extendLease(lease: Lease, ms: number): Promise<boolean> {
+    if (!(ms > 0)) return Promise.reject(new ValidationError(`lease extension must be a positive number of ms, got ${ms}`));
+    const entry = this.#owned(lease);
+    if (entry === undefined) return Promise.resolve(false);
+    entry.deadline = Date.now() + ms;
+    entry.queue.leased.update(entry);
+    lease.deadline = entry.deadline;
+    return Promise.resolve(true);
+  }
+
+  /** See {@link Transport.deadLetter}. A later letter for the same message id replaces the earlier one. */
+  deadLetter(letter: DeadLetter, lease?: Lease): Promise<boolean> {
+    if (this.#closed) return Promise.reject(new ClosedError('memory transport'));
+    if (lease !== undefined) {
+      const entry = this.#owned(lease);
+      if (entry === undefined) return Promise.resolve(false);
+      entry.queue.leased.remove(entry);
+      entry.state = DETACHED;
+      entry.leaseId = 0;
+    }
+    this.#deadLetters.delete(letter.message.id);
+    this.#deadLetters.set(letter.message.id, letter);
+    return Promise.resolve(true);
+  }
+
+  /** Dead letters, oldest first. */
+  async listDeadLetters(options: { limit?: number } = {}): Promise<DeadLetter[]> {
+    this.#open();
+    const limit = options.limit ?? Infinity;
+    const out: DeadLetter[] = [];
+    for (const letter of this.#deadLetters.values()) {
+      if (out.length >= limit) break;
+      out.push(letter);
+    }
+    return out;
+  }
+
+  /** Removes and returns the dead letter of `messageId`, or null. */
+  async takeDeadLetter(messageId: string): Promise<DeadLetter | null> {
+    this.#open();
+    const letter = this.#deadLetters.get(messageId);
+    if (letter === undefined) return null;
+    this.#deadLetters.delete(messageId);
+    return letter;
+  }
+
+  /** Removes every dead letter; returns how many. */
+  async purgeDeadLetters(): Promise<number> {
+    this.#open();
+    const n = this.#deadLetters.size;
+    this.#deadLetters.clear();
+    return n;
+  }
+
+  /**
+   * Hands `message` to the subscribers of `topic` and of `'*'` in a microtask, so a slow or
+   * failing subscriber never holds up the publisher. Each subscriber is isolated (a throw is swallowed
+   * here; the bus wraps subscribers to log and count their failures).
+   */
+  publish(topic: string, message: Message): Promise<void> {
+    if (this.#closed) return Promise.reject(new ClosedError('memory transport'));
+    this.publishNow(topic, message);
+    return RESOLVED;
+  }
+
+  /** `publish`, synchronously; subscribers are still called in a microtask. */
+  publishNow(topic: string, message: Message): void {
+    this.#open();
+    const exact = this.#subscribers.get(topic);
+    const all = topic === '*' ? undefined : this.#subscribers.get('*');
+    if ((exact === undefined || exact.size === 0) && (all === undefined || all.size === 0)) return;
+    queueMicrotask(() => {
+      if (exact !== undefined) for (const handler of exact) callIsolated(handler, message);
+      if (all !== undefined) for (const handler of all) callIsolated(handler, message);
+    });
+  }
+
+  /** Subscribes to `topic` (`'*'` = every publication); live when it resolves. */
+  async subscribe(topic: string, handler: (message: Message) => void): Promise<() => Promise<void>> {
+    this.#open();
+    let set = this.#subscribers.get(topic);
+    if (set === undefined) this.#subscribers.set(topic, (set = new Set()));
+    // A wrapper, so the same function subscribed twice counts twice and unsubscribes once.
+    const entry = (message: Message): void => handler(message);
+    set.add(entry);
+    return async () => {
+      set.delete(entry);
+      if (set.size === 0 && this.#subscribers.get(topic) === set) this.#subscribers.delete(topic);
+    };
+  }
+
+  /** Ready, delayed and leased counts of `queue`. */
+  async depth(queue: string): Promise<QueueDepth> {
+    return this.depthNow(queue);
+  }
+
+  /** Same as `depth`, synchronously. */
+  depthNow(queue: string): QueueDepth {
+    const q = this.#queues.get(queue);
+    if (q === undefined) return { ready: 0, delayed: 0, inFlight: 0 };
+    this.#reclaim(q, Date.now());
+    return { ready: q.ready.size, delayed: q.delayed.size, inFlight: q.leased.size };
+  }
+
+  /** Wakes every waiting `lease` with `[]`, stops timers and drops all data. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const q of this.#queues.values()) {
+      const waiters = q.waiters;
+      q.waiters = [];
+      for (const w of waiters) this.#finish(w, []);
+      if (q.timer !== null) clearTimeout(q.timer);
+      q.timer = null;
+    }
+    this.#queues.clear();
+    this.#subscribers.clear();
+    this.#dedupe.clear();
+    this.#deadLetters.clear();
+    this.#recipients.clear();
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  #open(): void {
+    if (this.#closed) throw new ClosedError('memory transport');
+  }
+
+  #queue(name: string): QueueState {
+    let q = this.#queues.get(name);
+    if (q === undefined) this.#queues.set(name, (q = new QueueState(name)));
+    return q;
+  }
+
+  /** Forgets dedupe records whose window passed (oldest first: insertion order is time order). */
+  #sweepDedupe(now: number): void {
+    for (const [id, record] of this.#dedupe) {
+      if (record.expiresAt > now) break;
+      this.#dedupe.delete(id);
+    }
+  }
+
+  /** The entry a lease still owns, or undefined when the lease was lost (expired, acked, moved, or the transport closed). */
+  #owned(lease: Lease): Entry | undefined {
+    if (this.#closed) return undefined;
+    let entry = MemoryLease.entryOf(lease);
+    if (entry === undefined) {
+      // A lease object that did not come from this transport (copied or deserialised): find by token.
+      const q = this.#queues.get(lease.queue);
+      const id = Number(lease.token);
+      entry = q?.leased.values().find((e) => e.leaseId === id);
+      if (entry === undefined) return undefined;
+    }
+    if (entry.state !== LEASED || entry.leaseId !== MemoryLease.idOf(lease) || entry.queue.name !== lease.queue) return undefined;
+    const now = Date.now();
+    if (entry.deadline <= now) {
+      // Ran out: it is visible again, whoever holds this lease lost it.
+      this.#reclaim(entry.queue, now);
+      if (entry.queue.live > 0) this.#serve(entry.queue, now);
+      return undefined;
+    }
+    return entry;
+  }
+
+  /** Makes expired leases and due delayed messages visible. */
+  #reclaim(q: QueueState, now: number): void {
+    let e: Entry | undefined;
+    while ((e = q.leased.peek()) !== undefined && e.deadline <= now) {
+      q.leased.pop();
+      e.state = DETACHED;
+      e.leaseId = 0;
+      q.ready.push(e.message, e.key, e.leases);
+    }
+    while (q.delayed.peekKey() <= now) {
+      e = q.delayed.pop() as Entry;
+      e.state = DETACHED;
+      q.ready.push(e.message, e.key, e.leases);
+    }
+  }
+
+  /** Leases up to `max` ready messages. */
+  #take(q: QueueState, max: number, leaseMs: number, now: number): Lease[] {
+    const out: Lease[] = [];
+    const deadline = now + leaseMs;
+    const ready = q.ready;
+    while (out.length < max) {
+      const message = ready.pop();
+      if (message === undefined) break;
+      const entry = new Entry(q, message, ready.poppedKey, ready.poppedAux + 1);
+      entry.state = LEASED;
+      entry.deadline = deadline;
+      const id = ++this.#tokens;
+      entry.leaseId = id;
+      q.leased.push(entry);
+      out.push(new MemoryLease(entry, deliveryCopy(entry.message, entry.leases), id, deadline));
+    }
+    return out;
+  }
+
+  /** Reclaims, then hands ready messages to waiting consumers in arrival order. */
+  #wake(q: QueueState, now: number): void {
+    this.#reclaim(q, now);
+    this.#serve(q, now);
+    this.#arm(q, now);
+  }
+
+  #serve(q: QueueState, now: number): void {
+    while (q.ready.size > 0 && q.live > 0) {
+      const w = q.waiters.shift();
+      if (w === undefined) break;
+      if (w.done) continue;
+      this.#finish(w, this.#take(q, w.max, w.leaseMs, now));
+    }
+  }
+
+  #finish(w: Waiter, leases: Lease[]): void {
+    if (w.done) return;
+    w.done = true;
+    w.queue.live--;
+    if (w.signal !== undefined) this.#signalWaiters.get(w.signal)?.delete(w);
+    if (w.queue.live === 0) {
+      w.queue.waiters.length = 0;
+      if (w.queue.timer !== null) {
+        clearTimeout(w.queue.timer);
+        w.queue.timer = null;
+        w.queue.timerAt = Infinity;
+      }
+    }
+    w.resolve(leases);
+  }
+
+  /** One abort listener per signal, however many waits use it (consumer loops reuse theirs). */
+  #watchSignal(signal: AbortSignal, waiter: Waiter): void {
+    let set = this.#signalWaiters.get(signal);
+    if (set === undefined) {
+      const waiters = new Set<Waiter>();
+      set = waiters;
+      this.#signalWaiters.set(signal, waiters);
+      signal.addEventListener(
+        'abort',
+        () => {
+          for (const w of [...waiters]) this.#finish(w, []);
+          waiters.clear();
+        },
+        { once: true },
+      );
+    }
+    set.add(waiter);
+  }
+
+  /** Sets the queue's single timer for its next event, if anybody waits. */
+  #arm(q: QueueState, now: number): void {
+    if (q.live === 0) return;
+    let next = Infinity;
+    let live = 0;
+    for (const w of q.waiters) {
+      if (w.done) continue;
+      live++;
+      if (w.until < next) next = w.until;
+    }
+    if (live !== q.waiters.length) q.waiters = q.waiters.filter((w) => !w.done);
+    const visibleAt = q.delayed.peekKey();
+    if (visibleAt < next) next = visibleAt;
+    const l = q.leased.peek();
+    if (l !== undefined && l.deadline < next) next = l.deadline;
+    if (next === Infinity || (q.timer !== null && q.timerAt <= next)) return;
+    if (q.timer !== null) clearTimeout(q.timer);
+    q.timerAt = next;
+    q.timer = setTimeout(() => this.#tick(q), Math.min(MAX_TIMER_MS, Math.max(0, next - now)));
+  }
+
+  #tick(q: QueueState): void {
+    q.timer = null;
+    q.timerAt = Infinity;
+    if (this.#closed) return;
+    const now = Date.now();
+    this.#reclaim(q, now);
+    this.#serve(q, now);
+    for (const w of q.waiters) if (!w.done && w.until <= now) this.#finish(w, []);
+    this.#arm(q, now);
+  }
+}
+
+function callIsolated(handler: (message: Message) => void, message: Message): void {
+  try {
+    handler(message);
+  } catch {
+    // The bus wraps its subscribers to log and count failures; a raw subscriber's throw must not hurt others.
+  }
+}

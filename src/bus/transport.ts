@@ -1,0 +1,142 @@
+import type { Message } from '../message.js';
+
+/**
+ * The Transport port: the primitives a message backend offers the bus. It knows nothing of
+ * retry policy, dead-letter reasons' meaning, dedupe windows' length, request/reply or agents:
+ * the bus decides *what* happens; a transport only stores, orders, leases and moves messages.
+ *
+ * Ordering every transport must keep: among messages of one queue that are visible, the one
+ * with the highest `priority` is leased first; equal priority leaves in enqueue order (FIFO).
+ * A requeued message keeps its original place in that order once it is visible again.
+ */
+export interface Transport {
+  /** Short backend name: `memory`, `redis`, ... */
+  readonly kind: string;
+  /** The URL it was made from (credentials redacted), for errors and logs. */
+  readonly url: string;
+
+  /** Opens connections; throws `TransportError` naming the URL when the backend is unreachable. Idempotent. */
+  connect(): Promise<void>;
+
+  /** Marks `queue` as a known recipient (an agent). Shared by every bus on the same backend/namespace. */
+  addRecipient(queue: string): Promise<void>;
+  removeRecipient(queue: string): Promise<void>;
+  hasRecipient(queue: string): Promise<boolean>;
+
+  /**
+   * Enqueues each entry atomically and in order (one round trip on networked transports).
+   * Per entry: if `dedupeWindowMs > 0` and an entry with the same message id was enqueued
+   * within that window, nothing is enqueued and the first message is returned; else if
+   * `requireRecipient` and the queue is not a recipient, nothing is enqueued (`no_recipient`).
+   */
+  enqueue(entries: EnqueueEntry[]): Promise<EnqueueResult[]>;
+
+  /**
+   * Leases up to `max` visible messages of `queue` (highest priority first, FIFO within one),
+   * waiting up to `waitMs` for the first one without busy polling. Each leased message has
+   * `attempt` set to how many times it has now been leased (1 on first delivery).
+   * Leases whose deadline passed are first made visible again (crashed or hung consumers).
+   * Resolves `[]` when the wait ends empty or `signal` aborts.
+   */
+  lease(queue: string, options: LeaseOptions): Promise<Lease[]>;
+
+  /** Removes a leased message for good. False if the lease was lost (expired and re-leased or moved). */
+  ack(lease: Lease): Promise<boolean>;
+  /** Returns a leased message to its queue, visible again after `delayMs`. False if the lease was lost. */
+  requeue(lease: Lease, options: { delayMs: number }): Promise<boolean>;
+  /** Moves the lease deadline to now + `ms`. False if the lease was lost. */
+  extendLease(lease: Lease, ms: number): Promise<boolean>;
+
+  /**
+   * Stores a dead letter. With `lease`, the leased message is removed in the same atomic step
+   * (returns false, storing nothing, if that lease was lost).
+   */
+  deadLetter(letter: DeadLetter, lease?: Lease): Promise<boolean>;
+  /** Oldest first. */
+  listDeadLetters(options?: { limit?: number }): Promise<DeadLetter[]>;
+  /** Removes and returns the dead letter of message `messageId` (for redrive). */
+  takeDeadLetter(messageId: string): Promise<DeadLetter | null>;
+  /** Removes every dead letter; returns how many. */
+  purgeDeadLetters(): Promise<number>;
+
+  /** Fans `message` out to every subscriber of `topic` and of `'*'`, in every process. At-most-once. */
+  publish(topic: string, message: Message): Promise<void>;
+  /** Resolves once the subscription is live; the returned function ends it. */
+  subscribe(topic: string, handler: (message: Message) => void): Promise<() => Promise<void>>;
+
+  /** How many messages of `queue` are ready, delayed (not yet visible) and leased. */
+  depth(queue: string): Promise<QueueDepth>;
+  /** Synchronous depth, for transports that can answer without I/O (memory). */
+  depthNow?(queue: string): QueueDepth;
+
+  // Optional synchronous twins, for transports that need no I/O (memory). Same semantics as the
+  // async methods; the bus uses them when present to spare a promise and a tick per message.
+
+  /** `enqueue`, synchronously. */
+  enqueueNow?(entries: EnqueueEntry[]): EnqueueResult[];
+  /** `lease` without waiting (`waitMs` is ignored): what is visible now, possibly `[]`. */
+  leaseNow?(queue: string, options: LeaseOptions): Lease[];
+  /** `ack`, synchronously. */
+  ackNow?(lease: Lease): boolean;
+  /** `publish`, synchronously (subscribers may still be called later). */
+  publishNow?(topic: string, message: Message): void;
+
+  /** Closes connections and wakes every waiting `lease` with `[]`. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface EnqueueEntry {
+  queue: string;
+  message: Message;
+  /** Epoch ms at which the message becomes visible (now for immediate delivery). */
+  visibleAt: number;
+  /** Refuse with `no_recipient` unless `queue` is a registered recipient. */
+  requireRecipient: boolean;
+  /** 0 = no dedupe. */
+  dedupeWindowMs: number;
+}
+
+export type EnqueueResult =
+  | { status: 'enqueued' }
+  | { status: 'duplicate'; original: Message }
+  | { status: 'no_recipient' };
+
+export interface LeaseOptions {
+  /** How long the consumer owns each leased message before it is redelivered. */
+  leaseMs: number;
+  /** How long to wait for a first message; 0 = do not wait. */
+  waitMs: number;
+  /** Most messages to lease at once (default 1). */
+  max?: number;
+  signal?: AbortSignal;
+}
+
+export interface Lease {
+  queue: string;
+  message: Message;
+  /** Identifies this lease: a message re-leased after expiry gets a new token. */
+  token: string;
+  /** Epoch ms. */
+  deadline: number;
+}
+
+export type DeadLetterReason = 'recipient_not_found' | 'max_attempts' | 'expired' | 'malformed';
+
+export interface DeadLetter {
+  message: Message;
+  /** The queue it was on (normally the recipient). */
+  queue: string;
+  reason: DeadLetterReason;
+  /** The last error, as text. */
+  error?: string;
+  attempts: number;
+  deadAt: Date;
+  /** For `malformed`: the raw data found in the queue. */
+  raw?: string;
+}
+
+export interface QueueDepth {
+  ready: number;
+  delayed: number;
+  inFlight: number;
+}

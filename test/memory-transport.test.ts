@@ -1,0 +1,175 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { ClosedError, ValidationError } from '../src/errors.js';
+import { MemoryTransport } from '../src/backends/memory/transport.js';
+import { resolveTransport } from '../src/backends/resolve.js';
+import { MessageType, createMessage, type Message } from '../src/message.js';
+import type { EnqueueEntry, Lease } from '../src/bus/transport.js';
+import { waitFor } from './helpers/services.js';
+
+const transports: MemoryTransport[] = [];
+function open(): MemoryTransport {
+  const t = new MemoryTransport();
+  transports.push(t);
+  return t;
+}
+afterEach(async () => {
+  await Promise.all(transports.splice(0).map((t) => t.close()));
+});
+
+const msg = (priority = 5, n = 0): Message =>
+  createMessage({ sender: 's', recipient: 'q', type: MessageType.TASK, payload: { n }, priority });
+const entry = (message: Message, over: Partial<EnqueueEntry> = {}): EnqueueEntry => ({
+  queue: 'q',
+  message,
+  visibleAt: Date.now(),
+  requireRecipient: false,
+  dedupeWindowMs: 0,
+  ...over,
+});
+
+function timers(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+}
+
+describe('MemoryTransport', () => {
+  it('is what memory:// resolves to', async () => {
+    const t = await resolveTransport('memory://');
+    expect(t).toBeInstanceOf(MemoryTransport);
+    expect(t.kind).toBe('memory');
+    expect(t.url).toBe('memory://');
+    await t.close();
+  });
+
+  it('keeps priority order over a deep random backlog', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 10 }), { minLength: 1, maxLength: 3_000 }), (prios) => {
+        const t = new MemoryTransport();
+        const ms = prios.map((p, n) => msg(p, n));
+        t.enqueueNow(ms.map((m) => entry(m)));
+        const out = t.leaseNow('q', { leaseMs: 10_000, waitMs: 0, max: prios.length });
+        const expected = ms.map((m, n) => ({ m, n })).sort((a, b) => b.m.priority - a.m.priority || a.n - b.n);
+        expect(out.map((l) => l.message.id)).toEqual(expected.map(({ m }) => m.id));
+        void t.close();
+      }),
+      { numRuns: 20 },
+    );
+  });
+
+  it('hands each delivery its own copy of the message with its attempt, sharing the payload', async () => {
+    const t = open();
+    const m = msg();
+    t.enqueueNow([entry(m)]);
+    const [first] = t.leaseNow('q', { leaseMs: 10_000, waitMs: 0 });
+    expect(first?.message).not.toBe(m);
+    expect(first?.message.payload).toBe(m.payload);
+    expect(m.attempt).toBe(0);
+    await t.requeue(first as Lease, { delayMs: 0 });
+    const [second] = t.leaseNow('q', { leaseMs: 10_000, waitMs: 0 });
+    expect(first?.message.attempt).toBe(1);
+    expect(second?.message.attempt).toBe(2);
+  });
+
+  it('accepts a copied lease object, found by its token', async () => {
+    const t = open();
+    t.enqueueNow([entry(msg())]);
+    const [lease] = t.leaseNow('q', { leaseMs: 10_000, waitMs: 0 });
+    const copy: Lease = { queue: lease!.queue, message: lease!.message, token: lease!.token, deadline: lease!.deadline };
+    expect(await t.extendLease(copy, 20_000)).toBe(true);
+    expect(await t.ack(copy)).toBe(true);
+    expect(await t.ack(lease as Lease)).toBe(false);
+  });
+
+  it('has synchronous twins that agree with the async methods', async () => {
+    const t = open();
+    expect(t.enqueueNow([entry(msg(1)), entry(msg(9))]).map((r) => r.status)).toEqual(['enqueued', 'enqueued']);
+    expect(t.depthNow('q')).toEqual({ ready: 2, delayed: 0, inFlight: 0 });
+    const [l] = t.leaseNow('q', { leaseMs: 10_000, waitMs: 0 });
+    expect(l?.message.priority).toBe(9);
+    expect(t.ackNow(l as Lease)).toBe(true);
+    expect(t.ackNow(l as Lease)).toBe(false);
+    expect(await t.depth('q')).toEqual({ ready: 1, delayed: 0, inFlight: 0 });
+    expect(t.leaseNow('unknown', { leaseMs: 10_000, waitMs: 0 })).toEqual([]);
+  });
+
+  it('forgets a dedupe record once its window passed', async () => {
+    const t = open();
+    const m = msg();
+    t.enqueueNow([entry(m, { dedupeWindowMs: 30 })]);
+    expect(t.enqueueNow([entry(m, { dedupeWindowMs: 30 })])[0]?.status).toBe('duplicate');
+    await waitFor(() => t.enqueueNow([entry(m, { dedupeWindowMs: 30 })])[0]?.status === 'enqueued', 'the window to pass');
+    expect(t.depthNow('q').ready).toBe(2);
+  });
+
+  it('refuses bad lease options with ValidationError', async () => {
+    const t = open();
+    await expect(t.lease('q', { leaseMs: 0, waitMs: 0 })).rejects.toBeInstanceOf(ValidationError);
+    await expect(t.lease('q', { leaseMs: 100, waitMs: -1 })).rejects.toBeInstanceOf(ValidationError);
+    await expect(t.lease('q', { leaseMs: 100, waitMs: 0, max: 0 })).rejects.toBeInstanceOf(ValidationError);
+    expect(() => t.leaseNow('q', { leaseMs: -5, waitMs: 0 })).toThrow(ValidationError);
+    await expect(t.addRecipient('')).rejects.toBeInstanceOf(ValidationError);
+  });
+
+  it('isolates subscribers: one throwing does not stop the others; the same handler twice gets it twice', async () => {
+    const t = open();
+    const got: string[] = [];
+    const handler = (m: Message): void => void got.push(m.id);
+    await t.subscribe('x', () => {
+      throw new Error('bad subscriber');
+    });
+    const offA = await t.subscribe('x', handler);
+    await t.subscribe('x', handler);
+    const m = msg();
+    await t.publish('x', m);
+    await waitFor(() => got.length === 2, 'two deliveries');
+    await offA();
+    await t.publish('x', m);
+    await waitFor(() => got.length === 3, 'one more delivery');
+  });
+
+  it('delivers a publication on * once to * subscribers', async () => {
+    const t = open();
+    const got: string[] = [];
+    await t.subscribe('*', (m) => void got.push(m.id));
+    const m = msg();
+    await t.publish('*', m);
+    await t.publish('task', m);
+    await waitFor(() => got.length === 2, 'two deliveries');
+    await t.publish('other', msg());
+    await waitFor(() => got.length === 3, 'a third');
+  });
+
+  it('holds a timer only while a consumer waits', async () => {
+    const t = open();
+    const before = timers();
+    t.enqueueNow([entry(msg(), { visibleAt: Date.now() + 60_000 })]);
+    expect(timers()).toBe(before);
+    const controller = new AbortController();
+    const waiting = t.lease('q', { leaseMs: 1_000, waitMs: 30_000, signal: controller.signal });
+    expect(timers()).toBe(before + 1);
+    controller.abort();
+    expect(await waiting).toEqual([]);
+    expect(timers()).toBe(before);
+  });
+
+  it('serves waiting consumers in arrival order', async () => {
+    const t = open();
+    const first = t.lease('q', { leaseMs: 1_000, waitMs: 10_000 });
+    const second = t.lease('q', { leaseMs: 1_000, waitMs: 10_000 });
+    const [a, b] = [msg(5, 1), msg(5, 2)];
+    t.enqueueNow([entry(a!)]);
+    t.enqueueNow([entry(b!)]);
+    expect((await first)[0]?.message.id).toBe(a!.id);
+    expect((await second)[0]?.message.id).toBe(b!.id);
+  });
+
+  it('refuses work after close with ClosedError, and closing twice is fine', async () => {
+    const t = open();
+    await t.close();
+    await t.close();
+    await expect(t.enqueue([entry(msg())])).rejects.toBeInstanceOf(ClosedError);
+    await expect(t.connect()).rejects.toBeInstanceOf(ClosedError);
+    await expect(t.listDeadLetters()).rejects.toBeInstanceOf(ClosedError);
+    expect(await t.lease('q', { leaseMs: 100, waitMs: 1_000 })).toEqual([]);
+  });
+});
