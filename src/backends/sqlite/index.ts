@@ -1,0 +1,23 @@
+/**
+ * `concord/sqlite`: the durable embedded state store. Needs the optional peer dependency
+ * `better-sqlite3`.
+ *
+ * @example
+ * import { StateManager } from 'concord';
+ * import { createSqliteStore } from 'concord/sqlite';
+ * const state = new StateManager({ store: createSqliteStore('sqlite:./state.db') });
+ * // equivalent: new StateManager({ store: 'sqlite:./state.db' })
+ */
+import { parseSqliteUrl, SqliteStore } from './store.js';
+
+export { SqliteStore, parseSqliteUrl, type SqliteStoreOptions } from './store.js';
+export { MIGRATIONS, SCHEMA_VERSION, type Migration } from './schema.js';
+
+/**
+ * A SqliteStore from a URL: `sqlite:./path.db`, `sqlite:/abs/path.db`, `sqlite::memory:`, with
+ * optional `?namespace=NAME&synchronous=full|normal&busyTimeoutMs=250&pollIntervalMs=50`.
+ * The file is opened (and migrated) by `connect()`, which the StateManager calls.
+ */
+export function createSqliteStore(url: string): SqliteStore {
+  return new SqliteStore(parseSqliteUrl(url));
+}

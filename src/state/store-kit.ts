@@ -1,0 +1,114 @@
+import { ValidationError } from '../errors.js';
+import type { CommitRequest } from './store.js';
+import type { ChangeEvent } from './types.js';
+
+/**
+ * Small pieces every StateStore implementation needs: the commit sanity check and an
+ * ordered, per-subscriber change fan-out. Backends import them so their own code stays thin.
+ */
+
+/** How many change-feed events a store keeps for `changesSince` (older ones are trimmed). */
+export const CHANGE_FEED_RETENTION = 100_000;
+
+/**
+ * Checks what the manager asks a store to commit: the new version follows the expected one
+ * and the history entry describes it. A failure here is a bug in the caller, not a conflict.
+ */
+export function checkCommitShape(request: CommitRequest): void {
+  const { document, change, expectedVersion, historyLimit } = request;
+  const next = (expectedVersion ?? 0) + 1;
+  if (document.version !== next || change.version !== next) {
+    throw new ValidationError(
+      `commit of \`${document.documentId}\` on top of version ${expectedVersion ?? 'none'} must write version ${next}, ` +
+        `got document version ${document.version} and history version ${change.version}`,
+    );
+  }
+  if (!Number.isInteger(historyLimit) || historyLimit < 1) {
+    throw new ValidationError(`historyLimit must be an integer >= 1, got \`${String(historyLimit)}\``, { field: 'historyLimit' });
+  }
+}
+
+interface Subscriber {
+  handler: (event: ChangeEvent) => void;
+  /** Highest revision queued to this subscriber. */
+  cursor: number;
+  queue: ChangeEvent[];
+  flushing: boolean;
+  active: boolean;
+}
+
+/**
+ * Delivers change events to watchers in revision order, each exactly once, asynchronously
+ * (never inside the commit that produced them). Events at or below a subscriber's cursor are
+ * skipped, so a store may hand the same batch to everyone and replay backlogs safely. A
+ * throwing handler is reported as a process warning and does not stop the feed.
+ */
+export class ChangeFanout {
+  #subscribers = new Set<Subscriber>();
+
+  /** Adds a subscriber that wants events after `cursor`; returns its remover. */
+  add(handler: (event: ChangeEvent) => void, cursor: number): () => void {
+    const sub: Subscriber = { handler, cursor, queue: [], flushing: false, active: true };
+    this.#subscribers.add(sub);
+    return () => {
+      sub.active = false;
+      sub.queue.length = 0;
+      this.#subscribers.delete(sub);
+    };
+  }
+
+  /** Number of subscribers. */
+  get size(): number {
+    return this.#subscribers.size;
+  }
+
+  /** The lowest cursor among subscribers (where a poller must read from), or null when none. */
+  minCursor(): number | null {
+    let min: number | null = null;
+    for (const sub of this.#subscribers) if (min === null || sub.cursor < min) min = sub.cursor;
+    return min;
+  }
+
+  /** Queues `events` (ascending revisions) to every subscriber that has not had them yet. */
+  deliver(events: readonly ChangeEvent[]): void {
+    if (events.length === 0) return;
+    for (const sub of this.#subscribers) {
+      let queued = false;
+      for (const event of events) {
+        if (event.revision <= sub.cursor) continue;
+        sub.queue.push(structuredClone(event));
+        sub.cursor = event.revision;
+        queued = true;
+      }
+      if (queued && !sub.flushing) {
+        sub.flushing = true;
+        queueMicrotask(() => this.#flush(sub));
+      }
+    }
+  }
+
+  /** Drops every subscriber. */
+  clear(): void {
+    for (const sub of this.#subscribers) {
+      sub.active = false;
+      sub.queue.length = 0;
+    }
+    this.#subscribers.clear();
+  }
+
+  #flush(sub: Subscriber): void {
+    try {
+      for (let event = sub.queue.shift(); event && sub.active; event = sub.queue.shift()) {
+        try {
+          sub.handler(event);
+        } catch (err) {
+          process.emitWarning(`a state change watcher threw: ${err instanceof Error ? err.message : String(err)}`, {
+            code: 'CONCORD_WATCH_HANDLER',
+          });
+        }
+      }
+    } finally {
+      sub.flushing = false;
+    }
+  }
+}

@@ -1,0 +1,379 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createSqliteStore, parseSqliteUrl, SCHEMA_VERSION, SqliteStore } from '../src/backends/sqlite/index.js';
+import { ClosedError, TransportError, ValidationError } from '../src/errors.js';
+import { StateManager } from '../src/state/manager.js';
+import type { ChangeEvent } from '../src/state/types.js';
+import { waitFor } from './helpers/services.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const WRITER = path.join(ROOT, 'test/fixtures/sqlite-writer.ts');
+
+interface Writer {
+  child: ChildProcess;
+  lines: string[];
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+}
+
+/** Starts the writer fixture as a separate OS process (tsx on the sources, no build needed). */
+function startWriter(options: Record<string, unknown>): Writer {
+  const child = spawn(process.execPath, ['--import', 'tsx', WRITER, JSON.stringify(options)], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  let err = '';
+  let partial = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    partial += chunk;
+    const parts = partial.split('\n');
+    partial = parts.pop() ?? '';
+    lines.push(...parts);
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    child,
+    lines,
+    stderr: () => err,
+    exited,
+    async waitFor(pattern, timeoutMs = 30_000) {
+      let match: RegExpMatchArray | null = null;
+      await waitFor(
+        () => {
+          if (child.exitCode !== null) throw new Error(`writer exited (${child.exitCode}) before printing ${pattern}: ${err}`);
+          for (let i = lines.length - 1; i >= 0 && !match; i--) match = lines[i]!.match(pattern);
+          return match !== null;
+        },
+        `the writer to print ${pattern}`,
+        timeoutMs,
+        10,
+      );
+      return match!;
+    },
+  };
+}
+
+async function finished(writer: Writer): Promise<void> {
+  const { code, signal } = await writer.exited;
+  if (code !== 0) throw new Error(`writer failed (code ${code}, signal ${signal}): ${writer.stderr()}`);
+}
+
+/** The structural invariants of a file after anything (including SIGKILL): checked with raw SQL. */
+function checkConsistency(file: string, documentId: string): { version: number; oldest: number } {
+  const db = new Database(file, { readonly: true });
+  try {
+    expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+    const head = db.prepare('SELECT version, oldest_version FROM documents WHERE ns = ? AND document_id = ?').get('', documentId) as {
+      version: number;
+      oldest_version: number;
+    };
+    const span = db
+      .prepare('SELECT MIN(version) AS lo, MAX(version) AS hi, COUNT(*) AS n FROM versions WHERE ns = ? AND document_id = ?')
+      .get('', documentId) as { lo: number; hi: number; n: number };
+    // Versions are contiguous from the oldest kept to the current one...
+    expect(span.hi).toBe(head.version);
+    expect(span.lo).toBe(head.oldest_version);
+    expect(span.n).toBe(head.version - head.oldest_version + 1);
+    // ...and every one of them carries its history entry.
+    const incomplete = db
+      .prepare("SELECT COUNT(*) AS n FROM versions WHERE ns = '' AND (actor IS NULL OR actor = '' OR action IS NULL OR changed_at IS NULL)")
+      .get() as { n: number };
+    expect(incomplete.n).toBe(0);
+    // The change feed has the event of the current version.
+    const last = db.prepare("SELECT MAX(version) AS v FROM changes WHERE ns = '' AND kind = 'document' AND id = ?").get(documentId) as { v: number };
+    expect(last.v).toBe(head.version);
+    return { version: head.version, oldest: head.oldest_version };
+  } finally {
+    db.close();
+  }
+}
+
+describe('SQLite store', () => {
+  let dir: string;
+  let file: string;
+  const cleanup: Array<() => Promise<unknown> | unknown> = [];
+
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'concord-sqlite-'));
+    file = path.join(dir, 'state.db');
+  });
+
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function managerOn(url: string, options: ConstructorParameters<typeof StateManager>[0] = {}): StateManager {
+    const m = new StateManager({ ...options, store: url });
+    cleanup.push(() => m.close());
+    return m;
+  }
+
+  function writer(options: Record<string, unknown>): Writer {
+    const w = startWriter(options);
+    cleanup.push(() => {
+      if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
+      return w.exited;
+    });
+    return w;
+  }
+
+  describe('URLs and options', () => {
+    it('parses sqlite: URLs with path forms and query options', () => {
+      expect(parseSqliteUrl('sqlite:./state.db')).toEqual({ filename: './state.db' });
+      expect(parseSqliteUrl('sqlite:/abs/state.db')).toEqual({ filename: '/abs/state.db' });
+      expect(parseSqliteUrl('sqlite:///abs/state.db')).toEqual({ filename: '/abs/state.db' });
+      expect(parseSqliteUrl('sqlite::memory:')).toEqual({ filename: ':memory:' });
+      expect(parseSqliteUrl('sqlite:./s.db?namespace=app&synchronous=normal&pollIntervalMs=20')).toEqual({
+        filename: './s.db',
+        namespace: 'app',
+        synchronous: 'normal',
+        pollIntervalMs: 20,
+      });
+      expect(createSqliteStore('sqlite:./rel.db').filename).toBe(path.resolve('rel.db'));
+    });
+
+    it('rejects bad URLs and options with ValidationError', () => {
+      expect(() => parseSqliteUrl('sqlite:')).toThrow(ValidationError);
+      expect(() => parseSqliteUrl('sqlite:./s.db?synchronous=off')).toThrow(/synchronous must be/);
+      expect(() => parseSqliteUrl('sqlite:./s.db?pollIntervalMs=-1')).toThrow(ValidationError);
+      expect(() => parseSqliteUrl('sqlite:./s.db?namespace=bad name')).toThrow(ValidationError);
+      expect(() => parseSqliteUrl('postgres://x')).toThrow(ValidationError);
+      expect(() => new SqliteStore({ filename: '' })).toThrow(ValidationError);
+    });
+
+    it('a manager made from a sqlite: URL opens the file and closes it on close()', async () => {
+      const state = new StateManager({ store: `sqlite:${file}` });
+      await state.createDocumentState({ documentId: 'doc', topic: 't', content: 'persisted' });
+      await state.close();
+      await expect(state.getDocumentState('doc')).rejects.toThrow(ClosedError);
+      const again = managerOn(`sqlite:${file}`);
+      expect((await again.getDocumentState('doc'))?.content).toBe('persisted');
+    });
+
+    it('an unopenable file is a TransportError naming the URL', async () => {
+      const state = managerOn(`sqlite:${path.join(dir, 'missing-dir', 'x.db')}`);
+      const err = await state.ready().then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(TransportError);
+      expect((err as TransportError).message).toContain('missing-dir');
+    });
+  });
+
+  describe('schema', () => {
+    it('creates a WAL database with a schema_version table', async () => {
+      const store = new SqliteStore({ filename: file });
+      cleanup.push(() => store.close());
+      await store.connect();
+      await store.connect(); // idempotent
+      const db = new Database(file, { readonly: true });
+      try {
+        expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+        expect(db.prepare('SELECT version FROM schema_version').get()).toEqual({ version: SCHEMA_VERSION });
+        const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map((t) => t.name);
+        expect(tables).toEqual(expect.arrayContaining(['changes', 'documents', 'locks', 'schema_version', 'versions', 'workflows']));
+      } finally {
+        db.close();
+      }
+    });
+
+    it('re-opening migrates nothing twice and keeps the data', async () => {
+      const a = managerOn(`sqlite:${file}`);
+      await a.createDocumentState({ documentId: 'doc', topic: 't' });
+      await a.close();
+      const b = managerOn(`sqlite:${file}`);
+      expect((await b.getDocumentState('doc'))?.version).toBe(1);
+    });
+
+    it('several processes opening a fresh file at once migrate it exactly once', async () => {
+      const ws = Array.from({ length: 3 }, (_, i) => writer({ file, documentId: 'doc', mode: 'open', actor: `o${i}` }));
+      await Promise.all(ws.map(finished));
+      const db = new Database(file, { readonly: true });
+      try {
+        expect(db.prepare('SELECT id, version FROM schema_version').all()).toEqual([{ id: 1, version: SCHEMA_VERSION }]);
+      } finally {
+        db.close();
+      }
+      const state = managerOn(`sqlite:${file}`);
+      expect((await state.createDocumentState({ documentId: 'doc', topic: 't' })).version).toBe(1);
+    });
+
+    it('refuses a file written by a newer schema', async () => {
+      const db = new Database(file);
+      db.exec('CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1, 99);');
+      db.close();
+      const store = new SqliteStore({ filename: file });
+      cleanup.push(() => store.close());
+      const err = await store.connect().then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(TransportError);
+      expect((err as Error).message).toMatch(/schema is version 99, newer/);
+    });
+  });
+
+  describe('namespaces', () => {
+    it('scopes documents, workflows, locks and the change feed to the URL namespace', async () => {
+      const a = managerOn(`sqlite:${file}?namespace=a`);
+      const b = managerOn(`sqlite:${file}?namespace=b`);
+      const seenByB: ChangeEvent[] = [];
+      await b.watch('*', (e) => seenByB.push(e)).ready;
+      await a.createDocumentState({ documentId: 'doc', topic: 'in a' });
+      await a.createWorkflowState({ workflowId: 'wf', stages: ['s'] });
+      expect(await b.getDocumentState('doc')).toBeNull();
+      expect(await b.getWorkflowState('wf')).toBeNull();
+      await b.createDocumentState({ documentId: 'doc', topic: 'in b' });
+      expect((await a.getDocumentState('doc'))?.metadata['topic']).toBe('in a');
+      const lock = await a.locks.acquire('doc');
+      expect(await b.locks.tryAcquire('doc')).not.toBeNull();
+      await lock.release();
+      await waitFor(() => seenByB.length === 1, 'b’s own event');
+      expect(seenByB[0]?.id).toBe('doc');
+      expect((await a.refreshMetrics()).activeDocuments).toBe(1);
+    });
+  });
+
+  describe('busy files', () => {
+    it('retries a write while another connection holds the write lock, without blocking the event loop', async () => {
+      const store = new SqliteStore({ filename: file, busyTimeoutMs: 5 });
+      cleanup.push(() => store.close());
+      const state = new StateManager({ store });
+      cleanup.push(() => state.close());
+      await state.createDocumentState({ documentId: 'doc', topic: 't' });
+      const other = new Database(file);
+      cleanup.push(() => other.close());
+      other.exec('BEGIN IMMEDIATE');
+      let settled = false;
+      const write = state.updateDocumentContent({ documentId: 'doc', content: 'after the lock', actor: 'w' }).finally(() => (settled = true));
+      let ticks = 0;
+      await waitFor(() => ++ticks >= 5, 'the event loop to keep turning');
+      expect(settled).toBe(false);
+      other.exec('COMMIT');
+      expect((await write).version).toBe(2);
+    });
+
+    it('gives up with TransportError after busyRetryMs', async () => {
+      const store = new SqliteStore({ filename: file, busyTimeoutMs: 5, busyRetryMs: 50 });
+      cleanup.push(() => store.close());
+      const state = new StateManager({ store });
+      cleanup.push(() => state.close());
+      await state.createDocumentState({ documentId: 'doc', topic: 't' });
+      const other = new Database(file);
+      cleanup.push(() => other.close());
+      other.exec('BEGIN IMMEDIATE');
+      const err = await state.updateDocumentContent({ documentId: 'doc', content: 'x', actor: 'w' }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      other.exec('ROLLBACK');
+      expect(err).toBeInstanceOf(TransportError);
+      expect((err as Error).message).toMatch(/busy/);
+      expect((await state.getDocumentState('doc'))?.version).toBe(1);
+    });
+  });
+
+  describe('several OS processes on one file', () => {
+    async function runTogether(mode: string, count: number, writers = 2): Promise<void> {
+      const seed = managerOn(`sqlite:${file}`);
+      await seed.createDocumentState({ documentId: 'doc', topic: 't', content: 'start' });
+      const ws = Array.from({ length: writers }, (_, i) => writer({ file, documentId: 'doc', mode, actor: `p${i}`, count, barrier: true }));
+      await Promise.all(ws.map((w) => w.waitFor(/^ready$/)));
+      for (const w of ws) w.child.stdin!.write('go\n');
+      await Promise.all(ws.map(finished));
+    }
+
+    it('two processes writing last-writer-wins updates at once: every write is exactly one version with its history entry', async () => {
+      await runTogether('lww', 150);
+      const state = managerOn(`sqlite:${file}`);
+      const doc = await state.getDocumentState('doc');
+      expect(doc?.version).toBe(301);
+      const history = await state.getStateHistory('doc');
+      expect(history.map((h) => h.version)).toEqual(Array.from({ length: 301 }, (_, i) => i + 1));
+      expect(history.filter((h) => h.actor === 'p0')).toHaveLength(150);
+      expect(history.filter((h) => h.actor === 'p1')).toHaveLength(150);
+      checkConsistency(file, 'doc');
+    });
+
+    it('two processes appending with expectedVersion and retry lose no line', async () => {
+      await runTogether('optimistic', 100);
+      const state = managerOn(`sqlite:${file}`);
+      const doc = await state.getDocumentState('doc');
+      expect(doc?.version).toBe(201);
+      const lines = doc!.content.split('\n');
+      expect(lines).toHaveLength(201);
+      for (let i = 0; i < 100; i++) {
+        expect(lines).toContain(`p0 ${i}`);
+        expect(lines).toContain(`p1 ${i}`);
+      }
+    });
+
+    it('withLock excludes between processes: appends under the lock never conflict', async () => {
+      await runTogether('locked', 60);
+      const state = managerOn(`sqlite:${file}`);
+      const doc = await state.getDocumentState('doc');
+      expect(doc?.version).toBe(121);
+      expect(new Set(doc!.content.split('\n')).size).toBe(121);
+    });
+
+    it('another process’s writes reach this process’s watchers and cache', async () => {
+      const state = managerOn(`sqlite:${file}?pollIntervalMs=20`, { cache: { ttlMs: 60_000 } });
+      await state.createDocumentState({ documentId: 'doc', topic: 't' });
+      expect((await state.getDocumentState('doc'))?.version).toBe(1);
+      const events: ChangeEvent[] = [];
+      await state.watch('doc', (e) => events.push(e)).ready;
+      await finished(writer({ file, documentId: 'doc', mode: 'lww', actor: 'child', count: 5 }));
+      await waitFor(() => events.length === 5, 'the child’s five change events');
+      expect(events.map((e) => [e.version, e.actor])).toEqual([2, 3, 4, 5, 6].map((v) => [v, 'child']));
+      expect((await state.getDocumentState('doc'))?.content).toBe('child 4');
+      await waitFor(() => state.metrics().totalStateChanges === 6, 'metrics to include the child’s writes');
+    });
+
+    it('a writer killed with SIGKILL mid-run leaves the file consistent, and writing resumes', async () => {
+      const state = managerOn(`sqlite:${file}`);
+      await state.createDocumentState({ documentId: 'doc', topic: 't' });
+      let previous = 1;
+      for (let round = 0; round < 3; round++) {
+        const w = writer({ file, documentId: 'doc', mode: 'forever', actor: `k${round}`, historyLimit: 25, padding: 64_000 });
+        await w.waitFor(new RegExp(`^progress (\\d+)$`));
+        const target = previous + 40;
+        await waitFor(() => w.lines.some((l) => Number(l.split(' ')[1]) >= target), `the writer to pass version ${target}`, 30_000, 10);
+        w.child.kill('SIGKILL');
+        const { signal } = await w.exited;
+        expect(signal).toBe('SIGKILL');
+        const { version, oldest } = checkConsistency(file, 'doc');
+        expect(version).toBeGreaterThanOrEqual(target);
+        expect(version - oldest + 1).toBeLessThanOrEqual(25);
+        previous = version;
+      }
+      const resumed = await state.updateDocumentContent({ documentId: 'doc', content: 'after the crashes', actor: 'survivor' });
+      expect(resumed.version).toBe(previous + 1);
+      expect((await state.getDocumentAtVersion('doc', previous)).history.at(-1)?.version).toBe(previous);
+      checkConsistency(file, 'doc');
+    });
+
+    it('a lock held by a killed process is free once its lease runs out, with a higher fence', async () => {
+      const state = managerOn(`sqlite:${file}`);
+      const holder = writer({ file, documentId: 'doc', mode: 'hold-lock', actor: 'holder', lockTtlMs: 1000 });
+      const [, fence] = await holder.waitFor(/^locked (\d+)$/);
+      expect(await state.locks.tryAcquire('doc')).toBeNull();
+      holder.child.kill('SIGKILL');
+      await holder.exited;
+      const lock = await state.locks.acquire('doc', { waitMs: 10_000 });
+      expect(lock.fence).toBeGreaterThan(Number(fence));
+      await lock.release();
+    });
+  });
+});

@@ -1,0 +1,468 @@
+import fc from 'fast-check';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { MemoryStore } from '../src/backends/memory/store.js';
+import { ClosedError, SnapshotError, ValidationError } from '../src/errors.js';
+import { VersionedCache } from '../src/state/cache.js';
+import { StateManager } from '../src/state/manager.js';
+import { lineDiffStats, summarizeStats, threeWayMerge } from '../src/state/merge.js';
+import { canonicalJson, makeSnapshot, snapshotChecksum, verifySnapshot } from '../src/state/snapshot.js';
+import { ChangeFanout } from '../src/state/store-kit.js';
+import type { ChangeEvent } from '../src/state/types.js';
+import * as wf from '../src/state/workflow.js';
+import { waitFor } from './helpers/services.js';
+
+const managers: StateManager[] = [];
+function manager(options?: ConstructorParameters<typeof StateManager>[0]): StateManager {
+  const m = new StateManager(options);
+  managers.push(m);
+  return m;
+}
+
+afterEach(async () => {
+  for (const m of managers.splice(0)) await m.close();
+  vi.restoreAllMocks();
+});
+
+async function validationError(promise: Promise<unknown> | (() => unknown), field?: string): Promise<ValidationError> {
+  let err: unknown;
+  try {
+    await (typeof promise === 'function' ? promise() : promise);
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(ValidationError);
+  const v = err as ValidationError;
+  expect(v.code).toBe('validation');
+  if (field !== undefined) expect(v.field).toBe(field);
+  return v;
+}
+
+describe('StateManager input validation (every bad input gets ValidationError, nothing is written)', () => {
+  it('constructor options', async () => {
+    await validationError(() => new StateManager({ store: 42 as never }), 'store');
+    await validationError(() => new StateManager({ store: {} as never }), 'store');
+    await validationError(() => new StateManager({ store: 'ftp://nowhere' }));
+    await validationError(() => new StateManager({ historyLimit: 0 }), 'historyLimit');
+    await validationError(() => new StateManager({ historyLimit: 1.5 }), 'historyLimit');
+    await validationError(() => new StateManager({ historyLimit: '10' as never }), 'historyLimit');
+    await validationError(() => new StateManager({ historyWindow: 0 }), 'historyWindow');
+    await validationError(() => new StateManager({ cache: { ttlMs: 0 } }), 'cache.ttlMs');
+    await validationError(() => new StateManager({ cache: 'yes' as never }));
+    await validationError(() => new StateManager({ locks: { ttlMs: -1 } }), 'locks.ttlMs');
+    await validationError(() => new StateManager('memory://' as never));
+    const err = await validationError(() => new StateManager({ historyLimit: -3 }));
+    expect(err.message).toBe('historyLimit must be an integer 1..1000000, got `-3` (number)');
+  });
+
+  it('createDocumentState', async () => {
+    const state = manager();
+    const ok = { documentId: 'doc', topic: 't', requirements: [], context: {} };
+    await validationError(state.createDocumentState(undefined as never));
+    await validationError(state.createDocumentState({ ...ok, documentId: '' }), 'documentId');
+    await validationError(state.createDocumentState({ ...ok, documentId: 7 as never }), 'documentId');
+    await validationError(state.createDocumentState({ ...ok, documentId: 'x'.repeat(513) }), 'documentId');
+    await validationError(state.createDocumentState({ ...ok, topic: undefined as never }), 'topic');
+    await validationError(state.createDocumentState({ ...ok, topic: '  ' }), 'topic');
+    await validationError(state.createDocumentState({ ...ok, requirements: 'short' as never }), 'requirements');
+    await validationError(state.createDocumentState({ ...ok, requirements: [1] as never }), 'requirements');
+    await validationError(state.createDocumentState({ ...ok, context: [] as never }), 'context');
+    await validationError(state.createDocumentState({ ...ok, context: { when: new Date() } }), 'context');
+    await validationError(state.createDocumentState({ ...ok, content: 5 as never }), 'content');
+    await validationError(state.createDocumentState({ ...ok, metadata: { f: () => 1 } }), 'metadata');
+    await validationError(state.createDocumentState({ ...ok, metadata: { n: Number.NaN } }), 'metadata');
+    await validationError(state.createDocumentState({ ...ok, metadata: { u: undefined } }), 'metadata');
+    const circular: Record<string, unknown> = {};
+    circular['self'] = circular;
+    await validationError(state.createDocumentState({ ...ok, metadata: circular }), 'metadata');
+    await validationError(state.createDocumentState({ ...ok, actor: '' }), 'actor');
+    expect(await state.getDocumentState('doc')).toBeNull();
+    expect(state.metrics().totalStateChanges).toBe(0);
+  });
+
+  it('requirements may be a list of strings or a JSON object', async () => {
+    const state = manager();
+    const a = await state.createDocumentState({ documentId: 'a', topic: 't', requirements: ['x'], context: {} });
+    const b = await state.createDocumentState({ documentId: 'b', topic: 't', requirements: { words: 500 }, context: {} });
+    const c = await state.createDocumentState({ documentId: 'c', topic: 't' });
+    expect(a.metadata['requirements']).toEqual(['x']);
+    expect(b.metadata['requirements']).toEqual({ words: 500 });
+    expect(c.metadata).toEqual({ topic: 't', requirements: {}, context: {} });
+  });
+
+  it('updateDocumentContent and updateDocumentMetadata', async () => {
+    const state = manager();
+    await state.createDocumentState({ documentId: 'doc', topic: 't', content: 'c' });
+    const ok = { documentId: 'doc', content: 'new', actor: 'a' };
+    await validationError(state.updateDocumentContent(null as never));
+    await validationError(state.updateDocumentContent({ ...ok, content: undefined as never }), 'content');
+    await validationError(state.updateDocumentContent({ ...ok, content: 3 as never }), 'content');
+    await validationError(state.updateDocumentContent({ ...ok, actor: undefined as never }), 'actor');
+    await validationError(state.updateDocumentContent({ ...ok, actor: '' }), 'actor');
+    for (const expectedVersion of [0, -1, 1.5, '1', Number.NaN]) {
+      const err = await validationError(state.updateDocumentContent({ ...ok, expectedVersion: expectedVersion as never }), 'expectedVersion');
+      expect(err.message).toMatch(/^expectedVersion must be an integer 1\.\./);
+    }
+    await validationError(state.updateDocumentContent({ ...ok, merge: 'yes' as never }), 'merge');
+    const merge = await validationError(state.updateDocumentContent({ ...ok, merge: true }), 'expectedVersion');
+    expect(merge.message).toContain('merge: true needs expectedVersion');
+    await validationError(state.updateDocumentContent({ ...ok, summary: '' }), 'summary');
+    await validationError(state.updateDocumentContent({ ...ok, documentId: '' }), 'documentId');
+    const okMeta = { documentId: 'doc', metadata: { a: 1 }, actor: 'a' };
+    await validationError(state.updateDocumentMetadata({ ...okMeta, metadata: null as never }), 'metadata');
+    await validationError(state.updateDocumentMetadata({ ...okMeta, metadata: [] as never }), 'metadata');
+    await validationError(state.updateDocumentMetadata({ ...okMeta, metadata: new Map() as never }), 'metadata');
+    await validationError(state.updateDocumentMetadata({ ...okMeta, metadata: { big: 10n } as never }), 'metadata');
+    await validationError(state.updateDocumentMetadata({ ...okMeta, mode: 'upsert' as never }), 'mode');
+    await validationError(state.updateDocumentMetadata({ ...okMeta, actor: '' }), 'actor');
+    await validationError(state.updateDocumentMetadata({ ...okMeta, expectedVersion: 0 }), 'expectedVersion');
+    const doc = await state.getDocumentState('doc');
+    expect(doc?.version).toBe(1);
+  });
+
+  it('reads, history, versions, snapshots', async () => {
+    const state = manager();
+    await state.createDocumentState({ documentId: 'doc', topic: 't' });
+    await validationError(state.getDocumentState(''), 'documentId');
+    await validationError(state.getStateHistory('doc', { limit: 0 }), 'limit');
+    await validationError(state.getStateHistory('doc', 5 as never));
+    await validationError(state.getDocumentAtVersion('doc', 0), 'version');
+    await validationError(state.getDocumentAtVersion('doc', 'latest' as never), 'version');
+    await validationError(state.snapshotState('doc', { version: -1 }), 'version');
+    const snap = await state.snapshotState('doc');
+    await validationError(state.restoreSnapshot(snap, { actor: '' }), 'actor');
+    await validationError(state.restoreSnapshot(snap, { expectedVersion: 0 }), 'expectedVersion');
+  });
+
+  it('workflows', async () => {
+    const state = manager();
+    await validationError(state.createWorkflowState({ workflowId: '', stages: ['a'] }), 'workflowId');
+    await validationError(state.createWorkflowState({ workflowId: 'w', stages: [] }), 'stages');
+    await validationError(state.createWorkflowState({ workflowId: 'w', stages: ['a'], data: [] as never }), 'data');
+    await state.createWorkflowState({ workflowId: 'w', stages: ['a'] });
+    await validationError(state.updateStage({ workflowId: 'w', stage: '' }), 'stage');
+    await validationError(state.updateStage({ workflowId: 'w', stage: 5 as never }), 'stage');
+    await validationError(state.completeStage({ workflowId: 'w', stage: 'a', qualityScore: 2 }), 'qualityScore');
+    await validationError(state.updateWorkflowData({ workflowId: 'w', data: 'x' as never }), 'data');
+    await validationError(state.updateWorkflowData({ workflowId: 'w', data: {}, mode: 'x' as never }), 'mode');
+    await validationError(state.getWorkflowState(''), 'workflowId');
+  });
+
+  it('watch, withLock and locks', async () => {
+    const state = manager();
+    await validationError(() => state.watch('', () => undefined), 'watch target');
+    await validationError(() => state.watch(5 as never, () => undefined), 'target');
+    await validationError(() => state.watch('doc', 'nope' as never), 'handler');
+    await validationError(() => state.watch({ workflowId: '' }, () => undefined), 'workflowId');
+    await validationError(state.withLock('doc', 'nope' as never), 'fn');
+    await validationError(state.withLock('', async () => undefined), 'documentId');
+    await validationError(state.locks.acquire('doc', { ttlMs: 0 }), 'ttlMs');
+    await validationError(state.locks.acquire('doc', { waitMs: -5 }), 'waitMs');
+    await validationError(state.locks.acquire(''), 'lock key');
+    await validationError(state.locks.acquire('doc', { signal: 'stop' as never }), 'signal');
+    expect(state.locks.isHeld('doc')).toBe(false);
+  });
+});
+
+describe('StateManager lifecycle', () => {
+  it('new StateManager() just works on a private memory store', async () => {
+    const a = manager();
+    const b = manager({ store: 'memory://' });
+    await a.createDocumentState({ documentId: 'doc', topic: 't' });
+    expect(await b.getDocumentState('doc')).toBeNull();
+  });
+
+  it('close() is idempotent and later calls fail with ClosedError', async () => {
+    const state = new StateManager();
+    await state.createDocumentState({ documentId: 'doc', topic: 't' });
+    await state.close();
+    await state.close();
+    await expect(state.getDocumentState('doc')).rejects.toThrow(ClosedError);
+    await expect(state.createWorkflowState({ workflowId: 'w', stages: ['a'] })).rejects.toThrow(ClosedError);
+    expect(() => state.watch('doc', () => undefined)).toThrow(ClosedError);
+  });
+
+  it('close() right after construction does not leak the store', async () => {
+    const state = new StateManager();
+    await state.close();
+    await expect(state.ready()).rejects.toThrow(ClosedError);
+  });
+
+  it('a store passed as an instance is left open on close()', async () => {
+    const store = new MemoryStore();
+    const a = new StateManager({ store });
+    await a.createDocumentState({ documentId: 'doc', topic: 't' });
+    await a.close();
+    const b = manager({ store });
+    expect((await b.getDocumentState('doc'))?.version).toBe(1);
+  });
+
+  it('close() releases the locks the manager holds', async () => {
+    const store = new MemoryStore();
+    const a = new StateManager({ store });
+    const b = manager({ store });
+    await a.locks.acquire('doc');
+    expect(await b.locks.tryAcquire('doc')).toBeNull();
+    await a.close();
+    expect(await b.locks.tryAcquire('doc')).not.toBeNull();
+  });
+
+  it('a throwing watch handler is reported as a process warning', async () => {
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    const state = manager();
+    state.watch('doc', () => {
+      throw new Error('bad handler');
+    });
+    await state.createDocumentState({ documentId: 'doc', topic: 't' });
+    await waitFor(() => warn.mock.calls.length > 0, 'the warning');
+    expect(String(warn.mock.calls[0]?.[0])).toContain('bad handler');
+  });
+
+  it('same-process lock waiters queue in order', async () => {
+    const state = manager();
+    const order: number[] = [];
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        state.withLock('doc', async () => {
+          order.push(i);
+          await new Promise((r) => setImmediate(r));
+        }),
+      ),
+    );
+    expect(order).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+});
+
+describe('history compaction defaults', () => {
+  it('historyLimit defaults to 1000: older entries are compacted while the version keeps counting', async () => {
+    const state = manager();
+    await state.createDocumentState({ documentId: 'd', topic: 't' });
+    for (let i = 0; i < 1004; i++) await state.updateDocumentContent({ documentId: 'd', content: `c${i}`, actor: 'a' });
+    const history = await state.getStateHistory('d');
+    expect(history).toHaveLength(1000);
+    expect(history[0]?.version).toBe(6);
+    expect((await state.getDocumentState('d'))?.version).toBe(1005);
+    expect((await state.getDocumentState('d'))?.history).toHaveLength(20);
+    await expect(state.getDocumentAtVersion('d', 5)).rejects.toThrow('versions 6..1005 are kept');
+  });
+});
+
+describe('version == number of writes (property)', () => {
+  it('any sequence of writes gives one version each, with a contiguous kept history', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof(fc.constant('content' as const), fc.constant('metadata' as const), fc.constant('restore' as const)), { maxLength: 25 }),
+        fc.integer({ min: 1, max: 10 }),
+        async (ops, historyLimit) => {
+          const state = new StateManager({ historyLimit });
+          try {
+            await state.createDocumentState({ documentId: 'd', topic: 't', content: 'start' });
+            const snapshot = await state.snapshotState('d');
+            for (const [i, op] of ops.entries()) {
+              if (op === 'content') await state.updateDocumentContent({ documentId: 'd', content: `c${i}`, actor: 'a' });
+              else if (op === 'metadata') await state.updateDocumentMetadata({ documentId: 'd', metadata: { i }, actor: 'a' });
+              else await state.restoreSnapshot(snapshot);
+            }
+            const doc = (await state.getDocumentState('d'))!;
+            expect(doc.version).toBe(ops.length + 1);
+            const history = await state.getStateHistory('d');
+            expect(history).toHaveLength(Math.min(historyLimit, doc.version));
+            history.forEach((h, i) => expect(h.version).toBe(doc.version - history.length + 1 + i));
+            expect(state.metrics().totalStateChanges).toBe(ops.length + 1);
+          } finally {
+            await state.close();
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+});
+
+describe('three-way merge', () => {
+  it('combines edits to different lines and keeps identical edits once', () => {
+    expect(threeWayMerge({ base: 'a\nb\nc', ours: 'A\nb\nc', theirs: 'a\nb\nC' })).toEqual({ ok: true, content: 'A\nb\nC' });
+    expect(threeWayMerge({ base: 'a\nb\nc', ours: 'a\nB\nc', theirs: 'a\nB\nc' })).toEqual({ ok: true, content: 'a\nB\nc' });
+    expect(threeWayMerge({ base: 'a\nb\nc\n', ours: 'a\nb\nc\nd\n', theirs: 'z\na\nb\nc\n' })).toEqual({ ok: true, content: 'z\na\nb\nc\nd\n' });
+  });
+
+  it('reports overlapping edits as regions with base, ours and theirs', () => {
+    const out = threeWayMerge({ base: 'a\nb\nc', ours: 'a\nX\nc', theirs: 'a\nY\nc' });
+    expect(out).toEqual({ ok: false, conflicts: [{ base: ['b'], ours: ['X'], theirs: ['Y'] }] });
+  });
+
+  const line = fc.stringMatching(/^[a-z]{1,6}$/);
+
+  it('property: edits separated by an unchanged line merge cleanly and contain both', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(line, { minLength: 3, maxLength: 30 }),
+        fc.nat(),
+        fc.array(line, { maxLength: 4 }),
+        fc.array(line, { maxLength: 4 }),
+        (baseLines, cut, oursInsert, theirsInsert) => {
+          // ours rewrites a region before line k, theirs one after it; line k stays as it was.
+          const k = 1 + (cut % (baseLines.length - 2));
+          const ours = [...oursInsert.map((l) => `o-${l}`), ...baseLines.slice(k)];
+          const theirs = [...baseLines.slice(0, k + 1), ...theirsInsert.map((l) => `t-${l}`)];
+          const merged = threeWayMerge({ base: baseLines.join('\n'), ours: ours.join('\n'), theirs: theirs.join('\n') });
+          expect(merged).toEqual({
+            ok: true,
+            content: [...oursInsert.map((l) => `o-${l}`), baseLines[k], ...theirsInsert.map((l) => `t-${l}`)].join('\n'),
+          });
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('property: merging with an unchanged side gives the other side', () => {
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 20 }), fc.array(line, { maxLength: 20 }), (base, edit) => {
+        const b = base.join('\n');
+        const e = edit.join('\n');
+        expect(threeWayMerge({ base: b, ours: e, theirs: b })).toEqual({ ok: true, content: e });
+        expect(threeWayMerge({ base: b, ours: b, theirs: e })).toEqual({ ok: true, content: e });
+      }),
+    );
+  });
+});
+
+describe('line diff summary', () => {
+  it('counts lines added and removed like git --stat', () => {
+    expect(lineDiffStats('a\nb\n', 'a\nB\nc\n')).toEqual({ added: 2, removed: 1 });
+    expect(lineDiffStats('', 'x\ny')).toEqual({ added: 2, removed: 0 });
+    expect(lineDiffStats('x\ny\n', '')).toEqual({ added: 0, removed: 2 });
+    expect(lineDiffStats('same', 'same')).toEqual({ added: 0, removed: 0 });
+    expect(summarizeStats({ added: 12, removed: 3 })).toBe('+12 -3 lines');
+  });
+
+  it('stays fast and exact for edits on very large documents', () => {
+    const before = Array.from({ length: 20_000 }, (_, i) => `line ${i}`);
+    const after = before.map((l, i) => (i % 100 === 0 ? `changed ${i}` : l));
+    after.splice(10_000, 0, 'inserted');
+    expect(lineDiffStats(before.join('\n'), after.join('\n'))).toEqual({ added: 201, removed: 200 });
+  });
+
+  it('property: diffing a text with itself is empty; from empty adds every line', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ maxLength: 5 }).filter((s) => !s.includes('\n')), { minLength: 1, maxLength: 30 }), (lines) => {
+        const text = lines.join('\n');
+        expect(lineDiffStats(text, text)).toEqual({ added: 0, removed: 0 });
+        const counted = text === '' ? 0 : text.endsWith('\n') ? lines.length - 1 : lines.length;
+        expect(lineDiffStats('', text)).toEqual({ added: counted, removed: 0 });
+      }),
+    );
+  });
+});
+
+describe('snapshots', () => {
+  const record = {
+    documentId: 'doc',
+    version: 3,
+    content: 'text',
+    metadata: { b: 1, a: { y: [1, 2], x: null } },
+    createdAt: new Date('2024-01-01T00:00:00Z'),
+    updatedAt: new Date('2024-01-02T00:00:00Z'),
+  };
+
+  it('canonical JSON does not depend on key order', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), (obj) => {
+        const reversed = Object.fromEntries(Object.entries(obj).reverse());
+        expect(canonicalJson(reversed)).toBe(canonicalJson(obj));
+      }),
+    );
+  });
+
+  it('verifies its own snapshots, also after a JSON round trip', () => {
+    const snap = makeSnapshot(record, new Date('2024-02-01T00:00:00Z'));
+    expect(snap.checksum).toBe(snapshotChecksum(snap));
+    expect(verifySnapshot(JSON.parse(JSON.stringify(snap)))).toEqual(snap);
+  });
+
+  it('property: changing any field breaks the checksum', () => {
+    const snap = makeSnapshot(record);
+    fc.assert(
+      fc.property(fc.constantFrom('documentId', 'version', 'content', 'createdAt', 'takenAt', 'metadata'), fc.string({ minLength: 1 }), (field, value) => {
+        const tampered = { ...snap } as Record<string, unknown>;
+        if (field === 'version') tampered[field] = snap.version + 1 + value.length;
+        else if (field === 'metadata') tampered[field] = { ...snap.metadata, extra: value };
+        else if (field === 'createdAt' || field === 'takenAt') tampered[field] = new Date(Date.parse(snap.createdAt) + 1000 + value.length).toISOString();
+        else tampered[field] = `${String(tampered[field])}${value}`;
+        expect(() => verifySnapshot(tampered)).toThrow(SnapshotError);
+      }),
+    );
+  });
+
+  it('rejects bad shapes with a message naming the field', () => {
+    const snap = makeSnapshot(record);
+    expect(() => verifySnapshot({ ...snap, createdAt: 'yesterday' })).toThrow(/createdAt/);
+    expect(() => verifySnapshot({ ...snap, checksum: 'abc' })).toThrow(/checksum/);
+    expect(() => verifySnapshot({ ...snap, formatVersion: 2 })).toThrow(/formatVersion/);
+    expect(() => verifySnapshot([])).toThrow(SnapshotError);
+  });
+});
+
+describe('workflow rules (pure)', () => {
+  const now = new Date();
+  const base = wf.newWorkflow('w', ['a', 'b', 'c'], {}, now);
+
+  it('property: iteration - 1 == number of re-entries of completed stages', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom('enter', 'complete'), fc.constantFrom('a', 'b', 'c')), { maxLength: 40 }), (ops) => {
+        let w = base;
+        let reentries = 0;
+        for (const [op, stage] of ops) {
+          if (op === 'enter') {
+            if (w.completedStages.includes(stage)) reentries++;
+            w = wf.enterStage(w, stage, now);
+          } else w = wf.completeStage(w, stage, 0.5, now);
+          expect(new Set([...w.completedStages, ...w.pendingStages])).toEqual(new Set(['a', 'b', 'c']));
+          expect(w.completedStages.filter((s) => w.pendingStages.includes(s))).toEqual([]);
+        }
+        expect(w.iteration).toBe(reentries + 1);
+      }),
+    );
+  });
+
+  it('does not mutate its input', () => {
+    const entered = wf.enterStage(base, 'a', now);
+    expect(base.stage).toBeNull();
+    expect(entered.stage).toBe('a');
+  });
+});
+
+describe('VersionedCache', () => {
+  it('never goes back to an older version once a newer one is known', () => {
+    const cache = new VersionedCache<string>({ ttlMs: 60_000 });
+    cache.put('k', 2, 'v2');
+    cache.put('k', 1, 'v1');
+    expect(cache.get('k')).toBe('v2');
+    cache.saw('k', 3);
+    expect(cache.get('k')).toBeUndefined();
+    cache.put('k', 2, 'v2 again');
+    expect(cache.get('k')).toBeUndefined();
+    cache.put('k', 3, 'v3');
+    expect(cache.get('k')).toBe('v3');
+  });
+
+  it('expires entries after ttlMs', async () => {
+    const cache = new VersionedCache<string>({ ttlMs: 20 });
+    cache.put('k', 1, 'v1');
+    expect(cache.get('k')).toBe('v1');
+    await waitFor(() => cache.get('k') === undefined, 'the entry to expire');
+  });
+});
+
+describe('ChangeFanout', () => {
+  it('delivers each event once, in order, after the cursor', async () => {
+    const fanout = new ChangeFanout();
+    const seen: number[] = [];
+    fanout.add((e) => seen.push(e.revision), 1);
+    const ev = (revision: number): ChangeEvent => ({ revision, kind: 'document', id: 'd', version: revision, action: 'update_content', timestamp: new Date() });
+    fanout.deliver([ev(1), ev(2), ev(3)]);
+    fanout.deliver([ev(2), ev(3), ev(4)]);
+    await waitFor(() => seen.length === 3, 'the events');
+    expect(seen).toEqual([2, 3, 4]);
+  });
+});
