@@ -1,0 +1,283 @@
+/**
+ * The writing agent's pure half. No model, no randomness: an outline from the topic and its
+ * requirements, each section filled with the source sentences that match it best (quoted as they
+ * stand, each with a numbered citation), a reference list, and revisions that act on each
+ * criticised point and leave the rest of the draft alone.
+ */
+import { headingCase } from './edit.js';
+import {
+  type DocumentModel,
+  type Reference,
+  attachCitation,
+  citationsOf,
+  paragraphSentences,
+  renderDocument,
+} from './markdown.js';
+import { DEFAULT_WORDS, type Passage, type WritingResult, type WritingTask } from './protocol.js';
+import {
+  SUPPORT_THRESHOLD,
+  contentStems,
+  countWords,
+  isRepeat,
+  joinList,
+  sentenceKey,
+  support,
+} from './text.js';
+
+/** A source sentence the writer may quote. */
+export interface Candidate {
+  text: string;
+  passage: Passage;
+  /** Position in the material: passage rank, then sentence order. Breaks every tie. */
+  order: number;
+  stems: ReadonlySet<string>;
+}
+
+/** A query for sentences: `primary` stems must match; `secondary` ones only add weight. */
+export interface SentenceQuery {
+  primary: ReadonlySet<string>;
+  secondary?: ReadonlySet<string>;
+}
+
+/** Paragraphs the writer builds hold at most this many sentences. */
+export const MAX_SENTENCES_PER_PARAGRAPH = 4;
+
+// A sentence opening with one of these leans on the sentence before it in its source; quoted
+// elsewhere it would point at nothing ("They exchange messages..."), so it is not quotable alone.
+const ANAPHORA = new Set(
+  'this these those that they them it its their such both either neither otherwise instead then thus hence however likewise similarly conversely meanwhile here'.split(' '),
+);
+
+/** True when a sentence cannot stand on its own (it opens by pointing back: `This`, `They`, `However`). */
+export function leansOnContext(sentence: string): boolean {
+  const first = /^["'(“‘]?([\p{L}]+)/u.exec(sentence)?.[1]?.toLowerCase();
+  return first !== undefined && ANAPHORA.has(first);
+}
+
+/**
+ * The quotable sentences of the passages: complete sentences of 6..50 words starting with a
+ * capital or digit that stand on their own, first occurrence only, in passage order.
+ */
+export function candidateSentences(passages: readonly Passage[]): Candidate[] {
+  const out: Candidate[] = [];
+  const keys = new Set<string>();
+  passages.forEach((passage, pi) => {
+    paragraphSentences(passage.text).forEach((text, si) => {
+      const words = countWords(text);
+      if (words < 6 || words > 50) return;
+      if (!/[.!?]["')\]”’]?$/u.test(text) || !/^["'(“‘]?[\p{Lu}\p{N}]/u.test(text)) return;
+      if (leansOnContext(text)) return;
+      const key = sentenceKey(text);
+      if (keys.has(key)) return;
+      keys.add(key);
+      out.push({ text, passage, order: pi * 1000 + si, stems: new Set(contentStems(text)) });
+    });
+  });
+  return out;
+}
+
+/** The passages as material to write from: candidate sentences with IDF weights. */
+export class Material {
+  readonly passages: readonly Passage[];
+  readonly candidates: readonly Candidate[];
+  readonly #idf = new Map<string, number>();
+  readonly #n: number;
+
+  constructor(passages: readonly Passage[]) {
+    this.passages = passages;
+    this.candidates = candidateSentences(passages);
+    this.#n = this.candidates.length;
+    const df = new Map<string, number>();
+    for (const c of this.candidates) for (const s of c.stems) df.set(s, (df.get(s) ?? 0) + 1);
+    for (const [s, d] of df) this.#idf.set(s, Math.log(1 + this.#n / d));
+  }
+
+  /** Σ idf of the query stems found in `stems` (rare shared words weigh most). */
+  weight(stems: ReadonlySet<string>, query: ReadonlySet<string>): number {
+    let w = 0;
+    for (const s of query) if (stems.has(s)) w += this.#idf.get(s) ?? Math.log(1 + this.#n);
+    return w;
+  }
+
+  /** How well a candidate answers a query; 0 when no primary stem matches. */
+  score(c: Candidate, query: SentenceQuery): number {
+    const primary = this.weight(c.stems, query.primary);
+    if (primary === 0) return 0;
+    const heading = new Set(contentStems(c.passage.heading ?? ''));
+    return primary + 0.5 * this.weight(heading, query.primary) + (query.secondary ? 0.2 * this.weight(c.stems, query.secondary) : 0);
+  }
+
+  /** The best candidate for `query` that repeats none of `taken` and passes `accept`. */
+  pick(query: SentenceQuery, taken: readonly string[], accept: (c: Candidate) => boolean = () => true): Candidate | undefined {
+    let best: Candidate | undefined;
+    let bestScore = 0;
+    for (const c of this.candidates) {
+      const score = this.score(c, query);
+      if (score <= bestScore || !accept(c) || taken.some((t) => isRepeat(t, c.text))) continue;
+      best = c;
+      bestScore = score;
+    }
+    return best;
+  }
+
+  /** The passage a reference points into (same source, range inside the passage's). */
+  passageFor(ref: Reference): Passage | undefined {
+    return this.passages.find((p) => p.source === ref.source && p.line <= ref.line && ref.endLine <= p.endLine);
+  }
+
+  /** The passage that best supports a sentence, if one supports it well enough. */
+  supporting(sentence: string): Passage | undefined {
+    let best: Passage | undefined;
+    let bestSupport = SUPPORT_THRESHOLD - 1e-9;
+    for (const p of this.passages) {
+      const s = support(sentence, p.text);
+      if (s > bestSupport) {
+        best = p;
+        bestSupport = s;
+      }
+    }
+    return best;
+  }
+}
+
+/** One planned section. */
+export interface OutlineSection {
+  heading: string;
+  role: 'introduction' | 'body' | 'conclusion';
+  query: SentenceQuery;
+  /** Words of prose to aim for. */
+  budget: number;
+}
+
+/** The plan of a document. */
+export interface Outline {
+  title: string;
+  sections: OutlineSection[];
+}
+
+/** The distinct content stems of a text. */
+export const stems = (text: string): Set<string> => new Set(contentStems(text));
+
+function lowerFirst(text: string): string {
+  const t = text.trim().replace(/[.!?]+$/u, '');
+  return /^\p{Lu}\p{Ll}/u.test(t) ? t.charAt(0).toLowerCase() + t.slice(1) : t;
+}
+
+/** Up to `max` distinct headings of the passages, best-ranked passage first: the themes of a topic without requirements. */
+function passageThemes(passages: readonly Passage[], max: number): string[] {
+  const themes: string[] = [];
+  const seen = new Set<string>();
+  for (const p of passages) {
+    const h = p.heading?.trim();
+    if (!h || contentStems(h).length === 0 || seen.has(sentenceKey(h))) continue;
+    seen.add(sentenceKey(h));
+    themes.push(h);
+    if (themes.length >= max) break;
+  }
+  return themes;
+}
+
+/**
+ * Plans a document: an introduction on the topic, one section per requirement (or, without
+ * requirements, per leading theme of the passages: their headings), and a conclusion. The word
+ * target is split 20% / 65% across the body / 15%.
+ */
+export function buildOutline(topic: string, requirements: readonly string[], passages: readonly Passage[], words: number): Outline {
+  const topicStems = stems(topic);
+  const allStems = stems([topic, ...requirements].join(' '));
+  let themes = requirements.map((r) => r.trim()).filter((r) => contentStems(r).length > 0);
+  if (themes.length === 0) themes = passageThemes(passages, 3);
+  if (themes.length === 0) themes = ['Key points'];
+  const body = Math.round((words * 0.65) / themes.length);
+  return {
+    title: headingCase(topic),
+    sections: [
+      { heading: 'Introduction', role: 'introduction', query: { primary: topicStems, secondary: allStems }, budget: Math.round(words * 0.2) },
+      ...themes.map((t): OutlineSection => {
+        const primary = stems(t);
+        return { heading: headingCase(t), role: 'body', query: { primary: primary.size ? primary : topicStems, secondary: topicStems }, budget: body };
+      }),
+      { heading: 'Conclusion', role: 'conclusion', query: { primary: allStems }, budget: Math.round(words * 0.15) },
+    ],
+  };
+}
+
+/** The uncited sentence that opens the introduction: what the document covers. */
+export function openingSentence(topic: string, requirements: readonly string[]): string {
+  const reqs = requirements.map(lowerFirst).filter(Boolean);
+  return `This document covers ${lowerFirst(topic)}${reqs.length ? `: ${joinList(reqs)}` : ''}.`;
+}
+
+/** The uncited sentence that opens the conclusion. */
+export function closingSentence(topic: string, requirements: readonly string[]): string {
+  const reqs = requirements.map(lowerFirst).filter(Boolean);
+  return reqs.length
+    ? `Taken together, ${joinList(reqs)} are the parts of ${lowerFirst(topic)} covered here.`
+    : `Taken together, these notes describe ${lowerFirst(topic)}.`;
+}
+
+/** Groups sentences into paragraphs: a new one when the source changes after two sentences, or after four. */
+function paragraphs(sentences: readonly { text: string; source?: string }[]): string[] {
+  const out: string[][] = [];
+  let current: string[] = [];
+  let source: string | undefined;
+  for (const s of sentences) {
+    if (current.length >= MAX_SENTENCES_PER_PARAGRAPH || (current.length >= 2 && s.source !== undefined && source !== undefined && s.source !== source)) {
+      out.push(current);
+      current = [];
+    }
+    current.push(s.text);
+    if (s.source !== undefined) source = s.source;
+  }
+  if (current.length) out.push(current);
+  return out.map((p) => p.join(' '));
+}
+
+/** Writes a first draft. */
+export function composeDocument(task: WritingTask): WritingResult {
+  const words = task.words ?? DEFAULT_WORDS;
+  const material = new Material(task.passages);
+  const outline = buildOutline(task.topic, task.requirements, task.passages, words);
+  const taken: string[] = [];
+  const numbers = new Map<string, number>();
+  const references: Reference[] = [];
+  const cite = (p: Passage): number => {
+    let n = numbers.get(p.id);
+    if (n === undefined) {
+      n = numbers.size + 1;
+      numbers.set(p.id, n);
+      references.push({ n, source: p.source, line: p.line, endLine: p.endLine });
+    }
+    return n;
+  };
+
+  // Choose every section's sentences first (in outline order, so earlier sections get first pick)...
+  const chosen = outline.sections.map((section) => {
+    const framing =
+      section.role === 'introduction' ? openingSentence(task.topic, task.requirements)
+      : section.role === 'conclusion' ? closingSentence(task.topic, task.requirements)
+      : undefined;
+    let count = framing ? countWords(framing) : 0;
+    const picks: Candidate[] = [];
+    while (count < section.budget) {
+      const c = material.pick(section.query, taken);
+      if (!c) break;
+      const w = countWords(c.text);
+      if (count + w > section.budget * 1.25 && count >= section.budget * 0.6) break;
+      picks.push(c);
+      taken.push(c.text);
+      count += w;
+    }
+    picks.sort((a, b) => a.order - b.order);
+    return { section, framing, picks };
+  });
+
+  // ...then number citations in reading order.
+  const model: DocumentModel = { title: outline.title, lead: [], sections: [], referencesHeading: 'References', references, malformedReferences: [] };
+  for (const { section, framing, picks } of chosen) {
+    const sentences = picks.map((c) => ({ text: attachCitation(c.text, cite(c.passage)), source: c.passage.source }));
+    if (framing) sentences.unshift({ text: framing, source: picks[0]?.passage.source ?? '' });
+    model.sections.push({ heading: section.heading, level: 2, paragraphs: paragraphs(sentences) });
+  }
+  return { content: renderDocument(model), citations: citationsOf(model), revisions: [] };
+}

@@ -1,0 +1,61 @@
+/**
+ * The reference document agents the `concord` command runs: research → writing → editing →
+ * verification, deterministic and offline. See `protocol.ts` for the payloads they exchange.
+ */
+import { fileURLToPath } from 'node:url';
+import type { Agent } from '../bus/agent.js';
+import { createEditingAgent } from './editing.js';
+import type { EditingResult, ResearchResult, VerificationResult, WritingResult } from './protocol.js';
+import { createResearchAgent } from './research.js';
+import { createVerificationAgent } from './verification.js';
+import { createWritingAgent } from './writing.js';
+
+export * from './protocol.js';
+export { createResearchAgent, type ResearchAgentOptions } from './research.js';
+export { createWritingAgent } from './writing.js';
+export { createEditingAgent } from './editing.js';
+export { createVerificationAgent, readCitedSources } from './verification.js';
+export { PassageIndex, loadSources, research, researchQueries, splitPassages, type SourceFile } from './search.js';
+export { buildOutline, composeDocument, type Outline, type OutlineSection } from './compose.js';
+export { reviseDocument, write } from './revise.js';
+export { editDocument, headingCase, normaliseHeadings, removeRepeats, trimToLength } from './edit.js';
+export { SCORE_WEIGHTS, lengthScore, verifyDocument, type SourceLines } from './verify.js';
+export { documentWords, parseDocument, renderDocument, type DocumentModel, type Reference, type Section } from './markdown.js';
+export { LENGTH_TOLERANCE, keyTerms } from './text.js';
+
+/** The names the document agents register under. */
+export const DOCUMENT_AGENT_NAMES = ['research', 'writing', 'editing', 'verification'] as const;
+
+/**
+ * The sample notes shipped with the package (`samples/sources`). Resolved from this module's
+ * location, which is two levels below the package root both in `src/` and in `dist/`.
+ */
+export function defaultSourcesDir(): string {
+  return fileURLToPath(new URL('../../samples/sources/', import.meta.url));
+}
+
+/** The four document agents, ready for `bus.registerAgent(agent.name, agent)`. */
+export interface DocumentAgents {
+  research: Agent<ResearchResult | undefined>;
+  writing: Agent<WritingResult | undefined>;
+  editing: Agent<EditingResult | undefined>;
+  verification: Agent<VerificationResult | undefined>;
+}
+
+/**
+ * Creates the research, writing, editing and verification agents over one sources directory
+ * (the sample notes by default).
+ *
+ * @example
+ * const agents = createDocumentAgents({ sourcesDir: './notes' });
+ * for (const agent of Object.values(agents)) bus.registerAgent(agent.name, agent);
+ */
+export function createDocumentAgents(options: { sourcesDir?: string } = {}): DocumentAgents {
+  const sourcesDir = options.sourcesDir ?? defaultSourcesDir();
+  return {
+    research: createResearchAgent({ sourcesDir }),
+    writing: createWritingAgent(),
+    editing: createEditingAgent(),
+    verification: createVerificationAgent({ sourcesDir }),
+  };
+}

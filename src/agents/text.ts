@@ -1,0 +1,204 @@
+/**
+ * Text primitives shared by the reference agents: tokens, a light stemmer, stopwords, sentence
+ * splitting, word counts and the key terms of a topic. Pure and deterministic, so the research,
+ * writing, editing and verification agents all agree on what a "word" or a "term" is.
+ */
+
+/** How far a document may stray from its word target and still meet the length requirement (±15%). */
+export const LENGTH_TOLERANCE = 0.15;
+
+/**
+ * The word counts that meet a target: `target × (1 ± tolerance)`, rounded inwards (with a hair of
+ * slack so `400 × 1.15` is 460, not 459 by floating point).
+ */
+export function lengthBounds(target: number, tolerance = LENGTH_TOLERANCE): { min: number; max: number } {
+  return { min: Math.ceil(target * (1 - tolerance) - 1e-9), max: Math.floor(target * (1 + tolerance) + 1e-9) };
+}
+
+/** Words too common to say anything about a topic. */
+export const STOPWORDS: ReadonlySet<string> = new Set(
+  (
+    'a about above after again against all almost also although always am among an and another any anyone anything ' +
+    'are around as at be because been before being below between both but by can cannot could did do does doing done ' +
+    'down during each either else enough even ever every few first for from further get gets getting given gives go ' +
+    'goes had has have having he her here hers herself him himself his how however i if in into is it its itself just ' +
+    'least less let like made make makes many may me might more most much must my myself neither never no nor not now ' +
+    'of off often on once one only onto or other others otherwise our ours ourselves out over own per perhaps rather ' +
+    're same several shall she should since so some something still such than that the their theirs them themselves ' +
+    'then there therefore these they this those though through thus to too toward towards two under until up upon us ' +
+    'use used uses using usually very via was we well were what when whenever where whether which while who whom ' +
+    'whose why will with within without would yet you your yours yourself'
+  ).split(' '),
+);
+
+const TOKEN = /[\p{L}\p{N}]+(?:['’\-][\p{L}\p{N}]+)*/gu;
+
+/** Lower-cased word tokens; hyphenated words (`multi-agent`) stay whole, possessive `'s` is dropped. */
+export function tokenize(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.toLowerCase().matchAll(TOKEN)) {
+    out.push(m[0].replace(/['’]s$/u, '').replace(/’/gu, "'"));
+  }
+  return out;
+}
+
+// One suffix at a time, longest first, repeated while at least three characters remain. Crude
+// next to Porter, but it folds the variants that matter here onto one stem (deliver, delivery,
+// delivered; coordinate, coordination; guarantee, guarantees; recover, recovery).
+const SUFFIXES = [
+  'abilities', 'ibilities', 'ability', 'ibility', 'ations', 'ators', 'ation', 'ator', 'ating', 'ments', 'ment',
+  'ness', 'ably', 'ings', 'able', 'ible', 'ates', 'ated', 'ing', 'ies', 'ied', 'ers', 'ate', 'ed', 'er', 'es',
+  'ly', 'y', 's', 'e',
+].sort((a, b) => b.length - a.length);
+
+function stripOnce(w: string): string {
+  for (const suffix of SUFFIXES) {
+    if (!w.endsWith(suffix) || w.length - suffix.length < 3) continue;
+    // Keep `class`, `process`, `status`-like endings intact for the plain `s` rules.
+    if ((suffix === 's' || suffix === 'es') && /(ss|us|is)$/u.test(w)) continue;
+    return w.slice(0, -suffix.length);
+  }
+  return w;
+}
+
+/** A light suffix-stripping stem: `stem('deliveries') === stem('delivered') === stem('deliver')`. */
+export function stem(word: string): string {
+  const w = word.toLowerCase();
+  if (w.length <= 3 || /\d/u.test(w)) return w;
+  if (w.includes('-')) return w.split('-').map(stem).join('-');
+  let current = w;
+  for (let i = 0; i < 3; i++) {
+    const next = stripOnce(current);
+    if (next === current) break;
+    current = next;
+  }
+  return current;
+}
+
+/** True when a token carries meaning: not a stopword, not a bare number, at least two characters. */
+export function isContentWord(token: string): boolean {
+  return token.length >= 2 && !STOPWORDS.has(token) && !/^\d+$/u.test(token);
+}
+
+/** The stems of the content words of `text`, in order, repeats kept. */
+export function contentStems(text: string): string[] {
+  return tokenize(text).filter(isContentWord).map(stem);
+}
+
+/**
+ * The key terms of a topic and its requirements: their content words in order of first appearance,
+ * one per stem, lower-cased. `keyTerms('Reliable coordination', ['workflow recovery'])` is
+ * `['reliable', 'coordination', 'workflow', 'recovery']`.
+ */
+export function keyTerms(topic: string, requirements: readonly string[] = []): string[] {
+  const seen = new Set<string>();
+  const terms: string[] = [];
+  for (const token of tokenize([topic, ...requirements].join(' \n '))) {
+    if (!isContentWord(token)) continue;
+    const s = stem(token);
+    if (seen.has(s)) continue;
+    seen.add(s);
+    terms.push(token);
+  }
+  return terms;
+}
+
+/** Matches one citation marker such as `[3]` or `[2, 5]`. */
+export const CITATION_MARKER = /\s?\[(\d+(?:\s*,\s*\d+)*)\]/gu;
+
+/** The citation numbers of a sentence, in order, repeats removed. */
+export function citationNumbers(text: string): number[] {
+  const out: number[] = [];
+  for (const m of text.matchAll(CITATION_MARKER)) {
+    for (const part of (m[1] ?? '').split(',')) {
+      const n = Number(part.trim());
+      if (!out.includes(n)) out.push(n);
+    }
+  }
+  return out;
+}
+
+/** The sentence without its citation markers. */
+export function stripCitations(text: string): string {
+  return text.replace(CITATION_MARKER, '').replace(/\s+([.!?,;:])/gu, '$1').trim();
+}
+
+/** Words as a reader counts them: whitespace-separated runs holding a letter or digit, citation markers excluded. */
+export function countWords(text: string): number {
+  let n = 0;
+  for (const part of stripCitations(text).split(/\s+/u)) if (/[\p{L}\p{N}]/u.test(part)) n++;
+  return n;
+}
+
+const ABBREVIATIONS = /\b(e\.g|i\.e|etc|vs|cf|approx|Dr|Mr|Mrs|Ms|Fig|No)\./gu;
+const PLACEHOLDER = '\u0000';
+
+/**
+ * Splits prose into sentences. A sentence ends at `.`, `!` or `?` (optionally followed by a
+ * closing quote or bracket) before whitespace and an upper-case letter, digit, quote or bracket.
+ * Common abbreviations (`e.g.`, `i.e.`, `etc.`) do not end a sentence.
+ */
+export function splitSentences(text: string): string[] {
+  const flat = text.replace(/\s+/gu, ' ').trim();
+  if (!flat) return [];
+  const protectedText = flat.replace(ABBREVIATIONS, (m) => m.slice(0, -1) + PLACEHOLDER);
+  return protectedText
+    .split(/(?<=[.!?]["')\]”’]?)\s+(?=["'(\[“‘`]?[\p{Lu}\p{N}])/u)
+    .map((s) => s.replaceAll(PLACEHOLDER, '.').trim())
+    .filter((s) => s.length > 0);
+}
+
+/** A sentence reduced for comparison: citations, case, punctuation and spacing removed. */
+export function sentenceKey(sentence: string): string {
+  return tokenize(stripCitations(sentence)).join(' ');
+}
+
+/** Jaccard similarity of the content stems of two sentences, in [0, 1]. */
+export function similarity(a: string, b: string): number {
+  const sa = new Set(contentStems(stripCitations(a)));
+  const sb = new Set(contentStems(stripCitations(b)));
+  if (sa.size === 0 && sb.size === 0) return sentenceKey(a) === sentenceKey(b) ? 1 : 0;
+  let common = 0;
+  for (const s of sa) if (sb.has(s)) common++;
+  return common / (sa.size + sb.size - common);
+}
+
+/** Sentences at least this similar are treated as repeats of each other. */
+export const NEAR_DUPLICATE = 0.85;
+
+/** True when two sentences say the same thing in (nearly) the same words. */
+export function isRepeat(a: string, b: string): boolean {
+  return sentenceKey(a) === sentenceKey(b) || similarity(a, b) >= NEAR_DUPLICATE;
+}
+
+/**
+ * The share of the content stems of `sentence` (citations stripped) found in `source`, in [0, 1].
+ * A sentence quoted from the source scores 1; 1 also when the sentence has no content words.
+ */
+export function support(sentence: string, source: string): number {
+  const wanted = [...new Set(contentStems(stripCitations(sentence)))];
+  if (wanted.length === 0) return 1;
+  const have = new Set(contentStems(source));
+  return wanted.filter((s) => have.has(s)).length / wanted.length;
+}
+
+/**
+ * A section may quote at most this many sentences from one passage: more is copying a paragraph
+ * rather than writing from several sources. Verification flags it; revisions respect it.
+ */
+export const MAX_QUOTES_PER_PASSAGE = 2;
+
+/** Cited sentences must share at least this much of their content with the cited text. */
+export const SUPPORT_THRESHOLD = 0.8;
+
+/** `Message delivery guarantees` from `message delivery guarantees`: first letter upper-cased, the rest untouched. */
+export function capitalise(text: string): string {
+  const t = text.trim();
+  return t.charAt(0).toUpperCase() + t.slice(1);
+}
+
+/** `a, b and c` (Oxford comma off, as in the sample notes). */
+export function joinList(items: readonly string[]): string {
+  if (items.length <= 1) return items.join('');
+  return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}
