@@ -1,0 +1,78 @@
+import { resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import type { Command } from 'commander';
+import { ValidationError } from '../../errors.js';
+import { withBus } from '../options.js';
+import { busUrl, cliLogger, isSharedBus, openBus, openState, samplesDir, type OpenBus, type OpenState } from '../runtime.js';
+import { AGENT_NAMES, registerDocumentAgents } from '../agents.js';
+
+interface AgentFlags {
+  bus?: string;
+  state?: string;
+  sources?: string;
+}
+
+/** `concord agent <name>`: one document agent as its own worker process, until SIGTERM or SIGINT. */
+export function registerAgentCommand(program: Command): void {
+  withBus(
+    program
+      .command('agent')
+      .description(`serve one document agent (${AGENT_NAMES.join(', ')}) on a shared bus until SIGTERM or Ctrl-C`)
+      .argument('<name>', `the agent: ${AGENT_NAMES.join(' | ')}`),
+    'shared message bus, e.g. redis://127.0.0.1:6379/0 (or $CONCORD_BUS)',
+  )
+    .option('--state <url>', 'state store handed to the agent as ctx.state (optional)')
+    .option('--sources <dir>', 'sources directory (research and verification read it; default: the bundled samples)')
+    .action(async (name: string, flags: AgentFlags) => {
+      if (!AGENT_NAMES.includes(name)) {
+        throw new ValidationError(`unknown agent \`${name}\`: expected one of ${AGENT_NAMES.join(', ')}`, { field: 'name' });
+      }
+      const busAt = busUrl(flags.bus);
+      if (!isSharedBus(busAt)) {
+        throw new ValidationError(
+          'an agent process needs a bus shared between processes (--bus redis://host:6379/0): a memory:// bus cannot be reached from another process',
+          { field: 'bus' },
+        );
+      }
+      const sourcesDir = resolve(flags.sources ?? samplesDir());
+      if (!existsSync(sourcesDir) || !statSync(sourcesDir).isDirectory()) {
+        throw new ValidationError(`sources directory ${flags.sources ?? sourcesDir} does not exist`, { field: 'sources' });
+      }
+      const stateAt = flags.state ?? process.env['CONCORD_STATE'];
+      let state: OpenState | undefined;
+      let bus: OpenBus | undefined;
+      try {
+        state = stateAt ? await openState(stateAt, { create: true }) : undefined;
+        bus = await openBus(busAt, { ...(state ? { state: state.state } : {}), logger: cliLogger('warn') });
+        registerDocumentAgents(bus.bus, sourcesDir, name);
+        await bus.bus.ready();
+      } catch (err) {
+        await bus?.close().catch(() => {});
+        await state?.close().catch(() => {});
+        throw err;
+      }
+
+      // Serve until a signal; then drain in-flight handlers and close. A second signal during
+      // the drain stops at once.
+      let stopping = false;
+      const signal = await new Promise<NodeJS.Signals>((done) => {
+        const onSignal = (sig: NodeJS.Signals) => {
+          if (!stopping) {
+            stopping = true;
+            done(sig);
+            return;
+          }
+          process.stdout.write(`agent ${name} stopped at once (second ${sig}); unfinished messages return after their lease\n`);
+          process.exit(sig === 'SIGINT' ? 130 : 143);
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+        // Only once the handlers are in place: a supervisor may signal as soon as it reads this line.
+        process.stdout.write(`agent ${name} serving on ${bus.transport.url} (pid ${process.pid}); stop with Ctrl-C or SIGTERM\n`);
+      });
+      process.stdout.write(`agent ${name} stopping (${signal}): finishing in-flight messages\n`);
+      await bus.close();
+      await state?.close().catch(() => {});
+      process.stdout.write(`agent ${name} stopped after ${bus.bus.metrics().messagesReceived} deliveries\n`);
+    });
+}

@@ -1,0 +1,205 @@
+import type { Command } from 'commander';
+import { DocumentNotFoundError } from '../../errors.js';
+import type { WorkflowRecord } from '../../state/store.js';
+import type { WorkflowData } from '../../workflow/types.js';
+import { unifiedDiff, diffStat } from '../diff.js';
+import { json, scores, table, timestamp } from '../format.js';
+import { integer, withJson, withState } from '../options.js';
+import { openState, stateUrl, type OpenState } from '../runtime.js';
+
+interface StateFlags {
+  state?: string;
+  json?: boolean;
+}
+
+/** Opens the state read-side, runs `fn`, closes. */
+async function withOpenState<T>(flags: StateFlags, fn: (s: OpenState) => Promise<T>): Promise<T> {
+  const s = await openState(stateUrl(flags.state), { create: false });
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+function out(text: string): void {
+  process.stdout.write(text.endsWith('\n') ? text : text + '\n');
+}
+
+function parseVersion(name: string): (value: string) => number {
+  return integer(name, 1, Number.MAX_SAFE_INTEGER);
+}
+
+/** The orchestrator's data of a workflow record, when it has some. */
+function orchestratorData(wf: WorkflowRecord): Partial<WorkflowData> {
+  return (wf.data ?? {}) as Partial<WorkflowData>;
+}
+
+/** `history`, `show`, `diff`, `workflows`, `stats`. */
+export function registerInspectCommands(program: Command): void {
+  withJson(
+    withState(
+      program
+        .command('history')
+        .description('list every version of a document: who wrote it, what changed, when')
+        .argument('<documentId>', 'the document')
+        .option('--limit <n>', 'only the most recent N versions', integer('--limit', 1, 1_000_000)),
+    ),
+  ).action(async (documentId: string, flags: StateFlags & { limit?: number }) => {
+    await withOpenState(flags, async ({ state }) => {
+      const history = await state.getStateHistory(documentId, flags.limit ? { limit: flags.limit } : undefined);
+      if (flags.json) {
+        out(json({ documentId, versions: history }));
+        return;
+      }
+      out(
+        table(
+          ['VERSION', 'ACTOR', 'ACTION', 'TIMESTAMP', 'SUMMARY'],
+          history.map((h) => [String(h.version), h.actor, h.action, timestamp(h.timestamp), h.summary ?? '']),
+        ),
+      );
+      const actors = [...new Set(history.map((h) => h.actor))];
+      out(`\n${history.length} version${history.length === 1 ? '' : 's'} by ${actors.join(', ')}`);
+    });
+  });
+
+  withJson(
+    withState(
+      program
+        .command('show')
+        .description('print a document (its latest version, or --version N)')
+        .argument('<documentId>', 'the document')
+        .option('--version <n>', 'the version to show', parseVersion('--version')),
+    ),
+  ).action(async (documentId: string, flags: StateFlags & { version?: number }) => {
+    await withOpenState(flags, async ({ state }) => {
+      const doc =
+        flags.version !== undefined ? await state.getDocumentAtVersion(documentId, flags.version) : await state.getDocumentState(documentId);
+      if (!doc) throw new DocumentNotFoundError(documentId);
+      if (flags.json) out(json(doc));
+      else out(doc.content);
+    });
+  });
+
+  withJson(
+    withState(
+      program
+        .command('diff')
+        .description('a unified diff between two versions of a document')
+        .argument('<documentId>', 'the document')
+        .argument('<from>', 'the older version', parseVersion('<from>'))
+        .argument('<to>', 'the newer version', parseVersion('<to>'))
+        .option('--context <n>', 'lines of context around each change (default 3)', integer('--context', 0, 1000)),
+    ),
+  ).action(async (documentId: string, from: number, to: number, flags: StateFlags & { context?: number }) => {
+    await withOpenState(flags, async ({ state }) => {
+      const a = await state.getDocumentAtVersion(documentId, from);
+      const b = await state.getDocumentAtVersion(documentId, to);
+      const actor = (v: number, doc: typeof a) => doc.history.find((h) => h.version === v)?.actor;
+      const label = (v: number, doc: typeof a) => `${documentId}@${v}${actor(v, doc) ? ` (${actor(v, doc)})` : ''}`;
+      const diff = unifiedDiff(a.content, b.content, {
+        fromLabel: label(from, a),
+        toLabel: label(to, b),
+        ...(flags.context !== undefined ? { context: flags.context } : {}),
+      });
+      if (flags.json) {
+        out(json({ documentId, from, to, ...diffStat(a.content, b.content), diff }));
+        return;
+      }
+      out(diff === '' ? `versions ${from} and ${to} of ${documentId} have the same content` : diff);
+    });
+  });
+
+  withJson(
+    withState(program.command('workflows').description('list workflows: status, stage, iteration, scores')),
+  ).action(async (flags: StateFlags) => {
+    await withOpenState(flags, async ({ store }) => {
+      const workflows = (await store.listWorkflows()).sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime());
+      if (flags.json) {
+        out(
+          json(
+            workflows.map((wf) => {
+              const d = orchestratorData(wf);
+              return {
+                workflowId: wf.workflowId,
+                status: d.status ?? null,
+                stage: wf.stage,
+                iteration: d.iteration ?? wf.iteration,
+                completedStages: wf.completedStages,
+                pendingStages: wf.pendingStages,
+                qualityScores: wf.qualityScores,
+                documentId: d.documentId ?? null,
+                topic: d.topic ?? null,
+                accepted: d.accepted ?? null,
+                error: d.error ?? null,
+                createdAt: wf.createdAt,
+                updatedAt: wf.updatedAt,
+              };
+            }),
+          ),
+        );
+        return;
+      }
+      if (workflows.length === 0) {
+        out('no workflows yet (start one with `concord demo` or `concord run`)');
+        return;
+      }
+      out(
+        table(
+          ['WORKFLOW', 'STATUS', 'STAGE', 'ITERATION', 'SCORES', 'DOCUMENT', 'UPDATED'],
+          workflows.map((wf) => {
+            const d = orchestratorData(wf);
+            const stage = wf.stage === null ? '-' : `${wf.stage}${wf.completedStages.includes(wf.stage) ? '' : ' (in progress)'}`;
+            return [
+              wf.workflowId,
+              d.status ?? '-',
+              d.status === 'completed' ? 'done' : stage,
+              String(d.iteration ?? wf.iteration),
+              scores(wf.qualityScores, wf.stages),
+              d.documentId ?? '-',
+              timestamp(wf.updatedAt),
+            ];
+          }),
+        ),
+      );
+    });
+  });
+
+  withJson(
+    withState(program.command('stats').description('state metrics: documents, versions, workflows by status')),
+  ).action(async (flags: StateFlags) => {
+    await withOpenState(flags, async ({ url, state, store }) => {
+      const metrics = await state.refreshMetrics();
+      const workflows = await store.listWorkflows();
+      const byStatus: Record<string, number> = {};
+      for (const wf of workflows) {
+        const status = orchestratorData(wf).status ?? 'other';
+        byStatus[status] = (byStatus[status] ?? 0) + 1;
+      }
+      const documents = await store.listDocuments();
+      const stats = {
+        state: url,
+        documents: metrics.activeDocuments,
+        workflows: metrics.activeWorkflows,
+        workflowsByStatus: byStatus,
+        totalStateChanges: metrics.totalStateChanges,
+        averageDocumentVersion: metrics.averageDocumentVersion,
+        latestDocument: documents.sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime())[0]?.documentId ?? null,
+      };
+      if (flags.json) {
+        out(json(stats));
+        return;
+      }
+      const rows: Array<[string, string]> = [
+        ['state', url],
+        ['documents', String(stats.documents)],
+        ['workflows', `${stats.workflows}${workflows.length ? ` (${Object.entries(byStatus).map(([k, v]) => `${v} ${k}`).join(', ')})` : ''}`],
+        ['state changes', String(stats.totalStateChanges)],
+        ['average document version', stats.averageDocumentVersion.toFixed(1)],
+        ...(stats.latestDocument ? [['latest document', stats.latestDocument] as [string, string]] : []),
+      ];
+      const width = Math.max(...rows.map(([k]) => k.length));
+      out(rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n'));
+    });
+  });
+}

@@ -1,0 +1,383 @@
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, isAbsolute, relative, resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { ValidationError, WorkflowNotFoundError } from '../../errors.js';
+import { Orchestrator, slugify, type OrchestratorHooks } from '../../workflow/orchestrator.js';
+import { DOCUMENT_PIPELINE, documentPipeline } from '../../workflow/document-pipeline.js';
+import type { WorkflowOutcome } from '../../workflow/types.js';
+import { DEFAULT_WORDS } from '../../agents/protocol.js';
+import { createProgress, type ProgressDisplay } from '../progress.js';
+import { json, score, scores, shellQuote } from '../format.js';
+import { collect, fraction, integer, withBus, withState } from '../options.js';
+import { busUrl, cliCommand, isSharedBus, openBus, openState, samplesDir, stateUrl, DEFAULT_STATE_URL, type OpenBus, type OpenState } from '../runtime.js';
+import { AGENT_NAMES, registerDocumentAgents } from '../agents.js';
+
+/** The topic `concord demo` writes about. */
+export const DEMO_TOPIC = 'Reliable coordination of multi-agent systems';
+/** What the demo's document must cover. */
+export const DEMO_REQUIREMENTS = ['delivery guarantees', 'idempotency', 'workflow recovery', 'observability'];
+
+interface RunFlags {
+  sources?: string;
+  out?: string;
+  state?: string;
+  bus?: string;
+  words?: number;
+  requirement?: string[];
+  threshold?: number;
+  maxIterations?: number;
+  agents?: 'local' | 'remote';
+  timeout?: number;
+  json?: boolean;
+  progress?: boolean;
+}
+
+/** A command to print for the user, with `--state` when it is not the default. */
+function cliAfter(cmd: string, state: string): string {
+  // Options after the subcommand read naturally and work with commander.
+  return `${cliCommand()} ${cmd}` + (state === DEFAULT_STATE_URL ? '' : ` --state ${shellQuote(state)}`);
+}
+
+function showPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path;
+}
+
+function checkSources(dir: string): string {
+  const abs = resolve(dir);
+  if (!existsSync(abs) || !statSync(abs).isDirectory()) {
+    throw new ValidationError(`sources directory ${dir} does not exist`, { field: 'sources' });
+  }
+  if (!readdirSync(abs, { recursive: true }).some((f) => /\.(md|markdown|txt)$/i.test(String(f)))) {
+    throw new ValidationError(`sources directory ${dir} has no .md, .markdown or .txt files`, { field: 'sources' });
+  }
+  return abs;
+}
+
+/** Hooks that pause a run at a durable point so tests can kill it deterministically. */
+function testHooks(): OrchestratorHooks {
+  const after = process.env['CONCORD_TEST_PAUSE_AFTER_STAGE'];
+  const before = process.env['CONCORD_TEST_PAUSE_BEFORE_COMPLETE'];
+  if (!after && !before) return {};
+  const pause = (what: string) =>
+    new Promise<void>(() => {
+      process.stderr.write(`concord: test pause ${what} (pid ${process.pid})\n`);
+      setInterval(() => {}, 60_000);
+    });
+  return {
+    ...(after ? { afterStage: (stage: string) => (stage === after ? pause(`after stage ${stage}`) : undefined) } : {}),
+    ...(before ? { beforeComplete: (stage: string) => (stage === before ? pause(`before completing stage ${stage}`) : undefined) } : {}),
+  };
+}
+
+interface Session {
+  state: OpenState;
+  bus: OpenBus;
+  progress: ProgressDisplay | undefined;
+  close(): Promise<void>;
+}
+
+async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxIterations: number): Promise<Session> {
+  const stateAt = stateUrl(flags.state);
+  const busAt = busUrl(flags.bus);
+  const remote = flags.agents === 'remote';
+  if (remote && !isSharedBus(busAt)) {
+    throw new ValidationError(
+      '--agents remote needs a bus shared between processes (--bus redis://host:6379/0): a memory:// bus only reaches agents in this process',
+      { field: 'agents' },
+    );
+  }
+  const state = await openState(stateAt, { create: true });
+  let bus: OpenBus;
+  try {
+    bus = await openBus(busAt, { state: state.state });
+  } catch (err) {
+    await state.close().catch(() => {});
+    throw err;
+  }
+  try {
+    if (remote) {
+      for (const name of AGENT_NAMES) {
+        if (!(await bus.transport.hasRecipient(name))) {
+          throw new ValidationError(
+            `no \`${name}\` agent is serving on ${bus.transport.url}: start it with \`concord agent ${name} --bus ${bus.transport.url}${name === 'research' || name === 'verification' ? ' --sources DIR' : ''}\``,
+            { field: 'agents' },
+          );
+        }
+      }
+    } else {
+      if (!sourcesDir) throw new ValidationError('local agents need the sources directory', { field: 'sources' });
+      registerDocumentAgents(bus.bus, sourcesDir);
+    }
+  } catch (err) {
+    await bus.close().catch(() => {});
+    await state.close().catch(() => {});
+    throw err;
+  }
+  const progress = flags.progress === false ? undefined : createProgress({
+    stream: process.stderr,
+    messages: () => bus.bus.metrics().messagesSent,
+    maxIterations,
+  });
+  let closed = false;
+  return {
+    state,
+    bus,
+    progress,
+    async close() {
+      if (closed) return;
+      closed = true;
+      progress?.stop();
+      await bus.close().catch(() => {});
+      await state.close().catch(() => {});
+    },
+  };
+}
+
+/**
+ * Ctrl-C or SIGTERM: says how to continue and exits at once. Every step is already durable, so
+ * stopping here is no worse than a crash, which `resume` handles; closing the bus first would
+ * only make the stage in flight look failed.
+ */
+function onInterrupt(session: Session, workflowId: () => string | undefined): () => void {
+  const handler = (signal: NodeJS.Signals) => {
+    session.progress?.stop();
+    const id = workflowId();
+    process.stderr.write(`concord: interrupted (${signal})${id ? `; continue with: ${cliAfter(`resume ${id}`, session.state.url)}` : ''}\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
+
+function writeOut(outcome: WorkflowOutcome, out: string): void {
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, outcome.content.endsWith('\n') ? outcome.content : outcome.content + '\n');
+}
+
+function report(outcome: WorkflowOutcome, out: string | undefined, stateAt: string, options: { json: boolean; demo: boolean }): number {
+  const data = outcome.data;
+  const verification = data.outputs['verification'];
+  const subScores = (verification?.output['scores'] ?? {}) as Record<string, number>;
+  if (options.json) {
+    process.stdout.write(
+      json({
+        workflowId: outcome.workflowId,
+        documentId: outcome.documentId,
+        status: outcome.status,
+        accepted: outcome.accepted,
+        iterations: outcome.iterations,
+        documentVersion: outcome.documentVersion,
+        scores: outcome.scores,
+        verification: subScores,
+        out: out ?? null,
+        error: outcome.error,
+        historyCommand: cliAfter(`history ${outcome.documentId}`, stateAt),
+      }) + '\n',
+    );
+    return outcome.status === 'completed' ? 0 : 1;
+  }
+  if (outcome.status !== 'completed') {
+    process.stderr.write(
+      `concord: workflow ${outcome.workflowId} failed: ${outcome.error?.message ?? 'unknown error'}\n` +
+        `         retry from where it stopped: ${cliAfter(`resume ${outcome.workflowId}`, stateAt)}\n`,
+    );
+    return 1;
+  }
+  const threshold = typeof verification !== 'undefined' ? documentPipelineThreshold(data) : undefined;
+  // The first draft and the final one: the diff between them is what editing and revisions did.
+  const firstDraft = data.steps.find((s) => s.stage === 'writing' && typeof s.version === 'number')?.version ?? 1;
+  const finalDraft = data.outputs['editing']?.version ?? outcome.documentVersion;
+  const edits = data.outputs['editing']?.output['changes'];
+  const changed = data.revisions.length > 0 || (Array.isArray(edits) && edits.length > 0);
+  const lines = [
+    '',
+    `Document written to ${out ? showPath(out) : '(not written)'}`,
+    ...(outcome.accepted ? [] : [`Note: the document stayed below the verification threshold after ${outcome.iterations} rounds.`]),
+    `  topic      ${data.topic}`,
+    `  quality    verification ${againstThreshold(outcome.scores['verification'], threshold)}` +
+      (threshold !== undefined ? ` (threshold ${score(threshold)}: ${outcome.accepted ? 'met' : 'NOT met'})` : '') +
+      (Object.keys(subScores).length ? ` — ${scores(subScores)}` : ''),
+    `  stages     ${scores(outcome.scores, ['research', 'writing', 'editing', 'verification'])}`,
+    `  rounds     ${outcome.iterations} (${data.revisions.length} revision${data.revisions.length === 1 ? '' : 's'} after verification feedback)`,
+    `  workflow   ${outcome.workflowId}`,
+    `  document   ${outcome.documentId}, version ${outcome.documentVersion}`,
+    '',
+  ];
+  if (/^memory:/i.test(stateAt)) {
+    // Nothing to inspect later: the versions lived in this process.
+    lines.push('The state was in memory (--state memory://): its history is gone with this process.', '');
+  } else {
+    lines.push(
+      `See its history:  ${cliAfter(`history ${outcome.documentId}`, stateAt)}`,
+      `Read a version:   ${cliAfter(`show ${outcome.documentId} --version ${firstDraft}`, stateAt)}`,
+      ...(finalDraft !== firstDraft && changed ? [`Compare versions: ${cliAfter(`diff ${outcome.documentId} ${firstDraft} ${finalDraft}`, stateAt)}`] : []),
+      '',
+    );
+  }
+  if (options.demo && data.revisions.length === 0) {
+    lines.push(`Verification passed at once. To watch it send problems back to the writer: ${cliCommand()} demo --threshold 0.99`, '');
+  }
+  process.stdout.write(lines.join('\n'));
+  return 0;
+}
+
+/** A score to two decimals, or three when two would hide which side of the threshold it is on. */
+function againstThreshold(value: number | undefined, threshold: number | undefined): string {
+  if (value === undefined || threshold === undefined) return score(value);
+  return score(value) === score(threshold) && value !== threshold ? value.toFixed(3) : score(value);
+}
+
+function documentPipelineThreshold(data: WorkflowOutcome['data']): number | undefined {
+  const t = data.input['threshold'];
+  return typeof t === 'number' ? t : undefined;
+}
+
+async function execute(
+  flags: RunFlags,
+  start: { topic: string; sourcesDir: string | undefined; words: number; requirements: string[]; out: string | undefined; demo?: boolean } | { resume: string },
+): Promise<number> {
+  const stateAt = stateUrl(flags.state);
+  let maxIterations = flags.maxIterations ?? 3;
+  let threshold = flags.threshold ?? 0.8;
+  let sourcesDir = 'resume' in start ? undefined : start.sourcesDir;
+  let out = 'resume' in start ? undefined : start.out;
+
+  // A resumed run takes its settings from what the first run recorded.
+  if ('resume' in start) {
+    const peek = await openState(stateAt, { create: false });
+    try {
+      const wf = await peek.state.getWorkflowState(start.resume);
+      if (!wf) throw new WorkflowNotFoundError(start.resume);
+      const input = (wf.data as { input?: Record<string, unknown>; definition?: string }).input ?? {};
+      if ((wf.data as { definition?: string }).definition !== DOCUMENT_PIPELINE) {
+        throw new ValidationError(`workflow \`${start.resume}\` is not a document pipeline run`, { field: 'workflowId' });
+      }
+      if (typeof input['maxIterations'] === 'number') maxIterations = input['maxIterations'];
+      if (typeof input['threshold'] === 'number') threshold = input['threshold'];
+      if (typeof input['sourcesDir'] === 'string') sourcesDir = flags.sources ? checkSources(flags.sources) : input['sourcesDir'];
+      if (typeof input['out'] === 'string') out = flags.out ? resolve(flags.out) : input['out'];
+    } finally {
+      await peek.close();
+    }
+  }
+
+  const session = await openSession(flags, sourcesDir, maxIterations);
+  let workflowId: string | undefined = 'resume' in start ? start.resume : undefined;
+  const release = onInterrupt(session, () => workflowId);
+  try {
+    const orchestrator = new Orchestrator({
+      bus: session.bus.bus,
+      state: session.state.state,
+      definition: documentPipeline({ threshold, maxIterations, ...(flags.timeout ? { timeoutMs: flags.timeout } : {}) }),
+      onEvent: (event) => {
+        if (event.type === 'workflow_started') workflowId = event.workflowId;
+        session.progress?.handle(event);
+      },
+      hooks: testHooks(),
+    });
+    let outcome: WorkflowOutcome;
+    if ('resume' in start) {
+      outcome = await orchestrator.resume(start.resume);
+    } else {
+      const suffix = Date.now().toString(36).slice(-4) + Math.random().toString(36).slice(2, 6);
+      workflowId = `wf-${slugify(start.topic, 32)}-${suffix}`;
+      out = start.out ?? resolve('.concord', 'out', `${slugify(start.topic)}.md`);
+      outcome = await orchestrator.start({
+        workflowId,
+        documentId: `doc-${slugify(start.topic, 32)}-${suffix}`,
+        topic: start.topic,
+        input: {
+          words: start.words,
+          requirements: start.requirements,
+          sourcesDir: sourcesDir ?? null,
+          out,
+          threshold,
+          maxIterations,
+        },
+        requirements: { requirements: start.requirements, words: start.words },
+        context: { sourcesDir: sourcesDir ?? null, workflowId },
+      });
+    }
+    session.progress?.stop();
+    if (outcome.status === 'completed' && out) writeOut(outcome, out);
+    return report(outcome, out, stateAt, { json: flags.json === true, demo: 'demo' in start && start.demo === true });
+  } finally {
+    release();
+    await session.close();
+  }
+}
+
+/** `concord demo`, `concord run`, `concord resume`. */
+export function registerRunCommands(program: Command): void {
+  const addRunOptions = (cmd: Command) =>
+    withBus(withState(cmd))
+      .addOption(
+        new Option('--agents <where>', 'local: the four agents run in this process; remote: they serve on --bus (concord agent NAME)')
+          .choices(['local', 'remote'])
+          .default('local'),
+      )
+      .option('--timeout <ms>', 'how long each agent may take to answer', integer('--timeout', 100, 3_600_000))
+      .option('--no-progress', 'print no progress')
+      .option('--json', 'print the outcome as JSON');
+
+  addRunOptions(
+    program
+      .command('demo')
+      .description(`write a cited document about "${DEMO_TOPIC}" from the bundled sample sources`)
+      .option('--out <file>', 'where to write the document (default: .concord/out/<topic>.md)')
+      .option('--words <n>', 'target length in words (default 600)', integer('--words', 50, 20_000))
+      .option('--threshold <score>', 'verification score to reach (default 0.8)', fraction('--threshold'))
+      .option('--max-iterations <n>', 'revision rounds at most, first draft included (default 3)', integer('--max-iterations', 1, 20)),
+  ).action(async (flags: RunFlags) => {
+    const sourcesDir = checkSources(samplesDir());
+    process.exitCode = await execute(flags, {
+      demo: true,
+      topic: DEMO_TOPIC,
+      sourcesDir,
+      words: flags.words ?? 600,
+      requirements: DEMO_REQUIREMENTS,
+      out: flags.out ? resolve(flags.out) : undefined,
+    });
+  });
+
+  addRunOptions(
+    program
+      .command('run')
+      .description('write a cited document about TOPIC from the sources in DIR')
+      .argument('<topic>', 'what the document is about')
+      .requiredOption('--sources <dir>', 'directory of Markdown or text sources to cite')
+      .option('--out <file>', 'where to write the document (default: .concord/out/<topic>.md)')
+      .option('--words <n>', `target length in words (default ${DEFAULT_WORDS})`, integer('--words', 50, 20_000))
+      .option('--requirement <text>', 'something the document must cover (repeatable)', collect)
+      .option('--threshold <score>', 'verification score to reach (default 0.8)', fraction('--threshold'))
+      .option('--max-iterations <n>', 'revision rounds at most, first draft included (default 3)', integer('--max-iterations', 1, 20)),
+  ).action(async (topic: string, flags: RunFlags) => {
+    if (topic.trim() === '') throw new ValidationError('topic must not be empty', { field: 'topic' });
+    const sourcesDir = checkSources(flags.sources ?? '');
+    process.exitCode = await execute(flags, {
+      topic,
+      sourcesDir,
+      words: flags.words ?? DEFAULT_WORDS,
+      requirements: flags.requirement ?? [],
+      out: flags.out ? resolve(flags.out) : undefined,
+    });
+  });
+
+  addRunOptions(
+    program
+      .command('resume')
+      .description('continue a workflow where it stopped (after a crash, Ctrl-C or a failure)')
+      .argument('<workflowId>', 'the workflow to continue')
+      .option('--sources <dir>', 'sources directory, if it moved since the run started')
+      .option('--out <file>', 'where to write the document, if not where the run said'),
+  ).action(async (id: string, flags: RunFlags) => {
+    process.exitCode = await execute(flags, { resume: id });
+  });
+}
+
+export { AGENT_NAMES };

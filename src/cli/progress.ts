@@ -1,0 +1,124 @@
+import type { WorkflowEvent } from '../workflow/types.js';
+import { duration, score } from './format.js';
+
+/** Where progress goes: a live line redrawn in place on a TTY, plain lines otherwise. */
+export interface ProgressDisplay {
+  handle(event: WorkflowEvent): void;
+  /** Prints a line of its own (keeps the live line below it). */
+  note(line: string): void;
+  /** Clears the live line and stops redrawing. Idempotent. */
+  stop(): void;
+}
+
+export interface ProgressOptions {
+  stream: NodeJS.WriteStream;
+  /** Messages sent so far (from the bus metrics). */
+  messages: () => number;
+  /** Rounds at most, for `iteration 2/3`. */
+  maxIterations: number;
+  /** Force plain lines even on a TTY. */
+  plain?: boolean;
+}
+
+const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+/** Live display on a TTY (unless `plain`, `CI` or `TERM=dumb`), plain lines otherwise. */
+export function createProgress(options: ProgressOptions): ProgressDisplay {
+  const live = options.stream.isTTY === true && !options.plain && !process.env['CI'] && process.env['TERM'] !== 'dumb';
+  return live ? new LiveProgress(options) : new PlainProgress(options);
+}
+
+/** A human line for an event, or null for events that only update the live line. */
+function describe(event: WorkflowEvent, maxIterations: number): string | null {
+  switch (event.type) {
+    case 'workflow_started':
+      return `${event.resumed ? 'resuming' : 'starting'} workflow ${event.workflowId} (document ${event.documentId}): ${event.stages.join(' → ')}`;
+    case 'stage_started':
+      return `stage ${event.stage} → agent ${event.agent} (iteration ${event.iteration}/${maxIterations}${event.attempt > 1 ? `, attempt ${event.attempt}` : ''})`;
+    case 'stage_skipped':
+      return `stage ${event.stage} already ${event.reason === 'completed' ? 'complete' : 'recorded'}: skipped`;
+    case 'stage_retry':
+      return `stage ${event.stage} attempt ${event.attempt} failed, retrying: ${event.error}`;
+    case 'stage_completed':
+      return `stage ${event.stage} done: score ${score(event.score)}${event.version !== null ? `, document version ${event.version}` : ''}`;
+    case 'revision':
+      return `${event.stage} scored ${score(event.score) === score(event.threshold) ? event.score.toFixed(3) : score(event.score)} < ${score(event.threshold)}: ${event.problems} problem${event.problems === 1 ? '' : 's'} sent back to ${event.to} (iteration ${event.fromIteration + 1}/${maxIterations})`;
+    case 'workflow_completed':
+      return `workflow ${event.outcome.workflowId} completed after ${event.outcome.iterations} iteration${event.outcome.iterations === 1 ? '' : 's'}`;
+    case 'workflow_failed':
+      return `workflow ${event.outcome.workflowId} failed: ${event.outcome.error?.message ?? 'unknown error'}`;
+  }
+}
+
+class PlainProgress implements ProgressDisplay {
+  readonly #o: ProgressOptions;
+  constructor(options: ProgressOptions) {
+    this.#o = options;
+  }
+  handle(event: WorkflowEvent): void {
+    let line = describe(event, this.#o.maxIterations);
+    if (line && (event.type === 'workflow_completed' || event.type === 'workflow_failed')) line += ` (${this.#o.messages()} messages sent)`;
+    if (line) this.#o.stream.write(line + '\n');
+  }
+  note(line: string): void {
+    this.#o.stream.write(line + '\n');
+  }
+  stop(): void {}
+}
+
+class LiveProgress implements ProgressDisplay {
+  readonly #o: ProgressOptions;
+  readonly #started = Date.now();
+  #frame = 0;
+  #stage = 'starting';
+  #iteration = 1;
+  #timer: NodeJS.Timeout | undefined;
+  #drawn = false;
+
+  constructor(options: ProgressOptions) {
+    this.#o = options;
+    this.#timer = setInterval(() => this.#draw(), 100);
+    this.#timer.unref();
+  }
+
+  handle(event: WorkflowEvent): void {
+    if (event.type === 'stage_started') {
+      this.#stage = `${event.stage} (${event.agent})`;
+      this.#iteration = event.iteration;
+    } else if (event.type === 'revision') {
+      this.#iteration = event.fromIteration + 1;
+    }
+    // Permanent lines for milestones; the live line carries the rest.
+    if (event.type !== 'stage_started') {
+      const line = describe(event, this.#o.maxIterations);
+      if (line) this.note((event.type === 'stage_completed' ? '✓ ' : event.type === 'workflow_failed' ? '✗ ' : '  ') + line);
+    }
+    this.#draw();
+  }
+
+  note(line: string): void {
+    this.#clear();
+    this.#o.stream.write(line + '\n');
+    this.#draw();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#clear();
+  }
+
+  #clear(): void {
+    if (this.#drawn) this.#o.stream.write('\r\x1b[2K');
+    this.#drawn = false;
+  }
+
+  #draw(): void {
+    if (!this.#timer) return;
+    const frame = FRAMES[this.#frame++ % FRAMES.length] ?? '*';
+    const text = `${frame} ${this.#stage} · iteration ${this.#iteration}/${this.#o.maxIterations} · ${this.#o.messages()} messages · ${duration(Date.now() - this.#started)}`;
+    const width = this.#o.stream.columns ?? 80;
+    this.#o.stream.write('\r\x1b[2K' + text.slice(0, Math.max(10, width - 1)));
+    this.#drawn = true;
+  }
+}

@@ -1,0 +1,167 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, isAbsolute, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import { TransportError, ValidationError } from '../errors.js';
+import type { Transport } from '../bus/transport.js';
+import type { StateStore } from '../state/store.js';
+import { resolveStore, resolveTransport } from '../backends/resolve.js';
+import { MessageBus } from '../bus/bus.js';
+import { StateManager } from '../state/index.js';
+
+/** Where the state lives unless `--state` or `CONCORD_STATE` says otherwise (relative to the cwd). */
+export const DEFAULT_STATE_URL = 'sqlite:./.concord/concord.db';
+/** The bus unless `--bus` or `CONCORD_BUS` says otherwise: in-process, agents in the same process. */
+export const DEFAULT_BUS_URL = 'memory://';
+/** How long a backend may take to answer its first connection. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** The package's root directory (holds `package.json` and `samples/`), from this file's location. */
+export function packageRoot(): string {
+  // dist/cli/runtime.js and src/cli/runtime.ts are both two levels below the root.
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+}
+
+/** The bundled sample sources used by `concord demo`. */
+export function samplesDir(): string {
+  return resolve(packageRoot(), 'samples', 'sources');
+}
+
+/** `--state` value, `CONCORD_STATE`, or the default SQLite file. */
+export function stateUrl(option: string | undefined): string {
+  return option ?? process.env['CONCORD_STATE'] ?? DEFAULT_STATE_URL;
+}
+
+/** `--bus` value, `CONCORD_BUS`, or the in-process memory bus. */
+export function busUrl(option: string | undefined): string {
+  return option ?? process.env['CONCORD_BUS'] ?? DEFAULT_BUS_URL;
+}
+
+/** The file path of a `sqlite:` URL, or null for other schemes. */
+export function sqlitePath(url: string): string | null {
+  if (!/^sqlite:/i.test(url)) return null;
+  let path = url.slice('sqlite:'.length);
+  const q = path.indexOf('?');
+  if (q >= 0) path = path.slice(0, q);
+  if (path.startsWith('//')) path = path.slice(2);
+  return path === '' || path === ':memory:' ? null : path;
+}
+
+/** A logger for the bus and agents: silent unless `CONCORD_LOG_LEVEL` asks (logs go to stderr). */
+export function cliLogger(defaultLevel = 'silent'): Logger {
+  const level = process.env['CONCORD_LOG_LEVEL'] ?? defaultLevel;
+  return pino({ level, base: { pid: process.pid } }, pino.destination(2));
+}
+
+async function withTimeout<T>(work: Promise<T>, url: string, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TransportError(url, `${what} did not answer within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } catch (err) {
+    if (err instanceof TransportError || err instanceof ValidationError) throw err;
+    throw new TransportError(url, `cannot open ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** An open state manager and the store under it (the CLI lists documents and workflows through the store). */
+export interface OpenState {
+  url: string;
+  store: StateStore;
+  state: StateManager;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the state at `url`. `create` makes the directory of a SQLite file; without it a
+ * missing SQLite file is an error (an inspection command on a state that was never written).
+ */
+export async function openState(url: string, options: { create: boolean }): Promise<OpenState> {
+  const path = sqlitePath(url);
+  if (path !== null) {
+    if (options.create) {
+      const dir = dirname(resolve(path));
+      try {
+        mkdirSync(dir, { recursive: true });
+      } catch (err) {
+        throw new TransportError(url, `cannot create the directory ${dir}: ${(err as Error).message}`, { cause: err });
+      }
+    } else if (!existsSync(path)) {
+      throw new ValidationError(
+        `no state at ${path} (nothing has run here yet: try \`concord demo\`, or pass --state URL)`,
+        { field: 'state' },
+      );
+    }
+  }
+  const store = await resolveStore(url);
+  await withTimeout(store.connect(), url, 'the state store');
+  const state = new StateManager({ store });
+  return {
+    url,
+    store,
+    state,
+    async close() {
+      // The manager leaves a store it was given open.
+      await state.close().catch(() => {});
+      await store.close();
+    },
+  };
+}
+
+/** An open bus and its transport. */
+export interface OpenBus {
+  url: string;
+  transport: Transport;
+  bus: MessageBus;
+  close(): Promise<void>;
+}
+
+/** Opens a bus on `url`, wiring `state` into agents' contexts when given. */
+export async function openBus(url: string, options: { state?: StateManager; logger?: Logger } = {}): Promise<OpenBus> {
+  const transport = await resolveTransport(url);
+  await withTimeout(transport.connect(), url, 'the bus');
+  const bus = new MessageBus({
+    transport,
+    ...(options.logger ? { logger: options.logger } : { logger: cliLogger() }),
+    ...(options.state ? { state: options.state } : {}),
+  });
+  return {
+    url,
+    transport,
+    bus,
+    async close() {
+      // The bus leaves a transport it was given open.
+      await bus.close().catch(() => {});
+      await transport.close();
+    },
+  };
+}
+
+/** Whether a bus URL is shared between processes (anything but `memory://`). */
+export function isSharedBus(url: string): boolean {
+  return !/^memory:/i.test(url);
+}
+
+/**
+ * How to call this CLI in a command printed for the user: `npx concord` where npx finds this
+ * package (its own directory, or a project that depends on it); otherwise the script itself,
+ * because `npx concord` elsewhere would fetch an unrelated package from the registry.
+ */
+export function cliCommand(): string {
+  const root = packageRoot();
+  const cwd = process.cwd();
+  const inside = (dir: string) => {
+    const rel = relative(dir, cwd);
+    return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+  };
+  if (inside(root) || existsSync(resolve(cwd, 'node_modules', '.bin', 'concord'))) return 'npx concord';
+  const script = process.argv[1] ? resolve(process.argv[1]) : resolve(root, 'dist', 'cli', 'main.js');
+  const rel = relative(cwd, script);
+  const shown = rel.startsWith('..') || isAbsolute(rel) ? script : rel;
+  return `${/\.ts$/.test(script) ? 'npx tsx' : 'node'} ${shown}`;
+}

@@ -1,0 +1,580 @@
+import { ClosedError, ConcordError, RemoteError, RequestTimeoutError, ValidationError, WorkflowNotFoundError } from '../errors.js';
+import { childTraceparent, newTraceparent } from '../message.js';
+import type { DocumentState, WorkflowState } from '../state/types.js';
+import type {
+  Json,
+  OrchestratorBus,
+  StageContext,
+  StageDefinition,
+  StageRecord,
+  StageResult,
+  WorkflowData,
+  WorkflowDefinition,
+  WorkflowEvent,
+  WorkflowOutcome,
+} from './types.js';
+
+/**
+ * What the orchestrator needs from a state manager. `StateManager` satisfies it.
+ */
+export interface OrchestratorState {
+  createDocumentState(input: {
+    documentId: string;
+    topic: string;
+    requirements?: string[] | Record<string, unknown>;
+    context?: Record<string, unknown>;
+    content?: string;
+    actor?: string;
+  }): Promise<DocumentState>;
+  getDocumentState(documentId: string): Promise<DocumentState | null>;
+  updateDocumentContent(input: {
+    documentId: string;
+    content: string;
+    actor: string;
+    expectedVersion?: number;
+    summary?: string;
+  }): Promise<DocumentState>;
+  updateDocumentMetadata(input: {
+    documentId: string;
+    metadata: Record<string, unknown>;
+    actor: string;
+    expectedVersion?: number;
+    summary?: string;
+  }): Promise<DocumentState>;
+  createWorkflowState(input: { workflowId: string; stages: string[]; data?: Record<string, unknown> }): Promise<WorkflowState>;
+  getWorkflowState(workflowId: string): Promise<WorkflowState | null>;
+  updateStage(input: { workflowId: string; stage: string }): Promise<WorkflowState>;
+  completeStage(input: { workflowId: string; stage: string; qualityScore: number }): Promise<WorkflowState>;
+  updateWorkflowData(input: { workflowId: string; data: Record<string, unknown>; mode?: 'merge' | 'replace' }): Promise<WorkflowState>;
+}
+
+/** Test and operations hooks, called at the durable points of a run. */
+export interface OrchestratorHooks {
+  /** After a stage's output (and document version) is recorded, before `completeStage`. */
+  beforeComplete?(stage: string, iteration: number): void | Promise<void>;
+  /** After `completeStage`. */
+  afterStage?(stage: string, iteration: number): void | Promise<void>;
+}
+
+export interface OrchestratorOptions {
+  bus: OrchestratorBus;
+  state: OrchestratorState;
+  definition: WorkflowDefinition;
+  /** Sender name of the orchestrator's requests (default `orchestrator`). */
+  name?: string;
+  /** Progress events. A throwing listener is ignored. */
+  onEvent?: (event: WorkflowEvent) => void;
+  hooks?: OrchestratorHooks;
+  /** Wait before retry n (1-based) of a failed request (default 250 ms × n). */
+  retryDelayMs?: (attempt: number) => number;
+}
+
+/** What `start` takes. */
+export interface StartOptions {
+  /** Generated when not given. */
+  workflowId?: string;
+  /** Generated when not given. */
+  documentId?: string;
+  topic: string;
+  /** Kept in workflow data and handed to every stage's request builder. */
+  input?: Record<string, Json>;
+  /** Kept in the document's metadata (default: the input). */
+  requirements?: string[] | Record<string, unknown>;
+  /** Kept in the document's metadata. */
+  context?: Record<string, unknown>;
+}
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+const DEFAULT_ATTEMPTS = 3;
+
+/**
+ * The durable orchestrator: runs a workflow definition stage by stage over the bus and records
+ * every step in `WorkflowState` (stages, scores, iteration, and a `data` field holding outputs
+ * and status) and every draft as a document version. Progress is persisted after each stage, so
+ * `resume(workflowId)` in a new process continues where a killed one stopped; a stage recorded
+ * complete is never run again and a draft is never written twice for the same stage and round.
+ *
+ * @example
+ * const orchestrator = new Orchestrator({ bus, state, definition: documentPipeline() });
+ * const outcome = await orchestrator.start({ topic: 'Reliable coordination', input: { sourcesDir, words: 600 } });
+ * // later, in another process: await orchestrator.resume(outcome.workflowId)
+ */
+export class Orchestrator {
+  readonly #bus: OrchestratorBus;
+  readonly #state: OrchestratorState;
+  readonly #def: WorkflowDefinition;
+  readonly #name: string;
+  readonly #onEvent: ((event: WorkflowEvent) => void) | undefined;
+  readonly #hooks: OrchestratorHooks;
+  readonly #retryDelayMs: (attempt: number) => number;
+  /** Stages from the earliest revision target to the last gating stage: they run once per round. */
+  readonly #loopStages: Set<string>;
+
+  constructor(options: OrchestratorOptions) {
+    validateDefinition(options.definition);
+    this.#bus = options.bus;
+    this.#state = options.state;
+    this.#def = options.definition;
+    this.#name = options.name ?? 'orchestrator';
+    this.#onEvent = options.onEvent;
+    this.#hooks = options.hooks ?? {};
+    this.#retryDelayMs = options.retryDelayMs ?? ((n) => 250 * n);
+    this.#loopStages = loopStages(options.definition);
+  }
+
+  /** The definition this orchestrator runs. */
+  get definition(): WorkflowDefinition {
+    return this.#def;
+  }
+
+  /**
+   * Creates the workflow state and the document, then runs every stage. Resolves with the
+   * outcome (status `completed` or `failed`: a failed run is recorded, never silent, and can be
+   * resumed). Throws only when the state itself cannot be written.
+   */
+  async start(options: StartOptions): Promise<WorkflowOutcome> {
+    if (typeof options.topic !== 'string' || options.topic.trim() === '') {
+      throw new ValidationError('topic must be a non-empty string', { field: 'topic' });
+    }
+    const suffix = shortId();
+    const workflowId = options.workflowId ?? `wf-${slugify(options.topic, 32)}-${suffix}`;
+    const documentId = options.documentId ?? `doc-${slugify(options.topic, 32)}-${suffix}`;
+    const now = new Date().toISOString();
+    const data: WorkflowData = {
+      definition: this.#def.name,
+      status: 'running',
+      documentId,
+      topic: options.topic,
+      input: options.input ?? {},
+      iteration: 1,
+      outputs: {},
+      runs: {},
+      steps: [],
+      feedback: null,
+      revisions: [],
+      accepted: null,
+      finalScores: null,
+      error: null,
+      startedAt: now,
+      completedAt: null,
+      resumes: 0,
+      traceparent: newTraceparent(),
+    };
+    // The workflow first: it names the document, so a crash between the two writes leaves a
+    // workflow that resume can finish (it creates the missing document).
+    await this.#state.createWorkflowState({ workflowId, stages: this.#def.stages.map((s) => s.name), data: toRecord(data) });
+    await this.#ensureDocument(data, options);
+    return this.#run(workflowId, false);
+  }
+
+  /**
+   * Continues a run from its persisted state: completed stages are skipped, the stage in
+   * progress is run again (its recorded output, if any, is reused). A completed run resolves
+   * with its outcome at once; a failed one is retried from the stage that failed.
+   */
+  async resume(workflowId: string): Promise<WorkflowOutcome> {
+    const wf = await this.#state.getWorkflowState(workflowId);
+    if (!wf) throw new WorkflowNotFoundError(workflowId);
+    const data = readData(wf);
+    if (data.definition !== this.#def.name) {
+      throw new ValidationError(
+        `workflow \`${workflowId}\` was started with definition \`${data.definition}\`, not \`${this.#def.name}\``,
+        { field: 'definition' },
+      );
+    }
+    if (data.status === 'completed') return this.#outcome(wf, data);
+    data.resumes += 1;
+    data.status = 'running';
+    data.error = null;
+    await this.#writeData(workflowId, data);
+    await this.#ensureDocument(data, { topic: data.topic });
+    return this.#run(workflowId, true);
+  }
+
+  async #ensureDocument(data: WorkflowData, options: Pick<StartOptions, 'topic' | 'requirements' | 'context'>): Promise<void> {
+    if (await this.#state.getDocumentState(data.documentId)) return;
+    await this.#state.createDocumentState({
+      documentId: data.documentId,
+      topic: options.topic,
+      requirements: options.requirements ?? { ...data.input },
+      context: options.context ?? { workflow: this.#def.name },
+      content: '',
+      actor: this.#name,
+    });
+  }
+
+  async #run(workflowId: string, resumed: boolean): Promise<WorkflowOutcome> {
+    let wf = await this.#mustGet(workflowId);
+    let data = readData(wf);
+    this.#emit({ type: 'workflow_started', workflowId, documentId: data.documentId, resumed, stages: wf.stages });
+    if (resumed) {
+      for (const stage of this.#def.stages) {
+        if (!this.#isRecorded(stage, data)) continue;
+        const reason = wf.completedStages.includes(stage.name) ? 'completed' : 'recorded';
+        this.#emit({ type: 'stage_skipped', stage: stage.name, iteration: data.iteration, reason });
+      }
+    }
+
+    for (;;) {
+      // A crash between recording a stage's output and `completeStage`: complete it now, in order.
+      for (const stage of this.#def.stages) {
+        if (this.#isRecorded(stage, data) && !wf.completedStages.includes(stage.name)) {
+          wf = await this.#complete(workflowId, stage, data.outputs[stage.name] as StageRecord);
+        }
+      }
+      const next = this.#def.stages.find((s) => !this.#isRecorded(s, data));
+      if (next) {
+        const result = await this.#runStage(next, wf, data);
+        wf = result.wf;
+        data = result.data;
+        if (data.status === 'failed') {
+          const outcome = await this.#outcome(wf, data);
+          this.#emit({ type: 'workflow_failed', outcome });
+          return outcome;
+        }
+        continue;
+      }
+
+      // Every stage has a recorded output for this round: another round, or the end.
+      const gate = this.#failingGate(data);
+      if (gate && data.iteration < this.#def.maxIterations) {
+        const rec = data.outputs[gate.name] as StageRecord;
+        const target = gate.revise as string;
+        data.feedback = {
+          fromIteration: data.iteration,
+          stage: gate.name,
+          score: rec.score,
+          threshold: gate.threshold as number,
+          problems: rec.problems ?? [],
+        };
+        data.revisions.push({ fromIteration: data.iteration, stage: gate.name, to: target, score: rec.score, problems: rec.problems?.length ?? 0 });
+        data.iteration += 1;
+        wf = await this.#writeData(workflowId, data);
+        this.#emit({
+          type: 'revision',
+          stage: gate.name,
+          to: target,
+          fromIteration: data.iteration - 1,
+          score: rec.score,
+          threshold: gate.threshold as number,
+          problems: rec.problems?.length ?? 0,
+        });
+        continue;
+      }
+
+      data.status = 'completed';
+      data.accepted = this.#def.stages.every((s) => s.threshold === undefined || (data.outputs[s.name]?.score ?? 0) >= s.threshold);
+      data.finalScores = Object.fromEntries(
+        this.#def.stages.flatMap((s) => (data.outputs[s.name] ? [[s.name, (data.outputs[s.name] as StageRecord).score]] : [])),
+      );
+      data.completedAt = new Date().toISOString();
+      wf = await this.#writeData(workflowId, data);
+      const outcome = await this.#outcome(wf, data);
+      this.#emit({ type: 'workflow_completed', outcome });
+      return outcome;
+    }
+  }
+
+  /** Whether `stage` has a recorded output that counts for the current round. */
+  #isRecorded(stage: StageDefinition, data: WorkflowData): boolean {
+    const rec = data.outputs[stage.name];
+    if (!rec || rec.status !== 'recorded') return false;
+    return this.#loopStages.has(stage.name) ? rec.iteration === data.iteration : true;
+  }
+
+  /** A gating stage of this round whose score is below its threshold, if any. */
+  #failingGate(data: WorkflowData): StageDefinition | undefined {
+    return this.#def.stages.find((s) => {
+      if (s.revise === undefined || s.threshold === undefined) return false;
+      const rec = data.outputs[s.name];
+      return rec !== undefined && rec.iteration === data.iteration && rec.score < s.threshold;
+    });
+  }
+
+  async #runStage(
+    stage: StageDefinition,
+    wf: WorkflowState,
+    data: WorkflowData,
+  ): Promise<{ wf: WorkflowState; data: WorkflowData }> {
+    const workflowId = wf.workflowId;
+    const iteration = data.iteration;
+
+    // A crash after the intent was recorded: the document write either happened (its version is
+    // past the base) or not. If it did, the stage's work is done; never write the version twice.
+    const pending = data.outputs[stage.name];
+    if (pending && pending.status === 'writing' && pending.iteration === iteration) {
+      const doc = await this.#document(data.documentId);
+      if (doc.version > pending.baseVersion) {
+        const rec: StageRecord = { ...pending, status: 'recorded', version: pending.baseVersion + 1 };
+        data.outputs[stage.name] = rec;
+        data.steps.push({ stage: stage.name, agent: stage.agent, iteration, startedAt: rec.recordedAt, finishedAt: new Date().toISOString(), outcome: 'recovered', score: rec.score, version: rec.version });
+        await this.#writeData(workflowId, data);
+        this.#emit({ type: 'stage_skipped', stage: stage.name, iteration, reason: 'recorded' });
+        wf = await this.#complete(workflowId, stage, rec);
+        await this.#hooks.afterStage?.(stage.name, iteration);
+        return { wf, data };
+      }
+    }
+
+    // Enter the stage unless it is already the one in progress (a resumed run). Entering a
+    // completed stage moves it back to pending and counts a new iteration (a revision round).
+    if (wf.stage !== stage.name || wf.completedStages.includes(stage.name)) {
+      wf = await this.#state.updateStage({ workflowId, stage: stage.name });
+    }
+
+    const attempts = stage.attempts ?? DEFAULT_ATTEMPTS;
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      if (attempt > 1) await delay(this.#retryDelayMs(attempt - 1));
+      const doc = await this.#document(data.documentId);
+      const ctx: StageContext = {
+        workflowId,
+        documentId: data.documentId,
+        topic: data.topic,
+        iteration,
+        input: data.input,
+        outputs: data.outputs,
+        document: doc,
+        feedback: iteration > 1 && data.feedback?.fromIteration === iteration - 1 ? data.feedback : undefined,
+      };
+      data.runs[stage.name] = (data.runs[stage.name] ?? 0) + 1;
+      const step = { stage: stage.name, agent: stage.agent, iteration, startedAt: new Date().toISOString() };
+      data.steps.push(step);
+      await this.#writeData(workflowId, data);
+      this.#emit({ type: 'stage_started', stage: stage.name, agent: stage.agent, iteration, attempt });
+
+      let result: StageResult;
+      try {
+        const request = await stage.request(ctx);
+        const reply = await this.#bus.request({
+          sender: this.#name,
+          recipient: stage.agent,
+          payload: request.payload,
+          ...(request.type !== undefined ? { type: request.type } : {}),
+          timeout: stage.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+          correlationId: workflowId,
+          headers: { traceparent: childTraceparent(data.traceparent) },
+        });
+        result = await stage.result(reply.payload, ctx);
+        checkResult(stage, result);
+      } catch (err) {
+        // The bus closing under us is a shutdown, not a stage failure: the run stays `running`.
+        if (err instanceof ClosedError) throw err;
+        // Recorded, never silent: the step says why, and the run fails once retries are spent.
+        lastError = err;
+        Object.assign(step, { finishedAt: new Date().toISOString(), outcome: 'failed', error: errorMessage(err) });
+        await this.#writeData(workflowId, data);
+        if (!isRetryable(err)) break;
+        if (attempt < attempts) {
+          this.#emit({ type: 'stage_retry', stage: stage.name, iteration, attempt, error: errorMessage(err) });
+        }
+        continue;
+      }
+
+      let rec: StageRecord = {
+        status: 'recorded',
+        iteration,
+        agent: stage.agent,
+        score: result.score,
+        output: result.output,
+        version: null,
+        baseVersion: doc.version,
+        ...(result.problems !== undefined ? { problems: result.problems } : {}),
+        recordedAt: new Date().toISOString(),
+      };
+      if (result.content !== undefined || result.metadata !== undefined) {
+        // Intent first, then the write with a version check: after a crash the document's
+        // version tells whether the write happened.
+        data.outputs[stage.name] = { ...rec, status: 'writing' };
+        await this.#writeData(workflowId, data);
+        const written = await this.#writeDocument(stage, iteration, doc.version, result, data.documentId);
+        rec = { ...rec, version: written.version };
+      }
+      data.outputs[stage.name] = rec;
+      Object.assign(step, { finishedAt: new Date().toISOString(), outcome: 'recorded', score: rec.score, version: rec.version });
+      await this.#writeData(workflowId, data);
+      await this.#hooks.beforeComplete?.(stage.name, iteration);
+      wf = await this.#complete(workflowId, stage, rec);
+      await this.#hooks.afterStage?.(stage.name, iteration);
+      return { wf, data };
+    }
+
+    const tries = data.steps.filter((s) => s.stage === stage.name && s.iteration === iteration && s.outcome === 'failed').length;
+    data.status = 'failed';
+    data.error = {
+      stage: stage.name,
+      iteration,
+      message: `stage \`${stage.name}\` failed${isRetryable(lastError) ? ` after ${tries} attempt${tries === 1 ? '' : 's'}` : ''}: ${errorMessage(lastError)}`,
+      code: lastError instanceof ConcordError ? lastError.code : 'stage_failed',
+    };
+    wf = await this.#writeData(workflowId, data);
+    return { wf, data };
+  }
+
+  async #writeDocument(
+    stage: StageDefinition,
+    iteration: number,
+    baseVersion: number,
+    result: StageResult,
+    documentId: string,
+  ): Promise<DocumentState> {
+    // The summary names the stage and round, so `concord history` tells the drafts apart.
+    const summary = `${stage.name}, iteration ${iteration}, score ${result.score.toFixed(2)}`;
+    if (result.content !== undefined) {
+      return this.#state.updateDocumentContent({ documentId, content: result.content, actor: stage.agent, expectedVersion: baseVersion, summary });
+    }
+    return this.#state.updateDocumentMetadata({
+      documentId,
+      metadata: result.metadata ?? {},
+      actor: stage.agent,
+      expectedVersion: baseVersion,
+      summary,
+    });
+  }
+
+  async #complete(workflowId: string, stage: StageDefinition, rec: StageRecord): Promise<WorkflowState> {
+    const wf = await this.#state.completeStage({ workflowId, stage: stage.name, qualityScore: rec.score });
+    this.#emit({ type: 'stage_completed', stage: stage.name, agent: stage.agent, iteration: rec.iteration, score: rec.score, version: rec.version });
+    return wf;
+  }
+
+  async #writeData(workflowId: string, data: WorkflowData): Promise<WorkflowState> {
+    return this.#state.updateWorkflowData({ workflowId, data: toRecord(data), mode: 'replace' });
+  }
+
+  async #mustGet(workflowId: string): Promise<WorkflowState> {
+    const wf = await this.#state.getWorkflowState(workflowId);
+    if (!wf) throw new WorkflowNotFoundError(workflowId);
+    return wf;
+  }
+
+  async #document(documentId: string): Promise<DocumentState> {
+    const doc = await this.#state.getDocumentState(documentId);
+    if (!doc) throw new ValidationError(`the workflow's document \`${documentId}\` is missing from the state store`);
+    return doc;
+  }
+
+  async #outcome(wf: WorkflowState, data: WorkflowData): Promise<WorkflowOutcome> {
+    const doc = await this.#state.getDocumentState(data.documentId);
+    return {
+      workflowId: wf.workflowId,
+      documentId: data.documentId,
+      status: data.status,
+      iterations: data.iteration,
+      scores: Object.fromEntries(Object.entries(data.outputs).map(([k, v]) => [k, v.score])),
+      accepted: data.accepted ?? false,
+      documentVersion: doc?.version ?? 0,
+      content: doc?.content ?? '',
+      error: data.error,
+      data,
+    };
+  }
+
+  #emit(event: WorkflowEvent): void {
+    try {
+      this.#onEvent?.(event);
+    } catch {
+      // A display must never break a run.
+    }
+  }
+}
+
+/** Reads the orchestrator's data out of a workflow state, checking it is one of ours. */
+export function readData(wf: WorkflowState): WorkflowData {
+  const data = wf.data as Partial<WorkflowData> | undefined;
+  if (!data || typeof data.definition !== 'string' || typeof data.documentId !== 'string') {
+    throw new ValidationError(`workflow \`${wf.workflowId}\` was not started by the orchestrator (its data has no definition)`);
+  }
+  return structuredClone(data) as WorkflowData;
+}
+
+function toRecord(data: WorkflowData): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(data)) as Record<string, unknown>;
+}
+
+function checkResult(stage: StageDefinition, result: StageResult): void {
+  if (typeof result.score !== 'number' || !(result.score >= 0 && result.score <= 1)) {
+    throw new ValidationError(`stage \`${stage.name}\`: score must be a number in [0, 1], got \`${String(result.score)}\``, { field: 'score' });
+  }
+}
+
+/**
+ * Failures worth another request: the agent answered with an error, did not answer, or sent a
+ * reply the stage could not read (a `ValidationError` on field `reply` or `score`).
+ */
+function isRetryable(err: unknown): boolean {
+  return (
+    err instanceof RemoteError ||
+    err instanceof RequestTimeoutError ||
+    (err instanceof ValidationError && (err.field === 'score' || err.field === 'reply'))
+  );
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function validateDefinition(def: WorkflowDefinition): void {
+  if (!def || typeof def.name !== 'string' || def.name === '') throw new ValidationError('workflow definition needs a name', { field: 'name' });
+  if (!Array.isArray(def.stages) || def.stages.length === 0) {
+    throw new ValidationError(`workflow \`${def.name}\` needs at least one stage`, { field: 'stages' });
+  }
+  if (!Number.isInteger(def.maxIterations) || def.maxIterations < 1) {
+    throw new ValidationError(`maxIterations must be an integer >= 1, got \`${String(def.maxIterations)}\``, { field: 'maxIterations' });
+  }
+  const names = def.stages.map((s) => s.name);
+  const seen = new Set<string>();
+  for (const [i, s] of def.stages.entries()) {
+    if (typeof s.name !== 'string' || s.name === '') throw new ValidationError(`stage ${i + 1} needs a name`, { field: 'stages' });
+    if (seen.has(s.name)) throw new ValidationError(`stage \`${s.name}\` appears twice`, { field: 'stages' });
+    seen.add(s.name);
+    if (typeof s.agent !== 'string' || s.agent === '') throw new ValidationError(`stage \`${s.name}\` needs an agent`, { field: 'agent' });
+    if (s.threshold !== undefined && !(s.threshold >= 0 && s.threshold <= 1)) {
+      throw new ValidationError(`stage \`${s.name}\`: threshold must be in [0, 1], got \`${s.threshold}\``, { field: 'threshold' });
+    }
+    if (s.revise !== undefined) {
+      const target = names.indexOf(s.revise);
+      if (target < 0 || target > i) {
+        throw new ValidationError(`stage \`${s.name}\` revises \`${s.revise}\`, which is not an earlier stage`, { field: 'revise' });
+      }
+      if (s.threshold === undefined) {
+        throw new ValidationError(`stage \`${s.name}\` revises \`${s.revise}\` but has no threshold`, { field: 'threshold' });
+      }
+    }
+  }
+}
+
+/** Stages re-run each round: from the earliest revision target to the last stage that revises. */
+function loopStages(def: WorkflowDefinition): Set<string> {
+  const names = def.stages.map((s) => s.name);
+  let first = Infinity;
+  let last = -1;
+  for (const [i, s] of def.stages.entries()) {
+    if (s.revise === undefined) continue;
+    first = Math.min(first, names.indexOf(s.revise));
+    last = Math.max(last, i);
+  }
+  return new Set(last < 0 ? [] : names.slice(first, last + 1));
+}
+
+/** A lowercase, dash-separated slug of at most `max` characters, cut at a word boundary. */
+export function slugify(text: string, max = 48): string {
+  const slug = text
+    .normalize('NFKD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '');
+  if (slug.length <= max) return slug || 'untitled';
+  const cut = slug.slice(0, max);
+  const dash = cut.lastIndexOf('-');
+  return (dash > max / 2 ? cut.slice(0, dash) : cut).replace(/-+$/g, '') || 'untitled';
+}
+
+function shortId(): string {
+  return Date.now().toString(36).slice(-4) + Math.random().toString(36).slice(2, 6);
+}

@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { diffStat, unifiedDiff } from '../../src/cli/diff.js';
+import { createProgress } from '../../src/cli/progress.js';
+import { table } from '../../src/cli/format.js';
+import type { WorkflowEvent } from '../../src/index.js';
+
+/** A stand-in for process.stderr that records what is written. */
+function fakeStream(isTTY: boolean): NodeJS.WriteStream & { text(): string } {
+  let text = '';
+  return {
+    isTTY,
+    columns: 120,
+    write(chunk: string) {
+      text += chunk;
+      return true;
+    },
+    text: () => text,
+  } as unknown as NodeJS.WriteStream & { text(): string };
+}
+
+const events: WorkflowEvent[] = [
+  { type: 'workflow_started', workflowId: 'wf-1', documentId: 'doc-1', resumed: false, stages: ['research', 'writing'] },
+  { type: 'stage_started', stage: 'research', agent: 'research', iteration: 1, attempt: 1 },
+  { type: 'stage_completed', stage: 'research', agent: 'research', iteration: 1, score: 0.9, version: 2 },
+  { type: 'revision', stage: 'verification', to: 'writing', fromIteration: 1, score: 0.7, threshold: 0.8, problems: 2 },
+  { type: 'stage_started', stage: 'writing', agent: 'writing', iteration: 2, attempt: 1 },
+];
+
+describe('unifiedDiff', () => {
+  it('prints hunks with context like diff -u', () => {
+    const a = ['one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten'].join('\n') + '\n';
+    const b = a.replace('two', 'TWO').replace('nine\n', '');
+    expect(unifiedDiff(a, b, { fromLabel: 'v1', toLabel: 'v2', context: 1 })).toBe(
+      ['--- v1', '+++ v2', '@@ -1,3 +1,3 @@', ' one', '-two', '+TWO', ' three', '@@ -8,3 +8,2 @@', ' eight', '-nine', ' ten', ''].join('\n'),
+    );
+  });
+
+  it('merges nearby changes into one hunk and handles empty sides', () => {
+    expect(unifiedDiff('a\nb\nc\n', 'a\nB\nC\n', { context: 3 }).match(/^@@/gm)).toHaveLength(1);
+    expect(unifiedDiff('', 'x\ny\n')).toBe('--- a\n+++ b\n@@ -0,0 +1,2 @@\n+x\n+y\n');
+    expect(unifiedDiff('x\n', '')).toBe('--- a\n+++ b\n@@ -1 +0,0 @@\n-x\n');
+    expect(unifiedDiff('same\n', 'same\n')).toBe('');
+    expect(diffStat('a\nb\n', 'a\nc\nd\n')).toEqual({ added: 2, removed: 1 });
+  });
+});
+
+describe('progress display', () => {
+  it('prints one plain line per event when not on a terminal', () => {
+    const stream = fakeStream(false);
+    const progress = createProgress({ stream, messages: () => 7, maxIterations: 3 });
+    for (const e of events) progress.handle(e);
+    progress.stop();
+    expect(stream.text()).not.toMatch(/\r|\x1b/);
+    expect(stream.text().trim().split('\n')).toEqual([
+      'starting workflow wf-1 (document doc-1): research → writing',
+      'stage research → agent research (iteration 1/3)',
+      'stage research done: score 0.90, document version 2',
+      'verification scored 0.70 < 0.80: 2 problems sent back to writing (iteration 2/3)',
+      'stage writing → agent writing (iteration 2/3)',
+    ]);
+  });
+
+  it('redraws a live line with stage, iteration and messages on a terminal', () => {
+    const stream = fakeStream(true);
+    const before = process.env['CI'];
+    delete process.env['CI'];
+    try {
+      const progress = createProgress({ stream, messages: () => 7, maxIterations: 3 });
+      for (const e of events) progress.handle(e);
+      progress.stop();
+    } finally {
+      if (before !== undefined) process.env['CI'] = before;
+    }
+    expect(stream.text()).toContain('\r\x1b[2K');
+    expect(stream.text()).toMatch(/writing \(writing\) · iteration 2\/3 · 7 messages · /);
+    expect(stream.text()).toContain('✓ stage research done: score 0.90');
+    // Stopping clears the live line.
+    expect(stream.text().endsWith('\r\x1b[2K')).toBe(true);
+  });
+});
+
+describe('table', () => {
+  it('pads every column but the last', () => {
+    expect(table(['A', 'BB'], [['xxx', 'y'], ['z', 'long value']])).toBe('A    BB\nxxx  y\nz    long value');
+  });
+});

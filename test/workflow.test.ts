@@ -1,0 +1,434 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  MessageBus,
+  StateManager,
+  defineAgent,
+  Orchestrator,
+  documentPipeline,
+  readWorkflowData,
+  ValidationError,
+  WorkflowNotFoundError,
+  type Agent,
+  type OrchestratorState,
+  type WorkflowDefinition,
+  type WorkflowEvent,
+} from '../src/index.js';
+import { createDocumentAgents } from '../src/agents/index.js';
+
+const SOURCES = resolve(import.meta.dirname, '..', 'samples', 'sources');
+const TOPIC = 'Reliable coordination of multi-agent systems';
+const INPUT = { words: 500, requirements: ['delivery guarantees', 'idempotency', 'workflow recovery'] };
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()?.();
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'concord-wf-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function newState(store?: string): StateManager {
+  const state = new StateManager(store ? { store } : {});
+  cleanups.push(() => state.close());
+  return state;
+}
+
+/** A bus with the four document agents; `wrap` may replace one (to spy on or break it). */
+function newBus(wrap: (agent: Agent) => Agent = (a) => a, options: ConstructorParameters<typeof MessageBus>[0] = {}): MessageBus {
+  const bus = new MessageBus(options);
+  for (const agent of Object.values(createDocumentAgents({ sourcesDir: SOURCES }))) {
+    const a = wrap(agent as Agent);
+    bus.registerAgent(a.name, a);
+  }
+  cleanups.push(() => bus.close());
+  return bus;
+}
+
+/** Counts the requests each agent handled. */
+function counting(counts: Record<string, number>, payloads?: Record<string, unknown[]>) {
+  return (agent: Agent): Agent =>
+    defineAgent({
+      name: agent.name,
+      async handleMessage(msg, ctx) {
+        counts[agent.name] = (counts[agent.name] ?? 0) + 1;
+        (payloads ??= {})[agent.name] = [...(payloads[agent.name] ?? []), msg.payload];
+        return agent.handleMessage(msg, ctx);
+      },
+    });
+}
+
+/** The state manager seen through the orchestrator's port, with some methods replaced. */
+function wrapState(state: StateManager, overrides: Partial<OrchestratorState>): OrchestratorState {
+  return {
+    createDocumentState: (i) => state.createDocumentState(i),
+    getDocumentState: (i) => state.getDocumentState(i),
+    updateDocumentContent: (i) => state.updateDocumentContent(i),
+    updateDocumentMetadata: (i) => state.updateDocumentMetadata(i),
+    createWorkflowState: (i) => state.createWorkflowState(i),
+    getWorkflowState: (i) => state.getWorkflowState(i),
+    updateStage: (i) => state.updateStage(i),
+    completeStage: (i) => state.completeStage(i),
+    updateWorkflowData: (i) => state.updateWorkflowData(i),
+    ...overrides,
+  };
+}
+
+/** Runs `fn` and returns what it threw. */
+async function thrown(fn: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('Orchestrator: the document pipeline in one process', () => {
+  it('runs research → writing → editing → verification and records every draft as a version by its agent', async () => {
+    const state = newState();
+    const counts: Record<string, number> = {};
+    const events: WorkflowEvent[] = [];
+    const orchestrator = new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline(), onEvent: (e) => events.push(e) });
+
+    const outcome = await orchestrator.start({ topic: TOPIC, input: INPUT });
+
+    expect(outcome.status).toBe('completed');
+    expect(outcome.accepted).toBe(true);
+    expect(outcome.scores['verification']).toBeGreaterThanOrEqual(0.8);
+    expect(outcome.content).toMatch(/^# /);
+    expect(outcome.content).toMatch(/## References/);
+    expect(counts).toEqual({ research: 1, writing: 1, editing: 1, verification: 1 });
+
+    const wf = await state.getWorkflowState(outcome.workflowId);
+    expect(wf?.completedStages).toEqual(['research', 'writing', 'editing', 'verification']);
+    expect(Object.keys(wf?.qualityScores ?? {}).sort()).toEqual(['editing', 'research', 'verification', 'writing']);
+    const data = readWorkflowData(wf!);
+    expect(data.status).toBe('completed');
+    expect(data.runs).toEqual({ research: 1, writing: 1, editing: 1, verification: 1 });
+    expect(data.documentId).toBe(outcome.documentId);
+
+    const history = await state.getStateHistory(outcome.documentId);
+    expect(history.map((h) => [h.actor, h.action])).toEqual([
+      ['orchestrator', 'create'],
+      ['research', 'update_metadata'],
+      ['writing', 'update_content'],
+      ['editing', 'update_content'],
+      ['verification', 'update_metadata'],
+    ]);
+    // The recorded version numbers match the document's history.
+    expect(data.outputs['writing']?.version).toBe(3);
+    expect(data.outputs['editing']?.version).toBe(4);
+    expect((await state.getDocumentAtVersion(outcome.documentId, 4)).content).toBe(outcome.content);
+    expect(events.map((e) => e.type)).toContain('workflow_completed');
+  });
+
+  it('every request carries the workflow id as correlation and one trace for the whole run', async () => {
+    const seen: Array<{ correlationId: string | undefined; trace: string | undefined }> = [];
+    const spy = (agent: Agent): Agent =>
+      defineAgent({
+        name: agent.name,
+        handleMessage(msg, ctx) {
+          seen.push({ correlationId: msg.correlationId, trace: msg.headers['traceparent']?.split('-')[1] });
+          return agent.handleMessage(msg, ctx);
+        },
+      });
+    const outcome = await new Orchestrator({ bus: newBus(spy), state: newState(), definition: documentPipeline() }).start({ topic: TOPIC, input: INPUT });
+    expect(seen).toHaveLength(4);
+    expect(new Set(seen.map((s) => s.correlationId))).toEqual(new Set([outcome.workflowId]));
+    expect(new Set(seen.map((s) => s.trace))).toEqual(new Set([outcome.data.traceparent?.split('-')[1]]));
+  });
+
+  it('sends verification problems back to the writer and runs another round while below threshold', async () => {
+    const state = newState();
+    const counts: Record<string, number> = {};
+    const payloads: Record<string, unknown[]> = {};
+    // A threshold no document reaches: every round is revised until maxIterations.
+    const definition = documentPipeline({ threshold: 1, maxIterations: 3 });
+    const events: WorkflowEvent[] = [];
+    const orchestrator = new Orchestrator({ bus: newBus(counting(counts, payloads)), state, definition, onEvent: (e) => events.push(e) });
+
+    const outcome = await orchestrator.start({ topic: TOPIC, input: { ...INPUT, words: 900 } });
+
+    expect(outcome.status).toBe('completed');
+    const data = outcome.data;
+    expect(data.iteration).toBeGreaterThan(1);
+    expect(outcome.iterations).toBe(data.iteration);
+    expect(data.revisions.length).toBe(data.iteration - 1);
+    // Research ran once; the looped stages once per round.
+    expect(counts['research']).toBe(1);
+    expect(counts['writing']).toBe(data.iteration);
+    expect(counts['editing']).toBe(data.iteration);
+    expect(counts['verification']).toBe(data.iteration);
+    // Revisions carry the draft and the verifier's problems.
+    const revision = payloads['writing']?.[1] as { draft?: string; feedback?: unknown[] };
+    expect(typeof revision.draft).toBe('string');
+    expect(Array.isArray(revision.feedback)).toBe(true);
+    expect(revision.feedback?.length).toBeGreaterThan(0);
+    expect(events.filter((e) => e.type === 'revision')).toHaveLength(data.iteration - 1);
+
+    // Every draft is a version: one writing and one editing version per round.
+    const history = await state.getStateHistory(outcome.documentId);
+    expect(history.filter((h) => h.actor === 'writing')).toHaveLength(data.iteration);
+    expect(history.filter((h) => h.actor === 'editing')).toHaveLength(data.iteration);
+    expect(history.filter((h) => h.actor === 'writing').map((h) => h.summary)).toEqual(
+      Array.from({ length: data.iteration }, (_, i) => expect.stringContaining(`writing, iteration ${i + 1}`)),
+    );
+    // The workflow state saw the revision loop (re-entering `writing` counts an iteration).
+    const wf = await state.getWorkflowState(outcome.workflowId);
+    expect(wf?.iteration).toBeGreaterThan(1);
+    expect(wf?.completedStages).toEqual(['research', 'writing', 'editing', 'verification']);
+  });
+
+  it('stops revising after maxIterations and reports the document as not accepted', async () => {
+    const state = newState();
+    // A verifier that is never satisfied.
+    const strict = (agent: Agent): Agent =>
+      agent.name === 'verification'
+        ? defineAgent({
+            name: 'verification',
+            handleMessage: () => ({
+              score: 0.5,
+              scores: { citations: 0.5, length: 0.5, coverage: 0.5, structure: 0.5 },
+              problems: [{ kind: 'coverage', message: 'the document never mentions backpressure', term: 'backpressure' }],
+              words: 400,
+              terms: ['backpressure'],
+            }),
+          })
+        : agent;
+    const counts: Record<string, number> = {};
+    const outcome = await new Orchestrator({
+      bus: newBus((a) => counting(counts)(strict(a))),
+      state,
+      definition: documentPipeline({ maxIterations: 2 }),
+    }).start({ topic: TOPIC, input: INPUT });
+    expect(outcome.status).toBe('completed');
+    expect(outcome.iterations).toBe(2);
+    expect(outcome.accepted).toBe(false);
+    expect(outcome.data.finalScores?.['verification']).toBe(0.5);
+    expect(counts).toEqual({ research: 1, writing: 2, editing: 2, verification: 2 });
+  });
+});
+
+describe('Orchestrator: durable runs', () => {
+  it('resumes after a crash past a completed stage without running completed stages again (SQLite)', async () => {
+    const dir = tempDir();
+    const url = `sqlite:${join(dir, 'state.db')}`;
+    const counts: Record<string, number> = {};
+
+    // First process: dies right after `writing` completes.
+    let workflowId = '';
+    const crash = await thrown(() =>
+      new Orchestrator({
+        bus: newBus(counting(counts)),
+        state: newState(url),
+        definition: documentPipeline(),
+        onEvent: (e) => {
+          if (e.type === 'workflow_started') workflowId = e.workflowId;
+        },
+        hooks: {
+          afterStage(stage) {
+            if (stage === 'writing') throw new Error('simulated crash');
+          },
+        },
+      }).start({ topic: TOPIC, input: INPUT }),
+    );
+    expect((crash as Error).message).toBe('simulated crash');
+    expect(counts).toEqual({ research: 1, writing: 1 });
+
+    // Second process: a new manager on the same file resumes.
+    const state = newState(url);
+    const before = await state.getWorkflowState(workflowId);
+    expect(before?.completedStages).toEqual(['research', 'writing']);
+    const outcome = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(workflowId);
+
+    expect(outcome.status).toBe('completed');
+    expect(counts).toEqual({ research: 1, writing: 1, editing: 1, verification: 1 });
+    expect(outcome.data.runs).toEqual({ research: 1, writing: 1, editing: 1, verification: 1 });
+    expect(outcome.data.resumes).toBe(1);
+    const history = await state.getStateHistory(outcome.documentId);
+    expect(history.filter((h) => h.actor === 'writing')).toHaveLength(1);
+  });
+
+  it('reuses a stage output recorded before the crash instead of asking the agent again', async () => {
+    const state = newState();
+    const counts: Record<string, number> = {};
+    let workflowId = '';
+    await thrown(() =>
+      new Orchestrator({
+        bus: newBus(counting(counts)),
+        state,
+        definition: documentPipeline(),
+        onEvent: (e) => {
+          if (e.type === 'workflow_started') workflowId = e.workflowId;
+        },
+        hooks: {
+          beforeComplete(stage) {
+            if (stage === 'editing') throw new Error('simulated crash');
+          },
+        },
+      }).start({ topic: TOPIC, input: INPUT }),
+    );
+    const mid = await state.getWorkflowState(workflowId);
+    expect(mid?.stage).toBe('editing');
+    expect(mid?.completedStages).not.toContain('editing');
+
+    const outcome = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(workflowId);
+    expect(outcome.status).toBe('completed');
+    expect(counts['editing']).toBe(1);
+    const history = await state.getStateHistory(outcome.documentId);
+    expect(history.filter((h) => h.actor === 'editing')).toHaveLength(1);
+  });
+
+  it('never writes a draft twice when the crash came between the version write and its record', async () => {
+    const state = newState();
+    const counts: Record<string, number> = {};
+    let workflowId = '';
+    let crashOnce = true;
+    // The version is written, then the process dies before the orchestrator records it.
+    const crashing = wrapState(state, {
+      updateDocumentContent: async (input) => {
+        const doc = await state.updateDocumentContent(input);
+        if (input.actor === 'editing' && crashOnce) {
+          crashOnce = false;
+          throw new Error('simulated crash after the write');
+        }
+        return doc;
+      },
+    });
+    await thrown(() =>
+      new Orchestrator({
+        bus: newBus(counting(counts)),
+        state: crashing,
+        definition: documentPipeline(),
+        onEvent: (e) => {
+          if (e.type === 'workflow_started') workflowId = e.workflowId;
+        },
+      }).start({ topic: TOPIC, input: INPUT }),
+    );
+    const outcome = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(workflowId);
+    expect(outcome.status).toBe('completed');
+    // Not asked again, not written again.
+    expect(counts['editing']).toBe(1);
+    const history = await state.getStateHistory(outcome.documentId);
+    expect(history.filter((h) => h.actor === 'editing')).toHaveLength(1);
+    expect(outcome.data.steps.some((s) => s.stage === 'editing' && s.outcome === 'recovered')).toBe(true);
+  });
+
+  it('runs the stage again when the crash came before its version was written', async () => {
+    const state = newState();
+    const counts: Record<string, number> = {};
+    let workflowId = '';
+    const crashing = wrapState(state, {
+      updateDocumentContent: async (i) => {
+        if (i.actor === 'editing') throw new Error('simulated crash before the write');
+        return state.updateDocumentContent(i);
+      },
+    });
+    await thrown(() =>
+      new Orchestrator({
+        bus: newBus(counting(counts)),
+        state: crashing,
+        definition: documentPipeline(),
+        onEvent: (e) => {
+          if (e.type === 'workflow_started') workflowId = e.workflowId;
+        },
+      }).start({ topic: TOPIC, input: INPUT }),
+    );
+    const outcome = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(workflowId);
+    expect(outcome.status).toBe('completed');
+    expect(counts['editing']).toBe(2);
+    expect(counts['writing']).toBe(1);
+    const history = await state.getStateHistory(outcome.documentId);
+    expect(history.filter((h) => h.actor === 'editing')).toHaveLength(1);
+  });
+
+  it('resuming a completed workflow sends nothing and returns its outcome', async () => {
+    const state = newState();
+    const counts: Record<string, number> = {};
+    const done = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).start({ topic: TOPIC, input: INPUT });
+    const again = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(done.workflowId);
+    expect(again.status).toBe('completed');
+    expect(again.content).toBe(done.content);
+    expect(counts).toEqual({ research: 1, writing: 1, editing: 1, verification: 1 });
+  });
+
+  it('unknown workflow ids are WorkflowNotFoundError', async () => {
+    const orchestrator = new Orchestrator({ bus: newBus(), state: newState(), definition: documentPipeline() });
+    await expect(orchestrator.resume('wf-nope')).rejects.toBeInstanceOf(WorkflowNotFoundError);
+  });
+});
+
+describe('Orchestrator: failures are recorded, never silent', () => {
+  it('an agent that keeps failing marks the workflow failed with the stage and error; resume retries it', async () => {
+    const state = newState();
+    const broken = (agent: Agent): Agent =>
+      agent.name === 'editing'
+        ? defineAgent({
+            name: 'editing',
+            handleMessage() {
+              throw new Error('editor is out to lunch');
+            },
+          })
+        : agent;
+    const bus = newBus(broken, { maxAttempts: 1 });
+    const events: WorkflowEvent[] = [];
+    const outcome = await new Orchestrator({ bus, state, definition: documentPipeline(), retryDelayMs: () => 1, onEvent: (e) => events.push(e) }).start({
+      topic: TOPIC,
+      input: INPUT,
+    });
+
+    expect(outcome.status).toBe('failed');
+    expect(outcome.error).toMatchObject({ stage: 'editing', iteration: 1, code: 'remote_error' });
+    expect(outcome.error?.message).toMatch(/editor is out to lunch/);
+    expect(outcome.error?.message).toMatch(/after 3 attempts/);
+    expect(events.filter((e) => e.type === 'stage_retry')).toHaveLength(2);
+    const wf = await state.getWorkflowState(outcome.workflowId);
+    expect(readWorkflowData(wf!).status).toBe('failed');
+    expect(readWorkflowData(wf!).steps.filter((s) => s.outcome === 'failed')).toHaveLength(3);
+
+    // A fixed editor: resume continues from editing, the completed stages stay done.
+    const counts: Record<string, number> = {};
+    const resumed = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(outcome.workflowId);
+    expect(resumed.status).toBe('completed');
+    expect(counts).toEqual({ editing: 1, verification: 1 });
+  });
+
+  it('an agent that never answers times out, is retried, then fails the workflow', async () => {
+    const state = newState();
+    const silent = (agent: Agent): Agent =>
+      agent.name === 'research'
+        ? defineAgent({
+            name: 'research',
+            async handleMessage(_msg, ctx) {
+              await new Promise((r) => ctx.signal.addEventListener('abort', r));
+              return undefined;
+            },
+          })
+        : agent;
+    const definition: WorkflowDefinition = documentPipeline({ timeoutMs: 100 });
+    for (const s of definition.stages) s.attempts = 2;
+    const outcome = await new Orchestrator({ bus: newBus(silent, { drainTimeoutMs: 0 }), state, definition, retryDelayMs: () => 1 }).start({
+      topic: TOPIC,
+      input: INPUT,
+    });
+    expect(outcome.status).toBe('failed');
+    expect(outcome.error).toMatchObject({ stage: 'research', code: 'request_timeout' });
+  });
+
+  it('rejects definitions that cannot run', () => {
+    const base = documentPipeline();
+    const bus = newBus();
+    const state = newState();
+    const bad = (patch: Partial<WorkflowDefinition>) => () => new Orchestrator({ bus, state, definition: { ...base, ...patch } });
+    expect(bad({ stages: [] })).toThrow(ValidationError);
+    expect(bad({ maxIterations: 0 })).toThrow(/maxIterations/);
+    expect(bad({ stages: [...base.stages, base.stages[0]!] })).toThrow(/appears twice/);
+    expect(bad({ stages: [{ ...base.stages[0]!, revise: 'verification', threshold: 0.5 }, ...base.stages.slice(1)] })).toThrow(/not an earlier stage/);
+  });
+});
