@@ -1,0 +1,12 @@
+--[[
+  purge-dead-letters: removes every dead letter.
+
+  KEYS[1]  {prefix}dlq        HASH message id -> dead letter JSON
+  KEYS[2]  {prefix}dlq:order  ZSET message id -> sequence
+  (no ARGV)
+
+  Returns how many were removed.
+]]
+local n = redis.call('HLEN', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+return n

@@ -1,0 +1,344 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createMessage, MessageType, type Message } from '../../src/message.js';
+import { TransportError } from '../../src/errors.js';
+import type { EnqueueEntry, Lease } from '../../src/bus/transport.js';
+import { RedisTransport, createRedisTransport } from '../../src/backends/redis/index.js';
+import { resolveTransport } from '../../src/backends/resolve.js';
+import { serviceAvailable, waitFor } from '../helpers/services.js';
+import { cleanupNamespace, countKeys, rawClient, redisNamespace, redisUrl } from './helpers.js';
+
+const up = await serviceAvailable('redis');
+
+function msg(recipient: string, extra: { priority?: number; id?: string; n?: number; type?: MessageType } = {}): Message {
+  return createMessage({
+    sender: 'tester',
+    recipient,
+    type: extra.type ?? MessageType.TASK,
+    payload: { n: extra.n ?? 0 },
+    ...(extra.priority !== undefined ? { priority: extra.priority } : {}),
+    ...(extra.id !== undefined ? { id: extra.id } : {}),
+  });
+}
+
+function entry(queue: string, message: Message, more: Partial<EnqueueEntry> = {}): EnqueueEntry {
+  return { queue, message, visibleAt: Date.now(), requireRecipient: false, dedupeWindowMs: 0, ...more };
+}
+
+describe.runIf(up)('Redis transport primitives (real Redis)', () => {
+  const ns = redisNamespace('rt');
+  const url = redisUrl(ns);
+  const open: RedisTransport[] = [];
+  let t: RedisTransport;
+
+  function transport(): RedisTransport {
+    const tr = createRedisTransport(url);
+    open.push(tr);
+    return tr;
+  }
+
+  beforeAll(async () => {
+    t = transport();
+    await t.connect();
+  });
+  afterEach(async () => {
+    // Each test uses its own queue names; the namespace is removed at the end.
+  });
+  afterAll(async () => {
+    await Promise.all(open.map((tr) => tr.close()));
+    await cleanupNamespace(ns);
+    expect(await countKeys(ns)).toBe(0);
+  });
+
+  it('is chosen by a redis:// URL and names its namespace in every key', async () => {
+    const tr = await resolveTransport(url);
+    open.push(tr as RedisTransport);
+    expect(tr.kind).toBe('redis');
+    expect(tr).toBeInstanceOf(RedisTransport);
+    expect((tr as RedisTransport).config.prefix).toBe(`concord:{${ns}}:`);
+  });
+
+  it('leases the highest priority first and keeps FIFO inside a priority', async () => {
+    const q = 'prio';
+    const msgs = [
+      msg(q, { priority: 1, n: 1 }),
+      msg(q, { priority: 9, n: 2 }),
+      msg(q, { priority: 5, n: 3 }),
+      msg(q, { priority: 9, n: 4 }),
+      msg(q, { priority: 1, n: 5 }),
+      msg(q, { priority: 10, n: 6 }),
+      msg(q, { priority: 0, n: 7 }),
+    ];
+    const results = await t.enqueue(msgs.map((m) => entry(q, m)));
+    expect(results.every((r) => r.status === 'enqueued')).toBe(true);
+    const leases = await t.lease(q, { leaseMs: 10_000, waitMs: 0, max: 10 });
+    expect(leases.map((l) => l.message.payload['n'])).toEqual([6, 2, 4, 3, 1, 5, 7]);
+    expect(leases.every((l) => l.message.attempt === 1)).toBe(true);
+    expect(leases[0]!.message.timestamp).toBeInstanceOf(Date);
+    for (const l of leases) expect(await t.ack(l)).toBe(true);
+    expect(await t.depth(q)).toEqual({ ready: 0, delayed: 0, inFlight: 0 });
+  });
+
+  it('keeps the original place of a requeued message', async () => {
+    const q = 'requeue-order';
+    await t.enqueue([1, 2, 3].map((n) => entry(q, msg(q, { n }))));
+    const [first] = await t.lease(q, { leaseMs: 10_000, waitMs: 0 });
+    expect(first!.message.payload['n']).toBe(1);
+    expect(await t.requeue(first!, { delayMs: 0 })).toBe(true);
+    const again = await t.lease(q, { leaseMs: 10_000, waitMs: 0, max: 3 });
+    expect(again.map((l) => [l.message.payload['n'], l.message.attempt])).toEqual([
+      [1, 2],
+      [2, 1],
+      [3, 1],
+    ]);
+    // The old token stopped working when the message was requeued.
+    expect(await t.ack(first!)).toBe(false);
+    for (const l of again) await t.ack(l);
+  });
+
+  it('redelivers a message whose lease ran out, with attempt + 1, and the old lease is lost', async () => {
+    const q = 'expiry';
+    await t.enqueue([entry(q, msg(q, { n: 1 }))]);
+    const [first] = await t.lease(q, { leaseMs: 150, waitMs: 0 });
+    expect(first!.message.attempt).toBe(1);
+    const other = transport();
+    const [second] = await other.lease(q, { leaseMs: 10_000, waitMs: 5000 });
+    expect(second!.message.id).toBe(first!.message.id);
+    expect(second!.message.attempt).toBe(2);
+    expect(await t.ack(first!)).toBe(false);
+    expect(await t.extendLease(first!, 1000)).toBe(false);
+    expect(await t.requeue(first!, { delayMs: 0 })).toBe(false);
+    expect(await other.ack(second!)).toBe(true);
+  });
+
+  it('a lease that ran out is lost even before anyone re-leases it, and the message is visible again', async () => {
+    const q = 'lost';
+    await t.enqueue([entry(q, msg(q)), entry(q, msg(q))]);
+    const [a, b] = await t.lease(q, { leaseMs: 100, waitMs: 0, max: 2 });
+    await waitFor(async () => (await t.depth(q)).ready === 2, 'both leases to run out', 5000, 20);
+    expect(await t.ack(a!)).toBe(false);
+    expect(await t.extendLease(b!, 10_000)).toBe(false);
+    expect(await t.deadLetter({ message: a!.message, queue: q, reason: 'max_attempts', attempts: 1, deadAt: new Date() }, a)).toBe(false);
+    expect((await t.listDeadLetters()).some((d) => d.message.id === a!.message.id)).toBe(false);
+    const again = await t.lease(q, { leaseMs: 10_000, waitMs: 0, max: 2 });
+    expect(again.map((l) => [l.message.id, l.message.attempt])).toEqual([
+      [a!.message.id, 2],
+      [b!.message.id, 2],
+    ]);
+    for (const l of again) expect(await t.ack(l)).toBe(true);
+  });
+
+  it('rejects nonsensical lease options', async () => {
+    await expect(t.lease('x', { leaseMs: 0, waitMs: 0 })).rejects.toThrow(/leaseMs > 0/);
+    await expect(t.lease('x', { leaseMs: 10, waitMs: -1 })).rejects.toThrow(/waitMs >= 0/);
+  });
+
+  it('extends a held lease so it is not redelivered', async () => {
+    const q = 'extend';
+    await t.enqueue([entry(q, msg(q, { n: 1 })), entry(q, msg(q, { n: 2 }))]);
+    const [kept, dropped] = await t.lease(q, { leaseMs: 200, waitMs: 0, max: 2 });
+    expect(await t.extendLease(kept!, 60_000)).toBe(true);
+    // Once the un-extended sibling (same original deadline) is visible again, the extended one is still leased.
+    await waitFor(async () => (await t.depth(q)).ready === 1, 'the sibling lease to expire', 5000, 20);
+    expect(await t.depth(q)).toEqual({ ready: 1, delayed: 0, inFlight: 1 });
+    expect(await t.ack(kept!)).toBe(true);
+    await t.ack(dropped!);
+  });
+
+  it('hides a delayed message until it is due, then a waiting lease gets it', async () => {
+    const q = 'delayed';
+    await t.enqueue([entry(q, msg(q), { visibleAt: Date.now() + 300 })]);
+    expect(await t.lease(q, { leaseMs: 1000, waitMs: 0 })).toEqual([]);
+    expect(await t.depth(q)).toEqual({ ready: 0, delayed: 1, inFlight: 0 });
+    const got = await t.lease(q, { leaseMs: 1000, waitMs: 5000 });
+    expect(got).toHaveLength(1);
+    await t.ack(got[0]!);
+  });
+
+  it('delivers a requeued message after its delay', async () => {
+    const q = 'retry-delay';
+    await t.enqueue([entry(q, msg(q))]);
+    const [l] = await t.lease(q, { leaseMs: 1000, waitMs: 0 });
+    expect(await t.requeue(l!, { delayMs: 250 })).toBe(true);
+    expect((await t.depth(q)).delayed).toBe(1);
+    const [again] = await t.lease(q, { leaseMs: 1000, waitMs: 5000 });
+    expect(again!.message.attempt).toBe(2);
+    await t.ack(again!);
+  });
+
+  it('a waiting lease wakes when another connection enqueues', async () => {
+    const q = 'wake';
+    const producer = transport();
+    const waiting = t.lease(q, { leaseMs: 1000, waitMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 50));
+    await producer.enqueue([entry(q, msg(q, { n: 42 }))]);
+    const got = await waiting;
+    expect(got.map((l) => l.message.payload['n'])).toEqual([42]);
+    await t.ack(got[0]!);
+  });
+
+  it('serves many concurrent waiters each with a different message', async () => {
+    const q = 'fanout';
+    const consumer = transport();
+    const waits = Array.from({ length: 8 }, () => consumer.lease(q, { leaseMs: 5000, waitMs: 10_000 }));
+    await t.enqueue(Array.from({ length: 8 }, (_, n) => entry(q, msg(q, { n }))));
+    const got = (await Promise.all(waits)).flat();
+    expect(got).toHaveLength(8);
+    expect(new Set(got.map((l) => l.message.id)).size).toBe(8);
+    await Promise.all(got.map((l) => consumer.ack(l)));
+  });
+
+  it('a wait ends empty after waitMs and when its signal aborts', async () => {
+    const q = 'empty-wait';
+    expect(await t.lease(q, { leaseMs: 1000, waitMs: 100 })).toEqual([]);
+    const ac = new AbortController();
+    const waiting = t.lease(q, { leaseMs: 1000, waitMs: 30_000, signal: ac.signal });
+    setTimeout(() => ac.abort(), 50);
+    expect(await waiting).toEqual([]);
+  });
+
+  it('close wakes a waiting lease with []', async () => {
+    const tr = transport();
+    const waiting = tr.lease('closing', { leaseMs: 1000, waitMs: 30_000 });
+    await new Promise((r) => setTimeout(r, 50));
+    await tr.close();
+    expect(await waiting).toEqual([]);
+  });
+
+  it('dedupes a repeated id inside the window and returns the first message', async () => {
+    const q = 'dedupe';
+    const first = msg(q, { id: `dup-${ns}`, n: 1 });
+    const second = { ...first, payload: { n: 2 } };
+    const [a] = await t.enqueue([entry(q, first, { dedupeWindowMs: 60_000 })]);
+    const [b] = await t.enqueue([entry(q, second, { dedupeWindowMs: 60_000 })]);
+    expect(a).toEqual({ status: 'enqueued' });
+    expect(b!.status).toBe('duplicate');
+    if (b!.status === 'duplicate') expect(b!.original.payload).toEqual({ n: 1 });
+    expect((await t.depth(q)).ready).toBe(1);
+  });
+
+  it('refuses an unregistered recipient when asked to, and knows registered ones across connections', async () => {
+    const other = transport();
+    expect(await t.hasRecipient('agent-x')).toBe(false);
+    const [r1] = await t.enqueue([entry('agent-x', msg('agent-x'), { requireRecipient: true })]);
+    expect(r1).toEqual({ status: 'no_recipient' });
+    await other.addRecipient('agent-x');
+    expect(await t.hasRecipient('agent-x')).toBe(true);
+    const [r2] = await t.enqueue([entry('agent-x', msg('agent-x'), { requireRecipient: true })]);
+    expect(r2).toEqual({ status: 'enqueued' });
+    await other.removeRecipient('agent-x');
+    expect(await t.hasRecipient('agent-x')).toBe(false);
+  });
+
+  it('stores dead letters, with the lease removed atomically, and lists, takes and purges them', async () => {
+    const q = 'dlq';
+    await t.enqueue([entry(q, msg(q, { n: 1 })), entry(q, msg(q, { n: 2 }))]);
+    const [l1, l2] = await t.lease(q, { leaseMs: 5000, waitMs: 0, max: 2 });
+    expect(await t.deadLetter({ message: l1!.message, queue: q, reason: 'max_attempts', error: 'boom', attempts: 1, deadAt: new Date() }, l1)).toBe(true);
+    expect(await t.ack(l1!)).toBe(false);
+    await t.requeue(l2!, { delayMs: 0 });
+    // A lost lease stores nothing.
+    expect(await t.deadLetter({ message: l2!.message, queue: q, reason: 'max_attempts', attempts: 1, deadAt: new Date() }, l2)).toBe(false);
+    const lone = msg('nobody');
+    expect(await t.deadLetter({ message: lone, queue: 'nobody', reason: 'recipient_not_found', attempts: 0, deadAt: new Date() })).toBe(true);
+    const letters = await t.listDeadLetters();
+    expect(letters.map((d) => [d.message.id, d.reason])).toEqual([
+      [l1!.message.id, 'max_attempts'],
+      [lone.id, 'recipient_not_found'],
+    ]);
+    expect(letters[0]!.error).toBe('boom');
+    expect(letters[0]!.deadAt).toBeInstanceOf(Date);
+    expect(await t.listDeadLetters({ limit: 1 })).toHaveLength(1);
+    const taken = await t.takeDeadLetter(lone.id);
+    expect(taken?.message.id).toBe(lone.id);
+    expect(await t.takeDeadLetter(lone.id)).toBeNull();
+    expect(await t.purgeDeadLetters()).toBe(1);
+    expect(await t.listDeadLetters()).toEqual([]);
+    expect(await t.depth(q)).toEqual({ ready: 1, delayed: 0, inFlight: 0 });
+  });
+
+  it('dead-letters malformed data found in a queue as malformed and carries on', async () => {
+    const q = 'malformed';
+    const raw = rawClient();
+    await raw.connect();
+    try {
+      const base = `concord:{${ns}}:q:${q}:`;
+      await raw.hset(base + 'body', 'garbage-1', '{not json', 'evil', '{"__proto__":{"x":1},"id":"evil"}');
+      await raw.hset(base + 'meta', 'garbage-1', '1:0:', 'evil', '2:0:');
+      // 'no-body' is in the ready index with no body at all.
+      await raw.zadd(base + 'ready', 1, 'garbage-1', 2, 'evil', 3, 'no-body');
+    } finally {
+      raw.disconnect();
+    }
+    await t.enqueue([entry(q, msg(q, { n: 7 }))]);
+    const got = await t.lease(q, { leaseMs: 5000, waitMs: 1000 });
+    expect(got.map((l) => l.message.payload['n'])).toEqual([7]);
+    await t.ack(got[0]!);
+    const letters = (await t.listDeadLetters()).filter((d) => d.queue === q);
+    expect(letters.map((d) => [d.message.id, d.reason, d.raw])).toEqual([
+      ['garbage-1', 'malformed', '{not json'],
+      ['evil', 'malformed', '{"__proto__":{"x":1},"id":"evil"}'],
+      ['no-body', 'malformed', ''],
+    ]);
+    expect(await t.depth(q)).toEqual({ ready: 0, delayed: 0, inFlight: 0 });
+    await t.purgeDeadLetters();
+  });
+
+  it('publishes to subscribers of the topic and of * in other connections, once each', async () => {
+    const a = transport();
+    const b = transport();
+    const seen: string[] = [];
+    const offTopic = await a.subscribe('news', (m) => seen.push(`a-news:${m.payload['n']}`));
+    const offAll = await b.subscribe('*', (m) => seen.push(`b-all:${m.payload['n']}`));
+    const offOther = await b.subscribe('other', (m) => seen.push(`b-other:${m.payload['n']}`));
+    await t.publish('news', msg('', { n: 1, type: MessageType.STATUS }));
+    await waitFor(() => seen.length >= 2, 'both subscribers');
+    expect(seen.sort()).toEqual(['a-news:1', 'b-all:1']);
+    await offTopic();
+    await offAll();
+    await offOther();
+    await t.publish('news', msg('', { n: 2 }));
+    await t.publish('other', msg('', { n: 3 }));
+    // A later publication on a live subscription proves the earlier ones were not delivered late.
+    const probe: number[] = [];
+    const offProbe = await a.subscribe('probe', (m) => probe.push(Number(m.payload['n'])));
+    await t.publish('probe', msg('', { n: 9 }));
+    await waitFor(() => probe.length === 1, 'probe');
+    expect(seen).toHaveLength(2);
+    await offProbe();
+  });
+
+  it('sendBatch-style enqueue of many entries to several queues is one atomic call', async () => {
+    const entries = Array.from({ length: 200 }, (_, n) => entry(`batch-${n % 3}`, msg(`batch-${n % 3}`, { n })));
+    const results = await t.enqueue(entries);
+    expect(results.filter((r) => r.status === 'enqueued')).toHaveLength(200);
+    const depths = await Promise.all([0, 1, 2].map((i) => t.depth(`batch-${i}`)));
+    expect(depths.map((d) => d.ready)).toEqual([67, 67, 66]);
+    const leased = await t.lease('batch-0', { leaseMs: 5000, waitMs: 0, max: 100 });
+    expect(leased.map((l) => l.message.payload['n'])).toEqual(Array.from({ length: 67 }, (_, i) => i * 3));
+  });
+
+  it('escapes queue names so colons cannot collide', async () => {
+    await t.enqueue([entry('a:b', msg('a:b', { n: 1 })), entry('a', msg('a', { n: 2 }))]);
+    const [x] = await t.lease('a:b', { leaseMs: 1000, waitMs: 0 });
+    const [y] = await t.lease('a', { leaseMs: 1000, waitMs: 0 });
+    expect([x!.message.payload['n'], y!.message.payload['n']]).toEqual([1, 2]);
+    await t.ack(x as Lease);
+    await t.ack(y as Lease);
+  });
+
+  it('a closed transport refuses work', async () => {
+    const tr = transport();
+    await tr.connect();
+    await tr.close();
+    await expect(tr.enqueue([entry('x', msg('x'))])).rejects.toThrow(/closed/);
+    expect(await tr.lease('x', { leaseMs: 1000, waitMs: 100 })).toEqual([]);
+  });
+
+  it('an unreachable server fails connect with TransportError naming the URL', async () => {
+    const tr = createRedisTransport('redis://127.0.0.1:1/0?namespace=nowhere');
+    const err = await tr.connect().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TransportError);
+    expect((err as TransportError).message).toContain('redis://127.0.0.1:1/0');
+    await tr.close();
+  });
+});
