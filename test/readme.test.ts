@@ -7,8 +7,15 @@ import { expect, it } from 'vitest';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-it('docs/state-example.md runs and prints the output it shows', () => {
-  const doc = readFileSync(path.join(ROOT, 'docs/state-example.md'), 'utf8');
+const README = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+
+it('the quick start in the README is examples/quickstart.mjs, word for word', () => {
+  const shown = /```js\n([\s\S]*?)```/.exec(README)?.[1];
+  expect(shown).toBe(readFileSync(path.join(ROOT, 'examples/quickstart.mjs'), 'utf8'));
+});
+
+it('the state example in the README runs and prints the output it shows', () => {
+  const doc = README;
   const code = /```ts\n([\s\S]*?)```/.exec(doc)?.[1];
   const output = /Output:\n\n```text\n([\s\S]*?)```/.exec(doc)?.[1];
   expect(code).toBeDefined();
