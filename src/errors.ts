@@ -179,6 +179,23 @@ export class LockTimeoutError extends ConcordError {
   }
 }
 
+/**
+ * Another orchestrator holds the workflow's run lease: two processes must never run one workflow
+ * at once. A run that crashed lets its lease run out, so waiting `ttlMs` is always enough.
+ */
+export class WorkflowBusyError extends ConcordError {
+  readonly workflowId: string;
+  readonly waitedMs: number;
+  constructor(workflowId: string, waitedMs: number) {
+    super(
+      'workflow_busy',
+      `workflow \`${workflowId}\` is being run by another process (its lease was not released within ${waitedMs} ms); wait for it to finish or stop it first`,
+    );
+    this.workflowId = workflowId;
+    this.waitedMs = waitedMs;
+  }
+}
+
 /** The bus or manager was closed; no new work is accepted. */
 export class ClosedError extends ConcordError {
   constructor(what: string) {

@@ -11,12 +11,15 @@ import {
   readWorkflowData,
   ValidationError,
   WorkflowNotFoundError,
+  WorkflowBusyError,
   type Agent,
   type OrchestratorState,
   type WorkflowDefinition,
   type WorkflowEvent,
 } from '../src/index.js';
 import { createDocumentAgents } from '../src/agents/index.js';
+import { createSqliteStore } from '../src/backends/sqlite/index.js';
+import { lockStoreKey } from '../src/state/locks.js';
 
 const SOURCES = resolve(import.meta.dirname, '..', 'samples', 'sources');
 const TOPIC = 'Reliable coordination of multi-agent systems';
@@ -430,5 +433,100 @@ describe('Orchestrator: failures are recorded, never silent', () => {
     expect(bad({ maxIterations: 0 })).toThrow(/maxIterations/);
     expect(bad({ stages: [...base.stages, base.stages[0]!] })).toThrow(/appears twice/);
     expect(bad({ stages: [{ ...base.stages[0]!, revise: 'verification', threshold: 0.5 }, ...base.stages.slice(1)] })).toThrow(/not an earlier stage/);
+  });
+});
+
+describe('Orchestrator: one run per workflow at a time (the run lease)', () => {
+  /** A bus whose editing agent waits at a gate; `entered` resolves when it got there. */
+  function gatedBus() {
+    let enter!: () => void;
+    let open!: () => void;
+    const entered = new Promise<void>((r) => (enter = r));
+    const gate = new Promise<void>((r) => (open = r));
+    const counts: Record<string, number> = {};
+    const bus = newBus((agent) =>
+      agent.name === 'editing'
+        ? defineAgent({
+            name: 'editing',
+            async handleMessage(msg, ctx) {
+              counts['editing'] = (counts['editing'] ?? 0) + 1;
+              enter();
+              await gate;
+              return agent.handleMessage(msg, ctx);
+            },
+          })
+        : agent,
+    );
+    return { bus, entered, open, counts };
+  }
+
+  it('a second resume while a run holds the workflow fails with WorkflowBusyError, and the run finishes alone', async () => {
+    const url = `sqlite:${join(tempDir(), 'state.db')}`;
+    const first = gatedBus();
+    const running = new Orchestrator({ bus: first.bus, state: newState(url), definition: documentPipeline(), lease: { ttlMs: 300 } }).start({
+      workflowId: 'wf-leased',
+      topic: TOPIC,
+      input: INPUT,
+    });
+    await first.entered;
+
+    const counts: Record<string, number> = {};
+    const events: WorkflowEvent[] = [];
+    const second = new Orchestrator({
+      bus: newBus(counting(counts)),
+      state: newState(url),
+      definition: documentPipeline(),
+      lease: { ttlMs: 300, waitMs: 900 },
+      onEvent: (e) => events.push(e),
+    });
+    // The first run keeps renewing its 300 ms lease, so waiting three times that is not enough.
+    const err = await thrown(() => second.resume('wf-leased'));
+    expect(err).toBeInstanceOf(WorkflowBusyError);
+    expect((err as WorkflowBusyError).code).toBe('workflow_busy');
+    expect((err as Error).message).toMatch(/workflow `wf-leased` is being run by another process/);
+    expect(events).toEqual([{ type: 'lease_wait', workflowId: 'wf-leased', waitMs: 900 }]);
+    expect(counts).toEqual({});
+
+    first.open();
+    const outcome = await running;
+    expect(outcome.status).toBe('completed');
+    expect(first.counts).toEqual({ editing: 1 });
+    // Released at the end: resuming now just reports the finished run.
+    expect((await second.resume('wf-leased')).status).toBe('completed');
+  });
+
+  it('a run that died holding the lease stops renewing it: resume waits for it to run out, then continues', async () => {
+    const url = `sqlite:${join(tempDir(), 'state.db')}`;
+    const state = newState(url);
+    const broken = (agent: Agent): Agent =>
+      agent.name === 'editing' ? defineAgent({ name: 'editing', handleMessage: () => Promise.reject(new Error('down')) }) : agent;
+    const failed = await new Orchestrator({ bus: newBus(broken, { maxAttempts: 1 }), state, definition: documentPipeline(), retryDelayMs: () => 1 }).start({
+      topic: TOPIC,
+      input: INPUT,
+    });
+    expect(failed.status).toBe('failed');
+
+    // What a SIGKILLed run leaves behind: a lease in the store that nobody renews.
+    const store = createSqliteStore(url);
+    cleanups.push(() => store.close());
+    await store.connect();
+    expect(await store.tryAcquireLock(lockStoreKey(`workflow-run:${failed.workflowId}`), 300)).not.toBeNull();
+
+    const events: WorkflowEvent[] = [];
+    const resumed = await new Orchestrator({
+      bus: newBus(),
+      state: newState(url),
+      definition: documentPipeline(),
+      lease: { ttlMs: 300 },
+      onEvent: (e) => events.push(e),
+    }).resume(failed.workflowId);
+    expect(resumed.status).toBe('completed');
+    expect(events[0]).toEqual({ type: 'lease_wait', workflowId: failed.workflowId, waitMs: 1300 });
+  });
+
+  it('rejects a nonsensical lease', () => {
+    const make = (lease: { ttlMs?: number; waitMs?: number }) => () => new Orchestrator({ bus: newBus(), state: newState(), definition: documentPipeline(), lease });
+    expect(make({ ttlMs: 5 })).toThrow(/lease.ttlMs must be an integer >= 100, got `5`/);
+    expect(make({ waitMs: -1 })).toThrow(/lease.waitMs must be an integer >= 0/);
   });
 });

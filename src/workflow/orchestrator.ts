@@ -1,4 +1,5 @@
-import { ClosedError, ConcordError, RemoteError, RequestTimeoutError, ValidationError, WorkflowNotFoundError } from '../errors.js';
+import { ClosedError, ConcordError, LockTimeoutError, RemoteError, RequestTimeoutError, ValidationError, WorkflowBusyError, WorkflowNotFoundError } from '../errors.js';
+import type { LockHandle, LockOptions } from '../state/locks.js';
 import { childTraceparent, newTraceparent } from '../message.js';
 import type { DocumentState, WorkflowState } from '../state/types.js';
 import type {
@@ -46,6 +47,8 @@ export interface OrchestratorState {
   updateStage(input: { workflowId: string; stage: string }): Promise<WorkflowState>;
   completeStage(input: { workflowId: string; stage: string; qualityScore: number }): Promise<WorkflowState>;
   updateWorkflowData(input: { workflowId: string; data: Record<string, unknown>; mode?: 'merge' | 'replace' }): Promise<WorkflowState>;
+  /** Leased locks (a `StateManager` has them): a run holds one per workflow. Without, no run lease. */
+  readonly locks?: { tryAcquire(key: string, options?: Omit<LockOptions, 'waitMs'>): Promise<LockHandle | null>; acquire(key: string, options?: LockOptions): Promise<LockHandle> };
 }
 
 /** Test and operations hooks, called at the durable points of a run. */
@@ -67,6 +70,13 @@ export interface OrchestratorOptions {
   hooks?: OrchestratorHooks;
   /** Wait before retry n (1-based) of a failed request (default 250 ms × n). */
   retryDelayMs?: (attempt: number) => number;
+  /**
+   * The run lease: while a run goes on it holds a lock on its workflow, renewed every third of
+   * `ttlMs` (default 10000), so a second `resume` of the same workflow cannot run it twice. A run
+   * that crashed stops renewing, so its lease runs out after `ttlMs`; `resume` waits for that
+   * (up to `waitMs`, default `ttlMs` + 1000) and then fails with `WorkflowBusyError`.
+   */
+  lease?: { ttlMs?: number; waitMs?: number };
 }
 
 /** What `start` takes. */
@@ -107,6 +117,7 @@ export class Orchestrator {
   readonly #onEvent: ((event: WorkflowEvent) => void) | undefined;
   readonly #hooks: OrchestratorHooks;
   readonly #retryDelayMs: (attempt: number) => number;
+  readonly #lease: { ttlMs: number; waitMs: number };
   /** Stages from the earliest revision target to the last gating stage: they run once per round. */
   readonly #loopStages: Set<string>;
 
@@ -119,6 +130,11 @@ export class Orchestrator {
     this.#onEvent = options.onEvent;
     this.#hooks = options.hooks ?? {};
     this.#retryDelayMs = options.retryDelayMs ?? ((n) => 250 * n);
+    const ttlMs = options.lease?.ttlMs ?? 10_000;
+    if (!Number.isInteger(ttlMs) || ttlMs < 100) throw new ValidationError(`lease.ttlMs must be an integer >= 100, got \`${String(ttlMs)}\``, { field: 'lease.ttlMs' });
+    const waitMs = options.lease?.waitMs ?? ttlMs + 1000;
+    if (!Number.isInteger(waitMs) || waitMs < 0) throw new ValidationError(`lease.waitMs must be an integer >= 0, got \`${String(waitMs)}\``, { field: 'lease.waitMs' });
+    this.#lease = { ttlMs, waitMs };
     this.#loopStages = loopStages(options.definition);
   }
 
@@ -162,9 +178,11 @@ export class Orchestrator {
     };
     // The workflow first: it names the document, so a crash between the two writes leaves a
     // workflow that resume can finish (it creates the missing document).
-    await this.#state.createWorkflowState({ workflowId, stages: this.#def.stages.map((s) => s.name), data: toRecord(data) });
-    await this.#ensureDocument(data, options);
-    return this.#run(workflowId, false);
+    return this.#leased(workflowId, async () => {
+      await this.#state.createWorkflowState({ workflowId, stages: this.#def.stages.map((s) => s.name), data: toRecord(data) });
+      await this.#ensureDocument(data, options);
+      return this.#run(workflowId, false);
+    });
   }
 
   /**
@@ -173,6 +191,43 @@ export class Orchestrator {
    * with its outcome at once; a failed one is retried from the stage that failed.
    */
   async resume(workflowId: string): Promise<WorkflowOutcome> {
+    if (!(await this.#state.getWorkflowState(workflowId))) throw new WorkflowNotFoundError(workflowId);
+    return this.#leased(workflowId, () => this.#resume(workflowId));
+  }
+
+  /**
+   * Runs `fn` holding the workflow's run lease. The lease is checked before every stage: a run
+   * that lost it (it stalled longer than `ttlMs`) stops with the lock's `LockLostError` rather
+   * than race the run that took over.
+   */
+  async #leased(workflowId: string, fn: () => Promise<WorkflowOutcome>): Promise<WorkflowOutcome> {
+    const locks = this.#state.locks;
+    if (locks === undefined) return fn();
+    const key = `workflow-run:${workflowId}`;
+    const { ttlMs, waitMs } = this.#lease;
+    let lease = await locks.tryAcquire(key, { ttlMs });
+    if (lease === null) {
+      this.#emit({ type: 'lease_wait', workflowId, waitMs });
+      try {
+        lease = await locks.acquire(key, { ttlMs, waitMs });
+      } catch (err) {
+        if (err instanceof LockTimeoutError) throw new WorkflowBusyError(workflowId, waitMs);
+        throw err;
+      }
+    }
+    this.#runLeases.set(workflowId, lease);
+    try {
+      return await fn();
+    } finally {
+      this.#runLeases.delete(workflowId);
+      await lease.release();
+    }
+  }
+
+  /** The run lease of each workflow this orchestrator is running. */
+  readonly #runLeases = new Map<string, LockHandle>();
+
+  async #resume(workflowId: string): Promise<WorkflowOutcome> {
     const wf = await this.#state.getWorkflowState(workflowId);
     if (!wf) throw new WorkflowNotFoundError(workflowId);
     const data = readData(wf);
@@ -223,6 +278,7 @@ export class Orchestrator {
         }
       }
       const next = this.#def.stages.find((s) => !this.#isRecorded(s, data));
+      this.#runLeases.get(workflowId)?.signal.throwIfAborted();
       if (next) {
         const result = await this.#runStage(next, wf, data);
         wf = result.wf;

@@ -189,6 +189,7 @@ export interface WorkflowOutcome {
 
 /** Progress events, for displays and logs. */
 export type WorkflowEvent =
+  | { type: 'lease_wait'; workflowId: string; waitMs: number }
   | { type: 'workflow_started'; workflowId: string; documentId: string; resumed: boolean; stages: string[] }
   | { type: 'stage_started'; stage: string; agent: string; iteration: number; attempt: number }
   | { type: 'stage_skipped'; stage: string; iteration: number; reason: 'completed' | 'recorded' }

@@ -27,7 +27,8 @@ async function inspect(stateUrl: string, workflowId: string): Promise<{ wf: Work
 
 /** Starts `run` paused at `pause` (an env hook), SIGKILLs it there and returns the workflow id. */
 async function runAndKill(dir: string, stateUrl: string, env: Record<string, string>, pausedAt: RegExp): Promise<string> {
-  const run = startCli(['run', 'Recovering workflows after a crash', '--sources', SOURCES, '--state', stateUrl, '--out', 'doc.md'], { cwd: dir, env });
+  // A short run lease, so the killed run's claim on the workflow runs out soon for `resume`.
+  const run = startCli(['run', 'Recovering workflows after a crash', '--sources', SOURCES, '--state', stateUrl, '--out', 'doc.md', '--lease', '500'], { cwd: dir, env });
   cleanups.push(() => void run.child.kill('SIGKILL'));
   const started = await run.waitFor(/starting workflow (wf-\S+)/);
   await run.waitFor(pausedAt);

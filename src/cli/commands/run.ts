@@ -28,6 +28,7 @@ interface RunFlags {
   maxIterations?: number;
   agents?: 'local' | 'remote';
   timeout?: number;
+  lease?: number;
   json?: boolean;
   progress?: boolean;
 }
@@ -144,7 +145,11 @@ function onInterrupt(session: Session, workflowId: () => string | undefined): ()
     session.progress?.stop();
     const id = workflowId();
     process.stderr.write(`concord: interrupted (${signal})${id ? `; continue with: ${cliAfter(`resume ${id}`, session.state.url)}` : ''}\n`);
-    process.exit(signal === 'SIGINT' ? 130 : 143);
+    const exit = () => process.exit(signal === 'SIGINT' ? 130 : 143);
+    // Hand back the run lease so `resume` can start at once (a crash would make it wait for
+    // the lease to run out); never let a slow store hold the exit up for long.
+    setTimeout(exit, 1000).unref();
+    session.state.state.locks.releaseAll().then(exit, exit);
   };
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);
@@ -279,6 +284,7 @@ async function execute(
         session.progress?.handle(event);
       },
       hooks: testHooks(),
+      ...(flags.lease ? { lease: { ttlMs: flags.lease } } : {}),
     });
     let outcome: WorkflowOutcome;
     if ('resume' in start) {
@@ -322,6 +328,11 @@ export function registerRunCommands(program: Command): void {
           .default('local'),
       )
       .option('--timeout <ms>', 'how long each agent may take to answer', integer('--timeout', 100, 3_600_000))
+      .option(
+        '--lease <ms>',
+        "how long this run's claim on the workflow lasts unrenewed: a crashed run's claim runs out after it (default 10000)",
+        integer('--lease', 100, 600_000),
+      )
       .option('--no-progress', 'print no progress')
       .option('--json', 'print the outcome as JSON');
 
