@@ -54,6 +54,24 @@ describe.runIf(redisUp)('each agent in its own process over Redis', () => {
     expect(actors).toEqual(['orchestrator', 'research', 'writing', 'editing', 'verification']);
   });
 
+  it('resume goes back to the remote agents and the bus the run used, without being told again', async () => {
+    const stateUrl = `sqlite:${join(tmp.dir, 'resume.db')}`;
+    const run = startCli(['run', 'Resuming remote runs', '--sources', SOURCES, '--bus', bus, '--agents', 'remote', '--state', stateUrl, '--lease', '500'], {
+      cwd: tmp.dir,
+      env: { CONCORD_TEST_PAUSE_AFTER_STAGE: 'research' },
+    });
+    const started = await run.waitFor(/starting workflow (wf-\S+)/);
+    await run.waitFor(/test pause after stage research/);
+    run.child.kill('SIGKILL');
+    await run.exited;
+
+    const resumed = await runCli(['resume', started[1]!, '--state', stateUrl, '--json'], { cwd: tmp.dir });
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(JSON.parse(resumed.stdout)).toMatchObject({ status: 'completed' });
+    // Served by the agent processes on the recorded bus, not by agents in the resuming process.
+    expect(resumed.stderr).toContain(`agents: remote, serving on ${SERVICES.redis.url}?namespace=${namespaces[0]}`);
+  });
+
   it('dlq list and purge work on a shared bus', async () => {
     const list = await runCli(['dlq', 'list', '--bus', bus], { cwd: tmp.dir });
     expect(list.code, list.stderr).toBe(0);

@@ -106,6 +106,7 @@ async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxI
           );
         }
       }
+      if (flags.progress !== false) process.stderr.write(`agents: remote, serving on ${bus.transport.url}\n`);
     } else {
       if (!sourcesDir) throw new ValidationError('local agents need the sources directory', { field: 'sources' });
       registerDocumentAgents(bus.bus, sourcesDir);
@@ -243,9 +244,10 @@ function documentPipelineThreshold(data: WorkflowOutcome['data']): number | unde
 }
 
 async function execute(
-  flags: RunFlags,
+  given: RunFlags,
   start: { topic: string; sourcesDir: string | undefined; words: number; requirements: string[]; out: string | undefined; demo?: boolean } | { resume: string },
 ): Promise<number> {
+  let flags = given;
   const stateAt = stateUrl(flags.state);
   let maxIterations = flags.maxIterations ?? 3;
   let threshold = flags.threshold ?? 0.8;
@@ -266,6 +268,10 @@ async function execute(
       if (typeof input['threshold'] === 'number') threshold = input['threshold'];
       if (typeof input['sourcesDir'] === 'string') sourcesDir = flags.sources ? checkSources(flags.sources) : input['sourcesDir'];
       if (typeof input['out'] === 'string') out = flags.out ? resolve(flags.out) : input['out'];
+      // Remote agents serve on a shared bus: a resume goes back to them unless told otherwise.
+      // The bus URL is only recorded without a password, so one with a password must be given again.
+      if (flags.agents === undefined && input['agents'] === 'remote') flags = { ...flags, agents: 'remote' };
+      if (flags.bus === undefined && process.env['CONCORD_BUS'] === undefined && typeof input['bus'] === 'string') flags = { ...flags, bus: input['bus'] };
     } finally {
       await peek.close();
     }
@@ -304,6 +310,8 @@ async function execute(
           out,
           threshold,
           maxIterations,
+          agents: flags.agents ?? 'local',
+          ...(recordableBus(busUrl(flags.bus)) ? { bus: busUrl(flags.bus) } : {}),
         },
         requirements: { requirements: start.requirements, words: start.words },
         context: { sourcesDir: sourcesDir ?? null, workflowId },
@@ -318,14 +326,23 @@ async function execute(
   }
 }
 
+/** A bus URL that may be kept in workflow data: a shared one, with no password in it. */
+function recordableBus(url: string): boolean {
+  if (!isSharedBus(url)) return false;
+  try {
+    return new URL(url).password === '';
+  } catch {
+    return false;
+  }
+}
+
 /** `concord demo`, `concord run`, `concord resume`. */
 export function registerRunCommands(program: Command): void {
   const addRunOptions = (cmd: Command) =>
     withBus(withState(cmd))
       .addOption(
-        new Option('--agents <where>', 'local: the four agents run in this process; remote: they serve on --bus (concord agent NAME)')
-          .choices(['local', 'remote'])
-          .default('local'),
+        new Option('--agents <where>', 'local (default): the four agents run in this process; remote: they serve on --bus (concord agent NAME); resume keeps what the run used')
+          .choices(['local', 'remote']),
       )
       .option('--timeout <ms>', 'how long each agent may take to answer', integer('--timeout', 100, 3_600_000))
       .option(
