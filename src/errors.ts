@@ -196,6 +196,18 @@ export class WorkflowBusyError extends ConcordError {
   }
 }
 
+/** A pattern ran past its `timeout`. */
+export class PatternTimeoutError extends ConcordError {
+  /** `sequential`, `parallel`, `forkJoin` or `agentStep`. */
+  readonly pattern: string;
+  readonly timeoutMs: number;
+  constructor(pattern: string, timeoutMs: number) {
+    super('pattern_timeout', `${pattern} did not finish within its timeout of ${timeoutMs} ms`);
+    this.pattern = pattern;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
 /** The bus or manager was closed; no new work is accepted. */
 export class ClosedError extends ConcordError {
   constructor(what: string) {

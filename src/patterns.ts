@@ -7,7 +7,7 @@
  * still work (their result is simply dropped once the pattern has settled); steps that honour
  * it stop early when a sibling fails, the caller aborts, or the timeout passes.
  */
-import { ConcordError, ValidationError } from './errors.js';
+import { PatternTimeoutError, ValidationError } from './errors.js';
 
 /** What every step gets beside its input. */
 export interface StepContext {
@@ -24,18 +24,6 @@ export interface PatternOptions {
   signal?: AbortSignal;
   /** Milliseconds before the pattern gives up with `PatternTimeoutError` (steps see their signal abort). */
   timeout?: number;
-}
-
-/** A pattern ran past its `timeout`. */
-export class PatternTimeoutError extends ConcordError {
-  /** `sequential`, `parallel`, `forkJoin` or `agentStep`. */
-  readonly pattern: string;
-  readonly timeoutMs: number;
-  constructor(pattern: string, timeoutMs: number) {
-    super('pattern_timeout', `${pattern} did not finish within its timeout of ${timeoutMs} ms`);
-    this.pattern = pattern;
-    this.timeoutMs = timeoutMs;
-  }
 }
 
 /** One outcome of `parallel(..., { failFast: false })`, shaped like `Promise.allSettled`. */

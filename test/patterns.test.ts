@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { RemoteError, ValidationError } from '../src/errors.js';
-import { agentStep, forkJoin, parallel, PatternTimeoutError, sequential, type RequestingBus, type Step } from '../src/patterns.js';
+import { PatternTimeoutError } from '../src/errors.js';
+import { agentStep, forkJoin, parallel, sequential, type RequestingBus, type Step } from '../src/patterns.js';
 
 /** A step that resolves only when released, or rejects when its signal aborts. */
 function controllable<T>() {
