@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Summarises V8 CPU profiles (from `npm run bench -- --profile` or `node --cpu-prof`): the
 // functions with the most self time, and the most inclusive time, each with file:line and its
-// share of the sampled time.  Usage: node bench/profile-summary.mjs <file.cpuprofile> [--top 25] [--filter dist/]
+// share of the sampled time, and the hottest source lines (`--lines N`, from V8's per-line ticks;
+// sample finely for them: `node --cpu-prof --cpu-prof-interval 50 ...`).
+// Usage: node bench/profile-summary.mjs <file.cpuprofile> [--top 25] [--filter src/] [--lines 30]
 import { existsSync, readFileSync } from 'node:fs';
 import { SourceMap } from 'node:module';
 import { dirname, relative, resolve } from 'node:path';
@@ -73,4 +75,26 @@ for (const file of files) {
   console.log(`== ${file}: ${(total / 1000).toFixed(0)} ms sampled`);
   show(selfBy, 'self time');
   show(inclBy, 'inclusive time');
+  if (args.lines) {
+    // Per-line ticks of each function (inlined callees are credited to the line that called them).
+    const byLine = new Map();
+    let ticks = 0;
+    for (const n of prof.nodes) {
+      for (const pt of n.positionTicks ?? []) {
+        const cf = n.callFrame;
+        let url = cf.url.replace(/^file:\/\//, '');
+        let line = pt.line;
+        const mapped = url.startsWith('/') ? original(url, pt.line - 1, 0) : null;
+        if (mapped) [url, line] = mapped;
+        if (url.startsWith('/')) url = relative(process.cwd(), url);
+        const key = `${url}:${line} (${cf.functionName || 'anonymous'})`;
+        if (filter && !key.includes(filter)) continue;
+        byLine.set(key, (byLine.get(key) ?? 0) + pt.ticks);
+        ticks += pt.ticks;
+      }
+    }
+    console.log('\nhottest lines (share of line ticks shown)');
+    const rows = [...byLine].sort((a, b) => b[1] - a[1]).slice(0, Number(args.lines) || 30);
+    for (const [k, t] of rows) console.log(`${((100 * t) / Math.max(1, ticks)).toFixed(1).padStart(6)}%  ${String(t).padStart(7)}  ${k}`);
+  }
 }

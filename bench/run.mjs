@@ -10,6 +10,10 @@
 //   npm run bench -- --reps 5             repetitions (default 3, quick 1)
 //   npm run bench -- --profile            Concord children write V8 CPU profiles to bench/results/*.cpuprofile
 //   npm run bench -- --docs / --no-docs   force / prevent regenerating docs/BENCHMARKS.md
+//
+// A full run writes bench/results/latest.json (+ .meta.json) and docs/BENCHMARKS.md, whose
+// "Notes and profiling" section is bench/NOTES.md (edit that file: it survives regeneration).
+// A quick or partial run writes bench/results/quick.json or partial.json instead.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -69,10 +73,11 @@ function runChild(workload, subject, rep, seq) {
     const child = spawn(process.execPath, [...nodeArgs, file, ...argv], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
+    let killed = false;
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
     const timer = setTimeout(() => {
-      err += `\n(killed after ${childTimeoutMs / 1000} s)`;
+      killed = true;
       child.kill('SIGKILL');
     }, childTimeoutMs);
     child.on('close', async (code, signal) => {
@@ -83,7 +88,11 @@ function runChild(workload, subject, rep, seq) {
       const skipLine = out.split('\n').find((l) => l.startsWith('BENCH_SKIP '));
       if (resultLine) resolve({ ok: true, seconds, ...JSON.parse(resultLine.slice('BENCH_RESULT '.length)) });
       else if (skipLine) resolve({ skip: true, seconds, ...JSON.parse(skipLine.slice('BENCH_SKIP '.length)) });
-      else resolve({ failed: true, seconds, reason: `exit ${code}${signal ? ` (${signal})` : ''}: ${(err || out).trim().split('\n').slice(-12).join('\n')}` });
+      else {
+        const tail = (err || out).trim().split('\n').slice(-12).join('\n');
+        const how = killed ? `timed out (killed after ${childTimeoutMs / 1000} s)` : `exit ${code}${signal ? ` (${signal})` : ''}`;
+        resolve({ failed: true, seconds, reason: `${how}: ${tail}` });
+      }
     });
   });
 }
@@ -133,7 +142,7 @@ function fmt(v) {
 }
 
 const rows = summarise(runs);
-const targets = evaluateTargets(rows, runs, TARGETS.filter((t) => plan.some((w) => w.id === t.workload)));
+const targets = evaluateTargets(rows, runs, TARGETS.filter((t) => plan.some((w) => w.id === t.workload)), skipped);
 const machine = machineInfo();
 const versions = await versionsInfo(root, redisUp);
 const meta = {
@@ -148,16 +157,19 @@ const meta = {
   targets,
 };
 
-console.log('\n' + renderConsole(rows, targets, skipped, HIGHER_IS_BETTER, runs));
+console.log('\n' + renderConsole(rows, targets, skipped, HIGHER_IS_BETTER, runs, quick));
 
+// latest.json is the full run docs/BENCHMARKS.md shows; a quick or partial run writes beside it
+// (quick.json, partial.json) so it never leaves latest.json out of step with the docs.
 const resultsDir = join(here, 'results');
 mkdirSync(resultsDir, { recursive: true });
-writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify(rows, null, 2) + '\n');
-writeFileSync(join(resultsDir, 'latest.meta.json'), JSON.stringify({ ...meta, runs }, null, 2) + '\n');
-console.log(`\nwrote bench/results/latest.json (${rows.length} rows) and bench/results/latest.meta.json`);
+const base = writeDocsToo || meta.mode === 'full' ? 'latest' : meta.mode;
+writeFileSync(join(resultsDir, `${base}.json`), JSON.stringify(rows, null, 2) + '\n');
+writeFileSync(join(resultsDir, `${base}.meta.json`), JSON.stringify({ ...meta, runs }, null, 2) + '\n');
+console.log(`\nwrote bench/results/${base}.json (${rows.length} rows) and bench/results/${base}.meta.json`);
 if (writeDocsToo) {
-  writeDocs(join(root, 'docs', 'BENCHMARKS.md'), rows, { ...meta, runs }, HIGHER_IS_BETTER);
-  console.log('wrote docs/BENCHMARKS.md');
+  writeDocs(join(root, 'docs', 'BENCHMARKS.md'), rows, { ...meta, runs }, HIGHER_IS_BETTER, join(here, 'NOTES.md'));
+  console.log('wrote docs/BENCHMARKS.md (notes from bench/NOTES.md)');
 } else {
   console.log(`docs/BENCHMARKS.md left as is (${quick ? 'quick' : 'partial'} run; pass --docs to regenerate it)`);
 }

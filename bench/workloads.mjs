@@ -8,7 +8,7 @@ export const WORKLOADS = [
     title: 'In-process bus, deep backlog (all sent, then consumed)',
     subjects: ['concord', 'heap-limit', 'emittery', 'eventemitter'],
     args: { mode: 'backlog', n: 200_000 },
-    quick: { n: 20_000 },
+    quick: { n: 50_000 },
   },
   {
     id: 'bus-memory/interleaved',
@@ -16,7 +16,7 @@ export const WORKLOADS = [
     title: 'In-process bus, interleaved (send and consume together)',
     subjects: ['concord', 'heap-limit', 'emittery', 'eventemitter'],
     args: { mode: 'interleaved', n: 200_000 },
-    quick: { n: 20_000 },
+    quick: { n: 50_000 },
   },
   {
     id: 'request-memory',
@@ -24,7 +24,7 @@ export const WORKLOADS = [
     title: 'In-process request/response (sequential)',
     subjects: ['concord', 'eventemitter'],
     args: { n: 20_000 },
-    quick: { n: 2_000 },
+    quick: { n: 5_000, warmup: 2_000 }, // a warm JIT even in a smoke run: cold figures mislead
   },
   {
     id: 'redis-transport/c1',

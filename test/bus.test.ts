@@ -312,6 +312,28 @@ describe('MessageBus: agents and replies', () => {
     expect(bus.metrics().pendingRequests).toBe(0);
   });
 
+  it('keeps every request rule once the inbox runs (the synchronous path): ids, correlation, trace, unknown recipients, duplicates', async () => {
+    const bus = newBus();
+    bus.registerAgent('echo', defineAgent({ name: 'echo', handleMessage: (m: Message) => ({ echoed: m.payload }) }));
+    bus.registerAgent('puller');
+    await bus.request({ sender: 'me', recipient: 'echo', payload: { warm: true } }); // starts the inbox
+    const reply = await bus.request({ sender: 'me', recipient: 'echo', payload: { n: 1 }, headers: { tenant: 't1' } });
+    expect(reply.payload).toEqual({ echoed: { n: 1 } });
+    expect(reply.correlationId).toBe(reply.headers['inReplyTo']);
+    await expect(bus.request({ sender: 'me', recipient: 'nobody', payload: {} })).rejects.toBeInstanceOf(RecipientNotFoundError);
+    await expect(bus.request({ sender: 'me', recipient: 'echo', payload: {}, headers: { bad: 1 as unknown as string } })).rejects.toBeInstanceOf(ValidationError);
+    const first = bus.request({ sender: 'me', recipient: 'puller', payload: {}, id: 'req-1' });
+    await expect(bus.request({ sender: 'me', recipient: 'puller', payload: {}, id: 'req-1' })).rejects.toThrow('already waiting for its reply');
+    const d = await bus.receive('puller', { timeout: 5_000 });
+    expect(d).toMatchObject({ id: 'req-1', correlationId: 'req-1', headers: { replyTo: expect.stringMatching(/^_inbox\./) } });
+    await bus.reply(d!, { ok: true });
+    await d!.ack();
+    const answered = await first;
+    expect(answered.payload).toEqual({ ok: true });
+    expect(traceIdOf(answered.headers['traceparent'])).toBe(traceIdOf(d!.headers['traceparent']));
+    expect(bus.metrics().pendingRequests).toBe(0);
+  });
+
   it('settles a pull delivery once', async () => {
     const bus = newBus();
     bus.registerAgent('w');

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ValidationError } from '../src/errors.js';
 import { DEFAULT_BACKOFF, backoffDelay, resolveBackoff } from '../src/bus/backoff.js';
-import { IndexedHeap, KeyedHeap } from '../src/bus/heap.js';
+import { BandedQueue, IndexedHeap, KeyedHeap } from '../src/bus/heap.js';
 import { LatencyRecorder, percentile } from '../src/bus/latency.js';
 
 describe('backoffDelay', () => {
@@ -112,6 +112,76 @@ describe('KeyedHeap', () => {
         expect(heap.peekKey()).toBe(Infinity);
       }),
     );
+  });
+});
+
+describe('BandedQueue', () => {
+  const STRIDE = 1_000_000;
+
+  it('pops by key, like a heap, whatever mix of in-order arrivals, returns to old places and aux it gets', () => {
+    // Model: the items present, sorted by key. Arrivals take the next sequence number in a random
+    // band (the common case, kept in rings); returns put a popped item back under its old key with
+    // an aux (a retry keeping its place); pops must agree with the model every time.
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('arrive' as const), band: fc.integer({ min: 0, max: 10 }) }),
+      fc.record({ kind: fc.constant('return' as const), pick: fc.nat(), aux: fc.integer({ min: 0, max: 3 }) }),
+      fc.record({ kind: fc.constant('pop' as const) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 600 }), (ops) => {
+        const q = new BandedQueue<string>(11, STRIDE);
+        const present = new Map<string, { key: number; aux: number }>();
+        const popped: { item: string; key: number }[] = [];
+        let seq = 0;
+        const pop = (): void => {
+          const expected = [...present].sort((a, b) => a[1].key - b[1].key)[0];
+          const item = q.pop();
+          if (expected === undefined) {
+            expect(item).toBeUndefined();
+            return;
+          }
+          expect(item).toBe(expected[0]);
+          expect(q.poppedKey).toBe(expected[1].key);
+          expect(q.poppedAux).toBe(expected[1].aux);
+          present.delete(expected[0]);
+          popped.push({ item: expected[0], key: expected[1].key });
+        };
+        for (const o of ops) {
+          if (o.kind === 'arrive') {
+            const key = o.band * STRIDE + seq++;
+            const item = `m${key}`;
+            q.push(item, key);
+            present.set(item, { key, aux: 0 });
+          } else if (o.kind === 'return') {
+            if (popped.length === 0) continue;
+            const [back] = popped.splice(o.pick % popped.length, 1) as [{ item: string; key: number }];
+            q.push(back.item, back.key, o.aux);
+            present.set(back.item, { key: back.key, aux: o.aux });
+          } else pop();
+          expect(q.size).toBe(present.size);
+          const min = Math.min(...[...present.values()].map((v) => v.key));
+          expect(q.peekKey()).toBe(present.size === 0 ? Infinity : min);
+        }
+        while (present.size > 0) pop();
+        expect(q.pop()).toBeUndefined();
+        expect(q.size).toBe(0);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('grows and shrinks its rings across wrap-arounds without losing order', () => {
+    const q = new BandedQueue<number>(2, STRIDE);
+    let next = 0;
+    let expected = 0;
+    for (let round = 0; round < 50; round++) {
+      const add = 1 + ((round * 37) % 400);
+      for (let i = 0; i < add; i++) q.push(next, next++);
+      const take = Math.min(q.size, 1 + ((round * 53) % 450));
+      for (let i = 0; i < take; i++) expect(q.pop()).toBe(expected++);
+    }
+    while (q.size > 0) expect(q.pop()).toBe(expected++);
+    expect(expected).toBe(next);
   });
 });
 

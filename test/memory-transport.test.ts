@@ -92,6 +92,74 @@ describe('MemoryTransport', () => {
     expect(t.leaseNow('unknown', { leaseMs: 10_000, waitMs: 0 })).toEqual([]);
   });
 
+  it('has single-message twins (enqueueOneNow, leaseOneNow) with the same rules as the array ones', async () => {
+    const t = open();
+    await t.addRecipient('q');
+    const low = msg(1);
+    const high = msg(9);
+    expect(t.enqueueOneNow(entry(low, { requireRecipient: true })).status).toBe('enqueued');
+    expect(t.enqueueOneNow(entry(high, { requireRecipient: true, dedupeWindowMs: 60_000 })).status).toBe('enqueued');
+    expect(t.enqueueOneNow(entry(high, { requireRecipient: true, dedupeWindowMs: 60_000 }))).toEqual({ status: 'duplicate', original: high });
+    expect(t.enqueueOneNow(entry(msg(), { queue: 'nobody', requireRecipient: true })).status).toBe('no_recipient');
+    expect(t.enqueueOneNow(entry(msg(), { visibleAt: Date.now() + 60_000 })).status).toBe('enqueued');
+    expect(t.depthNow('q')).toEqual({ ready: 2, delayed: 1, inFlight: 0 });
+    const first = t.leaseOneNow('q', 10_000);
+    expect(first?.message).toMatchObject({ id: high.id, attempt: 1 });
+    expect(t.leaseOneNow('q', 10_000)?.message.id).toBe(low.id);
+    expect(t.leaseOneNow('q', 10_000)).toBeUndefined();
+    expect(t.leaseOneNow('unknown', 10_000)).toBeUndefined();
+    expect(() => t.leaseOneNow('q', 0)).toThrow(ValidationError);
+    expect(t.ackNow(first as Lease)).toBe(true);
+    expect(await t.hasRecipient('q')).toBe(true);
+    await t.removeRecipient('q');
+    expect(await t.hasRecipient('q')).toBe(false);
+    expect(t.enqueueOneNow(entry(msg(), { requireRecipient: true })).status).toBe('no_recipient');
+  });
+
+  it('takes the caller’s clock reading when given one: a lease past its deadline is lost', () => {
+    const t = open();
+    t.enqueueNow([entry(msg())]);
+    const now = Date.now();
+    const lease = t.leaseOneNow('q', 1_000, now) as Lease;
+    expect(lease.deadline).toBe(now + 1_000);
+    expect(t.ackNow(lease, now + 1_000)).toBe(false); // ran out: visible again, with attempt 2 next
+    const again = t.leaseOneNow('q', 1_000, now + 1_000);
+    expect(again?.message.attempt).toBe(2);
+    expect(t.ackNow(again as Lease, now + 1_001)).toBe(true);
+  });
+
+  it('hands out leases that serialise as plain data', () => {
+    const t = open();
+    const m = msg();
+    t.enqueueNow([entry(m)]);
+    const lease = t.leaseOneNow('q', 10_000) as Lease;
+    const data = JSON.parse(JSON.stringify(lease)) as Record<string, unknown>;
+    expect(Object.keys(data).sort()).toEqual(['deadline', 'message', 'queue', 'token']);
+    expect(data).toMatchObject({ queue: 'q', token: lease.token, deadline: lease.deadline });
+  });
+
+  it('ends a later, shorter wait on time although an earlier wait left the queue timer set for later', async () => {
+    const t = open();
+    const first = t.lease('q', { leaseMs: 1_000, waitMs: 60_000 });
+    t.enqueueNow([entry(msg())]);
+    expect(await first).toHaveLength(1);
+    // Ends (with nothing) long before the test's own timeout, not when the old timer fires.
+    expect(await t.lease('q', { leaseMs: 1_000, waitMs: 40 })).toEqual([]);
+  });
+
+  it('ends the waits of one signal on every queue when it aborts, and only those', async () => {
+    const t = open();
+    const controller = new AbortController();
+    const a = t.lease('a', { leaseMs: 1_000, waitMs: 60_000, signal: controller.signal });
+    const b = t.lease('b', { leaseMs: 1_000, waitMs: 60_000, signal: controller.signal });
+    const other = t.lease('a', { leaseMs: 1_000, waitMs: 60_000, signal: new AbortController().signal });
+    controller.abort();
+    expect(await a).toEqual([]);
+    expect(await b).toEqual([]);
+    t.enqueueNow([entry(msg(), { queue: 'a' })]);
+    expect(await other).toHaveLength(1);
+  });
+
   it('forgets a dedupe record once its window passed', async () => {
     const t = open();
     const m = msg();

@@ -1,11 +1,17 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { decodeTime, isValid } from 'ulidx';
 import { ValidationError } from '../src/errors.js';
 import {
   DEFAULT_PRIORITY,
   MessageType,
+  STAMP_OWN_HEADERS,
+  STAMP_SELF_CORRELATED,
+  STAMP_TRACE,
   childTraceparent,
   createMessage,
+  createTracedMessage,
+  idAt,
   newId,
   newTraceparent,
   traceIdOf,
@@ -138,6 +144,68 @@ describe('ids', () => {
     expect(new Set(ids).size).toBe(ids.length);
     expect([...ids].sort()).toEqual(ids);
   });
+
+  it('stay unique, sorted and on their millisecond however the clock moves (bursts, gaps, steps back)', () => {
+    // Ids are made in chunks per millisecond; whatever the pattern of calls, each id must still
+    // sort after the one before and carry its millisecond.
+    const step = fc.record({ dt: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 3 }), fc.integer({ min: -2, max: -1 })), burst: fc.integer({ min: 1, max: 80 }) });
+    let last = ''; // across runs too: the generator's state carries over from one to the next
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 60 }), (steps) => {
+        let now = Date.now() + 1_000_000; // after anything the other tests made
+        const seen = new Set<string>();
+        for (const { dt, burst } of steps) {
+          now += dt;
+          for (let i = 0; i < burst; i++) {
+            const id = idAt(now);
+            expect(isValid(id)).toBe(true);
+            expect(id > last).toBe(true);
+            // Its own millisecond, or (the clock stepped back) the latest one an id already carries.
+            expect(decodeTime(id)).toBe(last === '' ? now : Math.max(now, decodeTime(last)));
+            expect(seen.has(id)).toBe(false);
+            seen.add(id);
+            last = id;
+          }
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('carry the millisecond they were made in when the clock only moves forward', () => {
+    let now = Date.now() + 2_000_000;
+    for (let i = 0; i < 2_000; i++) {
+      if (i % 7 === 0) now += 1;
+      expect(decodeTime(idAt(now))).toBe(now);
+    }
+  });
+});
+
+describe('createTracedMessage (what the bus stamps)', () => {
+  it('adds a traceparent, keeps a given one, and makes exactly the fields of a Message', () => {
+    const m = createTracedMessage(base);
+    expect(Object.keys(m).sort()).toEqual(['attempt', 'headers', 'id', 'payload', 'priority', 'recipient', 'sender', 'timestamp', 'type']);
+    expect(Object.keys(m.headers)).toEqual(['traceparent']);
+    const given = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    expect(createTracedMessage({ ...base, headers: { traceparent: given, x: 'y' } }).headers).toEqual({ traceparent: given, x: 'y' });
+  });
+
+  it('copies headers it does not own, keeps (and still checks) those it is handed', () => {
+    const headers = { a: 'b' };
+    expect(createTracedMessage({ ...base, headers }).headers).not.toBe(headers);
+    const owned = { a: 'b' };
+    expect(createTracedMessage({ ...base, headers: owned }, undefined, STAMP_TRACE | STAMP_OWN_HEADERS).headers).toBe(owned);
+    expect(owned).toHaveProperty('traceparent');
+    const bad = validationError(() => createTracedMessage({ ...base, headers: { a: 1 as unknown as string } }, undefined, STAMP_OWN_HEADERS));
+    expect(bad.message).toBe('headers.a must be a string, got `1`');
+  });
+
+  it('correlates a request to its own id unless given a correlation', () => {
+    const m = createTracedMessage(base, undefined, STAMP_TRACE | STAMP_SELF_CORRELATED);
+    expect(m.correlationId).toBe(m.id);
+    expect(createTracedMessage({ ...base, correlationId: 'c-1' }, undefined, STAMP_SELF_CORRELATED).correlationId).toBe('c-1');
+    expect(createTracedMessage(base).correlationId).toBeUndefined();
+  });
 });
 
 describe('traceparent helpers', () => {
@@ -161,5 +229,32 @@ describe('traceparent helpers', () => {
   it('starts a new trace when the parent is missing or invalid', () => {
     expect(childTraceparent(undefined)).toMatch(FORMAT);
     expect(childTraceparent('garbage')).toMatch(FORMAT);
+  });
+
+  it('continues exactly the parents the W3C format accepts (near misses start a new trace)', () => {
+    const W3C = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+    const valid = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const mutated = fc
+      .array(fc.record({ at: fc.integer({ min: 0, max: 54 }), char: fc.constantFrom(...'0123456789abcdefABCDEF-xg 0'.split('')) }), { maxLength: 3 })
+      .map((edits) => {
+        const chars = valid.split('');
+        for (const { at, char } of edits) chars[at] = char;
+        return chars.join('');
+      });
+    fc.assert(
+      fc.property(fc.oneof(mutated, fc.string({ minLength: 54, maxLength: 56 })), (parent) => {
+        const child = childTraceparent(parent);
+        expect(child).toMatch(W3C);
+        const continued = traceIdOf(child) === traceIdOf(parent) && child.slice(53) === parent.slice(53);
+        expect(continued).toBe(W3C.test(parent));
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('makes traceparents that are unique across many chunks', () => {
+    const all = Array.from({ length: 5_000 }, () => newTraceparent());
+    expect(new Set(all).size).toBe(all.length);
+    for (const tp of all) expect(tp).toMatch(FORMAT);
   });
 });

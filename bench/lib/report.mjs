@@ -65,16 +65,35 @@ export function ratio(rows, runs, workload, peer, metric) {
   return { value: c.median / p.median, min: paired.length ? Math.min(...paired) : null, max: paired.length ? Math.max(...paired) : null };
 }
 
-export function evaluateTargets(rows, runs, targets) {
+/**
+ * The telling line of a skip or failure reason (which may hold a child's stderr tail): the error
+ * message itself (`Error: ...`, `TypeError: ...`) when there is one, else the first line.
+ */
+export function reasonLine(reason) {
+  const lines = String(reason).split('\n').map((l) => l.trim()).filter(Boolean);
+  const error = lines.find((l) => /^([A-Z]\w*)?Error\b/.test(l) || /\bE[A-Z]{3,}\b/.test(l));
+  const head = lines[0] ?? '';
+  if (!error || error === head) return head;
+  const prefix = /^(FAILED )?(exit|timed out)[^:]*:/.exec(head)?.[0];
+  return prefix ? `${prefix} ${error}` : error;
+}
+
+/** Why `subject` has no figure for `workload` in this run: its skip or failure reason, if any. */
+function notMeasured(skipped, workload, subject) {
+  const s = skipped.find((x) => x.workload === workload && x.subject === subject);
+  return s ? `: ${reasonLine(s.reason)}` : '';
+}
+
+export function evaluateTargets(rows, runs, targets, skipped = []) {
   return targets.map((t) => {
     const c = find(rows, t.workload, 'concord', t.metric);
     let measured = null;
     let range = null;
     let why = null;
-    if (!c) why = 'Concord not measured';
+    if (!c) why = `Concord not measured${notMeasured(skipped, t.workload, 'concord')}`;
     else if (t.peer) {
       const r = ratio(rows, runs, t.workload, t.peer, t.metric);
-      if (!r) why = `${t.peer} not measured`;
+      if (!r) why = `${t.peer} not measured${notMeasured(skipped, t.workload, t.peer)}`;
       else {
         measured = r.value;
         range = r.min === null ? null : [r.min, r.max];
@@ -92,6 +111,8 @@ export function fmtNum(v) {
   if (Math.abs(v) >= 10) return v.toFixed(1);
   return v.toFixed(2);
 }
+/** Text safe inside a markdown table cell. */
+const mdCell = (text) => text.replace(/\|/g, '\\|');
 const fmtRatio = (v) => (v === null || v === undefined ? '—' : `${v >= 10 ? v.toFixed(1) : v.toFixed(2)}×`);
 
 export function targetMeasured(t) {
@@ -108,9 +129,24 @@ function ratioCell(rows, runs, row, higherIsBetter) {
   return `${fmtRatio(r.value)}${better ? '' : ' ▼'}`;
 }
 
-export function renderConsole(rows, targets, skipped, higherIsBetter, runs = []) {
+/** Table rows: the measured ones, and after each workload's, one per subject not measured (with why). */
+function tableRows(rows, skipped, runs, higherIsBetter) {
+  const out = [];
+  const workloads = [...new Set([...rows.map((r) => r.workload), ...skipped.map((s) => s.workload)])];
+  for (const w of workloads) {
+    for (const r of rows.filter((x) => x.workload === w)) {
+      out.push([r.workload, r.subject, r.metric, fmtNum(r.median), fmtNum(r.min), fmtNum(r.max), ratioCell(rows, runs, r, higherIsBetter)]);
+    }
+    for (const s of skipped.filter((x) => x.workload === w)) {
+      out.push([w, s.subject, 'NOT MEASURED', '—', '—', '—', reasonLine(s.reason).slice(0, 100)]);
+    }
+  }
+  return out;
+}
+
+export function renderConsole(rows, targets, skipped, higherIsBetter, runs = [], quick = false) {
   const head = ['workload', 'subject', 'metric', 'median', 'min', 'max', 'concord ÷ subject'];
-  const body = rows.map((r) => [r.workload, r.subject, r.metric, fmtNum(r.median), fmtNum(r.min), fmtNum(r.max), ratioCell(rows, runs, r, higherIsBetter)]);
+  const body = tableRows(rows, skipped, runs, higherIsBetter);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => String(b[i]).length)));
   const line = (cells) => cells.map((c, i) => (i >= 3 && i <= 5 ? String(c).padStart(widths[i]) : String(c).padEnd(widths[i]))).join('  ');
   const out = [line(head), widths.map((w) => '-'.repeat(w)).join('  ')];
@@ -120,11 +156,12 @@ export function renderConsole(rows, targets, skipped, higherIsBetter, runs = [])
     out.push(line(b[0] === last ? ['', ...b.slice(1)] : b));
     last = b[0];
   }
-  out.push('', '(ratios are Concord ÷ subject of the medians; ▼ marks Concord worse than that subject)', '', 'targets:');
+  out.push('', '(ratios are Concord ÷ subject of the medians; ▼ marks Concord worse than that subject)', '');
+  out.push(quick ? 'targets (QUICK smoke run: small n, one repetition, cold JIT: indicative only, not the figures to hold):' : 'targets:');
   for (const t of targets) out.push(`  ${t.status.padEnd(4)}  ${t.text.padEnd(58)} ${targetMeasured(t)}`);
   if (skipped.length) {
     out.push('', 'skipped / failed:');
-    for (const s of skipped) out.push(`  !!! ${s.workload} ${s.subject}: ${s.reason.split('\n')[0]}`);
+    for (const s of skipped) out.push(`  !!! ${s.workload} ${s.subject}: ${reasonLine(s.reason)}`);
   }
   return out.join('\n');
 }
@@ -198,13 +235,14 @@ Figures are the median and range over the repetitions; a ratio is Concord ÷ pee
 medians, with the range of the per-repetition ratios beside it. Every message is the small
 JSON task of the contract (\`{ task: 'summarise', documentId: 'doc-123', section, words: 250 }\`,
 type \`task\`, \`planner\` → \`worker\`, priority drawn uniformly from 0..10 by a seeded PRNG so
-every subject sees the same sequence). Handlers are trivial (they read one payload field).
+every subject sees the same sequence). Handlers are trivial (they read one payload field), and
+every subject runs exactly one async handler function per message.
 
 | workload | what is timed | subjects |
 | --- | --- | --- |
-| \`bus-memory/backlog\` | 200k messages sent (each \`await\`ed) before the first is handled, then one consumer (concurrency 1) handles and acks them all; first send → last ack | Concord memory bus (push agent; the first delivery waits on a gate until the last send), \`heap-limit\` (hand-written binary heap, one promise per \`take()\`: the in-memory limit), \`emittery\` (all \`emit()\`s issued, then awaited), \`eventemitter\` (synchronous dispatch; no queue, no priorities) |
-| \`bus-memory/interleaved\` | the same 200k messages, the producer awaiting each send while the consumer runs | same |
-| \`request-memory\` | 20k sequential requests after a 2k warm-up; latency of each \`request\` → reply | Concord \`bus.request\` to an agent that returns its result; \`eventemitter\`: a correlation-id map and a timeout per request |
+| \`bus-memory/backlog\` | after an untimed warm-up round of 20k messages (every subject, same path), 200k messages sent (each \`await\`ed) before the first is handled, then one consumer (concurrency 1) handles and acks them all; first send → last ack | Concord memory bus (push agent; the first delivery waits on a gate until the last send), \`heap-limit\` (hand-written binary heap, one promise per \`take()\`: the in-memory limit), \`emittery\` (all \`emit()\`s issued, then awaited), \`eventemitter\` (synchronous dispatch; no queue, no priorities) |
+| \`bus-memory/interleaved\` | the same (warm-up, then 200k messages), the producer awaiting each send while the consumer runs | same |
+| \`request-memory\` | 20k sequential requests after a 2k warm-up; latency of each \`request\` → reply | Concord \`bus.request({ sender, recipient, payload, priority, timeout })\` to an agent that returns its result; \`eventemitter\`: a correlation-id map and a timeout per request |
 | \`redis-transport/c1\`, \`/c50\` | 50k messages sent by a producer **process** in batches of 500, consumed and acked in this process at concurrency 1 / 50; producer's first send → last ack stored (clocks compared across processes) | Concord (\`sendBatch\` → Redis transport → agent with \`concurrency\`), \`bullmq\` (\`Queue.addBulk\` with \`opts.priority = 11 - p\`, \`Worker\` with \`concurrency\`, \`removeOnComplete\`), \`redis-streams-raw\` (pipelined \`XADD\`; \`concurrency\` consumers each looping \`XREADGROUP COUNT 100\` + one \`XACK\` per read; no priorities: the limit) |
 | \`request-redis\` | 5k sequential requests after a 500 warm-up, requester and responder in separate processes | Concord \`bus.request\` over the Redis transport; \`redis-lists-raw\`: requester \`LPUSH\` + \`BRPOP\` of its reply list, responder \`BLPOP\` + \`LPUSH\` |
 | \`state-cas/memory\`, \`/sqlite\`, \`/redis\` | sequential compare-and-swap updates of one ~500-byte, 8-line document (one line changes per update), each with \`expectedVersion\` = the version just returned | Concord \`StateManager.updateDocumentContent\` on \`memory://\`, \`sqlite:<tmp>/concord.db\`, \`redis://…?namespace=\`; raw loops on the same engine: \`memory-raw\` (Map + history array), \`sqlite-raw\` (better-sqlite3, WAL, \`synchronous=FULL\`: \`UPDATE docs … WHERE id = ? AND version = ?\` + history \`INSERT\` in one transaction), \`redis-lua-raw\` (one \`EVALSHA\`: check version, \`HSET\`, \`RPUSH\` history) |
@@ -215,14 +253,24 @@ removed afterwards by \`SCAN\` + \`UNLINK\` of that namespace (BullMQ queues are
 Redis is unreachable the networked workloads are skipped with a loud line.
 `;
 
-export function writeDocs(path, rows, meta, higherIsBetter) {
-  let notes = `${NOTES_START}\n_No notes yet._\n${NOTES_END}`;
-  if (existsSync(path)) {
-    const old = readFileSync(path, 'utf8');
+/**
+ * The "Notes and profiling" text: bench/NOTES.md when it exists (the place to write before/after
+ * figures and profiling notes; it survives every regeneration), else whatever an older
+ * docs/BENCHMARKS.md held between the notes markers.
+ */
+function notesSection(docsPath, notesPath) {
+  if (notesPath && existsSync(notesPath)) return `${NOTES_START}\n${readFileSync(notesPath, 'utf8').trim()}\n${NOTES_END}`;
+  if (existsSync(docsPath)) {
+    const old = readFileSync(docsPath, 'utf8');
     const a = old.indexOf(NOTES_START);
     const b = old.indexOf(NOTES_END);
-    if (a >= 0 && b > a) notes = old.slice(a, b + NOTES_END.length);
+    if (a >= 0 && b > a) return old.slice(a, b + NOTES_END.length);
   }
+  return `${NOTES_START}\n_No notes yet (write them in bench/NOTES.md)._\n${NOTES_END}`;
+}
+
+export function writeDocs(path, rows, meta, higherIsBetter, notesPath) {
+  const notes = notesSection(path, notesPath);
   const runs = meta.runs ?? [];
   const out = [];
   out.push('# Benchmarks', '');
@@ -234,7 +282,7 @@ export function writeDocs(path, rows, meta, higherIsBetter) {
   );
   out.push(`Run: ${meta.date} · ${meta.mode}, ${meta.reps} repetition(s), ${meta.durationSeconds} s · commit ${meta.versions.commit}`, '');
   out.push('## Targets', '', '| target | measured (Concord ÷ peer, or absolute) | status |', '| --- | --- | --- |');
-  for (const t of meta.targets) out.push(`| ${t.text} | ${targetMeasured(t)} | **${t.status}** |`);
+  for (const t of meta.targets) out.push(`| ${t.text} | ${mdCell(targetMeasured(t))} | **${t.status}** |`);
   out.push('');
   out.push('## Results', '');
   out.push('Median over the repetitions, with min and max. Ratio: Concord ÷ that subject (▼ where Concord is worse).', '');
@@ -248,13 +296,13 @@ export function writeDocs(path, rows, meta, higherIsBetter) {
       out.push(`| ${r.subject} | ${r.metric} (${UNITS[r.metric]}) | ${fmtNum(r.median)} | ${fmtNum(r.min)} | ${fmtNum(r.max)} | ${ratioCell(rows, runs, r, higherIsBetter)} |`);
     }
     const skipped = meta.skipped.filter((s) => s.workload === w);
-    for (const s of skipped) out.push('', `**Not measured: ${s.subject}** — ${s.reason.split('\n')[0]}`);
+    for (const s of skipped) out.push(`| ${s.subject} | **not measured** | — | — | — | ${mdCell(reasonLine(s.reason))} |`);
     out.push('');
   }
   const unmeasured = meta.skipped.filter((s) => !rows.some((r) => r.workload === s.workload));
   if (unmeasured.length) {
     out.push('### Not measured in this run', '');
-    for (const s of unmeasured) out.push(`- ${s.workload} / ${s.subject}: ${s.reason.split('\n')[0]}`);
+    for (const s of unmeasured) out.push(`- ${s.workload} / ${s.subject}: ${reasonLine(s.reason)}`);
     out.push('');
   }
   out.push('## Notes and profiling', '', notes, '');

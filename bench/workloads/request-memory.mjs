@@ -1,6 +1,6 @@
 // Workload 2: in-process request/response. N sequential requests (after a warm-up that is not
 // measured); each latency is request start -> reply in hand. Result: p50_us, p99_us, ops_per_s.
-import { parseArgs, taskInput, peerMessage, emit, percentilesUs } from '../lib/common.mjs';
+import { parseArgs, taskPayload, peerMessage, emit, percentilesUs } from '../lib/common.mjs';
 
 const args = parseArgs();
 const subject = args.subject;
@@ -21,10 +21,8 @@ if (subject === 'eventemitter') {
   const { MessageBus } = await requireConcord(['MessageBus']);
   const bus = new MessageBus({ ...busDefaults });
   bus.registerAgent('worker', { name: 'worker', handleMessage: respond });
-  run = (i) => {
-    const { type, ...input } = taskInput(i, 5);
-    return bus.request({ ...input, timeout: 5000 });
-  };
+  // What a user writes (the peer gets its message made by peerMessage, the same fields).
+  run = (i) => bus.request({ sender: 'planner', recipient: 'worker', payload: taskPayload(i), priority: 5, timeout: 5000 });
   close = () => bus.close();
 } else {
   throw new Error(`unknown subject ${subject}`);

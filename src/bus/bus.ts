@@ -5,9 +5,11 @@ import {
   MAX_NAME_LENGTH,
   MessageType,
   childTraceparent,
-  createMessage,
+  createTracedMessage,
   newId,
-  newTraceparent,
+  STAMP_OWN_HEADERS,
+  STAMP_SELF_CORRELATED,
+  STAMP_TRACE,
   type Message,
   type MessageInput,
 } from '../message.js';
@@ -241,6 +243,9 @@ class YieldPacer {
     return draining;
   }
 }
+
+/** `visibleAt` of an enqueue that is visible at once (any past time is; 0 spares a clock read). */
+const IMMEDIATELY = 0;
 
 const VERDICT_OK = 0;
 const VERDICT_EXPIRED = 1;
@@ -489,6 +494,8 @@ function resultPayload(result: unknown): Record<string, unknown> {
   return result !== null && typeof result === 'object' ? (result as Record<string, unknown>) : { value: result };
 }
 
+const noop = (): void => undefined;
+
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function';
 }
@@ -510,6 +517,9 @@ function requireTopic(topic: unknown): string {
 }
 
 const EMPTY_DEPTH: QueueDepth = Object.freeze({ ready: 0, delayed: 0, inFlight: 0 });
+const NO_LEASES: Lease[] = [];
+/** Placeholder message of the reused enqueue entry between calls. */
+const NO_MESSAGE = Object.freeze({}) as Message;
 
 // ------------------------------------------------------------------------------------ the bus
 
@@ -598,9 +608,17 @@ export class MessageBus {
   #lateReplies = 0;
   #unroutable = 0;
   readonly #latency = new LatencyRecorder();
+  /**
+   * The bus made its own logger (silent). Only children of it ever leave the bus (`ctx.log`), and a
+   * child's level is its own, so this one stays silent: no level check per message.
+   */
+  readonly #silent: boolean;
   #seenLevel = Number.NaN;
   #debug = false;
   readonly #depthCache = new Map<string, QueueDepth>();
+  /** The clock reading of the last synchronous ack (see `#complete`), 0 when there was none. */
+  #ackClock = 0;
+  readonly #oneEntry: EnqueueEntry = { queue: '', message: NO_MESSAGE, visibleAt: IMMEDIATELY, requireRecipient: true, dedupeWindowMs: 0 };
   #depthRefresh: Promise<void> | undefined;
 
   /**
@@ -622,6 +640,7 @@ export class MessageBus {
     this.#requestTimeoutMs = requirePositive('requestTimeoutMs', options.requestTimeoutMs ?? 30_000);
     this.#drainTimeoutMs = requirePositive('drainTimeoutMs', options.drainTimeoutMs ?? 10_000, true);
     this.#log = options.logger ?? pino({ level: 'silent' });
+    this.#silent = options.logger === undefined;
     this.#state = options.state;
     this.#inbox = `_inbox.${this.id}`;
     this.#ops = {
@@ -756,7 +775,7 @@ export class MessageBus {
       entries.push({
         queue: m.recipient,
         message: m,
-        visibleAt: m.timestamp.getTime(),
+        visibleAt: IMMEDIATELY,
         requireRecipient: true,
         dedupeWindowMs: (inputs[i] as SendInput<P>).id !== undefined ? this.#dedupeMs : 0,
       });
@@ -868,37 +887,68 @@ export class MessageBus {
    * @throws RequestTimeoutError when no reply comes within `timeout`.
    * @throws RecipientNotFoundError when no agent is registered as `recipient`.
    */
-  async request<P = Record<string, unknown>>(input: RequestInput<P>): Promise<Message> {
-    if (this.#closing) throw new ClosedError('message bus');
-    if (input === null || typeof input !== 'object') throw new ValidationError(`request takes an object, got ${String(input)}`);
-    const timeout = input.timeout === undefined ? this.#requestTimeoutMs : requirePositive('timeout', input.timeout);
-    const message = this.#stamp({
-      sender: input.sender,
-      recipient: input.recipient,
-      type: MessageType.TASK,
-      payload: input.payload,
-      priority: input.priority,
-      correlationId: input.correlationId,
-      headers: input.headers === undefined ? { replyTo: this.#inbox } : { ...input.headers, replyTo: this.#inbox },
-      ttlMs: input.ttlMs,
-      id: input.id,
-    });
-    if (message.correlationId === undefined) message.correlationId = message.id;
-    if (message.recipient === '') throw new ValidationError('request needs a recipient, got ``', { field: 'recipient' });
+  request<P = Record<string, unknown>>(input: RequestInput<P>): Promise<Message> {
+    let message: Message;
+    let timeout: number;
+    try {
+      if (this.#closing) throw new ClosedError('message bus');
+      if (input === null || typeof input !== 'object') throw new ValidationError(`request takes an object, got ${String(input)}`);
+      timeout = input.timeout === undefined ? this.#requestTimeoutMs : requirePositive('timeout', input.timeout);
+      message = this.#stamp(
+        {
+          sender: input.sender,
+          recipient: input.recipient,
+          type: MessageType.TASK,
+          payload: input.payload,
+          priority: input.priority,
+          correlationId: input.correlationId,
+          headers: input.headers === undefined ? { replyTo: this.#inbox } : { ...input.headers, replyTo: this.#inbox },
+          ttlMs: input.ttlMs,
+          id: input.id,
+        },
+        STAMP_TRACE | STAMP_OWN_HEADERS | STAMP_SELF_CORRELATED,
+      );
+      if (message.recipient === '') throw new ValidationError('request needs a recipient, got ``', { field: 'recipient' });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const t = this.#transport;
+    if (t?.enqueueNow === undefined || this.#pending.size > 0 || this.#inboxLoop === undefined) {
+      return this.#requestAsync(message, timeout);
+    }
+    // Synchronous transport, inbox running: no suspended frame; the caller gets the reply's promise itself.
+    let pending: PendingRequest | undefined;
+    try {
+      pending = this.#expect(message, timeout);
+      const waiting = pending;
+      const result = this.#enqueueNow(t, message.recipient, message, true, 0);
+      if (result.status === 'enqueued') {
+        this.#enqueued(t, message);
+        return waiting.promise;
+      }
+      return this.#afterEnqueue(t, message, result, message.recipient).then(
+        () => waiting.promise,
+        (err: unknown) => {
+          this.#forget(waiting);
+          throw err;
+        },
+      );
+    } catch (err) {
+      if (pending !== undefined) this.#forget(pending);
+      return Promise.reject(err);
+    }
+  }
+
+  async #requestAsync(message: Message, timeout: number): Promise<Message> {
     const t = this.#transport ?? (await this.#transportReady());
     if (this.#pending.size > 0) await this.#settlePending();
     if (this.#inboxLoop === undefined) this.#inboxLoop = this.#consumeInbox(t);
-    if (this.#requests.has(message.id)) {
-      throw new ValidationError(`a request with id \`${message.id}\` is already waiting for its reply`, { field: 'id' });
-    }
-    const pending = new PendingRequest(message.id, message.recipient, timeout, Date.now());
-    this.#requests.set(message.id, pending);
-    this.#scheduleTimeout(pending);
+    const pending = this.#expect(message, timeout);
     try {
-      const entries: EnqueueEntry[] = [
-        { queue: message.recipient, message, visibleAt: message.timestamp.getTime(), requireRecipient: true, dedupeWindowMs: 0 },
-      ];
-      const [result] = t.enqueueNow !== undefined ? t.enqueueNow(entries) : await t.enqueue(entries);
+      const result =
+        t.enqueueNow !== undefined
+          ? this.#enqueueNow(t, message.recipient, message, true, 0)
+          : (await t.enqueue([{ queue: message.recipient, message, visibleAt: IMMEDIATELY, requireRecipient: true, dedupeWindowMs: 0 }]))[0];
       if (result?.status === 'enqueued') this.#enqueued(t, message);
       else await this.#afterEnqueue(t, message, result as EnqueueResult, message.recipient);
     } catch (err) {
@@ -906,6 +956,17 @@ export class MessageBus {
       throw err;
     }
     return pending.promise;
+  }
+
+  /** Registers the wait for `message`'s reply, with its timeout. */
+  #expect(message: Message, timeout: number): PendingRequest {
+    if (this.#requests.has(message.id)) {
+      throw new ValidationError(`a request with id \`${message.id}\` is already waiting for its reply`, { field: 'id' });
+    }
+    const pending = new PendingRequest(message.id, message.recipient, timeout, message.timestamp.getTime());
+    this.#requests.set(message.id, pending);
+    this.#scheduleTimeout(pending);
+    return pending;
   }
 
   /**
@@ -944,7 +1005,7 @@ export class MessageBus {
     const message: Message = { ...rest, attempt: 0 };
     const isInbox = letter.queue.startsWith('_inbox.');
     const [result] = await t.enqueue([
-      { queue: letter.queue, message, visibleAt: Date.now(), requireRecipient: !isInbox, dedupeWindowMs: 0 },
+      { queue: letter.queue, message, visibleAt: IMMEDIATELY, requireRecipient: !isInbox, dedupeWindowMs: 0 },
     ]);
     if (result?.status === 'no_recipient') {
       await t.deadLetter({ ...letter, deadAt: new Date() });
@@ -1112,12 +1173,8 @@ export class MessageBus {
   }
 
   /** Validates and stamps a message: id, timestamp, defaults and a `traceparent` when absent. */
-  #stamp<P>(input: MessageInput<P>): Message {
-    const message = createMessage(input, this.#maxPayloadBytes) as Message;
-    // Most sends carry no headers: an exact-size object is smaller for every message a backlog holds.
-    if (input.headers === undefined) message.headers = { traceparent: newTraceparent() };
-    else if (message.headers['traceparent'] === undefined) message.headers['traceparent'] = newTraceparent();
-    return message;
+  #stamp<P>(input: MessageInput<P>, flags = STAMP_TRACE): Message {
+    return createTracedMessage(input, this.#maxPayloadBytes, flags) as Message;
   }
 
   #sendMessage(message: Message, dedupe: boolean): Promise<Message> {
@@ -1128,15 +1185,7 @@ export class MessageBus {
     // Synchronous transport (memory): no suspended frame and one promise per send.
     let result: EnqueueResult;
     try {
-      result = t.enqueueNow([
-        {
-          queue: message.recipient,
-          message,
-          visibleAt: message.timestamp.getTime(),
-          requireRecipient: true,
-          dedupeWindowMs: dedupe ? this.#dedupeMs : 0,
-        },
-      ])[0] as EnqueueResult;
+      result = this.#enqueueNow(t, message.recipient, message, true, dedupe ? this.#dedupeMs : 0);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -1145,6 +1194,28 @@ export class MessageBus {
       return Promise.resolve(message);
     }
     return this.#afterEnqueue(t, message, result, message.recipient);
+  }
+
+  /**
+   * One immediate enqueue on a synchronous transport, without the arrays and entry object of
+   * `enqueueNow` when it offers `enqueueOneNow` (the entry object is reused: transports never keep it).
+   */
+  #enqueueNow(t: Transport, queue: string, message: Message, requireRecipient: boolean, dedupeWindowMs: number): EnqueueResult {
+    if (t.enqueueOneNow === undefined) {
+      return (t.enqueueNow as NonNullable<Transport['enqueueNow']>)([
+        { queue, message, visibleAt: IMMEDIATELY, requireRecipient, dedupeWindowMs },
+      ])[0] as EnqueueResult;
+    }
+    const entry = this.#oneEntry;
+    entry.queue = queue;
+    entry.message = message;
+    entry.requireRecipient = requireRecipient;
+    entry.dedupeWindowMs = dedupeWindowMs;
+    try {
+      return t.enqueueOneNow(entry);
+    } finally {
+      entry.message = NO_MESSAGE; // hold no message after the call
+    }
   }
 
   async #sendMessageAsync(message: Message, dedupe: boolean): Promise<Message> {
@@ -1158,7 +1229,7 @@ export class MessageBus {
       {
         queue: message.recipient,
         message,
-        visibleAt: message.timestamp.getTime(),
+        visibleAt: IMMEDIATELY,
         requireRecipient: true,
         dedupeWindowMs: dedupe ? this.#dedupeMs : 0,
       },
@@ -1237,6 +1308,7 @@ export class MessageBus {
    * level (pino's `levelVal` changes whenever its level does).
    */
   #isDebug(): boolean {
+    if (this.#silent) return false;
     const level = this.#log.levelVal;
     if (level !== this.#seenLevel) {
       this.#seenLevel = level;
@@ -1285,43 +1357,69 @@ export class MessageBus {
    * Sends the reply to `request`. `auto` (a handler's return value or final failure): a sender that
    * is no agent and left no inbox gets nothing (counted in `unroutableReplies`) instead of an error.
    */
-  async #reply(request: Message, payload: unknown, options: ReplyOptions | undefined, auto: boolean): Promise<Message | undefined> {
+  #reply(request: Message, payload: unknown, options: ReplyOptions | undefined, auto: boolean): Promise<Message | undefined> {
+    try {
+      const sent = this.#replyNow(request, payload, options, auto);
+      return isThenable(sent) ? sent : Promise.resolve(sent);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * `#reply`, synchronously when the transport is (memory): the reply sent (or undefined, see
+   * `auto`), a promise of it otherwise. Throws what `#reply` would reject with.
+   */
+  #replyNow(request: Message, payload: unknown, options: ReplyOptions | undefined, auto: boolean): Message | undefined | Promise<Message | undefined> {
     if (this.#closed) throw new ClosedError('message bus');
     if (request === null || typeof request !== 'object' || typeof request.id !== 'string' || request.headers === undefined) {
       throw new ValidationError(`reply needs the request message, got ${String(request)}`, { field: 'request' });
     }
     const replyTo = request.headers['replyTo'];
     const message = this.#stampReply(request, payload, options);
+    const t = this.#transport;
+    if (t?.enqueueNow === undefined) return this.#replyAsync(request, message, replyTo, auto);
+    const queue = replyTo ?? request.sender;
+    return this.#replied(t, request, message, queue, this.#enqueueNow(t, queue, message, replyTo === undefined, 0), auto);
+  }
+
+  async #replyAsync(request: Message, message: Message, replyTo: string | undefined, auto: boolean): Promise<Message | undefined> {
     const t = this.#transport ?? (await this.#transportNow());
     const queue = replyTo ?? request.sender;
-    const entries: EnqueueEntry[] = [
-      { queue, message, visibleAt: message.timestamp.getTime(), requireRecipient: replyTo === undefined, dedupeWindowMs: 0 },
-    ];
-    const [result] = t.enqueueNow !== undefined ? t.enqueueNow(entries) : await t.enqueue(entries);
-    if (result?.status === 'enqueued') {
+    const entry = { queue, message, visibleAt: IMMEDIATELY, requireRecipient: replyTo === undefined, dedupeWindowMs: 0 };
+    const [result] = t.enqueueNow !== undefined ? t.enqueueNow([entry]) : await t.enqueue([entry]);
+    return this.#replied(t, request, message, queue, result as EnqueueResult, auto);
+  }
+
+  /** After a reply's enqueue: count it, or drop an automatic reply nobody can get, or dead-letter it. */
+  #replied(t: Transport, request: Message, message: Message, queue: string, result: EnqueueResult, auto: boolean): Message | undefined | Promise<Message | undefined> {
+    if (result.status === 'enqueued') {
       this.#enqueued(t, message);
       return message;
     }
-    if (auto && result?.status === 'no_recipient') {
+    if (auto && result.status === 'no_recipient') {
       this.#unroutable++;
       if (this.#isDebug()) {
         this.#log.debug({ ...this.#fields(message), inReplyTo: request.id }, 'automatic reply not sent: the sender is no agent');
       }
       return undefined;
     }
-    return this.#afterEnqueue(t, message, result as EnqueueResult, queue);
+    return this.#afterEnqueue(t, message, result, queue);
   }
 
   #stampReply(request: Message, payload: unknown, options: ReplyOptions | undefined): Message {
-    return this.#stamp({
-      sender: options?.sender ?? (request.recipient || 'concord'),
-      recipient: request.sender,
-      type: options?.type ?? MessageType.RESULT,
-      payload,
-      priority: request.priority,
-      correlationId: request.correlationId ?? request.id,
-      headers: { inReplyTo: request.id, traceparent: childTraceparent(request.headers['traceparent']) },
-    });
+    return this.#stamp(
+      {
+        sender: options?.sender ?? (request.recipient || 'concord'),
+        recipient: request.sender,
+        type: options?.type ?? MessageType.RESULT,
+        payload,
+        priority: request.priority,
+        correlationId: request.correlationId ?? request.id,
+        headers: { inReplyTo: request.id, traceparent: childTraceparent(request.headers['traceparent']) },
+      },
+      STAMP_TRACE | STAMP_OWN_HEADERS,
+    );
   }
 
   /** Sends an automatic reply, logging (never throwing) when that fails. */
@@ -1381,17 +1479,30 @@ export class MessageBus {
     const options = { leaseMs: this.#leaseMs, waitMs: LOOP_WAIT_MS, max: 1, signal: reg.controller.signal };
     const agent = reg.agent as Agent;
     const pacer = new YieldPacer(t, reg.name);
+    // A synchronous (in-process) transport leases on this process's clock: the time of the lease,
+    // deadline - leaseMs, is "now" for the delivery checks, sparing a clock read per message.
+    const sameClock = t.leaseNow !== undefined;
+    const leaseMs = options.leaseMs;
     if (reg.concurrency === 1) {
       // One at a time, inline: a delivery whose handler returns a promise costs one tick (awaiting
       // it), so a consumer keeps pace with a producer that awaits each send and queues stay shallow.
+      // A clock reading taken for the last ack in this same synchronous run (0: none), which the
+      // next lease may use: the clock is read once per delivery, not twice.
+      let clock = 0;
       while (!reg.stopped) {
-        let leases: Lease[];
+        // What is visible now, without waiting (one lease, no arrays, when the transport can); else wait.
+        let one: Lease | undefined;
+        let leases: Lease[] = NO_LEASES;
         try {
-          leases = t.leaseNow !== undefined ? t.leaseNow(reg.name, options) : [];
-          if (leases.length === 0) {
+          one =
+            t.leaseOneNow !== undefined
+              ? t.leaseOneNow(reg.name, leaseMs, clock === 0 ? undefined : clock)
+              : t.leaseNow?.(reg.name, options)[0];
+          clock = 0;
+          if (one === undefined) {
             pacer.waited();
             leases = await t.lease(reg.name, options);
-          } else if (pacer.delivered(leases.length)) {
+          } else if (pacer.delivered(1)) {
             await yieldToEventLoop();
           }
         } catch (err) {
@@ -1400,11 +1511,12 @@ export class MessageBus {
           await this.#pause(LOOP_ERROR_PAUSE_MS, reg.controller.signal);
           continue;
         }
-        for (let i = 0; i < leases.length; i++) {
-          const lease = leases[i] as Lease;
+        const count = one !== undefined ? 1 : leases.length;
+        for (let i = 0; i < count; i++) {
+          const lease = one ?? (leases[i] as Lease);
           this.#enter(reg);
           try {
-            const ctx = this.#admit(t, reg, lease);
+            const ctx = this.#admit(t, reg, lease, sameClock ? lease.deadline - leaseMs : Date.now());
             if (!(ctx instanceof HandlerContext)) {
               await ctx;
               continue;
@@ -1419,6 +1531,7 @@ export class MessageBus {
             }
             const done = this.#complete(t, reg, lease, ctx, result);
             if (done !== undefined) await done;
+            else if (i === count - 1) clock = this.#ackClock; // nothing runs between this ack and the next lease
           } catch (err) {
             this.#deliveryFailed(err, lease.message);
           } finally {
@@ -1458,7 +1571,7 @@ export class MessageBus {
   async #handle(t: Transport, reg: Registration, lease: Lease): Promise<void> {
     this.#enter(reg);
     try {
-      const ctx = this.#admit(t, reg, lease);
+      const ctx = this.#admit(t, reg, lease, t.leaseNow !== undefined ? lease.deadline - this.#leaseMs : Date.now());
       if (!(ctx instanceof HandlerContext)) return await ctx;
       let result: unknown;
       try {
@@ -1496,9 +1609,8 @@ export class MessageBus {
    * The checks before a handler runs: a message past its ttl or its attempts is dead-lettered
    * (the returned promise settles that); otherwise the delivery is counted and gets its context.
    */
-  #admit(t: Transport, reg: Registration, lease: Lease): HandlerContext | Promise<void> {
+  #admit(t: Transport, reg: Registration, lease: Lease, now: number): HandlerContext | Promise<void> {
     const m = lease.message;
-    const now = Date.now();
     const verdict = this.#verdict(m, now);
     if (verdict !== VERDICT_OK) return this.#retire(t, lease, verdict);
     this.#delivered(m, now, reg.name);
@@ -1511,12 +1623,25 @@ export class MessageBus {
    */
   #complete(t: Transport, reg: Registration, lease: Lease, ctx: HandlerContext, result: unknown): Promise<void> | undefined {
     const m = lease.message;
-    if (result !== undefined && m.type === MessageType.TASK && !ctx.replied) return this.#replyThenAck(t, reg, lease, ctx, result);
+    this.#ackClock = 0;
+    if (result !== undefined && m.type === MessageType.TASK && !ctx.replied) {
+      // The automatic RESULT, synchronously when the transport is.
+      let sent: Message | undefined | Promise<Message | undefined>;
+      try {
+        sent = this.#replyNow(m, resultPayload(result), { type: MessageType.RESULT, sender: reg.name }, true);
+      } catch (err) {
+        return this.#failedIn(t, lease, ctx, err).then(noop);
+      }
+      if (isThenable(sent)) return this.#replyThenAck(t, reg, lease, ctx, sent);
+      ctx.replied = true;
+    }
     this.#settleContext(ctx);
     if (t.ackNow === undefined) return this.#ackAsync(t, lease, reg.name);
     let acked: boolean;
     try {
-      acked = t.ackNow(lease);
+      const now = Date.now();
+      acked = t.ackNow(lease, now);
+      this.#ackClock = now;
     } catch (err) {
       this.#ackFailed(err, m);
       return undefined;
@@ -1525,9 +1650,9 @@ export class MessageBus {
     return undefined;
   }
 
-  async #replyThenAck(t: Transport, reg: Registration, lease: Lease, ctx: HandlerContext, result: unknown): Promise<void> {
+  async #replyThenAck(t: Transport, reg: Registration, lease: Lease, ctx: HandlerContext, sending: Promise<Message | undefined>): Promise<void> {
     try {
-      await this.#reply(lease.message, resultPayload(result), { type: MessageType.RESULT, sender: reg.name }, true);
+      await sending;
     } catch (err) {
       // The result could not be sent (not JSON, transport down): the delivery failed.
       await this.#failedIn(t, lease, ctx, err);

@@ -229,3 +229,163 @@ export class KeyedHeap<T> {
     this.#items.length = 0;
   }
 }
+
+/** A FIFO ring of items with increasing numeric keys (a band of {@link BandedQueue}). */
+class KeyRing<T> {
+  #items: (T | undefined)[];
+  #keys: Float64Array;
+  #head = 0;
+  length = 0;
+  /** Key of the last item pushed while the ring was non-empty (-Infinity once it empties). */
+  lastKey = -Infinity;
+
+  constructor(capacity: number) {
+    this.#items = new Array<T | undefined>(capacity).fill(undefined);
+    this.#keys = new Float64Array(capacity);
+  }
+
+  push(item: T, key: number): void {
+    if (this.length === this.#items.length) this.#resize(this.#items.length * 2);
+    const i = (this.#head + this.length) & (this.#items.length - 1);
+    this.#items[i] = item;
+    this.#keys[i] = key;
+    this.length++;
+    this.lastKey = key;
+  }
+
+  headKey(): number {
+    return this.#keys[this.#head] as number;
+  }
+
+  /** Removes and returns the oldest item (the ring must not be empty). */
+  shift(): T {
+    const head = this.#head;
+    const item = this.#items[head] as T;
+    this.#items[head] = undefined;
+    this.#head = (head + 1) & (this.#items.length - 1);
+    if (--this.length === 0) {
+      this.#head = 0;
+      this.lastKey = -Infinity;
+    }
+    // A drained backlog gives its memory back (capacity stays within 4x of the length).
+    if (this.#items.length > 64 && this.length < this.#items.length >> 2) this.#resize(this.#items.length >> 1);
+    return item;
+  }
+
+  #resize(capacity: number): void {
+    // Block copies (builtins), not an element loop: the ring is one run [head, head + length) or,
+    // wrapped, two runs [head, old end) and [0, rest).
+    const head = this.#head;
+    const length = this.length;
+    const end = Math.min(head + length, this.#items.length);
+    const rest = length - (end - head);
+    const items = this.#items.slice(head, end);
+    if (rest > 0) for (let i = 0; i < rest; i++) items.push(this.#items[i]);
+    items.length = capacity;
+    items.fill(undefined, length);
+    const keys = new Float64Array(capacity);
+    keys.set(this.#keys.subarray(head, end));
+    if (rest > 0) keys.set(this.#keys.subarray(0, rest), end - head);
+    this.#items = items;
+    this.#keys = keys;
+    this.#head = 0;
+  }
+
+  clear(): void {
+    this.#items.fill(undefined);
+    this.#head = 0;
+    this.length = 0;
+    this.lastKey = -Infinity;
+  }
+}
+
+/**
+ * Items by a numeric key, smallest first, for keys of the form `band × stride + seq` with at most
+ * 31 bands and `seq` growing as items arrive: the shape of a priority queue with few priorities
+ * and FIFO order within one. Each band is a FIFO ring that takes every item arriving in key order
+ * (O(1) push and pop over sequential memory, however deep the queue); an item that comes back to
+ * an older place (a retry keeping its original position), or that carries an `aux`, goes to one
+ * {@link KeyedHeap} beside them. Same contract as `KeyedHeap`: `pop` returns the smallest key and
+ * sets `poppedKey`/`poppedAux`.
+ *
+ * @example
+ * const q = new BandedQueue<string>(11, 2 ** 43);
+ * q.push('low', 10 * 2 ** 43 + 1); q.push('high', 0 * 2 ** 43 + 2); q.pop(); // 'high'
+ */
+export class BandedQueue<T> {
+  readonly #stride: number;
+  readonly #rings: KeyRing<T>[] = [];
+  readonly #late = new KeyedHeap<T>();
+  /** Bit b set: band b's ring is non-empty. */
+  #mask = 0;
+  #inRings = 0;
+  /** Key of the item the last `pop` returned. */
+  poppedKey = 0;
+  /** `aux` of the item the last `pop` returned. */
+  poppedAux = 0;
+
+  constructor(bands: number, stride: number) {
+    if (!(bands >= 1 && bands <= 31)) throw new RangeError(`bands must be 1..31, got ${bands}`);
+    this.#stride = stride;
+    for (let b = 0; b < bands; b++) this.#rings.push(new KeyRing<T>(16));
+  }
+
+  /** How many items it holds. */
+  get size(): number {
+    return this.#inRings + this.#late.size;
+  }
+
+  /** Adds `item` under `key` (of band `floor(key / stride)`), carrying `aux`. */
+  push(item: T, key: number, aux = 0): void {
+    const band = Math.floor(key / this.#stride);
+    const ring = this.#rings[band] as KeyRing<T>;
+    if (aux === 0 && key > ring.lastKey) {
+      ring.push(item, key);
+      this.#mask |= 1 << band;
+      this.#inRings++;
+    } else {
+      this.#late.push(item, key, aux);
+    }
+  }
+
+  /** The smallest key, or Infinity when empty. */
+  peekKey(): number {
+    const late = this.#late.peekKey();
+    if (this.#mask === 0) return late;
+    const ring = this.#rings[31 - Math.clz32(this.#mask & -this.#mask)] as KeyRing<T>;
+    const key = ring.headKey();
+    return key < late ? key : late;
+  }
+
+  /** Removes and returns the item with the smallest key (its key and aux in `poppedKey`/`poppedAux`). */
+  pop(): T | undefined {
+    const lateKey = this.#late.peekKey();
+    const mask = this.#mask;
+    if (mask !== 0) {
+      const band = 31 - Math.clz32(mask & -mask);
+      const ring = this.#rings[band] as KeyRing<T>;
+      const key = ring.headKey();
+      if (key < lateKey) {
+        this.poppedKey = key;
+        this.poppedAux = 0;
+        this.#inRings--;
+        const item = ring.shift();
+        if (ring.length === 0) this.#mask = mask & ~(1 << band);
+        return item;
+      }
+    }
+    if (lateKey === Infinity) return undefined;
+    const item = this.#late.pop();
+    this.poppedKey = this.#late.poppedKey;
+    this.poppedAux = this.#late.poppedAux;
+    return item;
+  }
+
+  /** Empties it. */
+  clear(): void {
+    for (const ring of this.#rings) ring.clear();
+    this.#late.clear();
+    this.#mask = 0;
+    this.#inRings = 0;
+  }
+}

@@ -72,12 +72,19 @@ export interface Transport {
   // Optional synchronous twins, for transports that need no I/O (memory). Same semantics as the
   // async methods; the bus uses them when present to spare a promise and a tick per message.
 
-  /** `enqueue`, synchronously. */
+  /** `enqueue`, synchronously. It must not keep `entries` or its objects (callers may reuse them). */
   enqueueNow?(entries: EnqueueEntry[]): EnqueueResult[];
   /** `lease` without waiting (`waitMs` is ignored): what is visible now, possibly `[]`. */
   leaseNow?(queue: string, options: LeaseOptions): Lease[];
-  /** `ack`, synchronously. */
-  ackNow?(lease: Lease): boolean;
+  /** `ack`, synchronously. `now`: `Date.now()` as the caller just read it, to spare another clock read. */
+  ackNow?(lease: Lease, now?: number): boolean;
+  /** `enqueueNow` of one entry, sparing the arrays. It must not keep `entry` (callers reuse it). */
+  enqueueOneNow?(entry: EnqueueEntry): EnqueueResult;
+  /**
+   * `leaseNow` of at most one message, sparing the options and arrays: its lease, or undefined.
+   * `now`: `Date.now()` as the caller just read it (in the same synchronous run), to spare another.
+   */
+  leaseOneNow?(queue: string, leaseMs: number, now?: number): Lease | undefined;
   /** `publish`, synchronously (subscribers may still be called later). */
   publishNow?(topic: string, message: Message): void;
 
@@ -88,7 +95,7 @@ export interface Transport {
 export interface EnqueueEntry {
   queue: string;
   message: Message;
-  /** Epoch ms at which the message becomes visible (now for immediate delivery). */
+  /** Epoch ms at which the message becomes visible: 0 (or any past time) for immediate delivery. */
   visibleAt: number;
   /** Refuse with `no_recipient` unless `queue` is a registered recipient. */
   requireRecipient: boolean;

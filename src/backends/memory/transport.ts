@@ -1,6 +1,6 @@
 import { ClosedError, ValidationError } from '../../errors.js';
 import type { Message } from '../../message.js';
-import { IndexedHeap, KeyedHeap, type HeapItem } from '../../bus/heap.js';
+import { BandedQueue, IndexedHeap, KeyedHeap, type HeapItem } from '../../bus/heap.js';
 import type {
   DeadLetter,
   EnqueueEntry,
@@ -20,29 +20,46 @@ const LEASED = 2;
 const MAX_TIMER_MS = 2_147_483_647;
 
 /**
- * A message while it is leased or delayed. A message waiting in the ready heap has no record (the
- * heap keeps the message itself, its order key and its lease count), so a deep backlog costs no
- * wrapper object per message; a record is made when the message is leased or delayed.
+ * A message while it is leased or delayed; a leased entry is itself the `Lease` handed out. A
+ * message waiting in the ready heap has no entry (the heap keeps the message itself, its order key
+ * and its lease count), so a deep backlog costs no wrapper object per message. Every lease makes a
+ * new entry, so an entry is one lease: once it left the LEASED state (acked, requeued, dead-lettered
+ * or reclaimed after its deadline) that lease is lost for good, whatever happens to the message next.
  */
-class Entry implements HeapItem {
+class Entry implements HeapItem, Lease {
   heapIndex = -1;
   state = DETACHED;
   /** Times leased so far (the `attempt` of the current delivery when leased). */
-  leases = 0;
-  /** Number of the current lease (0 when not leased); the lease token is its decimal string. */
-  leaseId = 0;
+  readonly leases: number;
+  /** The lease number (its token, as text); 0 for a message delayed at enqueue. */
+  readonly id: number;
   /** Lease deadline (epoch ms) while leased. */
   deadline = 0;
-  readonly queue: QueueState;
+  readonly q: QueueState;
+  /** The queue's name (the `Lease` field). */
+  readonly queue: string;
+  /** Leased: the delivery's copy (carrying its `attempt`); delayed at enqueue: the message as sent. */
   readonly message: Message;
   /** Its place in the ready order: priority desc, then enqueue order (see `readyKey`). Kept across requeues. */
   readonly key: number;
 
-  constructor(queue: QueueState, message: Message, key: number, leases: number) {
-    this.queue = queue;
+  constructor(q: QueueState, message: Message, key: number, leases: number, id: number) {
+    this.q = q;
+    this.queue = q.name;
     this.message = message;
     this.key = key;
     this.leases = leases;
+    this.id = id;
+  }
+
+  /** Made on demand: most leases are acked without anyone reading it. */
+  get token(): string {
+    return String(this.id);
+  }
+
+  /** A lease as plain data (the entry points into its queue's heaps). */
+  toJSON(): Lease {
+    return { queue: this.queue, message: this.message, token: this.token, deadline: this.deadline };
   }
 }
 
@@ -51,8 +68,10 @@ class Entry implements HeapItem {
  * for priorities 0..10 and 2^43 (about 8.8e12) enqueues.
  */
 function readyKey(priority: number, seq: number): number {
-  return (10 - priority) * 8_796_093_022_208 + seq;
+  return (10 - priority) * PRIORITY_STRIDE + seq;
 }
+/** 2^43: the span of sequence numbers within one priority of `readyKey`. */
+const PRIORITY_STRIDE = 8_796_093_022_208;
 
 /** A `lease()` call waiting for a message. */
 interface Waiter {
@@ -70,8 +89,10 @@ const deadlineOrder = (a: Entry, b: Entry): boolean => a.deadline < b.deadline |
 
 class QueueState {
   readonly name: string;
+  /** A registered recipient (`addRecipient`): sends that require one may enqueue here. */
+  recipient = false;
   /** Visible messages by `readyKey` (priority desc, then enqueue order), each with its lease count as aux. */
-  readonly ready = new KeyedHeap<Message>();
+  readonly ready = new BandedQueue<Message>(11, PRIORITY_STRIDE);
   /** Messages not visible yet (backoff, delayed sends), keyed by the time they become visible. */
   readonly delayed = new KeyedHeap<Entry>();
   /** Leased messages: earliest deadline first. */
@@ -82,57 +103,27 @@ class QueueState {
   /** The one timer of this queue: wakes waiters when a message becomes visible, a lease runs out or a wait ends. */
   timer: NodeJS.Timeout | null = null;
   timerAt = Infinity;
+  /** Whether the timer keeps the process alive (only while somebody waits). */
+  timerRefed = false;
+  /** The transport this queue belongs to (a lease from another instance is not ours). */
+  readonly owner: object;
+  readonly onTimer: () => void;
 
-  constructor(name: string) {
+  constructor(name: string, owner: object, onTimer: (q: QueueState) => void) {
     this.name = name;
-  }
-}
-
-/** A lease handed out by the memory transport; it knows its entry, so ack/requeue are O(1). */
-class MemoryLease implements Lease {
-  readonly queue: string;
-  readonly message: Message;
-  deadline: number;
-  readonly #entry: Entry;
-  readonly #id: number;
-
-  constructor(entry: Entry, message: Message, id: number, deadline: number) {
-    this.queue = entry.queue.name;
-    this.message = message;
-    this.deadline = deadline;
-    this.#entry = entry;
-    this.#id = id;
-  }
-
-  /** Made on demand: most leases are acked through their entry without anyone reading it. */
-  get token(): string {
-    return String(this.#id);
-  }
-
-  /** The entry this lease was for and the lease number, when the lease came from this transport. */
-  static entryOf(lease: Lease): Entry | undefined {
-    return #entry in lease ? (lease as MemoryLease).#entry : undefined;
-  }
-
-  static idOf(lease: Lease): number {
-    return #id in lease ? (lease as MemoryLease).#id : Number(lease.token);
+    this.owner = owner;
+    this.onTimer = () => onTimer(this);
   }
 }
 
 /** The message as one delivery sees it: a shallow copy carrying this delivery's attempt. */
 function deliveryCopy(m: Message, attempt: number): Message {
-  const copy: Message = {
-    id: m.id,
-    type: m.type,
-    sender: m.sender,
-    recipient: m.recipient,
-    payload: m.payload,
-    timestamp: m.timestamp,
-    priority: m.priority,
-    headers: m.headers,
-    attempt,
-  };
-  if (m.correlationId !== undefined) copy.correlationId = m.correlationId;
+  const c = m.correlationId;
+  // The same two literal shapes as `createMessage` makes (with and without a correlation).
+  const copy: Message =
+    c === undefined
+      ? { id: m.id, type: m.type, sender: m.sender, recipient: m.recipient, payload: m.payload, timestamp: m.timestamp, priority: m.priority, headers: m.headers, attempt }
+      : { id: m.id, type: m.type, sender: m.sender, recipient: m.recipient, payload: m.payload, timestamp: m.timestamp, priority: m.priority, headers: m.headers, attempt, correlationId: c };
   if (m.ttlMs !== undefined) copy.ttlMs = m.ttlMs;
   return copy;
 }
@@ -148,13 +139,14 @@ export interface MemoryTransportOptions {
 }
 
 /**
- * The in-process transport, and the default. Each queue is a binary heap ordered by
- * (priority desc, enqueue order) plus a heap of delayed messages and a heap of lease deadlines;
- * a queue has at most one timer (for its earliest event) and only while a consumer waits.
+ * The in-process transport, and the default. Each queue keeps its visible messages in one FIFO
+ * ring per priority (plus a small heap for retries returning to their original place: see
+ * `BandedQueue`), a heap of delayed messages and a heap of lease deadlines. A queue has at most one
+ * timer (for its earliest event), which keeps the process alive only while a consumer waits.
  * Waiting consumers are woken synchronously by `enqueue`, without polling. A queued message costs
- * no wrapper object (the heap holds the message, its order key and its lease count); each
- * delivery gets a shallow copy carrying its `attempt`, sharing the payload, so treat payloads as
- * immutable. It also offers the port's synchronous twins (`enqueueNow`, `leaseNow`, `ackNow`,
+ * no wrapper object (the ring holds the message and its order key); each delivery gets a shallow
+ * copy carrying its `attempt`, sharing the payload, so treat payloads as immutable. It also offers
+ * the port's synchronous twins (`enqueueNow`, `enqueueOneNow`, `leaseNow`, `leaseOneNow`, `ackNow`,
  * `publishNow`, `depthNow`), which the bus prefers. Nothing survives the process.
  *
  * Several buses given the same instance share every queue, recipient, dead letter and topic, like
@@ -172,11 +164,14 @@ export class MemoryTransport implements Transport {
   readonly url: string;
 
   readonly #queues = new Map<string, QueueState>();
-  readonly #recipients = new Set<string>();
   readonly #deadLetters = new Map<string, DeadLetter>();
   readonly #dedupe = new Map<string, { message: Message; expiresAt: number }>();
   readonly #subscribers = new Map<string, Set<(message: Message) => void>>();
-  readonly #signalWaiters = new WeakMap<AbortSignal, Set<Waiter>>();
+  /** Signals with our abort listener; the last one seen (consumer loops pass the same one every time). */
+  readonly #listened = new WeakSet<AbortSignal>();
+  #lastSignal: AbortSignal | undefined;
+  /** Subscriptions live on every topic (0 spares `publishNow` its lookups). */
+  #subscriberCount = 0;
   #seq = 0;
   #tokens = 0;
   #closed = false;
@@ -196,19 +191,20 @@ export class MemoryTransport implements Transport {
     if (typeof queue !== 'string' || queue.length === 0) {
       throw new ValidationError(`recipient queue must be a non-empty string, got \`${String(queue)}\``, { field: 'queue' });
     }
-    this.#recipients.add(queue);
+    this.#queue(queue).recipient = true;
   }
 
   /** Forgets a recipient; messages already in its queue stay there. */
   async removeRecipient(queue: string): Promise<void> {
     this.#open();
-    this.#recipients.delete(queue);
+    const q = this.#queues.get(queue);
+    if (q !== undefined) q.recipient = false;
   }
 
   /** Whether `queue` is a registered recipient. */
   async hasRecipient(queue: string): Promise<boolean> {
     this.#open();
-    return this.#recipients.has(queue);
+    return this.#queues.get(queue)?.recipient === true;
   }
 
   /** See {@link Transport.enqueue}. Wakes waiting consumers before it returns. */
@@ -220,36 +216,13 @@ export class MemoryTransport implements Transport {
   /** `enqueue`, synchronously. */
   enqueueNow(entries: EnqueueEntry[]): EnqueueResult[] {
     this.#open();
-    const now = Date.now();
+    this.#clock = 0;
     const results: EnqueueResult[] = new Array(entries.length);
     let touched: QueueState | Set<QueueState> | undefined;
     for (let i = 0; i < entries.length; i++) {
-      const e = entries[i] as EnqueueEntry;
-      const message = e.message;
-      if (e.dedupeWindowMs > 0) {
-        this.#sweepDedupe(now);
-        const prior = this.#dedupe.get(message.id);
-        if (prior !== undefined && prior.expiresAt > now) {
-          results[i] = { status: 'duplicate', original: prior.message };
-          continue;
-        }
-      }
-      if (e.requireRecipient && !this.#recipients.has(e.queue)) {
-        results[i] = NO_RECIPIENT;
-        continue;
-      }
-      const q = this.#queue(e.queue);
-      const key = readyKey(message.priority, this.#seq++);
-      if (e.visibleAt <= now) {
-        q.ready.push(message, key, 0);
-      } else {
-        const entry = new Entry(q, message, key, 0);
-        entry.state = DELAYED;
-        q.delayed.push(entry, e.visibleAt);
-      }
-      if (e.dedupeWindowMs > 0) this.#dedupe.set(message.id, { message, expiresAt: now + e.dedupeWindowMs });
-      results[i] = ENQUEUED;
-      if (q.live > 0) {
+      results[i] = this.#put(entries[i] as EnqueueEntry);
+      const q = this.#putInto;
+      if (q !== undefined && q.live > 0) {
         if (touched === undefined) touched = q;
         else if (touched !== q) {
           if (!(touched instanceof Set)) touched = new Set([touched]);
@@ -257,9 +230,61 @@ export class MemoryTransport implements Transport {
         }
       }
     }
-    if (touched instanceof Set) for (const q of touched) this.#wake(q, now);
-    else if (touched !== undefined) this.#wake(touched, now);
+    if (touched !== undefined) {
+      const now = this.#now();
+      if (touched instanceof Set) for (const q of touched) this.#wake(q, now);
+      else this.#wake(touched, now);
+    }
     return results;
+  }
+
+  /** `enqueueNow` of one entry, without the arrays; `entry` is not kept. */
+  enqueueOneNow(entry: EnqueueEntry): EnqueueResult {
+    this.#open();
+    this.#clock = 0;
+    const result = this.#put(entry);
+    const q = this.#putInto;
+    if (q !== undefined && q.live > 0) this.#wake(q, this.#now());
+    return result;
+  }
+
+  /**
+   * The clock, read at most once per call and only when needed: an immediate send (visibleAt 0) to
+   * a queue nobody waits on, without dedupe, needs none. `#clock` is reset by each public call.
+   */
+  #clock = 0;
+  #now(): number {
+    return this.#clock === 0 ? (this.#clock = Date.now()) : this.#clock;
+  }
+
+  /** The queue the last `#put` enqueued into (undefined when it enqueued nothing). */
+  #putInto: QueueState | undefined;
+
+  #put(e: EnqueueEntry): EnqueueResult {
+    this.#putInto = undefined;
+    const message = e.message;
+    if (e.dedupeWindowMs > 0) {
+      const now = this.#now();
+      this.#sweepDedupe(now);
+      const prior = this.#dedupe.get(message.id);
+      if (prior !== undefined && prior.expiresAt > now) return { status: 'duplicate', original: prior.message };
+    }
+    let q: QueueState | undefined;
+    if (e.requireRecipient) {
+      q = this.#lookup(e.queue);
+      if (q === undefined || !q.recipient) return NO_RECIPIENT;
+    } else q = this.#queue(e.queue);
+    const key = readyKey(message.priority, this.#seq++);
+    if (e.visibleAt <= 0 || e.visibleAt <= this.#now()) {
+      q.ready.push(message, key, 0);
+    } else {
+      const entry = new Entry(q, message, key, 0, 0);
+      entry.state = DELAYED;
+      q.delayed.push(entry, e.visibleAt);
+    }
+    if (e.dedupeWindowMs > 0) this.#dedupe.set(message.id, { message, expiresAt: this.#now() + e.dedupeWindowMs });
+    this.#putInto = q;
+    return ENQUEUED;
   }
 
   /** See {@link Transport.lease}. */
@@ -286,7 +311,7 @@ export class MemoryTransport implements Transport {
       const waiter: Waiter = { queue: q, max, leaseMs, until: now + waitMs, signal, resolve, done: false };
       q.waiters.push(waiter);
       q.live++;
-      if (signal !== undefined) this.#watchSignal(signal, waiter);
+      if (signal !== undefined) this.#watchSignal(signal);
       this.#arm(q, now);
     });
   }
@@ -297,13 +322,28 @@ export class MemoryTransport implements Transport {
   }
 
   /** `ack`, synchronously. */
-  ackNow(lease: Lease): boolean {
-    const entry = this.#owned(lease);
+  ackNow(lease: Lease, now?: number): boolean {
+    const entry = this.#owned(lease, now);
     if (entry === undefined) return false;
-    entry.queue.leased.remove(entry);
+    entry.q.leased.remove(entry);
     entry.state = DETACHED;
-    entry.leaseId = 0;
     return true;
+  }
+
+  /** `leaseNow` of at most one message, without the arrays: its lease, or undefined when none is visible. */
+  leaseOneNow(queue: string, leaseMs: number, clock?: number): Lease | undefined {
+    if (this.#closed) return undefined;
+    if (!(leaseMs > 0)) throw new ValidationError(`lease needs leaseMs > 0, got ${leaseMs}`);
+    const q = this.#lookup(queue);
+    if (q === undefined) return undefined;
+    const now = clock ?? Date.now();
+    this.#reclaim(q, now);
+    if (q.ready.size === 0) return undefined;
+    if (q.live > 0) {
+      this.#serve(q, now);
+      if (q.ready.size === 0) return undefined;
+    }
+    return this.#takeOne(q, leaseMs, now);
   }
 
   /** `lease` without waiting: the messages visible now, possibly none. */
@@ -327,10 +367,9 @@ export class MemoryTransport implements Transport {
   requeue(lease: Lease, options: { delayMs: number }): Promise<boolean> {
     const entry = this.#owned(lease);
     if (entry === undefined) return Promise.resolve(false);
-    const q = entry.queue;
+    const q = entry.q;
     const now = Date.now();
     q.leased.remove(entry);
-    entry.leaseId = 0;
     const delayMs = options.delayMs;
     if (delayMs > 0) {
       entry.state = DELAYED;
@@ -350,7 +389,7 @@ export class MemoryTransport implements Transport {
     const entry = this.#owned(lease);
     if (entry === undefined) return Promise.resolve(false);
     entry.deadline = Date.now() + ms;
-    entry.queue.leased.update(entry);
+    entry.q.leased.update(entry);
     lease.deadline = entry.deadline;
     return Promise.resolve(true);
   }
@@ -361,9 +400,8 @@ export class MemoryTransport implements Transport {
     if (lease !== undefined) {
       const entry = this.#owned(lease);
       if (entry === undefined) return Promise.resolve(false);
-      entry.queue.leased.remove(entry);
+      entry.q.leased.remove(entry);
       entry.state = DETACHED;
-      entry.leaseId = 0;
     }
     this.#deadLetters.delete(letter.message.id);
     this.#deadLetters.set(letter.message.id, letter);
@@ -413,6 +451,7 @@ export class MemoryTransport implements Transport {
   /** `publish`, synchronously; subscribers are still called in a microtask. */
   publishNow(topic: string, message: Message): void {
     this.#open();
+    if (this.#subscriberCount === 0) return; // the common case: a send nobody observes
     const exact = this.#subscribers.get(topic);
     const all = topic === '*' ? undefined : this.#subscribers.get('*');
     if ((exact === undefined || exact.size === 0) && (all === undefined || all.size === 0)) return;
@@ -430,8 +469,9 @@ export class MemoryTransport implements Transport {
     // A wrapper, so the same function subscribed twice counts twice and unsubscribes once.
     const entry = (message: Message): void => handler(message);
     set.add(entry);
+    this.#subscriberCount++;
     return async () => {
-      set.delete(entry);
+      if (set.delete(entry) && !this.#closed) this.#subscriberCount--;
       if (set.size === 0 && this.#subscribers.get(topic) === set) this.#subscribers.delete(topic);
     };
   }
@@ -462,9 +502,10 @@ export class MemoryTransport implements Transport {
     }
     this.#queues.clear();
     this.#subscribers.clear();
+    this.#subscriberCount = 0;
     this.#dedupe.clear();
     this.#deadLetters.clear();
-    this.#recipients.clear();
+    this.#last = undefined;
   }
 
   // ------------------------------------------------------------------ internals
@@ -473,9 +514,24 @@ export class MemoryTransport implements Transport {
     if (this.#closed) throw new ClosedError('memory transport');
   }
 
+  /** The queue last looked up: a producer or consumer mostly works on one queue at a time. */
+  #last: QueueState | undefined;
+
+  /** The queue of that name, if it exists. */
+  #lookup(name: string): QueueState | undefined {
+    const last = this.#last;
+    if (last !== undefined && last.name === name) return last;
+    const q = this.#queues.get(name);
+    if (q !== undefined) this.#last = q;
+    return q;
+  }
+
   #queue(name: string): QueueState {
-    let q = this.#queues.get(name);
-    if (q === undefined) this.#queues.set(name, (q = new QueueState(name)));
+    let q = this.#lookup(name);
+    if (q === undefined) {
+      this.#queues.set(name, (q = new QueueState(name, this, this.#onTimer)));
+      this.#last = q;
+    }
     return q;
   }
 
@@ -488,22 +544,22 @@ export class MemoryTransport implements Transport {
   }
 
   /** The entry a lease still owns, or undefined when the lease was lost (expired, acked, moved, or the transport closed). */
-  #owned(lease: Lease): Entry | undefined {
+  #owned(lease: Lease, clock?: number): Entry | undefined {
     if (this.#closed) return undefined;
-    let entry = MemoryLease.entryOf(lease);
-    if (entry === undefined) {
+    let entry: Entry | undefined;
+    if (lease instanceof Entry && lease.q.owner === this) entry = lease;
+    else {
       // A lease object that did not come from this transport (copied or deserialised): find by token.
-      const q = this.#queues.get(lease.queue);
       const id = Number(lease.token);
-      entry = q?.leased.values().find((e) => e.leaseId === id);
+      entry = this.#queues.get(lease.queue)?.leased.values().find((e) => e.id === id);
       if (entry === undefined) return undefined;
     }
-    if (entry.state !== LEASED || entry.leaseId !== MemoryLease.idOf(lease) || entry.queue.name !== lease.queue) return undefined;
-    const now = Date.now();
+    if (entry.state !== LEASED) return undefined;
+    const now = clock ?? Date.now();
     if (entry.deadline <= now) {
       // Ran out: it is visible again, whoever holds this lease lost it.
-      this.#reclaim(entry.queue, now);
-      if (entry.queue.live > 0) this.#serve(entry.queue, now);
+      this.#reclaim(entry.q, now);
+      if (entry.q.live > 0) this.#serve(entry.q, now);
       return undefined;
     }
     return entry;
@@ -515,7 +571,6 @@ export class MemoryTransport implements Transport {
     while ((e = q.leased.peek()) !== undefined && e.deadline <= now) {
       q.leased.pop();
       e.state = DETACHED;
-      e.leaseId = 0;
       q.ready.push(e.message, e.key, e.leases);
     }
     while (q.delayed.peekKey() <= now) {
@@ -533,15 +588,26 @@ export class MemoryTransport implements Transport {
     while (out.length < max) {
       const message = ready.pop();
       if (message === undefined) break;
-      const entry = new Entry(q, message, ready.poppedKey, ready.poppedAux + 1);
+      const attempt = ready.poppedAux + 1;
+      const entry = new Entry(q, deliveryCopy(message, attempt), ready.poppedKey, attempt, ++this.#tokens);
       entry.state = LEASED;
       entry.deadline = deadline;
-      const id = ++this.#tokens;
-      entry.leaseId = id;
       q.leased.push(entry);
-      out.push(new MemoryLease(entry, deliveryCopy(entry.message, entry.leases), id, deadline));
+      out.push(entry);
     }
     return out;
+  }
+
+  /** Leases the next ready message (there must be one). */
+  #takeOne(q: QueueState, leaseMs: number, now: number): Entry {
+    const ready = q.ready;
+    const message = ready.pop() as Message;
+    const attempt = ready.poppedAux + 1;
+    const entry = new Entry(q, deliveryCopy(message, attempt), ready.poppedKey, attempt, ++this.#tokens);
+    entry.state = LEASED;
+    entry.deadline = now + leaseMs;
+    q.leased.push(entry);
+    return entry;
   }
 
   /** Reclaims, then hands ready messages to waiting consumers in arrival order. */
@@ -563,36 +629,38 @@ export class MemoryTransport implements Transport {
   #finish(w: Waiter, leases: Lease[]): void {
     if (w.done) return;
     w.done = true;
-    w.queue.live--;
-    if (w.signal !== undefined) this.#signalWaiters.get(w.signal)?.delete(w);
-    if (w.queue.live === 0) {
-      w.queue.waiters.length = 0;
-      if (w.queue.timer !== null) {
-        clearTimeout(w.queue.timer);
-        w.queue.timer = null;
-        w.queue.timerAt = Infinity;
+    const q = w.queue;
+    q.live--;
+    if (q.live === 0) {
+      q.waiters.length = 0;
+      // Nobody waits: the timer may stay (the next wait likely wants it again; clearing and setting
+      // one per wait is most of the cost of a wait) but must not keep the process alive.
+      if (q.timer !== null && q.timerRefed) {
+        q.timer.unref();
+        q.timerRefed = false;
       }
     }
     w.resolve(leases);
   }
 
-  /** One abort listener per signal, however many waits use it (consumer loops reuse theirs). */
-  #watchSignal(signal: AbortSignal, waiter: Waiter): void {
-    let set = this.#signalWaiters.get(signal);
-    if (set === undefined) {
-      const waiters = new Set<Waiter>();
-      set = waiters;
-      this.#signalWaiters.set(signal, waiters);
-      signal.addEventListener(
-        'abort',
-        () => {
-          for (const w of [...waiters]) this.#finish(w, []);
-          waiters.clear();
-        },
-        { once: true },
-      );
+  /**
+   * One abort listener per signal, however many waits use it (consumer loops reuse theirs). A wait
+   * does no bookkeeping per signal: aborts are rare, so the listener looks for its waiters.
+   */
+  #watchSignal(signal: AbortSignal): void {
+    if (signal === this.#lastSignal) return;
+    if (!this.#listened.has(signal)) {
+      this.#listened.add(signal);
+      signal.addEventListener('abort', () => this.#abortWaits(signal), { once: true });
     }
-    set.add(waiter);
+    this.#lastSignal = signal;
+  }
+
+  #abortWaits(signal: AbortSignal): void {
+    for (const q of this.#queues.values()) {
+      if (q.live === 0) continue;
+      for (const w of [...q.waiters]) if (!w.done && w.signal === signal) this.#finish(w, []);
+    }
   }
 
   /** Sets the queue's single timer for its next event, if anybody waits. */
@@ -610,15 +678,29 @@ export class MemoryTransport implements Transport {
     if (visibleAt < next) next = visibleAt;
     const l = q.leased.peek();
     if (l !== undefined && l.deadline < next) next = l.deadline;
-    if (next === Infinity || (q.timer !== null && q.timerAt <= next)) return;
-    if (q.timer !== null) clearTimeout(q.timer);
+    if (next === Infinity) return;
+    if (q.timer !== null) {
+      if (q.timerAt <= next) {
+        // Fires in time (early at worst: the tick then re-arms).
+        if (!q.timerRefed) {
+          q.timer.ref();
+          q.timerRefed = true;
+        }
+        return;
+      }
+      clearTimeout(q.timer);
+    }
     q.timerAt = next;
-    q.timer = setTimeout(() => this.#tick(q), Math.min(MAX_TIMER_MS, Math.max(0, next - now)));
+    q.timerRefed = true;
+    q.timer = setTimeout(q.onTimer, Math.min(MAX_TIMER_MS, Math.max(0, next - now)));
   }
+
+  readonly #onTimer = (q: QueueState): void => this.#tick(q);
 
   #tick(q: QueueState): void {
     q.timer = null;
     q.timerAt = Infinity;
+    q.timerRefed = false;
     if (this.#closed) return;
     const now = Date.now();
     this.#reclaim(q, now);
