@@ -312,6 +312,48 @@ describe('MessageBus: agents and replies', () => {
     expect(bus.metrics().pendingRequests).toBe(0);
   });
 
+  it('a FEEDBACK request is answered like a TASK: the return value comes back as its RESULT, a throw as ERROR', async () => {
+    const bus = newBus({ maxAttempts: 1 });
+    const seen: string[] = [];
+    bus.registerAgent(
+      'writer',
+      defineAgent({
+        name: 'writer',
+        handleMessage(msg) {
+          seen.push(msg.type);
+          if ((msg.payload as { fail?: boolean }).fail) throw new Error('cannot revise that');
+          return { revised: true };
+        },
+      }),
+    );
+    const reply = await bus.request({ sender: 'editor', recipient: 'writer', type: MessageType.FEEDBACK, payload: { problems: ['too long'] } });
+    expect(reply.type).toBe(MessageType.RESULT);
+    expect(reply.payload).toEqual({ revised: true });
+    const err = await bus.request({ sender: 'editor', recipient: 'writer', type: MessageType.FEEDBACK, payload: { fail: true } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RemoteError);
+    expect(seen).toEqual(['feedback', 'feedback']);
+  });
+
+  it('FEEDBACK sent with send() asks for nothing back: no automatic reply', async () => {
+    const bus = newBus();
+    const writer = defineAgent({ name: 'writer', handleMessage: () => ({ revised: true }) });
+    bus.registerAgent('writer', writer);
+    bus.registerAgent('editor');
+    await bus.send({ sender: 'editor', recipient: 'writer', type: MessageType.FEEDBACK, payload: { problems: [] } });
+    await waitFor(() => bus.metrics().messagesAcked === 1, 'the feedback handled');
+    expect(await bus.receive('editor')).toBeNull();
+    expect(bus.metrics().messagesSent).toBe(1);
+  });
+
+  it('a request must be a TASK or a FEEDBACK', async () => {
+    const bus = newBus();
+    bus.registerAgent('x');
+    await expect(
+      bus.request({ sender: 'me', recipient: 'x', payload: {}, type: MessageType.STATUS as unknown as typeof MessageType.TASK }),
+    ).rejects.toThrow('request type must be `task` or `feedback`, got `status`');
+    expect(bus.metrics().pendingRequests).toBe(0);
+  });
+
   it('keeps every request rule once the inbox runs (the synchronous path): ids, correlation, trace, unknown recipients, duplicates', async () => {
     const bus = newBus();
     bus.registerAgent('echo', defineAgent({ name: 'echo', handleMessage: (m: Message) => ({ echoed: m.payload }) }));

@@ -54,12 +54,13 @@ function newBus(wrap: (agent: Agent) => Agent = (a) => a, options: ConstructorPa
 }
 
 /** Counts the requests each agent handled. */
-function counting(counts: Record<string, number>, payloads?: Record<string, unknown[]>) {
+function counting(counts: Record<string, number>, payloads?: Record<string, unknown[]>, types?: Record<string, string[]>) {
   return (agent: Agent): Agent =>
     defineAgent({
       name: agent.name,
       async handleMessage(msg, ctx) {
         counts[agent.name] = (counts[agent.name] ?? 0) + 1;
+        if (types) (types[agent.name] ??= []).push(msg.type);
         (payloads ??= {})[agent.name] = [...(payloads[agent.name] ?? []), msg.payload];
         return agent.handleMessage(msg, ctx);
       },
@@ -151,10 +152,11 @@ describe('Orchestrator: the document pipeline in one process', () => {
     const state = newState();
     const counts: Record<string, number> = {};
     const payloads: Record<string, unknown[]> = {};
+    const types: Record<string, string[]> = {};
     // A threshold no document reaches: every round is revised until maxIterations.
     const definition = documentPipeline({ threshold: 1, maxIterations: 3 });
     const events: WorkflowEvent[] = [];
-    const orchestrator = new Orchestrator({ bus: newBus(counting(counts, payloads)), state, definition, onEvent: (e) => events.push(e) });
+    const orchestrator = new Orchestrator({ bus: newBus(counting(counts, payloads, types)), state, definition, onEvent: (e) => events.push(e) });
 
     const outcome = await orchestrator.start({ topic: TOPIC, input: { ...INPUT, words: 900 } });
 
@@ -173,6 +175,8 @@ describe('Orchestrator: the document pipeline in one process', () => {
     expect(typeof revision.draft).toBe('string');
     expect(Array.isArray(revision.feedback)).toBe(true);
     expect(revision.feedback?.length).toBeGreaterThan(0);
+    // The first draft is a TASK; each revision goes to the writer as FEEDBACK (and is answered).
+    expect(types['writing']).toEqual(['task', ...Array.from({ length: data.iteration - 1 }, () => 'feedback')]);
     expect(events.filter((e) => e.type === 'revision')).toHaveLength(data.iteration - 1);
 
     // Every draft is a version: one writing and one editing version per round.

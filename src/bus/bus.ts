@@ -63,11 +63,16 @@ export interface PublishInput<P = Record<string, unknown>> {
   id?: string;
 }
 
-/** What `request` takes: a TASK to `recipient` and how long to wait for its reply. */
+/** What `request` takes: a TASK (or FEEDBACK) to `recipient` and how long to wait for its reply. */
 export interface RequestInput<P = Record<string, unknown>> {
   sender: string;
   recipient: string;
   payload: P;
+  /**
+   * TASK (default), or FEEDBACK for a request that sends work back with what to change (a
+   * revision round): both ask for a reply, and the handler's return value becomes the RESULT.
+   */
+  type?: typeof MessageType.TASK | typeof MessageType.FEEDBACK;
   /** How long to wait for the reply (default: the bus's `requestTimeoutMs`). */
   timeout?: number;
   priority?: number;
@@ -467,6 +472,14 @@ class BusSubscription implements Subscription {
     this.off = undefined;
     if (off !== undefined) await off();
   }
+}
+
+/**
+ * Whether a handler's outcome goes back to the sender as a RESULT or ERROR: every TASK, and a
+ * FEEDBACK sent by `request` (it carries the requester's reply inbox).
+ */
+function asksForReply(m: Message): boolean {
+  return m.type === MessageType.TASK || (m.type === MessageType.FEEDBACK && m.headers['replyTo'] !== undefined);
 }
 
 function errorText(error: unknown): string {
@@ -879,7 +892,7 @@ export class MessageBus {
   // -------------------------------------------------------------------------------- request/reply
 
   /**
-   * Sends a TASK to `recipient` and resolves with its reply (the message whose `headers.inReplyTo`
+   * Sends a TASK (or, with `type`, a FEEDBACK) to `recipient` and resolves with its reply (the message whose `headers.inReplyTo`
    * is the request's id). The reply comes through this bus's own inbox, so waiting never consumes
    * any other message.
    *
@@ -894,11 +907,15 @@ export class MessageBus {
       if (this.#closing) throw new ClosedError('message bus');
       if (input === null || typeof input !== 'object') throw new ValidationError(`request takes an object, got ${String(input)}`);
       timeout = input.timeout === undefined ? this.#requestTimeoutMs : requirePositive('timeout', input.timeout);
+      const type = input.type ?? MessageType.TASK;
+      if (type !== MessageType.TASK && type !== MessageType.FEEDBACK) {
+        throw new ValidationError(`request type must be \`task\` or \`feedback\`, got \`${String(type)}\``, { field: 'type' });
+      }
       message = this.#stamp(
         {
           sender: input.sender,
           recipient: input.recipient,
-          type: MessageType.TASK,
+          type,
           payload: input.payload,
           priority: input.priority,
           correlationId: input.correlationId,
@@ -1465,7 +1482,7 @@ export class MessageBus {
     }
     this.#deadLetters++;
     this.#log.warn({ ...this.#fields(m), reason: letter.reason, error: letter.error }, 'message dead-lettered');
-    if (!expired && m.type === MessageType.TASK) await this.#autoReply(m, errorPayload(new Error('lease expired'), m.attempt - 1), MessageType.ERROR);
+    if (!expired && asksForReply(m)) await this.#autoReply(m, errorPayload(new Error('lease expired'), m.attempt - 1), MessageType.ERROR);
   }
 
   #delivered(m: Message, now: number, agent: string): void {
@@ -1624,7 +1641,7 @@ export class MessageBus {
   #complete(t: Transport, reg: Registration, lease: Lease, ctx: HandlerContext, result: unknown): Promise<void> | undefined {
     const m = lease.message;
     this.#ackClock = 0;
-    if (result !== undefined && m.type === MessageType.TASK && !ctx.replied) {
+    if (result !== undefined && asksForReply(m) && !ctx.replied) {
       // The automatic RESULT, synchronously when the transport is.
       let sent: Message | undefined | Promise<Message | undefined>;
       try {
@@ -1716,7 +1733,7 @@ export class MessageBus {
         if (!(await t.deadLetter(letter, lease))) return false;
         this.#deadLetters++;
         this.#log.warn({ ...this.#fields(m), reason: 'max_attempts', error: text }, 'message dead-lettered after its last attempt');
-        if (m.type === MessageType.TASK) await this.#autoReply(m, errorPayload(error, m.attempt), MessageType.ERROR);
+        if (asksForReply(m)) await this.#autoReply(m, errorPayload(error, m.attempt), MessageType.ERROR);
         return true;
       }
       const delay = delayMs ?? backoffDelay(m.attempt, this.#backoff);

@@ -10,7 +10,7 @@ export interface OrchestratorBus {
     sender: string;
     recipient: string;
     payload: Record<string, unknown>;
-    type?: MessageType;
+    type?: typeof MessageType.TASK | typeof MessageType.FEEDBACK;
     timeout?: number;
     correlationId?: string;
     headers?: Record<string, string>;
@@ -41,12 +41,8 @@ export interface StageContext {
 /** What a stage sends to its agent. */
 export interface StageRequest {
   payload: Record<string, unknown>;
-  /**
-   * Message type of the request: TASK unless a revision sends FEEDBACK. Passed to
-   * `bus.request`; a bus whose `request` only sends TASKs (MessageBus today) sends a TASK
-   * carrying the same payload, which the reference writing agent handles the same way.
-   */
-  type?: MessageType;
+  /** Message type of the request: TASK unless a revision sends FEEDBACK. Passed to `bus.request`. */
+  type?: typeof MessageType.TASK | typeof MessageType.FEEDBACK;
 }
 
 /** How a stage's reply is recorded. */
