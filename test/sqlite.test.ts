@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createSqliteStore, parseSqliteUrl, SCHEMA_VERSION, SqliteStore } from '../src/backends/sqlite/index.js';
+import { createSqliteStore, MIGRATIONS, parseSqliteUrl, SCHEMA_VERSION, SqliteStore } from '../src/backends/sqlite/index.js';
 import { ClosedError, TransportError, ValidationError } from '../src/errors.js';
 import { StateManager } from '../src/state/manager.js';
 import type { ChangeEvent } from '../src/state/types.js';
@@ -78,12 +78,17 @@ function checkConsistency(file: string, documentId: string): { version: number; 
       oldest_version: number;
     };
     const span = db
-      .prepare('SELECT MIN(version) AS lo, MAX(version) AS hi, COUNT(*) AS n FROM versions WHERE ns = ? AND document_id = ?')
-      .get('', documentId) as { lo: number; hi: number; n: number };
+      .prepare('SELECT MIN(version) AS lo, MAX(version) AS hi, COUNT(*) AS n FROM versions WHERE ns = ? AND document_id = ? AND version >= ?')
+      .get('', documentId, head.oldest_version) as { lo: number; hi: number; n: number };
     // Versions are contiguous from the oldest kept to the current one...
     expect(span.hi).toBe(head.version);
     expect(span.lo).toBe(head.oldest_version);
     expect(span.n).toBe(head.version - head.oldest_version + 1);
+    // ...and compacted rows below the oldest kept (deleted in batches) are never a full batch.
+    const compacted = db
+      .prepare('SELECT COUNT(*) AS n FROM versions WHERE ns = ? AND document_id = ? AND version < ?')
+      .get('', documentId, head.oldest_version) as { n: number };
+    expect(compacted.n).toBeLessThan(64);
     // ...and every one of them carries its history entry.
     const incomplete = db
       .prepare("SELECT COUNT(*) AS n FROM versions WHERE ns = '' AND (actor IS NULL OR actor = '' OR action IS NULL OR changed_at IS NULL)")
@@ -208,6 +213,64 @@ describe('SQLite store', () => {
       }
       const state = managerOn(`sqlite:${file}`);
       expect((await state.createDocumentState({ documentId: 'doc', topic: 't' })).version).toBe(1);
+    });
+
+    it('migrates a version 1 file to the current schema, keeping documents, history and the feed cursor', async () => {
+      // A file as release 1 wrote it: its schema, one document with three versions (the oldest
+      // compacted) and their change-feed events.
+      const db = new Database(file);
+      db.exec(MIGRATIONS[0]!.sql);
+      db.exec('CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1, 1);');
+      db.prepare('INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)').run('', 'doc', 3, 2, 1_000, 3_000);
+      for (const v of [2, 3]) {
+        db.prepare('INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run('', 'doc', v, `content ${v}`, '{"topic":"t"}', v * 1_000, 'w', 'update_content', `+1 -1 lines`, v * 1_000);
+      }
+      for (const v of [1, 2, 3]) {
+        db.prepare('INSERT INTO changes (ns, kind, id, version, action, actor, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run('', 'document', 'doc', v, v === 1 ? 'create' : 'update_content', 'w', v * 1_000);
+      }
+      db.close();
+
+      const state = managerOn(`sqlite:${file}`);
+      const doc = await state.getDocumentState('doc');
+      expect(doc).toMatchObject({ version: 3, content: 'content 3', metadata: { topic: 't' } });
+      expect(doc?.createdAt.getTime()).toBe(1_000);
+      expect((await state.getStateHistory('doc')).map((h) => [h.version, h.summary])).toEqual([
+        [2, '+1 -1 lines'],
+        [3, '+1 -1 lines'],
+      ]);
+      expect((await state.getDocumentAtVersion('doc', 2)).content).toBe('content 2');
+      const next = await state.updateDocumentContent({ documentId: 'doc', content: 'content 4', actor: 'w', expectedVersion: 3 });
+      expect(next.version).toBe(4);
+      const check = new Database(file, { readonly: true });
+      try {
+        expect(check.prepare('SELECT version FROM schema_version').get()).toEqual({ version: SCHEMA_VERSION });
+        // The feed goes on from the old revisions: none is reused.
+        expect(check.prepare("SELECT revision, version FROM changes WHERE ns = '' ORDER BY revision").all()).toEqual([
+          { revision: 1, version: 1 },
+          { revision: 2, version: 2 },
+          { revision: 3, version: 3 },
+          { revision: 4, version: 4 },
+        ]);
+      } finally {
+        check.close();
+      }
+    });
+
+    it('compacted versions stay invisible while their rows wait for a batch delete', async () => {
+      const small = managerOn(`sqlite:${file}`, { historyLimit: 3 });
+      let doc = await small.createDocumentState({ documentId: 'doc', topic: 't', content: 'v1' });
+      for (let v = 2; v <= 70; v++) doc = await small.updateDocumentContent({ documentId: 'doc', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
+      const large = managerOn(`sqlite:${file}`, { historyLimit: 1000 });
+      for (const state of [small, large]) {
+        expect((await state.getStateHistory('doc')).map((h) => h.version)).toEqual([68, 69, 70]);
+        await expect(state.getDocumentAtVersion('doc', 67)).rejects.toMatchObject({ code: 'version_not_found' });
+        expect((await state.getDocumentAtVersion('doc', 68)).content).toBe('v68');
+      }
+      // A larger limit afterwards keeps from the oldest still kept; nothing compacted comes back.
+      doc = await large.updateDocumentContent({ documentId: 'doc', content: 'v71', actor: 'w', expectedVersion: 70 });
+      expect((await large.getStateHistory('doc')).map((h) => h.version)).toEqual([68, 69, 70, 71]);
+      expect(doc.history.map((h) => h.version)).toEqual([68, 69, 70, 71]);
+      expect(checkConsistency(file, 'doc')).toEqual({ version: 71, oldest: 68 });
     });
 
     it('refuses a file written by a newer schema', async () => {

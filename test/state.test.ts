@@ -2,11 +2,14 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore } from '../src/backends/memory/store.js';
 import { ClosedError, SnapshotError, ValidationError } from '../src/errors.js';
-import { VersionedCache } from '../src/state/cache.js';
+import { RecentVersions, VersionedCache } from '../src/state/cache.js';
+import { copyJson, ImmutableDate, sameJson, sealChange } from '../src/state/copy.js';
 import { StateManager } from '../src/state/manager.js';
 import { lineDiffStats, summarizeStats, threeWayMerge } from '../src/state/merge.js';
 import { canonicalJson, makeSnapshot, snapshotChecksum, verifySnapshot } from '../src/state/snapshot.js';
+import { OwnCommits } from '../src/state/own-commits.js';
 import { ChangeFanout } from '../src/state/store-kit.js';
+import type { StateStore } from '../src/state/store.js';
 import type { ChangeEvent } from '../src/state/types.js';
 import * as wf from '../src/state/workflow.js';
 import { waitFor } from './helpers/services.js';
@@ -355,6 +358,45 @@ describe('line diff summary', () => {
   });
 });
 
+describe('line diff summary against a reference LCS', () => {
+  /** Textbook dynamic-programming LCS: the counts every shortcut in lineDiffStats must agree with. */
+  function referenceStats(a: string[], b: string[]): { added: number; removed: number } {
+    const dp = Array.from({ length: a.length + 1 }, () => new Array<number>(b.length + 1).fill(0));
+    for (let i = 1; i <= a.length; i++) {
+      for (let j = 1; j <= b.length; j++) dp[i]![j] = a[i - 1] === b[j - 1] ? dp[i - 1]![j - 1]! + 1 : Math.max(dp[i - 1]![j]!, dp[i]![j - 1]!);
+    }
+    const common = dp[a.length]![b.length]!;
+    return { added: b.length - common, removed: a.length - common };
+  }
+
+  /** Lines as counted: '' has none, and a trailing newline does not open an extra line. */
+  const linesOf = (text: string) => (text === '' ? [] : (text.endsWith('\n') ? text.slice(0, -1) : text).split('\n'));
+
+  it('property: added and removed are the lines outside a longest common subsequence', () => {
+    const text = fc.string({ unit: fc.constantFrom('a', 'b', 'c', '\n'), maxLength: 24 });
+    fc.assert(
+      fc.property(text, text, (before, after) => {
+        expect(lineDiffStats(before, after)).toEqual(referenceStats(linesOf(before), linesOf(after)));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('property: the same holds for edits of a longer document (shared prefix and suffix)', () => {
+    const line = fc.constantFrom('alpha', 'beta', 'gamma', '', 'alphabet');
+    const lines = fc.array(line, { maxLength: 8 });
+    fc.assert(
+      fc.property(lines, lines, lines, lines, fc.boolean(), (head, oldMid, newMid, tail, newlineAtEnd) => {
+        const join = (ls: string[]) => ls.join('\n') + (newlineAtEnd && ls.length > 0 ? '\n' : '');
+        const before = join([...head, ...oldMid, ...tail]);
+        const after = join([...head, ...newMid, ...tail]);
+        expect(lineDiffStats(before, after)).toEqual(referenceStats(linesOf(before), linesOf(after)));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
+
 describe('snapshots', () => {
   const record = {
     documentId: 'doc',
@@ -425,6 +467,61 @@ describe('workflow rules (pure)', () => {
     );
   });
 
+  it('property: entering a completed stage reopens it and every later stage; earlier completions stay', () => {
+    const stages = ['a', 'b', 'c', 'd'];
+    const start = wf.newWorkflow('w', stages, {}, now);
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom('enter', 'complete'), fc.constantFrom(...stages)), { maxLength: 60 }), (ops) => {
+        let w = start;
+        for (const [op, stage] of ops) {
+          const before = w;
+          if (op === 'complete') {
+            w = wf.completeStage(w, stage, 0.5, now);
+            continue;
+          }
+          w = wf.enterStage(w, stage, now);
+          const at = stages.indexOf(stage);
+          if (before.completedStages.includes(stage)) {
+            expect(w.iteration).toBe(before.iteration + 1);
+            expect(w.completedStages).toEqual(before.completedStages.filter((s) => stages.indexOf(s) < at));
+          } else {
+            expect(w.iteration).toBe(before.iteration);
+            expect(w.completedStages).toEqual(before.completedStages);
+          }
+          expect(w.pendingStages).toEqual(stages.filter((s) => !w.completedStages.includes(s)));
+          expect(w.qualityScores).toEqual(before.qualityScores);
+        }
+      }),
+    );
+  });
+
+  it('a revision loop from the last stage back to an earlier one counts one iteration, however many stages it reopens', () => {
+    const stages = ['research', 'writing', 'editing', 'verification'];
+    let w = wf.newWorkflow('w', stages, {}, now);
+    const pass = (from: string[]) => {
+      for (const stage of from) {
+        w = wf.enterStage(w, stage, now);
+        w = wf.completeStage(w, stage, 0.5, now);
+      }
+    };
+    pass(stages);
+    expect(w.iteration).toBe(1);
+    for (let round = 1; round <= 3; round++) {
+      w = wf.enterStage(w, 'writing', now);
+      expect(w).toMatchObject({ stage: 'writing', iteration: round + 1, completedStages: ['research'], pendingStages: ['writing', 'editing', 'verification'] });
+      expect(w.qualityScores).toEqual({ research: 0.5, writing: 0.5, editing: 0.5, verification: 0.5 });
+      pass(['writing', 'editing', 'verification']);
+      expect(w.iteration).toBe(round + 1);
+      expect(w.completedStages).toEqual(stages);
+    }
+  });
+
+  it('re-entering the last completed stage reopens only that stage', () => {
+    let w = wf.completeStage(wf.completeStage(base, 'a', 1, now), 'b', 0.2, now);
+    w = wf.enterStage(w, 'b', now);
+    expect(w).toMatchObject({ stage: 'b', iteration: 2, completedStages: ['a'], pendingStages: ['b', 'c'] });
+  });
+
   it('does not mutate its input', () => {
     const entered = wf.enterStage(base, 'a', now);
     expect(base.stage).toBeNull();
@@ -464,5 +561,240 @@ describe('ChangeFanout', () => {
     fanout.deliver([ev(2), ev(3), ev(4)]);
     await waitFor(() => seen.length === 3, 'the events');
     expect(seen).toEqual([2, 3, 4]);
+  });
+});
+
+describe('copies at the boundaries', () => {
+  it('property: copyJson is a deep copy of JSON that shares no object with its source', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const copy = copyJson(value);
+        expect(copy).toEqual(value);
+        const objects = (v: unknown, into: Set<unknown>): Set<unknown> => {
+          if (typeof v === 'object' && v !== null) {
+            into.add(v);
+            for (const child of Object.values(v)) objects(child, into);
+          }
+          return into;
+        };
+        const original = objects(value, new Set());
+        for (const o of objects(copy, new Set())) expect(original.has(o)).toBe(false);
+      }),
+    );
+  });
+
+  it('property: sameJson is structural equality of JSON (key order aside), and a copy is the same', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.jsonValue(), (a, b) => {
+        expect(sameJson(a, copyJson(a))).toBe(true);
+        expect(sameJson(a, b)).toBe(canonicalJson(a) === canonicalJson(b));
+      }),
+    );
+    expect(sameJson({ a: 1, b: [1, { c: 2 }] }, { b: [1, { c: 2 }], a: 1 })).toBe(true);
+    expect(sameJson({ a: 1 }, { a: 1, b: undefined })).toBe(false);
+    expect(sameJson([1, 2], { 0: 1, 1: 2 })).toBe(false);
+  });
+
+  it('copyJson keeps a __proto__ key as an own property and copies Dates', () => {
+    const parsed = JSON.parse('{"__proto__": {"polluted": true}, "a": [1, {"b": 2}]}') as Record<string, unknown>;
+    const copy = copyJson(parsed);
+    expect(Object.getPrototypeOf(copy)).toBe(Object.prototype);
+    expect(Object.keys(copy)).toEqual(['__proto__', 'a']);
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    const when = new Date(5);
+    expect(copyJson({ when })).toEqual({ when: new Date(5) });
+    expect(copyJson({ when }).when).not.toBe(when);
+  });
+
+  it('a sealed history entry is frozen and its timestamp refuses every setter, yet is a Date', () => {
+    const entry = sealChange({ version: 3, timestamp: new Date(1_000), actor: 'a', action: 'update_content', summary: '+1 -0 lines' });
+    expect(Object.isFrozen(entry)).toBe(true);
+    expect(entry.timestamp).toBeInstanceOf(Date);
+    expect(entry.timestamp).toBeInstanceOf(ImmutableDate);
+    expect(entry.timestamp).toEqual(new Date(1_000));
+    expect(JSON.parse(JSON.stringify(entry))).toEqual({ version: 3, timestamp: new Date(1_000).toISOString(), actor: 'a', action: 'update_content', summary: '+1 -0 lines' });
+    expect(structuredClone(entry).timestamp).toEqual(new Date(1_000));
+    const setters = Object.getOwnPropertyNames(Date.prototype).filter((name) => name.startsWith('set'));
+    expect(setters.length).toBeGreaterThanOrEqual(15);
+    for (const name of setters) {
+      expect(() => (entry.timestamp as unknown as Record<string, (n: number) => void>)[name]!(0), name).toThrow(TypeError);
+    }
+    expect(entry.timestamp.getTime()).toBe(1_000);
+    expect(sealChange(entry)).toBe(entry);
+  });
+});
+
+describe('RecentVersions (the write-base memo)', () => {
+  const doc = (version: number, content = 'x') => ({ version, content });
+
+  it('never goes back to an older version of a key', () => {
+    const recent = new RecentVersions<{ version: number; content: string }>({ maxEntries: 10, maxChars: 1000 });
+    recent.set('a', doc(3));
+    recent.set('a', doc(2));
+    expect(recent.get('a')?.version).toBe(3);
+    recent.set('a', doc(4));
+    expect(recent.get('a')?.version).toBe(4);
+  });
+
+  it('evicts the least recently set keys beyond its entry and size bounds', () => {
+    const recent = new RecentVersions<{ version: number; content: string }>({ maxEntries: 3, maxChars: 10 });
+    for (const key of ['a', 'b', 'c']) recent.set(key, doc(1));
+    recent.set('a', doc(2)); // a is now the most recent
+    recent.set('d', doc(1));
+    expect(['a', 'b', 'c', 'd'].filter((k) => recent.get(k))).toEqual(['a', 'c', 'd']);
+    recent.set('e', doc(1, 'x'.repeat(9))); // 12 characters: c goes (4 entries), then a (11)
+    expect(['a', 'c', 'd', 'e'].filter((k) => recent.get(k))).toEqual(['d', 'e']);
+    recent.set('f', doc(1, 'y'.repeat(50))); // larger than the bound alone: kept, the others go
+    expect(['d', 'e', 'f'].filter((k) => recent.get(k))).toEqual(['f']);
+    recent.delete('f');
+    expect(recent.get('f')).toBeUndefined();
+  });
+});
+
+describe('the write path asks the store only what it must', () => {
+  /** A view of a MemoryStore (a new one, or `inner`) that counts the calls made through it per method. */
+  function countingStore(inner: StateStore = new MemoryStore()): { store: StateStore; calls: Map<string, number> } {
+    const calls = new Map<string, number>();
+    const store = new Proxy(inner, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          calls.set(String(prop), (calls.get(String(prop)) ?? 0) + 1);
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    return { store, calls };
+  }
+
+  it('an update with the expectedVersion this manager last wrote or read is one commit, with no reads and no stats', async () => {
+    const { store, calls } = countingStore();
+    const state = manager({ store });
+    let doc = await state.createDocumentState({ documentId: 'd', topic: 't', content: 'a\nb' });
+    await waitFor(() => (calls.get('stats') ?? 0) >= 1, 'the initial stats read');
+    calls.clear();
+    for (let i = 0; i < 50; i++) {
+      doc = await state.updateDocumentContent({ documentId: 'd', content: `a\nb ${i}`, actor: 'w', expectedVersion: doc.version });
+    }
+    expect(doc.version).toBe(51);
+    expect(doc.history.map((h) => h.version)).toEqual(Array.from({ length: 20 }, (_, i) => i + 32));
+    expect(doc.history.at(-1)).toMatchObject({ version: 51, actor: 'w', action: 'update_content', summary: '+1 -1 lines' });
+    expect(state.metrics()).toMatchObject({ activeDocuments: 1, totalStateChanges: 51, averageDocumentVersion: 51 });
+    // Let any feed event and refresh land before counting.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(Object.fromEntries(calls)).toEqual({ commitDocument: 50 });
+  });
+
+  it('another manager\'s write in between costs one read and a conflict, and is counted in the metrics', async () => {
+    const shared = new MemoryStore();
+    const { store, calls } = countingStore(shared);
+    const a = manager({ store });
+    const b = manager({ store: countingStore(shared).store });
+    const doc = await a.createDocumentState({ documentId: 'd', topic: 't', content: 'a' });
+    await b.updateDocumentContent({ documentId: 'd', content: 'b', actor: 'b', expectedVersion: 1 });
+    await waitFor(() => a.metrics().totalStateChanges === 2, 'a to see b\'s write in its metrics');
+    calls.clear();
+    await expect(a.updateDocumentContent({ documentId: 'd', content: 'c', actor: 'a', expectedVersion: doc.version })).rejects.toMatchObject({
+      code: 'state_conflict',
+      actualVersion: 2,
+      current: { version: 2, content: 'b' },
+    });
+    expect(calls.get('commitDocument')).toBe(1);
+    // The conflict taught a the current version: retrying on it is a single commit again.
+    calls.clear();
+    const retried = await a.updateDocumentContent({ documentId: 'd', content: 'c', actor: 'a', expectedVersion: 2 });
+    expect(retried.version).toBe(3);
+    expect(Object.fromEntries(calls)).toEqual({ commitDocument: 1 });
+    await waitFor(() => b.metrics().totalStateChanges === 3 && a.metrics().totalStateChanges === 3, 'both to count 3 changes');
+  });
+});
+
+describe('MemoryStore change feed', () => {
+  it('keeps the last CHANGE_FEED_RETENTION events, dense and in order, past the point where its ring wraps', async () => {
+    const { CHANGE_FEED_RETENTION } = await import('../src/state/store-kit.js');
+    const store = new MemoryStore();
+    const total = CHANGE_FEED_RETENTION + 25;
+    const now = new Date();
+    for (let v = 1; v <= total; v++) {
+      const result = await store.commitDocument({
+        document: { documentId: 'd', version: v, content: '', metadata: {}, createdAt: now, updatedAt: now },
+        change: { version: v, timestamp: now, actor: 'a', action: v === 1 ? 'create' : 'update_content' },
+        expectedVersion: v === 1 ? null : v - 1,
+        historyLimit: 10,
+      });
+      expect(result.ok).toBe(true);
+    }
+    expect(await store.currentRevision()).toBe(total);
+    const first = await store.changesSince(0, 3);
+    expect(first.map((e) => e.revision)).toEqual([26, 27, 28]);
+    expect(first[0]).toMatchObject({ kind: 'document', id: 'd', version: 26, action: 'update_content', actor: 'a' });
+    const last = await store.changesSince(total - 2);
+    expect(last.map((e) => [e.revision, e.version])).toEqual([
+      [total - 1, total - 1],
+      [total, total],
+    ]);
+    await store.close();
+  });
+});
+
+describe('OwnCommits (telling own feed events from other writers\')', () => {
+  const event = (version: number, revision: number, id = 'd'): ChangeEvent => ({ revision, kind: 'document', id, version, action: 'update_content', timestamp: new Date() });
+
+  it('claims its event whether it comes before or after the commit\'s answer, once', () => {
+    let others = 0;
+    const own = new OwnCommits(() => others++);
+    const before = own.begin('document', 'd', 2);
+    expect(own.claim(event(2, 10))).toBe(true); // the event came first
+    own.end(before, true);
+    const after = own.begin('document', 'd', 3);
+    own.end(after, true);
+    expect(own.claim(event(3, 11))).toBe(true); // the event came after
+    expect(own.claim(event(3, 11))).toBe(false); // forgotten once claimed
+    expect(own.claim(event(4, 12))).toBe(false); // never ours
+    expect(others).toBe(0);
+  });
+
+  it('an event seen while its commit was under way belongs to another writer when the commit lost', () => {
+    let others = 0;
+    const own = new OwnCommits(() => others++);
+    const lost = own.begin('document', 'd', 2);
+    expect(own.claim(event(2, 10))).toBe(true); // held until the commit ends
+    own.end(lost, false);
+    expect(others).toBe(1);
+    const quiet = own.begin('workflow', 'd', 2); // same id, other kind: unrelated
+    own.end(quiet, false);
+    expect(others).toBe(1);
+  });
+
+  it('property: over any interleaving, every event is counted as own exactly when an own commit made it', () => {
+    // Each version is made by us (we win) or by another writer (our racing commit, if any, loses).
+    const step = fc.record({ ours: fc.boolean(), raced: fc.boolean(), eventFirst: fc.boolean() });
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 30 }), (steps) => {
+        let others = 0;
+        let expectedOthers = 0;
+        const own = new OwnCommits(() => others++);
+        steps.forEach(({ ours, raced, eventFirst }, i) => {
+          const version = i + 2;
+          const ev = event(version, i + 1);
+          if (!ours && !raced) {
+            if (!own.claim(ev)) others++;
+            expectedOthers++;
+            return;
+          }
+          const ticket = own.begin('document', 'd', version);
+          let claimed = false;
+          if (eventFirst) claimed = own.claim(ev);
+          own.end(ticket, ours);
+          if (!eventFirst) claimed = own.claim(ev);
+          if (!ours) {
+            expectedOthers++;
+            if (!eventFirst && !claimed) others++;
+          } else expect(claimed).toBe(true);
+        });
+        expect(others).toBe(expectedOthers);
+      }),
+    );
   });
 });

@@ -71,3 +71,62 @@ export class VersionedCache<T> {
     }
   }
 }
+
+/**
+ * The last known state of the documents this manager recently wrote or read, used only as the
+ * base of its next write (never to answer a read). A version's content never changes once
+ * committed, so a known version is exact; whether it is still the current one is decided by
+ * the store's compare-and-swap, which refuses the write otherwise. This is what lets an update
+ * with `expectedVersion` cost one store round trip. Bounded by entries and by content size;
+ * the least recently stored entry goes first.
+ */
+export class RecentVersions<T extends { version: number; content: string }> {
+  #maxEntries: number;
+  #maxChars: number;
+  #chars = 0;
+  #entries = new Map<string, T>();
+  /** The key set last, which is last in `#entries`' order. */
+  #newest: string | undefined;
+
+  constructor(options: { maxEntries: number; maxChars: number }) {
+    this.#maxEntries = options.maxEntries;
+    this.#maxChars = options.maxChars;
+  }
+
+  get(key: string): T | undefined {
+    return this.#entries.get(key);
+  }
+
+  /** Remembers `value` unless a newer version of `key` is already known. */
+  set(key: string, value: T): void {
+    const old = this.#entries.get(key);
+    if (old) {
+      if (old.version > value.version) return;
+      this.#chars -= old.content.length;
+      // Already the most recent key (the usual run of writes to one document): keep its place.
+      if (key !== this.#newest) this.#entries.delete(key);
+    }
+    this.#entries.set(key, value);
+    this.#newest = key;
+    this.#chars += value.content.length;
+    while (this.#entries.size > 1 && (this.#entries.size > this.#maxEntries || this.#chars > this.#maxChars)) {
+      const [oldestKey, oldest] = this.#entries.entries().next().value as [string, T];
+      this.#entries.delete(oldestKey);
+      this.#chars -= oldest.content.length;
+    }
+  }
+
+  delete(key: string): void {
+    const old = this.#entries.get(key);
+    if (!old) return;
+    this.#chars -= old.content.length;
+    this.#entries.delete(key);
+    if (key === this.#newest) this.#newest = undefined;
+  }
+
+  clear(): void {
+    this.#entries.clear();
+    this.#chars = 0;
+    this.#newest = undefined;
+  }
+}

@@ -174,7 +174,7 @@ export class StateLocks {
     return this.#held.get(key)?.held ?? false;
   }
 
-  /** @internal Releases every lock this manager holds (on close). */
+  /** Releases every lock this manager holds (the manager does this on close; a process exiting on a signal can do it first). */
   async releaseAll(): Promise<void> {
     await Promise.allSettled([...this.#held.values()].map((h) => h.release()));
   }

@@ -12,11 +12,13 @@ import {
 } from '../errors.js';
 import { resolveStore, STORE_URLS } from '../backends/resolve.js';
 import { parseBackendUrl } from '../backends/url.js';
-import { VersionedCache } from './cache.js';
+import { RecentVersions, VersionedCache } from './cache.js';
+import { copyDocument, copyEvent, copyJson, ImmutableDate, newChange, sealChange } from './copy.js';
 import { LockLostError, lockStoreKey, StateLocks, type LockHandle, type LockOptions } from './locks.js';
-import { lineDiffStats, summarizeStats, threeWayMerge } from './merge.js';
+import { OwnCommits } from './own-commits.js';
+import { countableLines, lineDiffStats, lineDiffStatsOfLines, summarizeStats, threeWayMerge } from './merge.js';
 import { makeSnapshot, verifySnapshot } from './snapshot.js';
-import type { DocumentRecord, StateStore, WorkflowRecord } from './store.js';
+import type { CommitRequest, CommitResult, DocumentRecord, StateStore, WorkflowCommitResult, WorkflowRecord } from './store.js';
 import type { ChangeAction, ChangeEvent, DocumentState, Snapshot, StateChange, StateMetrics, WorkflowState } from './types.js';
 import * as v from './validate.js';
 import * as wf from './workflow.js';
@@ -30,6 +32,9 @@ export const DEFAULT_LOCK_TTL_MS = 30_000;
 export const DEFAULT_LOCK_WAIT_MS = 30_000;
 /** How many times an update without `expectedVersion` re-reads and retries after losing a race. */
 const MAX_WRITE_ATTEMPTS = 1000;
+/** Bounds of the write-base memo (see `RecentVersions`): documents, and characters of content. */
+const RECENT_MAX_ENTRIES = 1024;
+const RECENT_MAX_CHARS = 16 * 1024 * 1024;
 
 /** Options of `new StateManager(...)`. Every field is optional. */
 export interface StateManagerOptions {
@@ -128,8 +133,16 @@ interface Watcher {
   after: number;
 }
 
+/**
+ * A document as this manager keeps it in its cache and write memo (never handed out as is):
+ * plus the lines of its content, split once when known, so the next content update splits only
+ * its new text for the line counts of its history entry.
+ */
+type KnownDocument = DocumentRecord & { lines?: string[] };
+type KnownState = DocumentState & { lines?: string[] };
+
 interface Base {
-  record: DocumentRecord;
+  record: KnownDocument;
   /** The history window ending at `record.version`, when known. */
   history: StateChange[] | undefined;
   /** Read from the store just now (not from the cache). */
@@ -141,6 +154,8 @@ interface PlannedChange {
   metadata: Record<string, unknown>;
   action: ChangeAction;
   summary: string;
+  /** `countableLines(content)`, when the plan split it anyway. */
+  lines?: string[];
 }
 
 type StoreStats = Awaited<ReturnType<StateStore['stats']>>;
@@ -182,9 +197,13 @@ export class StateManager {
   #historyLimit: number;
   #historyWindow: number;
   #lockDefaults: { ttlMs: number; waitMs: number };
-  #docCache: VersionedCache<DocumentState> | null;
+  #docCache: VersionedCache<KnownState> | null;
   #wfCache: VersionedCache<WorkflowRecord> | null;
+  /** The last known state of recently used documents: the base of the next write (never served to reads). */
+  #recent = new RecentVersions<KnownState>({ maxEntries: RECENT_MAX_ENTRIES, maxChars: RECENT_MAX_CHARS });
   #lockContext = new AsyncLocalStorage<Map<string, LockHandle>>();
+  /** `withLock` bodies running now; while none runs, writes skip the AsyncLocalStorage lookup. */
+  #lockDepth = 0;
   #ready: Promise<StateStore>;
   #store: StateStore | null = null;
   #stopFeed: (() => Promise<void>) | null = null;
@@ -193,7 +212,13 @@ export class StateManager {
   #lastRevision = 0;
   #stats: StoreStats = { documents: 0, workflows: 0, totalChanges: 0, sumOfVersions: 0 };
   #epoch = 0;
-  #ownRevisions = new Set<number>();
+  /**
+   * Telling this manager's own commits from other writers' on the change feed (own ones are
+   * already counted in the metrics; others trigger a stats refresh). A commit is known by its
+   * key (kind, id, new version or workflow revision), which exactly one commit can have; the
+   * feed event may arrive before the commit's answer (see `OwnCommits`).
+   */
+  #own = new OwnCommits(() => this.#refreshStats());
   #refreshing = false;
   #refreshAgain = false;
 
@@ -219,7 +244,7 @@ export class StateManager {
       const c = v.optionsObject(cache, 'cache');
       const ttlMs = v.duration(c['ttlMs'], 'cache.ttlMs');
       const maxEntries = v.optionalPositiveInteger(c['maxEntries'], 'cache.maxEntries');
-      this.#docCache = new VersionedCache({ ttlMs, ...(maxEntries ? { maxEntries } : {}) });
+      this.#docCache = new VersionedCache<KnownState>({ ttlMs, ...(maxEntries ? { maxEntries } : {}) });
       this.#wfCache = new VersionedCache({ ttlMs, ...(maxEntries ? { maxEntries } : {}) });
     }
     const locks = v.optionsObject(opts['locks'], 'locks');
@@ -260,6 +285,11 @@ export class StateManager {
     return store;
   }
 
+  /** The store once open (saves the write path a wait on `#s()`), else undefined. */
+  #openStore(): StateStore | undefined {
+    return this.#closed ? undefined : (this.#store ?? undefined);
+  }
+
   // ---------------------------------------------------------------- documents
 
   /**
@@ -277,7 +307,7 @@ export class StateManager {
     const content = req['content'] === undefined ? '' : v.string(req['content'], 'content');
     const extra = req['metadata'] === undefined ? {} : v.jsonObject(req['metadata'], 'metadata');
     const actor = req['actor'] === undefined ? 'system' : v.nonEmptyString(req['actor'], 'actor');
-    const metadata = structuredClone({ ...extra, topic, requirements, context });
+    const metadata = copyJson({ ...extra, topic, requirements, context });
     const store = await this.#s();
     const state = await this.#create(store, documentId, content, metadata, actor, 'create', summarizeStats(lineDiffStats('', content)));
     if (!state) throw new DocumentExistsError(documentId);
@@ -288,9 +318,9 @@ export class StateManager {
   async getDocumentState(documentId: string): Promise<DocumentState | null> {
     const id = v.id(documentId, 'documentId');
     const cached = this.#docCache?.get(id);
-    if (cached) return structuredClone(cached);
+    if (cached) return copyDocument(cached);
     const state = await this.#load(await this.#s(), id);
-    return state ? structuredClone(state) : null;
+    return state ? copyDocument(state) : null;
   }
 
   /**
@@ -311,24 +341,18 @@ export class StateManager {
     const expectedVersion = v.optionalPositiveInteger(req['expectedVersion'], 'expectedVersion');
     const merge = v.optionalBoolean(req['merge'], 'merge') ?? false;
     const note = v.optionalSummary(req['summary']);
-    const summarize = (before: string, after: string) => {
-      const lines = summarizeStats(lineDiffStats(before, after));
-      return note === undefined ? lines : `${note}: ${lines}`;
-    };
+    const withNote = (lines: string) => (note === undefined ? lines : `${note}: ${lines}`);
     if (merge && expectedVersion === undefined) {
       throw new ValidationError('merge: true needs expectedVersion (the version your edit is based on), got none', { field: 'expectedVersion' });
     }
-    const store = await this.#s();
+    const store = this.#openStore() ?? (await this.#s());
     let mergeBase: DocumentRecord | null | undefined;
-    return this.#write(store, documentId, actor, expectedVersion, merge, async (current) => {
-      if (expectedVersion === undefined || current.version === expectedVersion) {
-        return { content, metadata: current.metadata, action: 'update_content', summary: summarize(current.content, content) };
-      }
-      mergeBase ??= await store.getVersion(documentId, expectedVersion);
+    const planMerge = async (current: DocumentRecord, expectedVersion: number): Promise<PlannedChange> => {
+      mergeBase ??= this.#knownVersion(documentId, expectedVersion) ?? (await store.getVersion(documentId, expectedVersion));
       if (!mergeBase) {
         const oldest = await store.oldestVersion(documentId);
         throw new StateConflictError(documentId, expectedVersion, current.version, {
-          current: await this.#stateOf(store, current),
+          current: await this.#currentState(store, current),
           message:
             `document \`${documentId}\` is at version ${current.version}, expected version ${expectedVersion}; ` +
             `cannot merge because version ${expectedVersion} was compacted (oldest kept is ${oldest ?? 'none'})`,
@@ -337,7 +361,7 @@ export class StateManager {
       const merged = threeWayMerge({ base: mergeBase.content, ours: content, theirs: current.content });
       if (!merged.ok) {
         throw new StateConflictError(documentId, expectedVersion, current.version, {
-          current: await this.#stateOf(store, current),
+          current: await this.#currentState(store, current),
           conflicts: merged.conflicts,
           message:
             `document \`${documentId}\` is at version ${current.version}, expected version ${expectedVersion}; ` +
@@ -348,8 +372,14 @@ export class StateManager {
         content: merged.content,
         metadata: current.metadata,
         action: 'merge',
-        summary: `${note === undefined ? '' : `${note}: `}merged onto v${current.version} from v${expectedVersion}: ${summarizeStats(lineDiffStats(current.content, merged.content))}`,
+        summary: withNote(`merged onto v${current.version} from v${expectedVersion}: ${summarizeStats(lineDiffStats(current.content, merged.content))}`),
       };
+    };
+    return await this.#write(store, documentId, actor, expectedVersion, merge, (current) => {
+      if (expectedVersion !== undefined && current.version !== expectedVersion) return planMerge(current, expectedVersion);
+      const lines = countableLines(content);
+      const stats = lineDiffStatsOfLines(current.lines ?? countableLines(current.content), lines);
+      return { content, metadata: current.metadata, action: 'update_content', summary: withNote(summarizeStats(stats)), lines };
     });
   }
 
@@ -360,7 +390,7 @@ export class StateManager {
   async updateDocumentMetadata(input: UpdateMetadataInput): Promise<DocumentState> {
     const req = v.requestObject(input, 'updateDocumentMetadata');
     const documentId = v.id(req['documentId'], 'documentId');
-    const metadata = structuredClone(v.jsonObject(req['metadata'], 'metadata'));
+    const metadata = copyJson(v.jsonObject(req['metadata'], 'metadata'));
     const actor = v.nonEmptyString(req['actor'], 'actor');
     const expectedVersion = v.optionalPositiveInteger(req['expectedVersion'], 'expectedVersion');
     const mode = req['mode'] ?? 'merge';
@@ -369,12 +399,16 @@ export class StateManager {
     }
     const summary = v.optionalSummary(req['summary']) ?? metadataSummary(Object.keys(metadata), mode);
     const store = await this.#s();
-    return this.#write(store, documentId, actor, expectedVersion, false, async (current) => ({
-      content: current.content,
-      metadata: mode === 'replace' ? metadata : { ...current.metadata, ...metadata },
-      action: 'update_metadata',
-      summary,
-    }));
+    return await this.#write(store, documentId, actor, expectedVersion, false, (current) => {
+      const planned: PlannedChange = {
+        content: current.content,
+        metadata: mode === 'replace' ? metadata : { ...current.metadata, ...metadata },
+        action: 'update_metadata',
+        summary,
+      };
+      if (current.lines) planned.lines = current.lines;
+      return planned;
+    });
   }
 
   /** Kept history, oldest first (at most `historyLimit` entries); `limit` keeps the most recent ones. */
@@ -439,7 +473,7 @@ export class StateManager {
     const label = `restored snapshot of v${snap.version}`;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#write(store, snap.documentId, actor, expectedVersion, false, async (current) => ({
+        return await this.#write(store, snap.documentId, actor, expectedVersion, false, (current) => ({
           content: snap.content,
           metadata: structuredClone(snap.metadata),
           action: 'restore',
@@ -479,11 +513,13 @@ export class StateManager {
     const mine = held?.get(id);
     if (mine?.held) return run(mine);
     const lock = await this.locks.acquire(id, options);
+    this.#lockDepth++;
     try {
       const context = new Map(held ?? []);
       context.set(id, lock);
       return await this.#lockContext.run(context, () => run(lock));
     } finally {
+      this.#lockDepth--;
       await lock.release().catch((err: unknown) => {
         process.emitWarning(`releasing lock \`${id}\` failed (it expires with its lease): ${(err as Error).message}`, { code: 'CONCORD_LOCK_RELEASE' });
       });
@@ -504,7 +540,13 @@ export class StateManager {
     const data = req['data'] === undefined ? {} : v.jsonObject(req['data'], 'data');
     const store = await this.#s();
     const record: WorkflowRecord = { ...wf.newWorkflow(workflowId, stages, data, new Date()), revision: 0 };
-    const result = await store.commitWorkflow(record, null);
+    const own = this.#own.begin('workflow', workflowId, 1);
+    let result: WorkflowCommitResult | undefined;
+    try {
+      result = await store.commitWorkflow(record, null);
+    } finally {
+      this.#own.end(own, result?.ok === true);
+    }
     if (!result.ok) throw new WorkflowExistsError(workflowId);
     return this.#workflowCommitted({ ...record, revision: result.revision }, true);
   }
@@ -517,8 +559,9 @@ export class StateManager {
   }
 
   /**
-   * Makes `stage` the current stage. Re-entering a completed stage is a revision loop: it goes
-   * back to pending and `iteration` grows by one.
+   * Makes `stage` the current stage. Re-entering a completed stage is a revision loop: it and
+   * every later completed stage go back to pending, and `iteration` grows by one for the loop
+   * (not once per reopened stage).
    *
    * @throws ValidationError when `stage` is not one of the workflow's stages.
    */
@@ -637,6 +680,7 @@ export class StateManager {
     await stop?.().catch(() => undefined);
     this.#docCache?.clear();
     this.#wfCache?.clear();
+    this.#recent.clear();
     if (this.#ownsStore) await this.#store?.close();
   }
 
@@ -652,11 +696,20 @@ export class StateManager {
     action: ChangeAction,
     summary: string,
   ): Promise<DocumentState | null> {
-    const now = new Date();
+    // One immutable Date serves the record and its history entry, which are never handed out as is.
+    const now = new ImmutableDate();
     const document: DocumentRecord = { documentId, version: 1, content, metadata, createdAt: now, updatedAt: now };
-    const change: StateChange = { version: 1, timestamp: now, actor, action, summary };
+    const change = newChange(1, now, actor, action, summary);
     const fence = this.#fenceFor(documentId);
-    const result = await store.commitDocument({ document, change, expectedVersion: null, historyLimit: this.#historyLimit, ...(fence ? { fence } : {}) });
+    const request: CommitRequest = { document, change, expectedVersion: null, historyLimit: this.#historyLimit };
+    if (fence) request.fence = fence;
+    const own = this.#own.begin('document', documentId, 1);
+    let result: CommitResult | undefined;
+    try {
+      result = await store.commitDocument(request);
+    } finally {
+      this.#own.end(own, result?.ok === true);
+    }
     if (result.ok) return this.#committed(store, document, change, [], result.revision);
     if (result.reason === 'fenced') throw new LockLostError(documentId, fence?.token ?? 0);
     if (result.current) this.#docCache?.saw(documentId, result.current.version);
@@ -664,10 +717,12 @@ export class StateManager {
   }
 
   /**
-   * The write path of every document change: read the current version (cache or store),
-   * plan the change on top of it, commit with compare-and-swap on that version. A lost race
-   * raises `StateConflictError` when the caller named `expectedVersion` (and is not merging);
-   * otherwise the plan is re-run on the version that won, so no update is ever lost.
+   * The write path of every document change: take the base version (the version the caller
+   * expects, when this manager already knows it; else the cache or the store), plan the change
+   * on top of it, commit with compare-and-swap on that version: one store round trip when the
+   * base is known. A lost race raises `StateConflictError` when the caller named
+   * `expectedVersion` (and is not merging); otherwise the plan is re-run on the version that
+   * won, so no update is ever lost.
    */
   async #write(
     store: StateStore,
@@ -675,23 +730,28 @@ export class StateManager {
     actor: string,
     expectedVersion: number | undefined,
     merge: boolean,
-    plan: (current: DocumentRecord) => Promise<PlannedChange>,
+    plan: (current: KnownDocument) => PlannedChange | Promise<PlannedChange>,
   ): Promise<DocumentState> {
     const fence = this.#fenceFor(documentId);
-    let base = await this.#readBase(store, documentId);
+    let base = this.#knownBase(documentId, expectedVersion) ?? (await this.#loadBase(store, documentId));
     for (let attempt = 1; ; attempt++) {
       if (!base) throw new DocumentNotFoundError(documentId);
       if (expectedVersion !== undefined && base.record.version !== expectedVersion) {
         if (!base.fresh) {
-          // The cache may lag other writers: decide on the store's word.
-          this.#docCache?.delete(documentId);
-          base = await this.#readBase(store, documentId);
+          // What this manager knew may lag other writers: decide on the store's word.
+          this.#forget(documentId);
+          base = await this.#loadBase(store, documentId);
           continue;
         }
-        if (!merge || expectedVersion > base.record.version) throw await this.#conflict(store, documentId, expectedVersion, base.record);
+        if (!merge || expectedVersion > base.record.version) {
+          // A fresh base was just read with its history window: no need to read it again.
+          const current = base.history ? copyDocument({ ...base.record, history: base.history }) : await this.#currentState(store, base.record);
+          throw new StateConflictError(documentId, expectedVersion, base.record.version, { current });
+        }
       }
-      const planned = await plan(base.record);
-      const now = new Date();
+      const plan_ = plan(base.record);
+      const planned = plan_ instanceof Promise ? await plan_ : plan_;
+      const now = new ImmutableDate();
       const version = base.record.version + 1;
       const document: DocumentRecord = {
         documentId,
@@ -701,23 +761,25 @@ export class StateManager {
         createdAt: base.record.createdAt,
         updatedAt: now,
       };
-      const change: StateChange = { version, timestamp: now, actor, action: planned.action, summary: planned.summary };
-      const result = await store.commitDocument({
-        document,
-        change,
-        expectedVersion: base.record.version,
-        historyLimit: this.#historyLimit,
-        ...(fence ? { fence } : {}),
-      });
-      if (result.ok) return this.#committed(store, document, change, base.history, result.revision);
-      this.#docCache?.delete(documentId);
+      const change = newChange(version, now, actor, planned.action, planned.summary);
+      const request: CommitRequest = { document, change, expectedVersion: base.record.version, historyLimit: this.#historyLimit };
+      if (fence) request.fence = fence;
+      const own = this.#own.begin('document', documentId, version);
+      let result: CommitResult | undefined;
+      try {
+        result = await store.commitDocument(request);
+      } finally {
+        this.#own.end(own, result?.ok === true);
+      }
+      if (result.ok) return this.#committed(store, document, change, base.history, result.revision, planned.lines);
+      this.#forget(documentId);
       if (result.reason === 'fenced') throw new LockLostError(documentId, fence?.token ?? 0);
       if (result.reason === 'not_found' || !result.current) throw new DocumentNotFoundError(documentId);
       this.#docCache?.saw(documentId, result.current.version);
       if (expectedVersion !== undefined && !merge) throw await this.#conflict(store, documentId, expectedVersion, result.current);
       if (attempt >= MAX_WRITE_ATTEMPTS) {
         throw new StateConflictError(documentId, base.record.version, result.current.version, {
-          current: await this.#stateOf(store, result.current),
+          current: await this.#currentState(store, result.current),
           message: `document \`${documentId}\` kept changing under this write: gave up after ${attempt} attempts`,
         });
       }
@@ -726,19 +788,49 @@ export class StateManager {
     }
   }
 
-  async #readBase(store: StateStore, documentId: string): Promise<Base | null> {
+  /**
+   * The base of a write as far as this manager knows it, without asking the store. Without
+   * `expectedVersion`: the newest state it knows (cache or write memo). With it: that version,
+   * if known. Otherwise undefined, and the store's current state is the base (the caller then
+   * gets a conflict or, merging, a merge onto it).
+   */
+  #knownBase(documentId: string, expectedVersion: number | undefined): Base | undefined {
     const cached = this.#docCache?.get(documentId);
-    if (cached) return { record: cached, history: cached.history, fresh: false };
+    const recent = this.#recent.get(documentId);
+    let known = cached && recent ? (recent.version > cached.version ? recent : cached) : (cached ?? recent);
+    if (expectedVersion !== undefined && known?.version !== expectedVersion) {
+      known = cached?.version === expectedVersion ? cached : recent?.version === expectedVersion ? recent : undefined;
+    }
+    return known ? { record: known, history: known.history, fresh: false } : undefined;
+  }
+
+  /** The store's current state of the document as a write base, or null when it does not exist. */
+  async #loadBase(store: StateStore, documentId: string): Promise<Base | null> {
     const state = await this.#load(store, documentId);
     return state ? { record: state, history: state.history, fresh: true } : null;
   }
 
-  /** Reads a document with its history window from the store and caches it. */
+  /** A version of the document this manager knows without asking the store, if any. */
+  #knownVersion(documentId: string, version: number): DocumentState | undefined {
+    const recent = this.#recent.get(documentId);
+    if (recent?.version === version) return recent;
+    const cached = this.#docCache?.get(documentId);
+    return cached?.version === version ? cached : undefined;
+  }
+
+  /** Drops what this manager knows of the document's current state (cache and write memo). */
+  #forget(documentId: string): void {
+    this.#docCache?.delete(documentId);
+    this.#recent.delete(documentId);
+  }
+
+  /** Reads a document with its history window from the store, caches and remembers it. Internal: copy before handing out. */
   async #load(store: StateStore, documentId: string): Promise<DocumentState | null> {
     const record = await store.getDocument(documentId);
     if (!record) return null;
     const state = await this.#stateOf(store, record);
     this.#docCache?.put(documentId, state.version, state);
+    this.#recent.set(documentId, state);
     return state;
   }
 
@@ -748,32 +840,68 @@ export class StateManager {
     return { ...record, history: this.#window(history, record.version) };
   }
 
+  /** `#stateOf` for a record just read as current (a conflict's): remembered here, and a copy handed out. */
+  async #currentState(store: StateStore, record: DocumentRecord): Promise<DocumentState> {
+    const state = await this.#stateOf(store, record);
+    this.#recent.set(record.documentId, state);
+    return copyDocument(state);
+  }
+
+  /** The sealed history window ending at `version`, from entries read from the store. */
   #window(history: StateChange[], version: number): StateChange[] {
     const upTo = history.filter((h) => h.version <= version);
-    return upTo.slice(Math.max(0, upTo.length - this.#historyWindow));
+    return upTo.slice(Math.max(0, upTo.length - this.#historyWindow)).map(sealChange);
   }
 
   async #conflict(store: StateStore, documentId: string, expectedVersion: number, current: DocumentRecord): Promise<StateConflictError> {
-    return new StateConflictError(documentId, expectedVersion, current.version, { current: await this.#stateOf(store, current) });
+    return new StateConflictError(documentId, expectedVersion, current.version, { current: await this.#currentState(store, current) });
   }
 
-  async #committed(
+  /**
+   * After a successful commit: metrics, the new state's history window (the base's window plus
+   * the new entry, when the base's was known; else read from the store), cache and write memo.
+   * `document` and `change` were built by this manager and are kept as they are (nothing
+   * outside holds them); the caller gets a copy.
+   */
+  #committed(
     store: StateStore,
     document: DocumentRecord,
     change: StateChange,
     baseHistory: StateChange[] | undefined,
     revision: number,
-  ): Promise<DocumentState> {
-    this.#noteOwnWrite(revision, document.version === 1 ? 'create' : 'update', 'document');
-    const history = baseHistory
-      ? [...baseHistory, change].slice(-this.#historyWindow)
-      : this.#window(await store.getHistory(document.documentId, { limit: this.#historyWindow + 8 }), document.version);
-    const state: DocumentState = { ...structuredClone(document), history };
+    lines?: string[],
+  ): DocumentState | Promise<DocumentState> {
+    this.#noteOwnWrite(document.version === 1 ? 'create' : 'update', 'document', revision);
+    if (!baseHistory) {
+      return store
+        .getHistory(document.documentId, { limit: this.#historyWindow + 8 })
+        .then((history) => this.#keep(document, this.#window(history, document.version), lines));
+    }
+    const keep = Math.min(this.#historyWindow, this.#historyLimit);
+    const history = baseHistory.slice(Math.max(0, baseHistory.length + 1 - keep));
+    history.push(change); // sealed by newChange
+    return this.#keep(document, history, lines);
+  }
+
+  /** Caches and remembers a just-committed state; returns the caller's copy. */
+  #keep(document: DocumentRecord, history: StateChange[], lines: string[] | undefined): DocumentState {
+    const state: KnownState = {
+      documentId: document.documentId,
+      version: document.version,
+      content: document.content,
+      metadata: document.metadata,
+      history,
+      createdAt: document.createdAt,
+      updatedAt: document.updatedAt,
+    };
+    if (lines) state.lines = lines;
     this.#docCache?.put(document.documentId, document.version, state);
-    return structuredClone(state);
+    this.#recent.set(document.documentId, state);
+    return copyDocument(state);
   }
 
   #fenceFor(documentId: string): { key: string; token: number } | undefined {
+    if (this.#lockDepth === 0) return undefined;
     const lock = this.#lockContext.getStore()?.get(documentId);
     return lock ? { key: lockStoreKey(documentId), token: lock.fence } : undefined;
   }
@@ -796,7 +924,13 @@ export class StateManager {
       if (!current) throw new WorkflowNotFoundError(workflowId);
       const { revision, ...state } = current;
       const next: WorkflowRecord = { ...mutate(state), revision };
-      const result = await store.commitWorkflow(next, revision);
+      const own = this.#own.begin('workflow', workflowId, revision + 1);
+      let result: WorkflowCommitResult | undefined;
+      try {
+        result = await store.commitWorkflow(next, revision);
+      } finally {
+        this.#own.end(own, result?.ok === true);
+      }
       if (result.ok) return this.#workflowCommitted({ ...next, revision: result.revision }, false);
       this.#wfCache?.delete(workflowId);
       if (result.current) this.#wfCache?.saw(workflowId, result.current.revision);
@@ -809,7 +943,7 @@ export class StateManager {
   }
 
   #workflowCommitted(record: WorkflowRecord, created: boolean): WorkflowState {
-    this.#noteOwnWrite(record.revision, created ? 'create' : 'update', 'workflow');
+    this.#noteOwnWrite(created ? 'create' : 'update', 'workflow');
     this.#wfCache?.put(record.workflowId, record.revision, structuredClone(record));
     return this.#publicWorkflow(record);
   }
@@ -819,14 +953,14 @@ export class StateManager {
     return state;
   }
 
-  /** Own writes update the metrics at once (exactly), and their feed events are then skipped. */
-  #noteOwnWrite(revision: number, what: 'create' | 'update', kind: 'document' | 'workflow'): void {
+  /**
+   * Own writes update the metrics at once (exactly), and their feed events are then skipped.
+   * `feedRevision`: the change-feed revision of a document commit (workflow commits report the
+   * workflow's own revision instead, which is no feed cursor).
+   */
+  #noteOwnWrite(what: 'create' | 'update', kind: 'document' | 'workflow', feedRevision?: number): void {
     this.#epoch++;
-    this.#lastRevision = Math.max(this.#lastRevision, revision);
-    if (revision > 0) {
-      this.#ownRevisions.add(revision);
-      if (this.#ownRevisions.size > 10_000) this.#ownRevisions.clear();
-    }
+    if (feedRevision !== undefined) this.#lastRevision = Math.max(this.#lastRevision, feedRevision);
     const s = this.#stats;
     s.totalChanges += 1;
     if (kind === 'document') {
@@ -839,11 +973,11 @@ export class StateManager {
     this.#lastRevision = Math.max(this.#lastRevision, event.revision);
     if (event.kind === 'document') this.#docCache?.saw(event.id, event.version);
     else this.#wfCache?.saw(event.id, event.version);
-    if (!this.#ownRevisions.delete(event.revision)) this.#refreshStats();
+    if (!this.#own.claim(event)) this.#refreshStats();
     for (const watcher of this.#watchers) {
       if (event.revision <= watcher.after || !watcher.matches(event)) continue;
       try {
-        watcher.handler(structuredClone(event));
+        watcher.handler(copyEvent(event));
       } catch (err) {
         process.emitWarning(`a state watch handler threw: ${err instanceof Error ? err.message : String(err)}`, { code: 'CONCORD_WATCH_HANDLER' });
       }

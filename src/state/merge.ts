@@ -10,8 +10,8 @@ export interface LineDiffStats {
 /** The result of a three-way merge: the merged text, or the regions where both sides changed the same lines. */
 export type MergeOutcome = { ok: true; content: string } | { ok: false; conflicts: MergeConflictRegion[] };
 
-/** Lines of a text for counting: '' has none, and a trailing newline does not open an extra line. */
-function countableLines(text: string): string[] {
+/** The lines of a text as `lineDiffStats` counts them: '' has none, and a trailing newline does not open one. */
+export function countableLines(text: string): string[] {
   if (text.length === 0) return [];
   const lines = text.split('\n');
   if (lines[lines.length - 1] === '') lines.pop();
@@ -20,15 +20,24 @@ function countableLines(text: string): string[] {
 
 /**
  * How many lines `after` adds to and removes from `before` (a changed line counts as one of
- * each), like `git diff --stat`. Common leading and trailing lines are skipped before the LCS
- * so the usual edit (an append, a changed paragraph) costs next to nothing.
+ * each), like `git diff --stat`; '' has no lines and a trailing newline does not open one.
  *
  * @example
  * lineDiffStats('a\nb\n', 'a\nB\nc\n') // { added: 2, removed: 1 }
  */
 export function lineDiffStats(before: string, after: string): LineDiffStats {
-  const a = countableLines(before);
-  const b = countableLines(after);
+  if (before === after) return { added: 0, removed: 0 };
+  return lineDiffStatsOfLines(countableLines(before), countableLines(after));
+}
+
+/**
+ * `lineDiffStats` of texts already split by `countableLines` (the state manager keeps the
+ * lines of the version it writes on, so each content update splits only the new text). Common
+ * leading and trailing lines are skipped first, so the usual edit (a changed paragraph of a
+ * longer document) costs one comparison per line; only the lines in between go through a
+ * longest common subsequence, by Myers' O(ND) algorithm.
+ */
+export function lineDiffStatsOfLines(a: readonly string[], b: readonly string[]): LineDiffStats {
   let start = 0;
   while (start < a.length && start < b.length && a[start] === b[start]) start++;
   let endA = a.length;
@@ -37,10 +46,39 @@ export function lineDiffStats(before: string, after: string): LineDiffStats {
     endA--;
     endB--;
   }
+  const lenA = endA - start;
+  const lenB = endB - start;
+  if (lenA === 0 || lenB === 0) return { added: lenB, removed: lenA };
+  // One line against several (a single-line edit lands here as 1 against 1): the longest
+  // common subsequence is 1 if that line occurs on the other side, else 0.
+  if (lenA === 1 || lenB === 1) {
+    const [line, others, from, to] = lenA === 1 ? [a[start], b, start, endB] : [b[start], a, start, endA];
+    let common = 0;
+    for (let i = from; i < to; i++) {
+      if (others[i] === line) {
+        common = 1;
+        break;
+      }
+    }
+    return { added: lenB - common, removed: lenA - common };
+  }
+  if (lenA === 2 && lenB === 2) {
+    // Two against two (say, one line restored and the next changed). The first lines differ and
+    // so do the last (they would have been skipped as common otherwise), so at most one pair,
+    // crosswise, is common.
+    const common = a[start] === b[start + 1] || a[start + 1] === b[start] ? 1 : 0;
+    return { added: 2 - common, removed: 2 - common };
+  }
   const midA = a.slice(start, endA);
   const midB = b.slice(start, endB);
-  if (midA.length === 0 || midB.length === 0) return { added: midB.length, removed: midA.length };
-  if (midA.length * midB.length > EXACT_DIFF_BUDGET) return multisetStats(midA, midB);
+  // Myers' greedy diff costs about (lines + differences²): cheap for the usual few changed lines
+  // of a long middle. Past the budget, the hunk-based LCS or (larger still) the multiset count.
+  const distance = editDistance(midA, midB, Math.floor(EXACT_DIFF_BUDGET / (lenA + lenB)));
+  if (distance >= 0) {
+    const common = (lenA + lenB - distance) / 2;
+    return { added: lenB - common, removed: lenA - common };
+  }
+  if (lenA * lenB > EXACT_DIFF_BUDGET) return multisetStats(midA, midB);
   let added = 0;
   let removed = 0;
   for (const hunk of diffIndices(midA, midB)) {
@@ -48,6 +86,40 @@ export function lineDiffStats(before: string, after: string): LineDiffStats {
     added += hunk.buffer2[1];
   }
   return { added, removed };
+}
+
+/** The diagonal array of `editDistance`, reused across calls (grown when needed). */
+let diagonals = new Int32Array(256);
+
+/**
+ * The number of line insertions plus deletions that turn `a` into `b` (the longest common
+ * subsequence is then (|a| + |b| - distance) / 2), by Myers' greedy algorithm ("An O(ND)
+ * difference algorithm", 1986), or -1 when it exceeds `maxDistance`.
+ */
+function editDistance(a: readonly string[], b: readonly string[], maxDistance: number): number {
+  const n = a.length;
+  const m = b.length;
+  const offset = n + m + 1;
+  const limit = Math.min(maxDistance, n + m);
+  // furthest[offset + k]: the furthest x reached so far on diagonal k = x - y. Only entries
+  // written in an earlier round are read, and round 0 reads [offset + 1], so that one is reset.
+  if (diagonals.length < 2 * offset + 1) diagonals = new Int32Array(2 * offset + 1);
+  const furthest = diagonals;
+  furthest[offset + 1] = 0;
+  for (let d = 0; d <= limit; d++) {
+    for (let k = -d; k <= d; k += 2) {
+      const down = k === -d || (k !== d && furthest[offset + k - 1]! < furthest[offset + k + 1]!);
+      let x = down ? furthest[offset + k + 1]! : furthest[offset + k - 1]! + 1;
+      let y = x - k;
+      while (x < n && y < m && a[x] === b[y]) {
+        x++;
+        y++;
+      }
+      furthest[offset + k] = x;
+      if (x >= n && y >= m) return d;
+    }
+  }
+  return -1;
 }
 
 /**
@@ -74,8 +146,14 @@ function multisetStats(a: string[], b: string[]): LineDiffStats {
 
 /** The short history summary of a content change, e.g. `+12 -3 lines`. */
 export function summarizeStats(stats: LineDiffStats): string {
-  return `+${stats.added} -${stats.removed} lines`;
+  const { added, removed } = stats;
+  if (added < SMALL_SUMMARIES && removed < SMALL_SUMMARIES) return (smallSummaries[added * SMALL_SUMMARIES + removed] ??= `+${added} -${removed} lines`);
+  return `+${added} -${removed} lines`;
 }
+
+/** The summaries of small edits, made once: one is written with every content update. */
+const SMALL_SUMMARIES = 16;
+const smallSummaries: string[] = [];
 
 /**
  * Three-way line merge (diff3) of the caller's edit (`ours`, based on `base`) onto what is

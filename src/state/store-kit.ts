@@ -1,6 +1,7 @@
 import { ValidationError } from '../errors.js';
 import type { CommitRequest } from './store.js';
 import type { ChangeEvent } from './types.js';
+import { copyEvent } from './copy.js';
 
 /**
  * Small pieces every StateStore implementation needs: the commit sanity check and an
@@ -27,6 +28,8 @@ export function checkCommitShape(request: CommitRequest): void {
     throw new ValidationError(`historyLimit must be an integer >= 1, got \`${String(historyLimit)}\``, { field: 'historyLimit' });
   }
 }
+
+const RESOLVED = Promise.resolve();
 
 interface Subscriber {
   handler: (event: ChangeEvent) => void;
@@ -69,20 +72,32 @@ export class ChangeFanout {
     return min;
   }
 
-  /** Queues `events` (ascending revisions) to every subscriber that has not had them yet. */
+  /** Queues `events` (ascending revisions) to every subscriber that has not had them yet, each a copy of its own. */
   deliver(events: readonly ChangeEvent[]): void {
-    if (events.length === 0) return;
+    for (const event of events) this.#queue(event, false);
+  }
+
+  /**
+   * Queues one event made for this call and referenced nowhere else: the first subscriber that
+   * takes it gets it as is, the others copies (saves a copy per commit for the usual single
+   * watcher).
+   */
+  deliverFresh(event: ChangeEvent): void {
+    this.#queue(event, true);
+  }
+
+  #queue(event: ChangeEvent, fresh: boolean): void {
+    let spare = fresh;
     for (const sub of this.#subscribers) {
-      let queued = false;
-      for (const event of events) {
-        if (event.revision <= sub.cursor) continue;
-        sub.queue.push(structuredClone(event));
-        sub.cursor = event.revision;
-        queued = true;
-      }
-      if (queued && !sub.flushing) {
+      if (event.revision <= sub.cursor) continue;
+      sub.queue.push(spare ? event : copyEvent(event));
+      spare = false;
+      sub.cursor = event.revision;
+      if (!sub.flushing) {
         sub.flushing = true;
-        queueMicrotask(() => this.#flush(sub));
+        // A promise job rather than queueMicrotask, which wraps every callback in an
+        // AsyncResource: measurable when every commit schedules one.
+        void RESOLVED.then(() => this.#flush(sub));
       }
     }
   }

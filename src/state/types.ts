@@ -16,7 +16,11 @@ export interface DocumentState {
   version: number;
   content: string;
   metadata: Record<string, unknown>;
-  /** The most recent history entries (a bounded window); `getStateHistory` returns all that are kept. */
+  /**
+   * The most recent history entries (a bounded window); `getStateHistory` returns all that are
+   * kept. The array is the caller's own; its entries are immutable records, frozen and shared
+   * between the documents that show them (their `timestamp` is a Date whose setters throw).
+   */
   history: StateChange[];
   createdAt: Date;
   updatedAt: Date;
@@ -31,7 +35,10 @@ export interface WorkflowState {
   completedStages: string[];
   pendingStages: string[];
   qualityScores: Record<string, number>;
-  /** Starts at 1; each re-entry of a completed stage (a revision loop) adds one. */
+  /**
+   * Starts at 1; each revision loop adds one: entering a completed stage reopens it and every
+   * later completed stage (back to pending), counted once per loop.
+   */
   iteration: number;
   /** Free JSON the orchestrator keeps with the workflow (document id, status, per-stage outputs). */
   data: Record<string, unknown>;

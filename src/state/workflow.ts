@@ -56,16 +56,25 @@ function inStageOrder(workflow: WorkflowState, names: Iterable<string>): string[
 }
 
 /**
- * Makes `stage` the current stage. Entering a completed stage is a revision loop: the stage
- * goes back to pending and `iteration` grows by one. Its last quality score is kept (it says
- * why the revision happened) until the stage completes again.
+ * Makes `stage` the current stage. Entering a completed stage is a revision loop: that stage
+ * and every later completed stage (in the workflow's stage order) go back to pending, since
+ * their work was based on what is now being redone, and `iteration` grows by exactly one for
+ * the loop, however many stages it reopens. Entering the reopened later stages afterwards is
+ * then ordinary progress, not another loop. Last quality scores are kept (they say why the
+ * revision happened) until each stage completes again.
+ *
+ * @example
+ * // stages a, b, c all completed at iteration 1
+ * enterStage(w, 'b', now) // stage 'b', completed ['a'], pending ['b', 'c'], iteration 2
  */
 export function enterStage(workflow: WorkflowState, stage: unknown, now: Date): WorkflowState {
   const name = knownStage(workflow, stage);
   const next = structuredClone(workflow);
   if (next.completedStages.includes(name)) {
-    next.completedStages = next.completedStages.filter((s) => s !== name);
-    next.pendingStages = inStageOrder(next, [...next.pendingStages, name]);
+    const reopened = new Set(next.stages.slice(next.stages.indexOf(name)));
+    const completed = next.completedStages;
+    next.completedStages = completed.filter((s) => !reopened.has(s));
+    next.pendingStages = inStageOrder(next, [...next.pendingStages, ...completed.filter((s) => reopened.has(s))]);
     next.iteration += 1;
   }
   next.stage = name;

@@ -257,6 +257,23 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         await rejects(state.getDocumentAtVersion('doc', 6), VersionNotFoundError);
       });
 
+      it('every kept version keeps the metadata it had, through content and metadata updates in any order', async () => {
+        const state = await manager();
+        let doc = await seed(state, 'doc', 'v1');
+        const expected: Array<Record<string, unknown>> = [doc.metadata];
+        for (let v = 2; v <= 9; v++) {
+          doc =
+            v % 3 === 0
+              ? await state.updateDocumentMetadata({ documentId: 'doc', metadata: { step: v, nested: { list: [v] } }, actor: 'm', expectedVersion: doc.version })
+              : await state.updateDocumentContent({ documentId: 'doc', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
+          expected.push(doc.metadata);
+        }
+        for (let v = 1; v <= 9; v++) expect((await state.getDocumentAtVersion('doc', v)).metadata).toEqual(expected[v - 1]);
+        expect(expected[2]).toMatchObject({ step: 3, nested: { list: [3] } });
+        expect(expected[4]).toEqual(expected[3]);
+        expect(expected[5]).toMatchObject({ step: 6, nested: { list: [6] } });
+      });
+
       it('historyLimit compacts the oldest entries while version keeps counting; a compacted version is a clear error', async () => {
         const state = await manager({ historyLimit: 5 });
         await seed(state, 'doc', 'v1');
@@ -271,6 +288,28 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect(err.oldestKept).toBe(8);
         expect(err.latest).toBe(12);
         expect(err.message).toContain('8..12');
+      });
+
+      it('compacted versions never come back, past batch boundaries and under a manager with a larger limit', async () => {
+        const small = await manager({ historyLimit: 3 });
+        let doc = await seed(small, 'doc', 'v1');
+        for (let v = 2; v <= 140; v++) {
+          doc = await small.updateDocumentContent({ documentId: 'doc', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
+          if (v === 63 || v === 66 || v === 130) {
+            expect((await small.getStateHistory('doc')).map((h) => h.version)).toEqual([v - 2, v - 1, v]);
+            await rejects(small.getDocumentAtVersion('doc', v - 3), VersionNotFoundError);
+          }
+        }
+        const large = await manager({ historyLimit: 1000 });
+        for (const state of [small, large]) {
+          expect((await state.getStateHistory('doc')).map((h) => h.version)).toEqual([138, 139, 140]);
+          expect((await state.getDocumentAtVersion('doc', 138)).content).toBe('v138');
+          for (const gone of [1, 64, 100, 137]) await rejects(state.getDocumentAtVersion('doc', gone), VersionNotFoundError);
+        }
+        const next = await large.updateDocumentContent({ documentId: 'doc', content: 'v141', actor: 'w', expectedVersion: 140 });
+        expect(next.history.map((h) => h.version)).toEqual([138, 139, 140, 141]);
+        expect((await large.getStateHistory('doc')).map((h) => h.version)).toEqual([138, 139, 140, 141]);
+        expect(large.metrics()).toMatchObject({ activeDocuments: 1, totalStateChanges: 141, averageDocumentVersion: 141 });
       });
 
       it('DocumentState.history is a bounded recent window; getStateHistory returns all kept, oldest first', async () => {
@@ -295,6 +334,35 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect(again?.metadata['topic']).toBe('Quarterly report');
         expect(again?.history).toHaveLength(1);
       });
+
+      for (const cache of [false, { ttlMs: 60_000 }] as const) {
+        it(`nothing a write returns can change what is read or written next (cache ${cache ? 'on' : 'off'})`, async () => {
+          const state = await manager({ cache });
+          const doc = await seed(state);
+          const written = await state.updateDocumentContent({ documentId: 'doc', content: 'x\ny', actor: 'w', expectedVersion: doc.version });
+          (written.metadata as Record<string, unknown>)['topic'] = 'mutated';
+          ((written.metadata['requirements'] as string[]) ?? []).push('mutated');
+          written.updatedAt.setTime(0);
+          written.createdAt.setTime(0);
+          written.history.pop();
+          // History entries are immutable records, shared rather than copied: changing one fails.
+          const entry = (await state.getDocumentState('doc'))!.history[0]!;
+          expect(() => Object.assign(entry, { actor: 'forger' })).toThrow(TypeError);
+          expect(() => entry.timestamp.setTime(0)).toThrow(TypeError);
+          expect(entry.timestamp).toBeInstanceOf(Date);
+          // The next write builds on the stored version, not on the caller's object.
+          const next = await state.updateDocumentContent({ documentId: 'doc', content: 'x\ny\nz', actor: 'w', expectedVersion: written.version });
+          for (const read of [next, await state.getDocumentState('doc'), await state.getDocumentAtVersion('doc', written.version)]) {
+            expect(read?.metadata['topic']).toBe('Quarterly report');
+            expect(read?.metadata['requirements']).toEqual(doc.metadata['requirements']);
+            expect(read?.createdAt.getTime()).toBe(doc.createdAt.getTime());
+            expect(read?.updatedAt.getTime()).toBeGreaterThan(0);
+            expect(read?.history[0]?.actor).toBe(doc.history[0]?.actor);
+            expect(read?.history[0]?.timestamp.getTime()).toBe(doc.history[0]?.timestamp.getTime());
+          }
+          expect(next.history.map((h) => h.version)).toEqual([1, 2, 3]);
+        });
+      }
     });
 
     describe('snapshots', () => {
@@ -418,6 +486,34 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect(await state.getWorkflowState('wf')).toEqual(wf);
       });
 
+      it('a revision loop back from the last stage reopens every later stage and counts one iteration per loop', async () => {
+        const state = await manager();
+        const stages = ['research', 'writing', 'editing', 'verification'];
+        await state.createWorkflowState({ workflowId: 'wf', stages });
+        const run = async (names: string[], score: number) => {
+          for (const stage of names) {
+            await state.updateStage({ workflowId: 'wf', stage });
+            await state.completeStage({ workflowId: 'wf', stage, qualityScore: score });
+          }
+        };
+        await run(stages.slice(0, 1), 0.5);
+        await run(stages.slice(1), 0.2);
+        for (let round = 2; round <= 3; round++) {
+          const reopened = await state.updateStage({ workflowId: 'wf', stage: 'writing' });
+          expect(reopened).toMatchObject({
+            stage: 'writing',
+            iteration: round,
+            completedStages: ['research'],
+            pendingStages: ['writing', 'editing', 'verification'],
+            // Last scores are kept until each stage completes again: they say why it was reopened.
+            qualityScores: { research: 0.5, writing: round / 10, editing: round / 10, verification: round / 10 },
+          });
+          await run(['writing', 'editing', 'verification'], (round + 1) / 10);
+          const after = await state.getWorkflowState('wf');
+          expect(after).toMatchObject({ iteration: round, completedStages: stages, pendingStages: [], stage: 'verification' });
+        }
+      });
+
       it('an unknown stage raises ValidationError naming the stages; nothing is written', async () => {
         const state = await manager();
         await state.createWorkflowState({ workflowId: 'wf', stages: ['a', 'b'] });
@@ -496,7 +592,7 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
           const d = await ms[4]!.getDocumentState('doc');
           return d?.version === 51 ? d : undefined;
         }, 'the caching manager to see every write');
-        for (let i = 0; i < 50; i++) expect(doc.metadata[`k${i}`]).toBe(i);
+        for (let i = 0; i < 50; i++) expect(doc!.metadata[`k${i}`]).toBe(i);
       });
 
       it('50 optimistic writers (expectedVersion + retry on conflict) all land their edit', async () => {

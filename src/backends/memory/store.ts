@@ -10,13 +10,123 @@ import type {
   WorkflowCommitResult,
   WorkflowRecord,
 } from '../../state/store.js';
-import type { ChangeEvent, StateChange } from '../../state/types.js';
+import type { ChangeAction, ChangeEvent, StateChange } from '../../state/types.js';
 import { checkCommitShape, ChangeFanout, CHANGE_FEED_RETENTION } from '../../state/store-kit.js';
+import { copyJson, sameJson } from '../../state/copy.js';
+
+/**
+ * One kept version with its history entry, as stored: flat, times as epoch ms (Dates are made
+ * only for what is handed out), metadata a private deep copy.
+ */
+interface StoredVersion {
+  version: number;
+  content: string;
+  metadata: Record<string, unknown>;
+  updatedAt: number;
+  timestamp: number;
+  actor: string;
+  action: ChangeAction;
+  summary: string | undefined;
+}
 
 interface StoredDocument {
-  current: DocumentRecord;
-  /** Kept versions, ascending (Map keeps insertion order), each with its history entry. */
-  versions: Map<number, { record: DocumentRecord; change: StateChange }>;
+  documentId: string;
+  createdAt: number;
+  /**
+   * Kept versions, oldest first and contiguous (every commit adds the next version):
+   * `kept[head]` is the oldest and the last one the current. Compaction moves `head` forward
+   * and slices the array now and then, so a commit costs O(1) amortised and a version is found
+   * by arithmetic.
+   */
+  kept: Array<StoredVersion | undefined>;
+  head: number;
+}
+
+function currentOf(doc: StoredDocument): StoredVersion {
+  return doc.kept[doc.kept.length - 1]!;
+}
+
+/** The kept version `version` of `doc`, if kept. */
+function keptAt(doc: StoredDocument, version: number): StoredVersion | undefined {
+  const oldest = doc.kept[doc.head];
+  if (!oldest) return undefined;
+  const i = doc.head + (version - oldest.version);
+  return i >= doc.head && i < doc.kept.length ? doc.kept[i] : undefined;
+}
+
+function toRecord(doc: StoredDocument, v: StoredVersion): DocumentRecord {
+  return {
+    documentId: doc.documentId,
+    version: v.version,
+    content: v.content,
+    metadata: copyJson(v.metadata),
+    createdAt: new Date(doc.createdAt),
+    updatedAt: new Date(v.updatedAt),
+  };
+}
+
+function toChange(v: StoredVersion): StateChange {
+  const change: StateChange = { version: v.version, timestamp: new Date(v.timestamp), actor: v.actor, action: v.action };
+  if (v.summary !== undefined) change.summary = v.summary;
+  return change;
+}
+
+/**
+ * The change feed: the last `capacity` events in a ring of parallel arrays, so keeping an event
+ * allocates nothing (a commit-heavy store would otherwise keep 100 000 small objects alive for
+ * the garbage collector to trace). Revisions are dense: revision r lives at (r - 1) % capacity.
+ */
+class FeedRing {
+  readonly #capacity: number;
+  #kinds: Array<ChangeEvent['kind']> = [];
+  #ids: string[] = [];
+  #versions: number[] = [];
+  #actions: Array<ChangeEvent['action']> = [];
+  #actors: Array<string | undefined> = [];
+  #times: number[] = [];
+  /** The newest revision (0 when empty). */
+  last = 0;
+
+  constructor(capacity: number) {
+    this.#capacity = capacity;
+  }
+
+  /** Appends the next revision's event; returns its revision. */
+  push(kind: ChangeEvent['kind'], id: string, version: number, action: ChangeEvent['action'], actor: string | undefined, time: number): number {
+    const i = this.last % this.#capacity;
+    this.#kinds[i] = kind;
+    this.#ids[i] = id;
+    this.#versions[i] = version;
+    this.#actions[i] = action;
+    this.#actors[i] = actor;
+    this.#times[i] = time;
+    return ++this.last;
+  }
+
+  /** The event of a kept revision, as a new object. */
+  event(revision: number): ChangeEvent {
+    const i = (revision - 1) % this.#capacity;
+    const event: ChangeEvent = {
+      revision,
+      kind: this.#kinds[i]!,
+      id: this.#ids[i]!,
+      version: this.#versions[i]!,
+      action: this.#actions[i]!,
+      timestamp: new Date(this.#times[i]!),
+    };
+    const actor = this.#actors[i];
+    if (actor !== undefined) event.actor = actor;
+    return event;
+  }
+
+  /** Up to `limit` kept events after `afterRevision`, oldest first, as new objects. */
+  since(afterRevision: number, limit: number): ChangeEvent[] {
+    const from = Math.max(afterRevision + 1, this.last - this.#capacity + 1, 1);
+    const to = Math.min(this.last, from + limit - 1);
+    const out: ChangeEvent[] = [];
+    for (let r = from; r <= to; r++) out.push(this.event(r));
+    return out;
+  }
 }
 
 interface StoredLock {
@@ -26,8 +136,9 @@ interface StoredLock {
 }
 
 /**
- * The in-process StateStore: Maps, with every value deep-copied on the way in and out so no
- * caller can change stored state by mutating an object it passed or got back. One instance is
+ * The in-process StateStore: Maps, with every value deep-copied on the way in and out (by the
+ * small copiers of `state/copy.ts`, much cheaper than `structuredClone`) so no caller can
+ * change stored state by mutating an object it passed or got back. One instance is
  * one isolated space; several StateManagers may share it (that is how tests play "processes").
  *
  * @example
@@ -43,8 +154,7 @@ export class MemoryStore implements StateStore {
   #documents = new Map<string, StoredDocument>();
   #workflows = new Map<string, WorkflowRecord>();
   #locks = new Map<string, StoredLock>();
-  #changes: ChangeEvent[] = [];
-  #revision = 0;
+  #feed = new FeedRing(CHANGE_FEED_RETENTION);
   #fanout = new ChangeFanout();
   #closed = false;
 
@@ -57,7 +167,7 @@ export class MemoryStore implements StateStore {
   async getDocument(documentId: string): Promise<DocumentRecord | null> {
     this.#open();
     const doc = this.#documents.get(documentId);
-    return doc ? structuredClone(doc.current) : null;
+    return doc ? toRecord(doc, currentOf(doc)) : null;
   }
 
   /** Compare-and-swap commit of a version with its history entry (see the port). */
@@ -68,31 +178,36 @@ export class MemoryStore implements StateStore {
     const existing = this.#documents.get(document.documentId);
     if (fence) {
       const lock = this.#locks.get(fence.key);
-      if (!lock || lock.fence !== fence.token) return { ok: false, reason: 'fenced', current: existing ? structuredClone(existing.current) : null };
+      if (!lock || lock.fence !== fence.token) return { ok: false, reason: 'fenced', current: existing ? toRecord(existing, currentOf(existing)) : null };
     }
     if (expectedVersion === null) {
-      if (existing) return { ok: false, reason: 'exists', current: structuredClone(existing.current) };
+      if (existing) return { ok: false, reason: 'exists', current: toRecord(existing, currentOf(existing)) };
     } else {
       if (!existing) return { ok: false, reason: 'not_found', current: null };
-      if (existing.current.version !== expectedVersion) return { ok: false, reason: 'conflict', current: structuredClone(existing.current) };
+      const current = currentOf(existing);
+      if (current.version !== expectedVersion) return { ok: false, reason: 'conflict', current: toRecord(existing, current) };
     }
-    const record = structuredClone(document);
-    const doc: StoredDocument = existing ?? { current: record, versions: new Map() };
-    doc.current = record;
-    doc.versions.set(record.version, { record, change: structuredClone(change) });
-    for (const version of doc.versions.keys()) {
-      if (doc.versions.size <= historyLimit) break;
-      doc.versions.delete(version);
-    }
-    this.#documents.set(record.documentId, doc);
-    const revision = this.#append({
-      kind: 'document',
-      id: record.documentId,
-      version: record.version,
-      action: change.action,
+    const doc: StoredDocument = existing ?? { documentId: document.documentId, createdAt: document.createdAt.getTime(), kept: [], head: 0 };
+    const timestamp = change.timestamp.getTime();
+    // Metadata carried over unchanged (every content update) shares the previous version's copy.
+    const previous = existing ? currentOf(existing).metadata : undefined;
+    doc.kept.push({
+      version: document.version,
+      content: document.content,
+      metadata: previous !== undefined && sameJson(previous, document.metadata) ? previous : copyJson(document.metadata),
+      updatedAt: document.updatedAt.getTime(),
+      timestamp,
       actor: change.actor,
-      timestamp: change.timestamp,
+      action: change.action,
+      summary: change.summary,
     });
+    while (doc.kept.length - doc.head > historyLimit) doc.kept[doc.head++] = undefined;
+    if (doc.head >= 64 && doc.head * 2 >= doc.kept.length) {
+      doc.kept = doc.kept.slice(doc.head);
+      doc.head = 0;
+    }
+    if (!existing) this.#documents.set(doc.documentId, doc);
+    const revision = this.#append('document', doc.documentId, document.version, change.action, change.actor, timestamp);
     return { ok: true, revision };
   }
 
@@ -101,16 +216,18 @@ export class MemoryStore implements StateStore {
     this.#open();
     const doc = this.#documents.get(documentId);
     if (!doc) return [];
-    const kept = [...doc.versions.values()];
-    const wanted = options?.limit !== undefined ? kept.slice(Math.max(0, kept.length - options.limit)) : kept;
-    return wanted.map((v) => structuredClone(v.change));
+    const from = options?.limit !== undefined ? Math.max(doc.head, doc.kept.length - Math.max(0, options.limit)) : doc.head;
+    const out: StateChange[] = [];
+    for (let i = from; i < doc.kept.length; i++) out.push(toChange(doc.kept[i]!));
+    return out;
   }
 
   /** A kept version, or null. */
   async getVersion(documentId: string, version: number): Promise<DocumentRecord | null> {
     this.#open();
-    const kept = this.#documents.get(documentId)?.versions.get(version);
-    return kept ? structuredClone(kept.record) : null;
+    const doc = this.#documents.get(documentId);
+    const kept = doc ? keptAt(doc, version) : undefined;
+    return doc && kept ? toRecord(doc, kept) : null;
   }
 
   /** The oldest kept version, or null when the document does not exist. */
@@ -118,17 +235,16 @@ export class MemoryStore implements StateStore {
     this.#open();
     const doc = this.#documents.get(documentId);
     if (!doc) return null;
-    const first = doc.versions.keys().next();
-    return first.done ? doc.current.version : first.value;
+    return doc.kept[doc.head]?.version ?? currentOf(doc).version;
   }
 
   /** Every document's id, version and last update. */
   async listDocuments(): Promise<DocumentSummary[]> {
     this.#open();
-    return [...this.#documents.values()].map(({ current }) => ({
-      documentId: current.documentId,
-      version: current.version,
-      updatedAt: new Date(current.updatedAt),
+    return [...this.#documents.values()].map((doc) => ({
+      documentId: doc.documentId,
+      version: currentOf(doc).version,
+      updatedAt: new Date(currentOf(doc).updatedAt),
     }));
   }
 
@@ -148,13 +264,7 @@ export class MemoryStore implements StateStore {
     const revision = (expectedRevision ?? 0) + 1;
     const stored = { ...structuredClone(workflow), revision };
     this.#workflows.set(workflow.workflowId, stored);
-    this.#append({
-      kind: 'workflow',
-      id: workflow.workflowId,
-      version: revision,
-      action: expectedRevision === null ? 'workflow_create' : 'workflow_update',
-      timestamp: new Date(stored.updatedAt),
-    });
+    this.#append('workflow', workflow.workflowId, revision, expectedRevision === null ? 'workflow_create' : 'workflow_update', undefined, stored.updatedAt.getTime());
     return { ok: true, revision };
   }
 
@@ -167,21 +277,21 @@ export class MemoryStore implements StateStore {
   /** Change events after `afterRevision` (the last `CHANGE_FEED_RETENTION` are kept). */
   async changesSince(afterRevision: number, limit = 1000): Promise<ChangeEvent[]> {
     this.#open();
-    return this.#since(afterRevision, limit).map((e) => structuredClone(e));
+    return this.#feed.since(afterRevision, limit);
   }
 
   /** The highest revision so far. */
   async currentRevision(): Promise<number> {
     this.#open();
-    return this.#revision;
+    return this.#feed.last;
   }
 
   /** Delivers change events in revision order, from `afterRevision` (default: now). */
   async watch(handler: (event: ChangeEvent) => void, options?: { afterRevision?: number }): Promise<() => Promise<void>> {
     this.#open();
-    const after = options?.afterRevision ?? this.#revision;
+    const after = options?.afterRevision ?? this.#feed.last;
     const stop = this.#fanout.add(handler, after);
-    const backlog = this.#since(after, Number.MAX_SAFE_INTEGER);
+    const backlog = this.#feed.since(after, Number.MAX_SAFE_INTEGER);
     this.#fanout.deliver(backlog);
     return async () => stop();
   }
@@ -220,7 +330,7 @@ export class MemoryStore implements StateStore {
   async stats(): Promise<{ documents: number; workflows: number; totalChanges: number; sumOfVersions: number }> {
     this.#open();
     let sumOfVersions = 0;
-    for (const doc of this.#documents.values()) sumOfVersions += doc.current.version;
+    for (const doc of this.#documents.values()) sumOfVersions += currentOf(doc).version;
     let workflowWrites = 0;
     for (const wf of this.#workflows.values()) workflowWrites += wf.revision;
     return {
@@ -241,19 +351,9 @@ export class MemoryStore implements StateStore {
     if (this.#closed) throw new ClosedError('memory store');
   }
 
-  #append(event: Omit<ChangeEvent, 'revision'>): number {
-    const full: ChangeEvent = { ...event, revision: ++this.#revision };
-    this.#changes.push(full);
-    if (this.#changes.length > CHANGE_FEED_RETENTION * 1.1) this.#changes.splice(0, this.#changes.length - CHANGE_FEED_RETENTION);
-    this.#fanout.deliver([full]);
-    return full.revision;
-  }
-
-  #since(afterRevision: number, limit: number): ChangeEvent[] {
-    // Revisions are dense in the kept window, so the start is found by arithmetic.
-    const first = this.#changes[0];
-    if (!first) return [];
-    const start = Math.max(0, afterRevision + 1 - first.revision);
-    return this.#changes.slice(start, start + limit);
+  #append(kind: ChangeEvent['kind'], id: string, version: number, action: ChangeEvent['action'], actor: string | undefined, time: number): number {
+    const revision = this.#feed.push(kind, id, version, action, actor, time);
+    if (this.#fanout.size > 0) this.#fanout.deliverFresh(this.#feed.event(revision));
+    return revision;
   }
 }

@@ -13,8 +13,11 @@ import type {
 } from '../../state/store.js';
 import type { ChangeAction, ChangeEvent, StateChange } from '../../state/types.js';
 import { asTransportError, connectClient, createClient, keySegment, parseRedisUrl, type RedisConfig } from './connection.js';
-import { SCRIPTS } from './scripts.js';
+import { LuaScript, SCRIPTS } from './scripts.js';
 import { ChangeFanout, checkCommitShape } from '../../state/store-kit.js';
+
+/** A kept version, bounded by the oldest kept (see the script); a store script not in the shared registry. */
+const GET_VERSION = new LuaScript('get-version');
 
 /** Page size when reading the change feed. */
 const FEED_PAGE = 500;
@@ -39,6 +42,8 @@ export class RedisStore implements StateStore {
   readonly #p: string;
   readonly #cmd: Redis;
   #connecting: Promise<void> | undefined;
+  /** `connect()` succeeded once (ioredis reconnects by itself after that). */
+  #connected = false;
   #closed = false;
   #sub: Redis | undefined;
   #subConnecting: Promise<Redis> | undefined;
@@ -65,10 +70,15 @@ export class RedisStore implements StateStore {
   /** Connects; `TransportError` naming the URL when Redis is unreachable. Idempotent. */
   connect(): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('redis store'));
-    this.#connecting ??= connectClient(this.#cmd, this.#config).catch((err: unknown) => {
-      this.#connecting = undefined;
-      throw err;
-    });
+    this.#connecting ??= connectClient(this.#cmd, this.#config).then(
+      () => {
+        this.#connected = true;
+      },
+      (err: unknown) => {
+        this.#connecting = undefined;
+        throw err;
+      },
+    );
     return this.#connecting;
   }
 
@@ -79,7 +89,8 @@ export class RedisStore implements StateStore {
   }
 
   async #run(name: keyof typeof SCRIPTS, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    const client = await this.#client();
+    // Once connected, straight to the client: the write path should not wait on `connect()` each time.
+    const client = this.#connected && !this.#closed ? this.#cmd : await this.#client();
     try {
       return await SCRIPTS[name].run(client, keys, args);
     } catch (err) {
@@ -145,7 +156,19 @@ export class RedisStore implements StateStore {
       ],
     )) as [string, unknown];
     const [status, detail] = raw;
-    if (status === 'ok') return { ok: true, revision: Number(detail) };
+    if (status === 'ok') {
+      const revision = Number(detail);
+      this.#committed({
+        revision,
+        kind: 'document',
+        id: document.documentId,
+        version: document.version,
+        action: change.action,
+        actor: change.actor,
+        timestamp: new Date(change.timestamp.getTime()),
+      });
+      return { ok: true, revision };
+    }
     return {
       ok: false,
       reason: status as 'conflict' | 'exists' | 'not_found' | 'fenced',
@@ -165,8 +188,14 @@ export class RedisStore implements StateStore {
   /** A kept version's record, or null when compacted or never written. */
   async getVersion(documentId: string, version: number): Promise<DocumentRecord | null> {
     const k = this.#docKeys(documentId);
-    const raw = await this.#call('getVersion', (c) => c.hget(k.ver, String(version)));
-    return raw === null ? null : decodeRecord(raw);
+    const client = await this.#client();
+    let raw: unknown;
+    try {
+      raw = await GET_VERSION.run(client, [k.doc, k.ver], [version]);
+    } catch (err) {
+      throw asTransportError(this.#config, 'getVersion', err);
+    }
+    return typeof raw === 'string' ? decodeRecord(raw) : null;
   }
 
   /** Oldest version still kept, or null if the document does not exist. */
@@ -217,7 +246,17 @@ export class RedisStore implements StateStore {
       ],
     )) as [number, unknown];
     const [ok, detail] = raw;
-    if (ok === 1) return { ok: true, revision };
+    if (ok === 1) {
+      this.#committed({
+        revision: Number(detail),
+        kind: 'workflow',
+        id: workflow.workflowId,
+        version: revision,
+        action: expectedRevision === null ? 'workflow_create' : 'workflow_update',
+        timestamp: new Date(workflow.updatedAt.getTime()),
+      });
+      return { ok: true, revision };
+    }
     return { ok: false, current: typeof detail === 'string' ? decodeWorkflow(detail) : null };
   }
 
@@ -288,6 +327,17 @@ export class RedisStore implements StateStore {
   }
 
   /**
+   * After this store's own commit of `event`: watchers that have every event before it get it at
+   * once (its wake-up, when it comes, is then already behind them); otherwise the stream is read.
+   */
+  #committed(event: ChangeEvent): void {
+    const min = this.#fanout.minCursor();
+    if (min === null) return;
+    if (min >= event.revision - 1) this.#fanout.deliverFresh(event);
+    else if (event.revision > min) this.#readFeed();
+  }
+
+  /**
    * A wake-up carries its event: when every watcher is right behind it, deliver it without a
    * stream read; after a gap (a missed wake-up, a watcher resuming from further back) read the
    * stream, which is the source of truth.
@@ -309,7 +359,7 @@ export class RedisStore implements StateStore {
           timestamp: new Date(Number(f['t'])),
         };
         if (f['u'] !== undefined) event.actor = String(f['u']);
-        this.#fanout.deliver([event]);
+        this.#fanout.deliverFresh(event);
         return;
       } catch {
         // Not an event we understand: read the stream instead.
@@ -377,11 +427,21 @@ export class RedisStore implements StateStore {
 
   // ------------------------------------------------------------------ stats, close
 
-  /** Store-wide counts, kept as counters by the commit scripts (`totalChanges` includes workflow writes). */
+  /**
+   * Store-wide counts. Every commit bumps the revision once and a document commit adds one to
+   * its document's version, so `totalChanges` is the revision and `sumOfVersions` the revision
+   * minus the workflow writes (the one counter commit-workflow keeps); document commits keep none.
+   */
   async stats(): Promise<{ documents: number; workflows: number; totalChanges: number; sumOfVersions: number }> {
     return this.#call('stats', async (c) => {
-      const [documents, workflows, counters] = await Promise.all([c.hlen(this.#p + 'docs'), c.scard(this.#p + 'wfs'), c.hmget(this.#p + 'stats', 'changes', 'sumv')]);
-      return { documents, workflows, totalChanges: Number(counters[0] ?? 0), sumOfVersions: Number(counters[1] ?? 0) };
+      const [documents, workflows, rev, workflowWrites] = await Promise.all([
+        c.hlen(this.#p + 'docs'),
+        c.scard(this.#p + 'wfs'),
+        c.get(this.#p + 'rev'),
+        c.hget(this.#p + 'stats', 'wfw'),
+      ]);
+      const totalChanges = Number(rev ?? 0);
+      return { documents, workflows, totalChanges, sumOfVersions: totalChanges - Number(workflowWrites ?? 0) };
     });
   }
 

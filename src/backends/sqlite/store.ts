@@ -67,12 +67,25 @@ interface ChangeRow {
 
 type Statements = ReturnType<typeof prepare>;
 
+interface AppendedChange {
+  revision: number;
+  kind: string;
+  id: string;
+  version: number;
+  action: string;
+  actor: string | null;
+  changedAt: number;
+}
+
 /** The write transactions, each run with `BEGIN IMMEDIATE`. */
 interface Transactions {
   commit: (request: CommitRequest) => CommitResult;
   commitWorkflow: (workflow: WorkflowRecord, expected: number | null) => WorkflowCommitResult;
   acquire: (key: string, ttlMs: number) => LockGrant | null;
 }
+
+/** Compacted version rows are deleted in batches of about this many (see `#commitInTx`). */
+const COMPACT_BATCH = 64;
 
 /** Stores of this process per database file, so a commit wakes same-process watchers at once. */
 const neighbours = new Map<string, Set<SqliteStore>>();
@@ -117,7 +130,7 @@ function prepare(db: BetterSqlite3.Database) {
     getVersion: db.prepare<[string, string, number], DocumentRow>(
       `SELECT v.document_id, v.version, v.content, v.metadata, d.created_at, v.updated_at
          FROM versions v JOIN documents d ON d.ns = v.ns AND d.document_id = v.document_id
-        WHERE v.ns = ? AND v.document_id = ? AND v.version = ?`,
+        WHERE v.ns = ? AND v.document_id = ? AND v.version = ? AND v.version >= d.oldest_version`,
     ),
     insertVersion: db.prepare(
       `INSERT INTO versions (ns, document_id, version, content, metadata, updated_at, actor, action, summary, changed_at)
@@ -133,8 +146,9 @@ function prepare(db: BetterSqlite3.Database) {
     ),
     compact: db.prepare('DELETE FROM versions WHERE ns = ? AND document_id = ? AND version < ?'),
     history: db.prepare<[string, string, number], HistoryRow>(
-      `SELECT version, actor, action, summary, changed_at FROM versions
-        WHERE ns = ? AND document_id = ? ORDER BY version DESC LIMIT ?`,
+      `SELECT v.version, v.actor, v.action, v.summary, v.changed_at
+         FROM versions v JOIN documents d ON d.ns = v.ns AND d.document_id = v.document_id
+        WHERE v.ns = ? AND v.document_id = ? AND v.version >= d.oldest_version ORDER BY v.version DESC LIMIT ?`,
     ),
     listDocuments: db.prepare<[string], { document_id: string; version: number; updated_at: number }>(
       'SELECT document_id, version, updated_at FROM documents WHERE ns = ? ORDER BY document_id',
@@ -148,8 +162,8 @@ function prepare(db: BetterSqlite3.Database) {
       'SELECT revision, body FROM workflows WHERE ns = ? ORDER BY workflow_id',
     ),
     appendChange: db.prepare(
-      `INSERT INTO changes (ns, kind, id, version, action, actor, changed_at)
-       VALUES (@ns, @kind, @id, @version, @action, @actor, @changedAt)`,
+      `INSERT INTO changes (ns, revision, kind, id, version, action, actor, changed_at)
+       VALUES (@ns, @revision, @kind, @id, @version, @action, @actor, @changedAt)`,
     ),
     changesSince: db.prepare<[string, number, number], ChangeRow>(
       'SELECT revision, kind, id, version, action, actor, changed_at FROM changes WHERE ns = ? AND revision > ? ORDER BY revision LIMIT ?',
@@ -241,6 +255,8 @@ export class SqliteStore implements StateStore {
   #polling = false;
   #pollAgain = false;
   #tx: Transactions | null = null;
+  /** The change-feed event the last write transaction appended (read right after it, synchronously). */
+  #appended: AppendedChange | null = null;
 
   /** Opens nothing yet: `connect()` (which the StateManager calls) opens and migrates the file. */
   constructor(options: SqliteStoreOptions) {
@@ -326,8 +342,8 @@ export class SqliteStore implements StateStore {
   async commitDocument(request: CommitRequest): Promise<CommitResult> {
     const { tx } = await this.#ready();
     checkCommitShape(request);
-    const result = await this.#retryBusy(() => tx.commit(request));
-    if (result.ok) this.#wakeNeighbours();
+    const [result, event] = await this.#retryBusy(() => [tx.commit(request), this.#appended] as const);
+    if (result.ok) this.#wakeNeighbours(event);
     return result;
   }
 
@@ -364,7 +380,10 @@ export class SqliteStore implements StateStore {
     });
     if (head) {
       const oldest = Math.max(head.oldest_version, document.version - historyLimit + 1);
-      if (oldest > head.oldest_version) s.compact.run(ns, document.documentId, oldest);
+      // Versions below `oldest_version` are compacted: every read is bounded by it. Their rows go
+      // in batches, when `oldest` crosses a multiple of COMPACT_BATCH, so that a commit does not
+      // also rewrite the page of the oldest row (one more page written and synced every time).
+      if (Math.floor(oldest / COMPACT_BATCH) > Math.floor(head.oldest_version / COMPACT_BATCH)) s.compact.run(ns, document.documentId, oldest);
       s.updateDocument.run({ ns, documentId: document.documentId, version: document.version, oldest, updatedAt: document.updatedAt.getTime() });
     } else {
       s.insertDocument.run({
@@ -389,7 +408,10 @@ export class SqliteStore implements StateStore {
   #appendChange(event: { kind: string; id: string; version: number; action: string; actor: string | null; changedAt: number }): number {
     const s = this.#s();
     const ns = this.#options.namespace;
-    const revision = Number(s.appendChange.run({ ns, ...event }).lastInsertRowid);
+    // Inside the writing BEGIN IMMEDIATE transaction: nobody else can take the same number.
+    const revision = (s.currentRevision.get(ns)?.r ?? 0) + 1;
+    s.appendChange.run({ ns, revision, ...event });
+    this.#appended = { revision, ...event };
     // Every 1000th revision (whichever process writes it) trims this namespace's old feed events.
     if (revision % 1000 === 0) s.trimChanges.run(ns, revision - CHANGE_FEED_RETENTION);
     return revision;
@@ -442,8 +464,8 @@ export class SqliteStore implements StateStore {
   /** Compare-and-swap on the workflow revision (null = create). */
   async commitWorkflow(workflow: WorkflowRecord, expectedRevision: number | null): Promise<WorkflowCommitResult> {
     const { tx } = await this.#ready();
-    const result = await this.#retryBusy(() => tx.commitWorkflow(workflow, expectedRevision));
-    if (result.ok) this.#wakeNeighbours();
+    const [result, event] = await this.#retryBusy(() => [tx.commitWorkflow(workflow, expectedRevision), this.#appended] as const);
+    if (result.ok) this.#wakeNeighbours(event);
     return result;
   }
 
@@ -534,10 +556,19 @@ export class SqliteStore implements StateStore {
     }
   }
 
-  /** Wakes the watchers of every store of this process on the same file (this one included). */
-  #wakeNeighbours(): void {
+  /**
+   * After a commit of `event`: wakes the watchers of every store of this process on the same
+   * file and namespace (this one included). A store whose watchers all have every event before
+   * this one gets it handed over at once; others poll the feed (so nothing is ever skipped).
+   */
+  #wakeNeighbours(event: AppendedChange | null): void {
     const set = this.#file === ':memory:' ? [this] : (neighbours.get(this.#file) ?? []);
-    for (const store of set) if (store.#fanout.size > 0) setImmediate(() => void store.#poll());
+    for (const store of set) {
+      if (store.#fanout.size === 0 || store.#options.namespace !== this.#options.namespace) continue;
+      const behind = store.#fanout.minCursor();
+      if (event && behind !== null && behind >= event.revision - 1) store.#fanout.deliverFresh(toChange({ ...event, changed_at: event.changedAt }));
+      else setImmediate(() => void store.#poll());
+    }
   }
 
   /** Takes the lease in a `BEGIN IMMEDIATE` transaction when it is free or expired. */

@@ -5,7 +5,7 @@
   KEYS[2]  {prefix}s:wfs       SET of workflow ids
   KEYS[3]  {prefix}s:rev       store revision counter
   KEYS[4]  {prefix}s:feed      STREAM change feed
-  KEYS[5]  {prefix}s:stats     HASH changes (document versions + workflow writes)
+  KEYS[5]  {prefix}s:stats     HASH wfw = workflow writes (document versions are s:rev - wfw)
   ARGV[1]  workflowId
   ARGV[2]  expected revision, '' = the workflow must not exist
   ARGV[3]  new record JSON (its revision already set to the new revision)
@@ -26,7 +26,7 @@ else
 end
 redis.call('HSET', KEYS[1], 'r', ARGV[4], 'j', ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('HINCRBY', KEYS[5], 'changes', 1)
+redis.call('HINCRBY', KEYS[5], 'wfw', 1)
 local rev = redis.call('INCR', KEYS[3])
 local action = 'workflow_update'
 if ARGV[2] == '' then action = 'workflow_create' end

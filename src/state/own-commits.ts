@@ -1,0 +1,112 @@
+import type { ChangeEvent } from './types.js';
+
+interface OwnCommit {
+  version: number;
+  /** Own commits of this key under way (two callers of one manager may race for a version). */
+  inFlight: number;
+  /** The feed revision of this key's event, when it arrived while a commit was under way. */
+  early: number | undefined;
+  /** An own commit of this key succeeded; its event has not arrived yet. */
+  done: boolean;
+}
+
+/** What `begin` hands out for `end`. */
+export interface OwnCommitTicket {
+  kind: 'document' | 'workflow';
+  id: string;
+  entry: OwnCommit;
+}
+
+/**
+ * This manager's own commits, so the change feed can tell their events (already counted in the
+ * metrics) from other writers' (which trigger a stats refresh). A commit is known by kind, id
+ * and the version (or workflow revision) it makes, which exactly one commit can make. The event
+ * may come before the commit's answer (a memory or SQLite store delivers it in the same tick,
+ * Redis over another connection), so an event seen while a commit of its key is under way is
+ * held until the commit ends: its own if it succeeded, another writer's if it lost.
+ */
+export class OwnCommits {
+  #byKind = { document: new Map<string, OwnCommit[]>(), workflow: new Map<string, OwnCommit[]>() };
+  #size = 0;
+  /** Map size at which `begin` drops the emptied lists. */
+  #sweepAt = 1024;
+  #othersChanged: () => void;
+
+  constructor(othersChanged: () => void) {
+    this.#othersChanged = othersChanged;
+  }
+
+  /** An own commit of `kind` `id` making `version` starts; pass what it returns to `end`. */
+  begin(kind: 'document' | 'workflow', id: string, version: number): OwnCommitTicket {
+    const map = this.#byKind[kind];
+    let list = map.get(id);
+    if (!list) {
+      if (map.size >= this.#sweepAt) {
+        for (const [key, l] of map) if (l.length === 0) map.delete(key);
+        this.#sweepAt = Math.max(1024, 2 * map.size);
+      }
+      map.set(id, (list = []));
+    }
+    let entry = list.find((e) => e.version === version);
+    if (entry) entry.inFlight++;
+    else {
+      entry = { version, inFlight: 1, early: undefined, done: false };
+      list.push(entry);
+      // Bounded: entries whose event never comes (a store closed under them) must not pile up.
+      if (++this.#size > 10_000) this.#clear();
+    }
+    return { kind, id, entry };
+  }
+
+  /** The commit `begin` started has ended: `committed` when it wrote, false when it lost (or failed). */
+  end(own: OwnCommitTicket, committed: boolean): void {
+    const { entry } = own;
+    entry.inFlight--;
+    if (committed) {
+      if (entry.early !== undefined) this.#remove(own.kind, own.id, entry);
+      else entry.done = true;
+    } else if (entry.inFlight === 0 && !entry.done) {
+      this.#remove(own.kind, own.id, entry);
+      if (entry.early !== undefined) this.#othersChanged();
+    }
+  }
+
+  /** True when `event` is one of this manager's own commits (then forgotten), false for another writer's. */
+  claim(event: ChangeEvent): boolean {
+    const list = this.#byKind[event.kind].get(event.id);
+    const entry = list?.find((e) => e.version === event.version);
+    if (!entry) return false;
+    if (entry.done) {
+      this.#remove(event.kind, event.id, entry);
+      return true;
+    }
+    if (entry.inFlight > 0) {
+      entry.early = event.revision;
+      return true; // for now: `end` reports it if the commit lost
+    }
+    return false;
+  }
+
+  #remove(kind: 'document' | 'workflow', id: string, entry: OwnCommit): void {
+    const list = this.#byKind[kind].get(id);
+    const i = list ? list.indexOf(entry) : -1;
+    if (!list || i < 0) return;
+    this.#size--;
+    // Swap-remove; an emptied list stays in the map (deleting and re-adding the key on every
+    // commit makes the Map shrink and grow its table each time) until `begin` sweeps.
+    const last = list.pop()!;
+    if (i < list.length) list[i] = last;
+  }
+
+  #clear(): void {
+    for (const map of Object.values(this.#byKind)) {
+      for (const [id, list] of map) {
+        const kept = list.filter((e) => e.inFlight > 0);
+        if (kept.length > 0) map.set(id, kept);
+        else map.delete(id);
+      }
+    }
+    this.#size = 0;
+    for (const map of Object.values(this.#byKind)) for (const list of map.values()) this.#size += list.length;
+  }
+}
