@@ -189,6 +189,8 @@ describe('Orchestrator: the document pipeline in one process', () => {
     // The workflow state saw the revision loop (re-entering `writing` counts an iteration).
     const wf = await state.getWorkflowState(outcome.workflowId);
     expect(wf?.iteration).toBeGreaterThan(1);
+    // One iteration per revision loop, however many stages the loop re-enters.
+    expect(wf?.iteration).toBe(data.iteration);
     expect(wf?.completedStages).toEqual(['research', 'writing', 'editing', 'verification']);
   });
 
@@ -467,7 +469,7 @@ describe('Orchestrator: one run per workflow at a time (the run lease)', () => {
   it('a second resume while a run holds the workflow fails with WorkflowBusyError, and the run finishes alone', async () => {
     const url = `sqlite:${join(tempDir(), 'state.db')}`;
     const first = gatedBus();
-    const running = new Orchestrator({ bus: first.bus, state: newState(url), definition: documentPipeline(), lease: { ttlMs: 300 } }).start({
+    const running = new Orchestrator({ bus: first.bus, state: newState(url), definition: documentPipeline(), lease: { ttlMs: 1500 } }).start({
       workflowId: 'wf-leased',
       topic: TOPIC,
       input: INPUT,
@@ -480,15 +482,16 @@ describe('Orchestrator: one run per workflow at a time (the run lease)', () => {
       bus: newBus(counting(counts)),
       state: newState(url),
       definition: documentPipeline(),
-      lease: { ttlMs: 300, waitMs: 900 },
+      lease: { ttlMs: 1500, waitMs: 2000 },
       onEvent: (e) => events.push(e),
     });
-    // The first run keeps renewing its 300 ms lease, so waiting three times that is not enough.
+    // The first run keeps renewing its 1.5 s lease (every 0.5 s), so waiting longer than the
+    // lease is not enough: only a run that stopped renewing lets it run out.
     const err = await thrown(() => second.resume('wf-leased'));
     expect(err).toBeInstanceOf(WorkflowBusyError);
     expect((err as WorkflowBusyError).code).toBe('workflow_busy');
     expect((err as Error).message).toMatch(/workflow `wf-leased` is being run by another process/);
-    expect(events).toEqual([{ type: 'lease_wait', workflowId: 'wf-leased', waitMs: 900 }]);
+    expect(events).toEqual([{ type: 'lease_wait', workflowId: 'wf-leased', waitMs: 2000 }]);
     expect(counts).toEqual({});
 
     first.open();
