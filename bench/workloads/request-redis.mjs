@@ -41,7 +41,13 @@ if (role === 'responder') {
     stop = await raw.startResponder(ns, respond);
   }
   process.send({ type: 'ready' });
+  // CPU the responder burns while the requester measures (diagnostics in the result's info).
+  const { from } = await parentMessage('measure');
+  const cpu0 = process.cpuUsage();
+  process.send({ type: 'measuring', from });
   await parentMessage('stop');
+  const cpu = process.cpuUsage(cpu0);
+  process.send({ type: 'cpu', us: cpu.user + cpu.system });
   await stop();
   process.disconnect();
   process.exit(0);
@@ -67,8 +73,13 @@ if (role === 'responder') {
 
   const samples = new Float64Array(n);
   let seconds;
+  let cpuUs = 0;
+  let responderCpuUs = 0;
   try {
     for (let i = 0; i < warmup; i++) await run(i);
+    responder.send({ type: 'measure', from: 0 });
+    await responder.message('measuring');
+    const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < n; i++) {
       const s = process.hrtime.bigint();
@@ -77,9 +88,12 @@ if (role === 'responder') {
       if (i === 0 && reply?.payload?.ok !== true) throw new Error(`unexpected reply ${JSON.stringify(reply)}`);
     }
     seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const cpu = process.cpuUsage(cpu0);
+    cpuUs = cpu.user + cpu.system;
   } finally {
-    await close();
     responder.send({ type: 'stop' });
+    responderCpuUs = (await responder.message('cpu').catch(() => ({ us: 0 }))).us;
+    await close();
     await responder.exited;
     await cleanupRedis(ns);
   }
@@ -90,7 +104,9 @@ if (role === 'responder') {
       { metric: 'p99_us', value: p.p99_us },
       { metric: 'ops_per_s', value: n / seconds },
     ],
-    { n, warmup, mean_us: p.mean_us },
+    // CPU per request (user + system, µs) of each process while measuring: on a shared machine a
+    // CPU-hungry subject pays twice, so this says where a latency gap comes from.
+    { n, warmup, mean_us: p.mean_us, requester_cpu_us: cpuUs / n, responder_cpu_us: responderCpuUs / n },
   );
   process.exit(0);
 }

@@ -121,12 +121,13 @@ export interface OpenBus {
   close(): Promise<void>;
 }
 
-/** Opens a bus on `url`, wiring `state` into agents' contexts when given. */
-export async function openBus(url: string, options: { state?: StateManager; logger?: Logger } = {}): Promise<OpenBus> {
+/** Opens a bus on `url`, wiring `state` into agents' contexts when given. `leaseMs`: the bus's lease (default 60 000). */
+export async function openBus(url: string, options: { state?: StateManager; logger?: Logger; leaseMs?: number } = {}): Promise<OpenBus> {
   const transport = await resolveTransport(url);
   await withTimeout(transport.connect(), url, 'the bus');
   const bus = new MessageBus({
     transport,
+    ...(options.leaseMs !== undefined ? { leaseMs: options.leaseMs } : {}),
     ...(options.logger ? { logger: options.logger } : { logger: cliLogger() }),
     ...(options.state ? { state: options.state } : {}),
   });

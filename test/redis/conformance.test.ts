@@ -1,13 +1,36 @@
 import { describe } from 'vitest';
-import { RedisStore } from '../../src/backends/redis/index.js';
+import { RedisStore, RedisTransport } from '../../src/backends/redis/index.js';
 import type { StateStore } from '../../src/state/store.js';
+import type { Transport } from '../../src/bus/transport.js';
 import { runStoreConformance } from '../conformance/store.js';
+import { runTransportConformance } from '../conformance/transport.js';
 import { serviceAvailable } from '../helpers/services.js';
 import { cleanupNamespace, redisNamespace, redisUrl } from './helpers.js';
 
 const up = await serviceAvailable('redis');
 
 describe.runIf(up)('Redis backend conformance (real Redis)', () => {
+  runTransportConformance('redis', {
+    async setup() {
+      // Each test its own namespace; every connect() a new transport with its own connections:
+      // two connects are two "processes" sharing one server.
+      const ns = redisNamespace('rct');
+      const opened: Transport[] = [];
+      return {
+        connect: async () => {
+          const transport = new RedisTransport(redisUrl(ns));
+          opened.push(transport);
+          await transport.connect();
+          return transport;
+        },
+        teardown: async () => {
+          await Promise.allSettled(opened.map((t) => t.close()));
+          await cleanupNamespace(ns);
+        },
+      };
+    },
+  });
+
   runStoreConformance('redis', {
     async setup() {
       // Each test its own namespace; every connect() a new store with its own connections.

@@ -24,6 +24,18 @@ function entry(queue: string, message: Message, more: Partial<EnqueueEntry> = {}
   return { queue, message, visibleAt: Date.now(), requireRecipient: false, dedupeWindowMs: 0, ...more };
 }
 
+/** Whether a connection of namespace `ns` is blocked in BLPOP on the server right now. */
+async function blockedIn(ns: string): Promise<boolean> {
+  const raw = rawClient();
+  await raw.connect();
+  try {
+    const list = String(await raw.client('LIST'));
+    return list.split('\n').some((line) => line.includes(` name=concord:${ns}:block:`) && / cmd=blpop( |$)/.test(line));
+  } finally {
+    raw.disconnect();
+  }
+}
+
 describe.runIf(up)('Redis transport primitives (real Redis)', () => {
   const ns = redisNamespace('rt');
   const url = redisUrl(ns);
@@ -168,12 +180,13 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
   it('a waiting lease wakes when another connection enqueues', async () => {
     const q = 'wake';
     const producer = transport();
-    const waiting = t.lease(q, { leaseMs: 1000, waitMs: 10_000 });
-    await new Promise((r) => setTimeout(r, 50));
+    const consumer = transport();
+    const waiting = consumer.lease(q, { leaseMs: 1000, waitMs: 10_000 });
+    await waitFor(() => blockedIn(ns), 'the consumer to block', 5000, 10);
     await producer.enqueue([entry(q, msg(q, { n: 42 }))]);
     const got = await waiting;
     expect(got.map((l) => l.message.payload['n'])).toEqual([42]);
-    await t.ack(got[0]!);
+    await consumer.ack(got[0]!);
   });
 
   it('serves many concurrent waiters each with a different message', async () => {
@@ -199,9 +212,100 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
   it('close wakes a waiting lease with []', async () => {
     const tr = transport();
     const waiting = tr.lease('closing', { leaseMs: 1000, waitMs: 30_000 });
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => blockedIn(ns), 'the lease to block', 5000, 10);
     await tr.close();
     expect(await waiting).toEqual([]);
+  });
+
+  it('a lease still on its way when the transport closes resolves [], like the memory transport', async () => {
+    const tr = transport();
+    await tr.connect();
+    const leasing = tr.lease('closing-early', { leaseMs: 1000, waitMs: 30_000 });
+    const closing = tr.close();
+    expect(await leasing).toEqual([]);
+    await closing;
+    expect(await tr.lease('closing-early', { leaseMs: 1000, waitMs: 30_000 })).toEqual([]);
+  });
+
+  it('a busy consumer’s ack brings its next message along; if it never asks, the message goes back untouched', async () => {
+    const q = 'ack-next';
+    const consumer = transport();
+    await t.enqueue([1, 2, 3].map((n) => entry(q, msg(q, { n }))));
+    // A consumer loop (it waits when the queue is empty) takes one, handles it and acks...
+    const [first] = await consumer.lease(q, { leaseMs: 10_000, waitMs: 1000 });
+    expect(await consumer.ack(first!)).toBe(true);
+    // ... and its next ask gets the next message, on its first attempt.
+    const [second] = await consumer.lease(q, { leaseMs: 10_000, waitMs: 1000 });
+    expect([second!.message.payload['n'], second!.message.attempt]).toEqual([2, 1]);
+    // This time it acks and stops asking: what came along goes back as if never leased.
+    expect(await consumer.ack(second!)).toBe(true);
+    await waitFor(async () => (await t.depth(q)).inFlight === 0, 'nothing left leased');
+    expect(await t.depth(q)).toEqual({ ready: 1, delayed: 0, inFlight: 0 });
+    const rest = await t.lease(q, { leaseMs: 10_000, waitMs: 0, max: 5 });
+    expect(rest.map((l) => [l.message.payload['n'], l.message.attempt])).toEqual([[3, 1]]);
+    await t.ack(rest[0]!);
+  });
+
+  it('a message whose lease ran out comes back in its own place, ahead of later ones of its priority', async () => {
+    const q = 'expiry-order';
+    await t.enqueue([entry(q, msg(q, { n: 1 }))]);
+    const [first] = await t.lease(q, { leaseMs: 100, waitMs: 0 });
+    await t.enqueue([2, 3].map((n) => entry(q, msg(q, { n }))));
+    await waitFor(async () => (await t.depth(q)).ready === 3, 'the lease to run out', 5000, 20);
+    const again = await t.lease(q, { leaseMs: 10_000, waitMs: 0, max: 3 });
+    expect(again.map((l) => [l.message.payload['n'], l.message.attempt])).toEqual([
+      [1, 2],
+      [2, 1],
+      [3, 1],
+    ]);
+    expect(await t.ack(first!)).toBe(false);
+    for (const l of again) await t.ack(l);
+  });
+
+  it('extending a lease gives it a new token; the old one no longer acks', async () => {
+    const q = 'extend-token';
+    await t.enqueue([entry(q, msg(q))]);
+    const [lease] = await t.lease(q, { leaseMs: 10_000, waitMs: 0 });
+    const stale: Lease = { ...lease!, message: lease!.message };
+    expect(await t.extendLease(lease!, 20_000)).toBe(true);
+    expect(lease!.token).not.toBe(stale.token);
+    expect(await t.ack(stale)).toBe(false);
+    expect(await t.ack(lease!)).toBe(true);
+  });
+
+  it('counts attempts exactly past a thousand redeliveries', { timeout: 60_000 }, async () => {
+    const q = 'many-attempts';
+    await t.enqueue([entry(q, msg(q))]);
+    let last: Lease | undefined;
+    for (let i = 1; i <= 1030; i++) {
+      [last] = await t.lease(q, { leaseMs: 10_000, waitMs: 0 });
+      expect(last?.message.attempt).toBe(i);
+      if (i < 1030) expect(await t.requeue(last!, { delayMs: 0 })).toBe(true);
+    }
+    expect(await t.ack(last!)).toBe(true);
+    expect(await t.depth(q)).toEqual({ ready: 0, delayed: 0, inFlight: 0 });
+  });
+
+  it('publications reach subscribers whether or not anybody listened when the message was enqueued', async () => {
+    const q = 'observed';
+    const watcher = transport();
+    const m = msg(q, { n: 5, type: MessageType.STATUS });
+    await t.enqueue([entry(q, m)]);
+    const seen: string[] = [];
+    const off = await watcher.subscribe(MessageType.STATUS, (x) => void seen.push(x.id));
+    // The enqueue found no subscriber (so the bus's publication right after it is skipped);
+    // a publication later than that still reaches the subscriber that came since.
+    await waitFor(() => Date.now() > m.timestamp.getTime() + 50, 'the skip window to pass');
+    await t.publish(MessageType.STATUS, m);
+    await waitFor(() => seen.length === 1, 'the publication');
+    // With a subscriber present, the enqueue says so and the publication right after is sent.
+    const m2 = msg(q, { n: 6, type: MessageType.STATUS });
+    await t.enqueue([entry(q, m2)]);
+    await t.publish(MessageType.STATUS, m2);
+    await waitFor(() => seen.length === 2, 'the second publication');
+    expect(seen).toEqual([m.id, m2.id]);
+    await off();
+    for (const l of await t.lease(q, { leaseMs: 1000, waitMs: 0, max: 2 })) await t.ack(l);
   });
 
   it('dedupes a repeated id inside the window and returns the first message', async () => {

@@ -69,11 +69,14 @@ export function parseRedisUrl(url: string): RedisConfig {
  * so `a:b` + `c` never collides with `a` + `b:c`.
  */
 export function keySegment(name: string): string {
+  // Most names (ULIDs, agent names) need no escaping: skip the two regex passes (hot per message).
+  if (name.indexOf('%') < 0 && name.indexOf(':') < 0) return name;
   return name.replace(/%/g, '%25').replace(/:/g, '%3A');
 }
 
 /** Inverse of `keySegment`. */
 export function fromKeySegment(segment: string): string {
+  if (segment.indexOf('%') < 0) return segment;
   return segment.replace(/%3A/g, ':').replace(/%25/g, '%');
 }
 

@@ -57,7 +57,6 @@ export const SCRIPTS = load([
   'list-dead-letters',
   'purge-dead-letters',
   'depth',
-  'publish-many',
   'get-document',
   'commit-document',
   'get-history',

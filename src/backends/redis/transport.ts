@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ClosedError, ValidationError } from '../../errors.js';
 import { DEFAULT_PRIORITY, MessageType, decodeMessage, encodeMessage, type Message } from '../../message.js';
@@ -34,6 +33,12 @@ const MAX_BLOCK_MS = 2000;
 /** Most messages one lease script call takes. */
 const MAX_ROUND = 1000;
 
+/** How much longer than its wait a pump's round may take before its connection counts as dead. */
+const STUCK_MS = 10_000;
+
+/** How long after an enqueue found nobody subscribed its publication may be skipped. */
+const UNOBSERVED_MS = 10;
+
 /** setTimeout cannot wait longer than this. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -44,15 +49,17 @@ interface QueueKeys {
   inflight: string;
   signal: string;
   body: string;
-  meta: string;
+  tries: string;
 }
 
-/** A `lease()` call waiting for a message. */
+/** A `lease()` call waiting for a message (or, provisional, the call a busy consumer is about to make). */
 interface Waiter {
   max: number;
   leaseMs: number;
   deadline: number;
   settled: boolean;
+  /** Stands for the next call of a consumer that just acked: what it gets is kept for that call. */
+  provisional: boolean;
   settle(leases: Lease[]): void;
 }
 
@@ -63,16 +70,40 @@ interface RoundResult {
   waitMs: number;
 }
 
+/** A script call (or a PUBLISH) waiting for the next write of the command connection (see `#run`). */
+interface ScriptCall {
+  name: keyof typeof SCRIPTS | 'publish';
+  keys: readonly string[];
+  args: readonly (string | number)[];
+  resolve(reply: unknown): void;
+  reject(err: unknown): void;
+}
+
+/** Leases taken ahead for the next `lease()` on their queue (see `stashPrefetched`). */
+interface Prefetched {
+  leaseMs: number;
+  leases: Lease[];
+}
+
 /**
- * Transport on Redis: per queue a sorted set of ready message ids scored by
- * `(10 - priority) * 2^40 + sequence` (strict priority, FIFO inside one), a sorted set of
- * delayed ids scored by when they become visible, a sorted set of leased ids scored by lease
- * deadline, and one hash per message. Every mutation is one Lua script (`./scripts`), so it is
- * atomic and one round trip; commands share one autopipelined connection, and calls made in
- * the same tick (50 consumers acking at once) share one script call. Consumers waiting for a
- * message block on a per-queue signal list (BLPOP) on a connection of their own, one per queue
- * that is being waited on, with the lease script pipelined behind it: no busy polling, and no
- * extra round trip between the wake-up and the lease.
+ * Transport on Redis. Per queue (scripts/enqueue.lua has the full layout): a sorted set of
+ * ready ids scored by their order `(10 - priority) * 2^40 + sequence` (strict priority, FIFO
+ * inside one), a sorted set of delayed ids scored by when they become visible, a sorted set of
+ * leased ids scored by deadline and attempt (that score is the lease token), and a hash of
+ * bodies. The hot path (enqueue, lease, ack) touches only those; every mutation is one Lua script
+ * (`./scripts`), so it is atomic.
+ *
+ * Round trips and writes are what a networked queue pays for, so the transport spends few:
+ * - every command of one tick (the enqueues, acks, leases and publications of all callers)
+ *   leaves in one write on the command connection, each settling as its reply arrives, and
+ *   concurrent calls of one kind share one script call (50 consumers acking at once);
+ * - consumers waiting for a message block on a per-queue signal list (BLPOP) on a connection of
+ *   their own, with the lease script sent right behind it: no busy polling, and no round trip
+ *   between the wake-up and the lease;
+ * - a busy consumer loop's ack goes out on that connection followed by the wait and lease its
+ *   next ask needs (one round trip per message, or per batch with concurrency, not two);
+ * - a publication that follows an enqueue is skipped when the enqueue script found nobody
+ *   subscribed to that channel.
  *
  * @example
  * const bus = new MessageBus({ transport: createRedisTransport('redis://127.0.0.1:6379/0?namespace=app') });
@@ -92,15 +123,35 @@ export class RedisTransport implements Transport {
   #subConnecting: Promise<Redis> | undefined;
   readonly #topicHandlers = new Map<string, Set<(message: Message) => void>>();
   readonly #pumps = new Map<string, QueuePump>();
-  /** Queues whose last lease attempt came back with less than it asked for. */
+  /** Queues whose last lease attempt left nothing ready. */
   readonly #drained = new Set<string>();
+  /** Per queue, epoch ms when the next delayed message or lease deadline falls due (as the last lease attempt saw it). */
+  readonly #due = new Map<string, number>();
+  /** Queues a consumer loop waits on in this process (lease calls that may wait), with its lease length. */
+  readonly #consumers = new Map<string, number>();
+  /** Leases taken in the same round trip as an ack, for the consumer that is about to ask again (see `stashPrefetched`). */
+  readonly #prefetched = new Map<string, Prefetched>();
+  /** Script calls of the current tick: they leave in one write (see `#run`). */
+  #calls: ScriptCall[] = [];
+  /** Pump writes waiting for the tick's commands to leave first. */
+  #afterFlush: (() => void)[] = [];
+  /**
+   * Messages just enqueued here whose type's channel had no subscriber (and no pattern
+   * subscription existed) at that moment, with when that was seen: publishing them on that
+   * topic right after (`UNOBSERVED_MS`) is skipped.
+   */
+  readonly #unobserved = new WeakMap<Message, number>();
   /** Wire form of messages this transport enqueued, so publishing the same message does not encode it again. */
   readonly #encoded = new WeakMap<Message, string>();
   /** Concurrent calls of one tick become one script call each (see `Coalescer`). */
-  readonly #enqueues = new Coalescer<string, EnqueueEntry[], EnqueueResult[]>((_, calls) => this.#enqueueMany(calls), 200);
-  readonly #leases = new Coalescer<string, { queue: string; leaseMs: number; max: number }, RoundResult>((_, calls) => this.#leaseMany(calls));
-  readonly #acks = new Coalescer<string, Lease, boolean>((queue, leases) => this.#ackMany(queue, leases));
-  readonly #publishes = new Coalescer<string, [string, string], void>((_, items) => this.#publishMany(items), 500);
+  readonly #enqueues = new Coalescer<string, EnqueueEntry[], EnqueueResult[]>((_, calls) => this.#enqueueMany(calls), 200, () => this.#schedule());
+  readonly #leases = new Coalescer<string, { queue: string; leaseMs: number; max: number }, RoundResult>(
+    (_, calls) => this.#leaseMany(calls),
+    1000,
+    () => this.#schedule(),
+  );
+  readonly #acks = new Coalescer<string, Lease, boolean>((queue, leases) => this.#ackMany(queue, leases), 1000, () => this.#schedule());
+  #flushScheduled = false;
 
   /** `url`: `redis://host:port/db?namespace=NAME`. Nothing connects until `connect()` or first use. */
   constructor(url: string) {
@@ -132,13 +183,81 @@ export class RedisTransport implements Transport {
     return this.#cmd;
   }
 
-  async #run(name: keyof typeof SCRIPTS, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    const client = await this.#client();
-    try {
-      return await SCRIPTS[name].run(client, keys, args);
-    } catch (err) {
-      throw asTransportError(this.#config, name, err);
+  /**
+   * Runs a script on the command connection. Every script call of one tick (an enqueue, the
+   * publications after the previous one, 50 consumers' acks, a prefetching lease) leaves in one
+   * pipelined write: on a busy host each socket write is a system call worth saving, and Redis
+   * runs them back to back. Calls keep their order.
+   */
+  #run(name: ScriptCall['name'], keys: readonly string[], args: readonly (string | number)[], whileClosing = false): Promise<unknown> {
+    if (this.#closed && !whileClosing) return Promise.reject(new ClosedError('redis transport'));
+    return new Promise<unknown>((resolve, reject) => {
+      this.#calls.push({ name, keys, args, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** Resolves once the commands of the current tick have been sent (a pump's write goes after them). @internal */
+  afterFlush(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.#afterFlush.push(resolve);
+      this.#schedule();
+    });
+  }
+
+  /** Makes sure the tick's commands leave once the current chain of continuations has settled. */
+  #schedule(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    process.nextTick(this.#flush);
+  }
+
+  readonly #flush = (): void => {
+    // The coalesced calls of the tick join the direct ones (an enqueue's publication, then the
+    // ack that follows it) in one write.
+    this.#enqueues.flush();
+    this.#acks.flush();
+    this.#leases.flush();
+    this.#flushScheduled = false;
+    const calls = this.#calls;
+    this.#calls = [];
+    if (calls.length > 0) void this.#send(calls);
+    const after = this.#afterFlush;
+    if (after.length > 0) {
+      this.#afterFlush = [];
+      for (const resolve of after) resolve();
     }
+  };
+
+  async #send(calls: ScriptCall[]): Promise<void> {
+    const client = this.#cmd;
+    try {
+      // Closing still lets out what was queued before (undoing prefetched leases), until QUIT.
+      await (this.#connecting ?? this.connect());
+    } catch (err) {
+      for (const c of calls) c.reject(err);
+      return;
+    }
+    // One write for all (each reply still settles its own call as soon as it arrives).
+    corked(client, () => {
+      for (const c of calls) this.issue(client, c);
+    });
+  }
+
+  /** Sends one call on `client` (no waiting: the caller corks), settling it when its reply comes. @internal */
+  issue(client: Redis, c: ScriptCall): void {
+    const reply = c.name === 'publish' ? client.publish(c.keys[0]!, String(c.args[0])) : client.evalsha(SCRIPTS[c.name].sha, c.keys.length, ...c.keys, ...c.args);
+    reply.then(c.resolve, (err: unknown) => {
+      // A restarted server forgot the script: EVAL it (which loads it for next time).
+      if (c.name !== 'publish' && isNoScript(err)) {
+        SCRIPTS[c.name].run(client, c.keys, c.args).then(c.resolve, (e: unknown) => c.reject(asTransportError(this.#config, c.name, e)));
+      } else c.reject(asTransportError(this.#config, c.name, err));
+    });
+  }
+
+  /** Fails calls that could not be sent. @internal */
+  failCalls(calls: ScriptCall[], err: unknown): void {
+    for (const c of calls) c.reject(asTransportError(this.#config, c.name, err));
   }
 
   #queueKeys(queue: string): QueueKeys {
@@ -149,7 +268,7 @@ export class RedisTransport implements Transport {
       inflight: q + 'inflight',
       signal: q + 'signal',
       body: q + 'body',
-      meta: q + 'meta',
+      tries: q + 'tries',
     };
   }
 
@@ -208,7 +327,16 @@ export class RedisTransport implements Transport {
     const now = Date.now();
     let count = 0;
     for (const entries of calls) count += entries.length;
-    const args: (string | number)[] = [this.#prefix, count];
+    // The channels the bus publishes these messages on next (their types): the script says
+    // whether anybody listens there, so a publication nobody can observe is never sent.
+    const channels: string[] = [];
+    for (const entries of calls) {
+      for (const e of entries) {
+        const channel = this.#prefix + 'topic:' + e.message.type;
+        if (!channels.includes(channel)) channels.push(channel);
+      }
+    }
+    const args: (string | number)[] = [this.#prefix, count, channels.length, ...channels];
     for (const entries of calls) {
       for (const e of entries) {
         // visibleAt is on this machine's clock; the script adds the delay to the server's.
@@ -226,11 +354,16 @@ export class RedisTransport implements Transport {
       }
     }
     const raw = (await this.#run('enqueue', [this.#prefix + 'seq', this.#prefix + 'recipients'], args)) as unknown[];
+    const listened = (raw[count] ?? []) as number[];
+    const seen = Date.now();
     let i = 0;
     return calls.map((entries) =>
       entries.map((entry): EnqueueResult => {
         const r = raw[i++];
-        if (r === 1) return ENQUEUED;
+        if (r === 1) {
+          if (listened[channels.indexOf(this.#prefix + 'topic:' + entry.message.type)] === 0) this.#unobserved.set(entry.message, seen);
+          return ENQUEUED;
+        }
         if (r === 2) return NO_RECIPIENT;
         let original: Message;
         try {
@@ -249,7 +382,8 @@ export class RedisTransport implements Transport {
    * Leases up to `max` messages. Tries once at once; when nothing is visible and `waitMs > 0`,
    * waits on the queue's signal list (BLPOP on a connection dedicated to this queue, shared by
    * every waiting call of this transport) until a message arrives, the next delayed message or
-   * expiring lease is due, the wait ends, or `signal` aborts.
+   * expiring lease is due, the wait ends, or `signal` aborts. Like a wait that ends, a transport
+   * closed before or during the call resolves `[]` (the memory transport does the same).
    */
   async lease(queue: string, options: LeaseOptions): Promise<Lease[]> {
     const { leaseMs, waitMs } = options;
@@ -258,37 +392,99 @@ export class RedisTransport implements Transport {
       throw new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`);
     }
     if (this.#closed || options.signal?.aborted) return [];
-    let dueInMs = -1;
-    // A queue that was empty last time is most likely empty now: skip the immediate try and
-    // let the pump block at once (its BLPOP returns at once if a wake-up token is waiting).
-    if (waitMs === 0 || !this.#drained.has(queue)) {
-      const first = await this.#leases.submit(`${leaseMs}:${queue}`, { queue, leaseMs, max: Math.floor(max) });
+    // A caller that waits is a consumer loop: it will ask again once it is done with these.
+    if (waitMs > 0) this.#consumers.set(queue, leaseMs);
+    const ahead = this.#takePrefetched(queue, leaseMs, Math.floor(max));
+    if (ahead.length > 0) return ahead;
+    // A queue that was empty last time is most likely empty now, and a pump armed by this
+    // consumer's ack is already fetching: skip the immediate try and wait in the pump (its BLPOP
+    // returns at once if a wake-up token is waiting).
+    const armed = this.#pumps.get(queue)?.armed ?? false;
+    if (waitMs === 0 || (!this.#drained.has(queue) && !armed)) {
+      let first: RoundResult;
+      try {
+        first = await this.#leases.submit(`${leaseMs}:${queue}`, { queue, leaseMs, max: Math.floor(max) });
+      } catch (err) {
+        // Closed while the lease was on its way: like a wait that ends, not a failure (the
+        // memory transport and the port agree). Anything else is the caller's to see.
+        if (this.#closed) return [];
+        throw err;
+      }
       if (first.leases.length > 0 || waitMs === 0 || this.#closed || options.signal?.aborted) return first.leases;
-      dueInMs = first.waitMs;
     }
-    let pump = this.#pumps.get(queue);
-    if (!pump) {
-      pump = new QueuePump(this, queue, this.#queueKeys(queue));
-      this.#pumps.set(queue, pump);
-    }
-    return pump.wait(Math.floor(max), leaseMs, waitMs, options.signal, dueInMs);
+    if (this.#closed) return [];
+    return this.#pump(queue).wait(Math.floor(max), leaseMs, waitMs, options.signal);
   }
 
-  /** Remembers whether the last lease attempt on `queue` emptied it (asked for more than it got). @internal */
-  noteDrained(queue: string, drained: boolean): void {
-    if (drained) this.#drained.add(queue);
-    else this.#drained.delete(queue);
+  /** A consumer loop on `queue` stopped waiting for good (its signal aborted). @internal */
+  forgetConsumer(queue: string): void {
+    this.#consumers.delete(queue);
+  }
+
+  /** Epoch ms when something scheduled on `queue` falls due, as far as the last lease attempt saw; Infinity = nothing known. @internal */
+  dueAt(queue: string): number {
+    return this.#due.get(queue) ?? Infinity;
+  }
+
+  /** Up to `max` leases prefetched for `queue` with this lease length (the rest stay for the next call). */
+  #takePrefetched(queue: string, leaseMs: number, max: number): Lease[] {
+    const ahead = this.#prefetched.get(queue);
+    if (ahead === undefined || ahead.leaseMs !== leaseMs) return [];
+    if (ahead.leases.length <= max) {
+      this.#prefetched.delete(queue);
+      return ahead.leases;
+    }
+    return ahead.leases.splice(0, max);
+  }
+
+  /**
+   * Keeps leases that arrived for nobody in particular (a pump armed by an ack got them before
+   * its consumer asked again) for the next `lease()` on `queue`. Whatever nobody claims by the
+   * end of this turn of the event loop (the consumer stopped) is put back as if never leased. @internal
+   */
+  stashPrefetched(queue: string, leaseMs: number, leases: Lease[]): void {
+    if (this.#closed) {
+      void this.#undoAll(leases);
+      return;
+    }
+    const ahead = this.#prefetched.get(queue);
+    if (ahead !== undefined && ahead.leaseMs === leaseMs) ahead.leases.push(...leases);
+    else {
+      if (ahead !== undefined) void this.#undoAll(ahead.leases);
+      this.#prefetched.set(queue, { leaseMs, leases: [...leases] });
+    }
+    setImmediate(() => {
+      const still = this.#prefetched.get(queue);
+      if (still === undefined) return;
+      const unclaimed = still.leases.filter((l) => leases.includes(l));
+      if (unclaimed.length === 0) return;
+      still.leases = still.leases.filter((l) => !leases.includes(l));
+      if (still.leases.length === 0) this.#prefetched.delete(queue);
+      void this.#undoAll(unclaimed);
+    });
+  }
+
+  #undoAll(leases: Lease[]): Promise<unknown> {
+    return Promise.all(
+      leases.map((lease) =>
+        this.undoLease(lease).catch(() => {
+          // Redis is failing: the lease runs out and the message is delivered again then.
+        }),
+      ),
+    );
   }
 
   /** The lease script's arguments for `queue`. @internal */
   leaseArgs(keys: QueueKeys, leaseMs: number, max: number): [string[], (string | number)[]] {
     return [
-      [keys.ready, keys.delayed, keys.inflight, keys.signal, keys.body, keys.meta],
-      [Math.min(max, MAX_ROUND), Math.ceil(leaseMs), randomBytes(9).toString('base64url')],
+      [keys.ready, keys.delayed, keys.inflight, keys.signal, keys.body, keys.tries],
+      [Math.min(max, MAX_ROUND), Math.ceil(leaseMs)],
     ];
   }
 
   async #leaseMany(calls: { queue: string; leaseMs: number; max: number }[]): Promise<RoundResult[]> {
+    // Closed between the call and this flush: nothing is leased, every call ends empty.
+    if (this.#closed) return calls.map(() => ({ leases: [], waitMs: -1 }));
     const { queue, leaseMs } = calls[0]!;
     let want = 0;
     for (const c of calls) want += c.max;
@@ -298,7 +494,7 @@ export class RedisTransport implements Transport {
     // Malformed entries are skipped; look again (a bounded number of times) to fill the batch.
     for (let round = 0; round < 8 && leases.length < want; round++) {
       const [k, a] = this.leaseArgs(keys, leaseMs, want - leases.length);
-      const r = await this.parseLeaseReply(queue, leaseMs, Number(a[0]), await this.#run('lease', k, a));
+      const r = await this.parseLeaseReply(queue, leaseMs, await this.#run('lease', k, a));
       leases.push(...r.leases);
       waitMs = r.waitMs;
       if (!r.malformed) break;
@@ -315,18 +511,24 @@ export class RedisTransport implements Transport {
    * Turns the lease script's reply into leases. Data that does not decode as a message is
    * dead-lettered with reason `malformed` (and its raw text), never handed out. @internal
    */
-  async parseLeaseReply(queue: string, leaseMs: number, asked: number, reply: unknown): Promise<RoundResult & { malformed: number }> {
+  async parseLeaseReply(queue: string, leaseMs: number, reply: unknown): Promise<RoundResult & { malformed: number }> {
     const raw = reply as unknown[];
     const leases: Lease[] = [];
-    this.noteDrained(queue, raw.length - 1 < 4 * asked);
-    const deadline = Date.now() + leaseMs;
+    const now = Date.now();
+    const waitMs = Number(raw[0]);
+    if (Number(raw[1]) > 0) this.#drained.delete(queue);
+    else {
+      this.#drained.add(queue);
+      this.#due.set(queue, waitMs >= 0 ? now + waitMs : Infinity);
+    }
+    const deadline = now + leaseMs;
     let malformed = 0;
-    for (let i = 1; i + 3 < raw.length; i += 4) {
-      const body = raw[i + 1];
+    for (let i = 2; i + 3 < raw.length; i += 4) {
+      const body = withoutOrder(raw[i + 1]);
       const attempt = Number(raw[i + 2]);
-      const token = raw[i + 3] as string;
+      const token = String(raw[i + 3]);
       try {
-        const message = decodeMessage(typeof body === 'string' ? body : null);
+        const message = decodeMessage(body);
         message.attempt = attempt;
         leases.push({ queue, message, token, deadline });
       } catch (err) {
@@ -336,18 +538,18 @@ export class RedisTransport implements Transport {
         });
       }
     }
-    return { leases, waitMs: Number(raw[0]), malformed };
+    return { leases, waitMs, malformed };
   }
 
   /** Takes a lease back as if it had never been handed out (a wait ended before it arrived). @internal */
   async undoLease(lease: Lease): Promise<void> {
     const keys = this.#queueKeys(lease.queue);
     const idseg = keySegment(lease.message.id);
-    await this.#run('requeue', [keys.ready, keys.delayed, keys.inflight, keys.signal, keys.meta], [idseg, lease.token, 0, '1']);
+    await this.#run('requeue', [keys.ready, keys.delayed, keys.inflight, keys.signal, keys.tries, keys.body], [idseg, lease.token, 0, '1'], true);
   }
 
-  async #deadLetterMalformed(queue: string, idseg: string, body: unknown, attempt: number, token: string, err: unknown): Promise<void> {
-    const raw = typeof body === 'string' ? body : '';
+  async #deadLetterMalformed(queue: string, idseg: string, body: string | null, attempt: number, token: string, err: unknown): Promise<void> {
+    const raw = body ?? '';
     const message = salvage(raw, fromKeySegment(idseg), queue, attempt);
     const letter: DeadLetter = {
       message,
@@ -367,12 +569,35 @@ export class RedisTransport implements Transport {
     return this.#acks.submit(lease.queue, lease);
   }
 
+  /**
+   * Acks in one script call. When a consumer loop of this process is busy on the queue (not
+   * waiting in it), each ack frees one of its handler slots and it is about to ask again: the ack
+   * then goes out on the queue's blocking connection, followed in the same write by the wait and
+   * the lease that ask needs (BullMQ fetches the next job when it completes one, for the same
+   * reason). A busy consumer pays one round trip per message (per batch, with concurrency),
+   * not two, and a waiting one is woken without another write.
+   */
   async #ackMany(queue: string, leases: Lease[]): Promise<boolean[]> {
     const keys = this.#queueKeys(queue);
     const args: string[] = [];
     for (const l of leases) args.push(keySegment(l.message.id), l.token);
-    const raw = (await this.#run('ack-many', [keys.ready, keys.inflight, keys.signal, keys.body, keys.meta], args)) as number[];
-    return raw.map((r) => r === 1);
+    const ackKeys = [keys.ready, keys.inflight, keys.signal, keys.body, keys.tries];
+    const leaseMs = this.#consumers.get(queue);
+    const pump = leaseMs === undefined || this.#closed || this.#prefetched.has(queue) ? undefined : this.#pump(queue);
+    let acked: Promise<unknown>;
+    if (pump?.idle === true) {
+      acked = new Promise<unknown>((resolve, reject) => pump.arm(leaseMs!, leases.length, { name: 'ack-many', keys: ackKeys, args, resolve, reject }));
+    } else acked = this.#run('ack-many', ackKeys, args);
+    return ((await acked) as number[]).map((r) => r === 1);
+  }
+
+  #pump(queue: string): QueuePump {
+    let pump = this.#pumps.get(queue);
+    if (!pump) {
+      pump = new QueuePump(this, queue, this.#queueKeys(queue));
+      this.#pumps.set(queue, pump);
+    }
+    return pump;
   }
 
   /** Puts a leased message back, visible after `delayMs`, in its original place; false if the lease was lost. */
@@ -381,7 +606,7 @@ export class RedisTransport implements Transport {
     const idseg = keySegment(lease.message.id);
     const delay = Math.max(0, Math.ceil(options.delayMs));
     return (
-      (await this.#run('requeue', [keys.ready, keys.delayed, keys.inflight, keys.signal, keys.meta], [idseg, lease.token, delay, '0'])) === 1
+      (await this.#run('requeue', [keys.ready, keys.delayed, keys.inflight, keys.signal, keys.tries, keys.body], [idseg, lease.token, delay, '0'])) === 1
     );
   }
 
@@ -391,9 +616,12 @@ export class RedisTransport implements Transport {
     const keys = this.#queueKeys(lease.queue);
     const idseg = keySegment(lease.message.id);
     const now = Date.now();
-    const ok = Number(await this.#run('extend-lease', [keys.ready, keys.inflight, keys.signal, keys.meta], [idseg, lease.token, Math.ceil(ms)])) > 0;
-    if (ok) lease.deadline = now + ms;
-    return ok;
+    const token = Number(await this.#run('extend-lease', [keys.ready, keys.inflight, keys.signal, keys.tries, keys.body], [idseg, lease.token, Math.ceil(ms)]));
+    if (!(token > 0)) return false;
+    // The token is the lease's inflight score, which holds its deadline: it changes with it.
+    lease.token = String(token);
+    lease.deadline = now + ms;
+    return true;
   }
 
   // ------------------------------------------------------------------ dead letters
@@ -409,7 +637,7 @@ export class RedisTransport implements Transport {
     const k = this.#queueKeys(lease?.queue ?? letter.queue);
     const result = await this.#run(
       'dead-letter',
-      [p + 'dlq', p + 'dlq:order', p + 'seq', k.ready, k.inflight, k.signal, k.body, k.meta],
+      [p + 'dlq', p + 'dlq:order', p + 'seq', k.ready, k.inflight, k.signal, k.body, k.tries],
       [letter.message.id, encodeDeadLetter(letter), idseg, lease?.token ?? ''],
     );
     return result === 1;
@@ -447,12 +675,19 @@ export class RedisTransport implements Transport {
    */
   async publish(topic: string, message: Message): Promise<void> {
     if (this.#closed) throw new ClosedError('redis transport');
-    await this.#publishes.submit('', [this.#prefix + 'topic:' + topic, this.#encode(message)]);
-  }
-
-  async #publishMany(items: [string, string][]): Promise<void[]> {
-    await this.#run('publish-many', [], items.flat());
-    return [];
+    // Published on its type right after an enqueue that found nobody listening on that channel
+    // (checked in the same script, moments ago; the bus publishes in the same turn): nobody
+    // could observe it, so nothing is sent. A subscription that became live meanwhile began
+    // after the send.
+    if (topic === message.type) {
+      const seen = this.#unobserved.get(message);
+      if (seen !== undefined) {
+        this.#unobserved.delete(message);
+        if (Date.now() - seen <= UNOBSERVED_MS) return;
+      }
+    }
+    // A plain PUBLISH in the tick's pipelined write: cheaper for Redis than a script call.
+    await this.#run('publish', [this.#prefix + 'topic:' + topic], [this.#encode(message)]);
   }
 
   /**
@@ -550,6 +785,10 @@ export class RedisTransport implements Transport {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Leases taken ahead that nobody will claim now: back to their queues before the connection goes.
+    const ahead = [...this.#prefetched.values()].flatMap((p) => p.leases);
+    this.#prefetched.clear();
+    const undone = this.#connecting && ahead.length > 0 ? this.#undoAll(ahead) : undefined;
     const pumps = [...this.#pumps.values()];
     this.#pumps.clear();
     for (const pump of pumps) pump.close();
@@ -558,6 +797,7 @@ export class RedisTransport implements Transport {
     if (this.#connecting) {
       try {
         await this.#connecting;
+        await undone;
         await this.#cmd.quit();
       } catch {
         this.#cmd.disconnect();
@@ -569,7 +809,9 @@ export class RedisTransport implements Transport {
 
   /** A new blocking connection for a queue pump. @internal */
   blockingClient(): Redis {
-    return createClient(this.#config, 'block', { maxRetriesPerRequest: 1 });
+    // A wait whose connection was killed mid-flight must still end: ioredis settles a blocking
+    // command client-side (with null) once its own timeout plus a grace period has passed.
+    return createClient(this.#config, 'block', { maxRetriesPerRequest: 1, blockingTimeout: MAX_BLOCK_MS, blockingTimeoutGrace: 1000 });
   }
 
   /** Loads a script the server forgot (a restart) through the command connection. @internal */
@@ -586,7 +828,8 @@ export class RedisTransport implements Transport {
  * all waiters want together): Redis runs the lease the moment the wait ends, whether a
  * producer's wake-up token or the timeout ended it, so a wake-up costs no extra round trip.
  * The timeout is the nearest of: a waiter's deadline, the next delayed message or lease
- * deadline, and `MAX_BLOCK_MS`.
+ * deadline, and `MAX_BLOCK_MS`. While nobody waits, the connection also carries a busy
+ * consumer's ack, in the same write as the wait for its next ask (`arm`).
  */
 class QueuePump {
   readonly #transport: RedisTransport;
@@ -598,10 +841,9 @@ class QueuePump {
   #running = false;
   #closed = false;
   #failures = 0;
-  /** Ms (from `#dueFrom`) until something scheduled falls due; Infinity = nothing known. */
-  #dueIn = Infinity;
-  #dueFrom = 0;
   #pause: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
+  /** Calls to send first in the next write (an ack that armed the pump). */
+  #pre: ScriptCall[] = [];
 
   constructor(transport: RedisTransport, queue: string, keys: QueueKeys) {
     this.#transport = transport;
@@ -609,16 +851,60 @@ class QueuePump {
     this.#keys = keys;
   }
 
-  wait(max: number, leaseMs: number, waitMs: number, signal: AbortSignal | undefined, dueInMs: number): Promise<Lease[]> {
-    this.#noteDue(dueInMs);
+  /** Whether some `lease()` call is waiting here. */
+  get waiting(): boolean {
+    return this.#waiters.size > 0;
+  }
+
+  /** Nothing in flight and nobody waiting: the connection is free for an ack and a wait. */
+  get idle(): boolean {
+    return !this.#running && this.#waiters.size === 0;
+  }
+
+  /** Waiting for the next call of a consumer that just acked (see `arm`). */
+  get armed(): boolean {
+    for (const w of this.#waiters) if (w.provisional) return true;
+    return false;
+  }
+
+  /**
+   * Sends `ack` on this queue's connection, followed in the same write by a wait for up to `max`
+   * messages on behalf of the call its consumer makes once the ack resolves: a provisional waiter
+   * whose leases are kept for that call (handed straight to it if it is already waiting).
+   */
+  arm(leaseMs: number, max: number, ack: ScriptCall): void {
+    const waiter: Waiter = {
+      max,
+      leaseMs,
+      deadline: Date.now() + MAX_BLOCK_MS,
+      settled: false,
+      provisional: true,
+      settle: (leases) => {
+        if (waiter.settled) return;
+        waiter.settled = true;
+        this.#waiters.delete(waiter);
+        if (leases.length > 0) this.#transport.stashPrefetched(this.#queue, leaseMs, leases);
+      },
+    };
+    this.#waiters.add(waiter);
+    this.#pre.push(ack);
+    if (!this.#running) void this.#loop();
+  }
+
+  wait(max: number, leaseMs: number, waitMs: number, signal: AbortSignal | undefined): Promise<Lease[]> {
     return new Promise<Lease[]>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => waiter.settle([]);
+      const onAbort = () => {
+        waiter.settle([]);
+        // Its consumer is stopping: no more ask-again arming for it.
+        this.#transport.forgetConsumer(this.#queue);
+      };
       const waiter: Waiter = {
         max,
         leaseMs,
         deadline: Date.now() + waitMs,
         settled: false,
+        provisional: false,
         settle: (leases) => {
           if (waiter.settled) return;
           waiter.settled = true;
@@ -628,6 +914,9 @@ class QueuePump {
           resolve(leases);
         },
       };
+      // The call a provisional waiter stood for has come: it takes over (what is on its way is
+      // handed to it; nothing more is kept for later).
+      for (const w of this.#waiters) if (w.provisional && w.leaseMs === leaseMs) w.settle([]);
       this.#waiters.add(waiter);
       // Longer than a timer can wait (or Infinity): only a message or the signal ends it.
       if (waitMs <= MAX_TIMER_MS) timer = setTimeout(() => waiter.settle([]), waitMs);
@@ -636,20 +925,14 @@ class QueuePump {
     });
   }
 
-  #noteDue(dueInMs: number): void {
-    if (dueInMs < 0) return;
-    const now = Date.now();
-    if (now + dueInMs < this.#dueFrom + this.#dueIn) {
-      this.#dueFrom = now;
-      this.#dueIn = dueInMs;
-    }
-  }
-
   async #loop(): Promise<void> {
     this.#running = true;
     let block = true;
     try {
       while (!this.#closed && this.#waiters.size > 0) {
+        // A provisional waiter whose consumer never came back: done (real ones have timers).
+        for (const w of this.#waiters) if (w.provisional && w.deadline <= Date.now()) w.settle([]);
+        if (this.#waiters.size === 0) break;
         // Ask, per lease length, for what every waiter wants together.
         const groups = new Map<number, { want: number; waiters: Waiter[] }>();
         let earliest = Infinity;
@@ -664,26 +947,52 @@ class QueuePump {
         const now = Date.now();
         // At least 1 ms when blocking: BLPOP's timeout 0 would mean forever, and a deadline that
         // just passed is about to be settled by its own timer.
-        const blockMs = block ? Math.max(1, Math.min(this.#dueFrom + this.#dueIn - now, earliest - now, MAX_BLOCK_MS)) : 0;
+        const blockMs = block ? Math.max(1, Math.min(this.#transport.dueAt(this.#queue) - now, earliest - now, MAX_BLOCK_MS)) : 0;
         block = true;
         const leaseMsList = [...groups.keys()];
         let replies: [Error | null, unknown][];
+        // Let the commands of this tick (say, the request that follows the reply just handed out)
+        // leave first: they are what the other side waits for; this wait is not.
+        await this.#transport.afterFlush();
+        const pre = this.#pre;
+        this.#pre = [];
         try {
-          const conn = await this.#connection();
-          const pipeline = conn.pipeline();
-          if (blockMs >= 1) pipeline.blpop(this.#keys.signal, (blockMs / 1000).toFixed(3));
-          for (const leaseMs of leaseMsList) {
-            const [keys, args] = this.#transport.leaseArgs(this.#keys, leaseMs, groups.get(leaseMs)!.want);
-            pipeline.evalsha(SCRIPTS.lease.sha, keys.length, ...keys, ...args);
+          let conn: Redis;
+          try {
+            conn = await this.#connection();
+          } catch (err) {
+            this.#transport.failCalls(pre, err);
+            throw err;
           }
-          replies = ((await pipeline.exec()) ?? []) as [Error | null, unknown][];
+          const sent: Promise<unknown>[] = [];
+          let wait: Promise<unknown> | undefined;
+          corked(conn, () => {
+            for (const c of pre) this.#transport.issue(conn, c);
+            if (blockMs >= 1) wait = conn.blpop(this.#keys.signal, (blockMs / 1000).toFixed(3));
+            for (const leaseMs of leaseMsList) {
+              const [keys, args] = this.#transport.leaseArgs(this.#keys, leaseMs, groups.get(leaseMs)!.want);
+              sent.push(conn.evalsha(SCRIPTS.lease.sha, keys.length, ...keys, ...args));
+            }
+          });
+          const round = Promise.allSettled([wait ?? null, ...sent]);
+          // A round that outlives its wait by far is stuck on a connection that died without
+          // saying so: drop that connection (settling what it held) and start over on a new one.
+          let timer: NodeJS.Timeout | undefined;
+          const stuck = new Promise<'stuck'>((resolve) => (timer = setTimeout(() => resolve('stuck'), blockMs + STUCK_MS)));
+          const settled = await Promise.race([round, stuck]);
+          clearTimeout(timer);
+          if (settled === 'stuck') {
+            this.#dropConnection();
+            throw new Error('blocking connection stuck');
+          }
+          // The wait failing means the connection failed: start over.
+          if (settled[0]!.status === 'rejected') throw settled[0]!.reason;
+          replies = settled.slice(1).map((r) => (r.status === 'fulfilled' ? [null, r.value] : [r.reason as Error, null]));
         } catch {
           if (this.#closed) break;
           await this.#sleep(Math.min(50 * 2 ** this.#failures++, 1000));
           continue;
         }
-        if (blockMs >= 1) replies.shift();
-        this.#dueIn = Infinity;
         let failed = 0;
         for (let i = 0; i < leaseMsList.length; i++) {
           const leaseMs = leaseMsList[i]!;
@@ -694,8 +1003,7 @@ class QueuePump {
             if (isNoScript(err)) await this.#transport.loadScript('lease').then(() => (block = false), () => undefined);
             continue;
           }
-          const round = await this.#transport.parseLeaseReply(this.#queue, leaseMs, Math.min(groups.get(leaseMs)!.want, MAX_ROUND), reply);
-          this.#noteDue(round.waitMs);
+          const round = await this.#transport.parseLeaseReply(this.#queue, leaseMs, reply);
           if (round.malformed > 0) block = false; // skipped entries: there may be more to take
           this.#handOut(leaseMs, groups.get(leaseMs)!.waiters, round.leases);
         }
@@ -723,13 +1031,21 @@ class QueuePump {
       next += mine.length;
       w.settle(mine);
     };
+    // Calls that are waiting come before a provisional one (which only keeps leases for later).
+    for (const w of askedFor) if (!w.provisional) give(w);
+    for (const w of [...this.#waiters]) if (!w.provisional) give(w);
     for (const w of askedFor) give(w);
-    for (const w of [...this.#waiters]) give(w);
     for (; next < leases.length; next++) {
       this.#transport.undoLease(leases[next]!).catch(() => {
         // Redis is failing: the lease runs out and the message is delivered again then.
       });
     }
+  }
+
+  #dropConnection(): void {
+    this.#conn?.disconnect();
+    this.#conn = undefined;
+    this.#connected = undefined;
   }
 
   async #connection(): Promise<Redis> {
@@ -754,6 +1070,8 @@ class QueuePump {
 
   close(): void {
     this.#closed = true;
+    this.#transport.failCalls(this.#pre, new ClosedError('redis transport'));
+    this.#pre = [];
     if (this.#pause) {
       clearTimeout(this.#pause.timer);
       this.#pause.resolve();
@@ -765,6 +1083,40 @@ class QueuePump {
 }
 
 // ------------------------------------------------------------------ codecs
+
+/**
+ * The encoded message of a stored body `'<order>|<message>'` (see scripts/enqueue.lua); a body
+ * without that prefix (written by something else) as it is; null when there is none.
+ */
+function withoutOrder(stored: unknown): string | null {
+  if (typeof stored !== 'string') return null;
+  const bar = stored.indexOf('|');
+  if (bar <= 0 || bar > 20) return stored;
+  for (let i = 0; i < bar; i++) {
+    const c = stored.charCodeAt(i);
+    if (c < 48 || c > 57) return stored;
+  }
+  return stored.slice(bar + 1);
+}
+
+/**
+ * Runs `issue` with `client`'s socket corked, so every command it sends leaves in one write
+ * (one system call) while each keeps its own reply promise. Without a live socket the commands
+ * simply queue in the client as usual.
+ */
+function corked(client: Redis, issue: () => void): void {
+  const stream = client.status === 'ready' ? client.stream : undefined;
+  if (stream === undefined || typeof stream.cork !== 'function') {
+    issue();
+    return;
+  }
+  stream.cork();
+  try {
+    issue();
+  } finally {
+    stream.uncork();
+  }
+}
 
 /** Builds a valid stand-in message for data that failed to decode, keeping whatever fields parse. */
 function salvage(raw: string, id: string, queue: string, attempt: number): Message {

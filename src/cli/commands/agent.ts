@@ -2,14 +2,37 @@ import { resolve } from 'node:path';
 import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ValidationError } from '../../errors.js';
-import { withBus } from '../options.js';
+import { integer, withBus } from '../options.js';
 import { busUrl, cliLogger, isSharedBus, openBus, openState, samplesDir, type OpenBus, type OpenState } from '../runtime.js';
 import { AGENT_NAMES, registerDocumentAgents } from '../agents.js';
+import { createDocumentAgents, type DocumentAgents } from '../../agents/index.js';
+import { defineAgent, type Agent } from '../../bus/agent.js';
 
 interface AgentFlags {
   bus?: string;
   state?: string;
   sources?: string;
+  lease?: number;
+}
+
+/**
+ * Test hook: with CONCORD_TEST_PAUSE_IN_HANDLER=<agent>, the first delivery this process gets,
+ * if it is a first attempt, stops inside the handler (after saying so on stderr) and never
+ * finishes, so a test can kill the worker mid-task and watch another worker take the task over.
+ */
+function pauseFirstDelivery(agent: Agent): Agent {
+  let first = true;
+  return defineAgent({
+    name: agent.name,
+    ...(agent.concurrency !== undefined ? { concurrency: agent.concurrency } : {}),
+    handleMessage(message, ctx) {
+      const pause = first && message.attempt === 1;
+      first = false;
+      if (!pause) return agent.handleMessage(message, ctx);
+      process.stderr.write(`concord: test pause in ${agent.name} handling ${message.id} (pid ${process.pid})\n`);
+      return new Promise<never>(() => setInterval(() => {}, 60_000));
+    },
+  });
 }
 
 /** `concord agent <name>`: one document agent as its own worker process, until SIGTERM or SIGINT. */
@@ -23,6 +46,7 @@ export function registerAgentCommand(program: Command): void {
   )
     .option('--state <url>', 'state store handed to the agent as ctx.state (optional)')
     .option('--sources <dir>', 'sources directory (research and verification read it; default: the bundled samples)')
+    .option('--lease <ms>', 'how long this worker owns a message before another worker may take it over (default 60000)', integer('--lease', 100, 86_400_000))
     .action(async (name: string, flags: AgentFlags) => {
       if (!AGENT_NAMES.includes(name)) {
         throw new ValidationError(`unknown agent \`${name}\`: expected one of ${AGENT_NAMES.join(', ')}`, { field: 'name' });
@@ -43,8 +67,14 @@ export function registerAgentCommand(program: Command): void {
       let bus: OpenBus | undefined;
       try {
         state = stateAt ? await openState(stateAt, { create: true }) : undefined;
-        bus = await openBus(busAt, { ...(state ? { state: state.state } : {}), logger: cliLogger('warn') });
-        registerDocumentAgents(bus.bus, sourcesDir, name);
+        bus = await openBus(busAt, {
+          ...(state ? { state: state.state } : {}),
+          ...(flags.lease !== undefined ? { leaseMs: flags.lease } : {}),
+          logger: cliLogger('warn'),
+        });
+        if (process.env['CONCORD_TEST_PAUSE_IN_HANDLER'] === name) {
+          bus.bus.registerAgent(name, pauseFirstDelivery(createDocumentAgents({ sourcesDir })[name as keyof DocumentAgents]));
+        } else registerDocumentAgents(bus.bus, sourcesDir, name);
         await bus.bus.ready();
       } catch (err) {
         await bus?.close().catch(() => {});

@@ -5,27 +5,37 @@
   KEYS[2]  {prefix}recipients   SET of registered recipient queues
   ARGV[1]  prefix               'concord:{ns}:'; per-queue keys are derived from it (all in the
                                 {ns} hash slot, so a cluster keeps them together):
-                                  {prefix}q:<queue>:ready     ZSET id -> (10 - priority) * 2^40 + seq
+                                  {prefix}q:<queue>:ready     ZSET id -> order * 2 + (1 if it has a tries entry)
                                   {prefix}q:<queue>:delayed   ZSET id -> visibleAt (server ms)
-                                  {prefix}q:<queue>:inflight  ZSET id -> lease deadline
+                                  {prefix}q:<queue>:inflight  ZSET id -> deadline * 1024 + min(attempt, 1023)
+                                                              (that score is the lease token)
                                   {prefix}q:<queue>:signal    LIST wake-up tokens for blocked consumers
-                                  {prefix}q:<queue>:body      HASH id -> encoded message
-                                  {prefix}q:<queue>:meta      HASH id -> '<score>:<attempts>:<lease tag>'
-                                    score: its ready score, kept when it is requeued
-                                    attempts: times leased; lease tag: '' unless leased
-                                    (a lease token is '<attempts>:<tag>')
+                                  {prefix}q:<queue>:body      HASH id -> '<order>|<encoded message>'
+                                  {prefix}q:<queue>:tries     HASH id -> times leased, for a message
+                                                              that came back after a lease (and
+                                                              while leased, from attempt 1023 on)
                                   {prefix}dd:<id>             STRING first body, PX = dedupe window
+                                order = (10 - priority) * 2^40 + seq: strict priority, FIFO inside
+                                one; a message that comes back keeps its order (its place).
+                                The hot path touches only body, ready and inflight: enqueue writes
+                                a body and a ready entry, lease pops it and writes an inflight
+                                entry, ack removes both.
   ARGV[2]  n                    number of entries
+  ARGV[3]  m                    number of pub/sub channels to look at, then m channel names:
+                                whether anybody listens on them (see the return value)
   then 8 ARGV per entry:
     queue segment (escaped), queue name, id segment (escaped), encoded message,
     priority 0..10, delay ms (0 = visible now), requireRecipient (1/0), dedupe window ms (0 = none)
 
-  Returns one item per entry: 1 = enqueued, 2 = no_recipient, or the first body (string) = duplicate.
+  Returns one item per entry: 1 = enqueued, 2 = no_recipient, or the first body (string) = duplicate;
+  then one more item: a list of m flags, 1 when that channel has a subscriber or some pattern
+  subscription exists on the server (a publication there may be observed), else 0.
 ]]
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local m = tonumber(ARGV[3])
+local start = 4 + m
+local now = nil -- server ms, read only when some entry is delayed
 local SIGNAL_CAP = 16
 local CHUNK = 4000
 
@@ -43,49 +53,53 @@ local order = {}
 local recipient = {}
 
 for i = 0, n - 1 do
-  local base = 3 + i * 8
+  local base = start + i * 8
   local qseg = ARGV[base]
-  local queue = ARGV[base + 1]
   local idseg = ARGV[base + 2]
-  local body = ARGV[base + 3]
-  local priority = tonumber(ARGV[base + 4])
-  local delay = tonumber(ARGV[base + 5])
   local dedupe = tonumber(ARGV[base + 7])
   local result = nil
 
   if dedupe > 0 then
-    local first = redis.call('GET', prefix .. 'dd:' .. idseg)
-    if first then result = first end
+    local original = redis.call('GET', prefix .. 'dd:' .. idseg)
+    if original then result = original end
   end
   if result == nil and ARGV[base + 6] == '1' then
+    local queue = ARGV[base + 1]
     if recipient[queue] == nil then recipient[queue] = redis.call('SISMEMBER', KEYS[2], queue) == 1 end
     if not recipient[queue] then result = 2 end
   end
   if result == nil then
+    local body = ARGV[base + 3]
     if dedupe > 0 then
       redis.call('SET', prefix .. 'dd:' .. idseg, body, 'PX', dedupe)
     end
     local q = queues[qseg]
     if q == nil then
-      q = { ids = {}, body = {}, meta = {}, ready = {}, delayed = {}, count = 0 }
+      q = { ids = {}, body = {}, ready = {}, delayed = {} }
       queues[qseg] = q
       order[#order + 1] = qseg
     end
     seq = seq + 1
-    local score = (10 - priority) * 1099511627776 + seq
+    local place = (10 - tonumber(ARGV[base + 4])) * 1099511627776 + seq
+    local nb = #q.body
     q.ids[#q.ids + 1] = idseg
-    q.body[#q.body + 1] = idseg
-    q.body[#q.body + 1] = body
-    q.meta[#q.meta + 1] = idseg
-    q.meta[#q.meta + 1] = string.format('%.0f:0:', score)
+    q.body[nb + 1] = idseg
+    q.body[nb + 2] = string.format('%.0f', place) .. '|' .. body
+    local delay = tonumber(ARGV[base + 5])
+    -- Numbers go to redis.call as they are: exact below 2^53.
     if delay > 0 then
-      q.delayed[#q.delayed + 1] = now + delay
-      q.delayed[#q.delayed + 1] = idseg
+      if now == nil then
+        local t = redis.call('TIME')
+        now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      end
+      local nd = #q.delayed
+      q.delayed[nd + 1] = now + delay
+      q.delayed[nd + 2] = idseg
     else
-      q.ready[#q.ready + 1] = score
-      q.ready[#q.ready + 1] = idseg
+      local nr = #q.ready
+      q.ready[nr + 1] = place * 2
+      q.ready[nr + 2] = idseg
     end
-    q.count = q.count + 1
     result = 1
   end
   out[#out + 1] = result
@@ -94,19 +108,19 @@ end
 for _, qseg in ipairs(order) do
   local q = queues[qseg]
   local k = prefix .. 'q:' .. qseg .. ':'
-  bulk('HSET', k .. 'body', q.body)
   local added = 0
-  for i = 1, #q.meta, CHUNK do
-    added = added + redis.call('HSET', k .. 'meta', unpack(q.meta, i, math.min(i + CHUNK - 1, #q.meta)))
+  for i = 1, #q.body, CHUNK do
+    added = added + redis.call('HSET', k .. 'body', unpack(q.body, i, math.min(i + CHUNK - 1, #q.body)))
   end
   if added < #q.ids then
     -- Some id was enqueued again without dedupe: it replaces the earlier message, so drop
-    -- the earlier one's place in the delayed and leased indexes (ZADD below re-scores ready).
+    -- the earlier one's place in every index and its lease (ZADD below re-scores ready).
     for i = 1, #q.ids, CHUNK do
       local part = { unpack(q.ids, i, math.min(i + CHUNK - 1, #q.ids)) }
       redis.call('ZREM', k .. 'delayed', unpack(part))
       redis.call('ZREM', k .. 'inflight', unpack(part))
       redis.call('ZREM', k .. 'ready', unpack(part))
+      redis.call('HDEL', k .. 'tries', unpack(part))
     end
   end
   if #q.ready > 0 then bulk('ZADD', k .. 'ready', q.ready) end
@@ -114,9 +128,17 @@ for _, qseg in ipairs(order) do
   -- Wake blocked consumers: a token per message, at most SIGNAL_CAP waiting in the list.
   -- Delayed messages signal too, so a waiting consumer re-computes when to look again.
   local tokens = {}
-  for j = 1, math.min(q.count, SIGNAL_CAP) do tokens[j] = '1' end
-  redis.call('LPUSH', k .. 'signal', unpack(tokens))
-  redis.call('LTRIM', k .. 'signal', 0, SIGNAL_CAP - 1)
+  for j = 1, math.min(#q.ids, SIGNAL_CAP) do tokens[j] = '1' end
+  if redis.call('LPUSH', k .. 'signal', unpack(tokens)) > SIGNAL_CAP then
+    redis.call('LTRIM', k .. 'signal', 0, SIGNAL_CAP - 1)
+  end
 end
 
+local listened = {}
+if m > 0 then
+  local patterns = redis.call('PUBSUB', 'NUMPAT') > 0
+  local counts = redis.call('PUBSUB', 'NUMSUB', unpack(ARGV, 4, 3 + m))
+  for j = 1, m do listened[j] = (patterns or counts[2 * j] > 0) and 1 or 0 end
+end
+out[#out + 1] = listened
 return out

@@ -1,32 +1,37 @@
 --[[
   extend-lease: moves a held lease's deadline to now + ms. A lease whose deadline passed is
-  lost (and made visible again here).
+  lost (and made visible again here). (Keys: see enqueue.lua.)
 
-  KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order score
-  KEYS[2]  {prefix}q:<queue>:inflight  ZSET id -> lease deadline
+  KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order * 2 + (1 if it has a tries entry)
+  KEYS[2]  {prefix}q:<queue>:inflight  ZSET id -> deadline * 1024 + min(attempt, 1023)
   KEYS[3]  {prefix}q:<queue>:signal    LIST wake-up tokens
-  KEYS[4]  {prefix}q:<queue>:meta      HASH id -> '<score>:<attempts>:<lease tag>'
+  KEYS[4]  {prefix}q:<queue>:tries     HASH id -> times leased
+  KEYS[5]  {prefix}q:<queue>:body      HASH id -> '<order>|<encoded message>'
   ARGV[1]  id segment
-  ARGV[2]  lease token ('<attempts>:<lease tag>')
+  ARGV[2]  lease token (the inflight score it was leased with)
   ARGV[3]  ms
 
-  Returns the new deadline (server epoch ms), or 0 when the lease was lost.
+  Returns the lease's new token (its new inflight score: the old one stops working), or 0 when
+  the lease was lost.
 ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local SCALE = 1024
 local id = ARGV[1]
-local m = redis.call('HGET', KEYS[4], id)
-local score = m and string.match(m, '^([^:]*):')
-if not score or m ~= score .. ':' .. ARGV[2] then return 0 end
-local deadline = tonumber(redis.call('ZSCORE', KEYS[2], id))
-if not deadline then return 0 end
-if deadline <= now then
-  redis.call('HSET', KEYS[4], id, score .. ':' .. string.match(ARGV[2], '^(%d+)') .. ':')
+local score = tonumber(redis.call('ZSCORE', KEYS[2], id))
+if not score or score ~= tonumber(ARGV[2]) then return 0 end
+local attempt = score % SCALE
+if math.floor(score / SCALE) <= now then
+  if attempt == SCALE - 1 then attempt = tonumber(redis.call('HGET', KEYS[4], id)) or attempt end
+  local body = redis.call('HGET', KEYS[5], id)
+  local order = tonumber(body and string.match(body, '^(%d+)|')) or 0
   redis.call('ZREM', KEYS[2], id)
-  redis.call('ZADD', KEYS[1], score, id)
+  redis.call('HSET', KEYS[4], id, attempt)
+  redis.call('ZADD', KEYS[1], order * 2 + 1, id)
   redis.call('LPUSH', KEYS[3], '1')
   redis.call('LTRIM', KEYS[3], 0, 15)
   return 0
 end
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), id)
-return now + tonumber(ARGV[3])
+local token = (now + tonumber(ARGV[3])) * SCALE + attempt
+redis.call('ZADD', KEYS[2], token, id)
+return token

@@ -1,90 +1,136 @@
 --[[
   lease: leases up to `max` visible messages of one queue, highest priority first, FIFO inside one.
   First makes due delayed messages visible and reclaims in-flight messages whose lease deadline
-  passed (a crashed or hung consumer): both go back to `ready` under their original score, so
-  they keep their place in the order.
+  passed (a crashed or hung consumer): both go back to `ready` under their own order, so they
+  keep their place. (Keys and their contents: see enqueue.lua.)
 
-  KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order score
+  KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order * 2 + (1 if it has a tries entry)
   KEYS[2]  {prefix}q:<queue>:delayed   ZSET id -> visibleAt
-  KEYS[3]  {prefix}q:<queue>:inflight  ZSET id -> lease deadline
+  KEYS[3]  {prefix}q:<queue>:inflight  ZSET id -> deadline * 1024 + min(attempt, 1023)
   KEYS[4]  {prefix}q:<queue>:signal    LIST wake-up tokens
-  KEYS[5]  {prefix}q:<queue>:body      HASH id -> encoded message
-  KEYS[6]  {prefix}q:<queue>:meta      HASH id -> '<score>:<attempts>:<lease tag>'
+  KEYS[5]  {prefix}q:<queue>:body      HASH id -> '<order>|<encoded message>'
+  KEYS[6]  {prefix}q:<queue>:tries     HASH id -> times leased
   ARGV[1]  max                         most messages to lease (at most 1000)
   ARGV[2]  leaseMs                     lease length
-  ARGV[3]  tag                         unique per call; the n-th lease's token is '<attempts>:<tag>.<n>'
 
-  Returns { waitMs, id1, body1, attempt1, token1, id2, ... } where waitMs is how long until the
-  next delayed message becomes visible or the next lease expires (-1 = nothing scheduled, or
-  `max` messages were leased so the caller will not wait), and body is false when the message
-  has no body (data damaged outside Concord: the caller dead-letters it as malformed).
+  Returns { waitMs, remaining, id1, body1, attempt1, token1, id2, ... }: remaining is how many
+  messages are still ready after this lease; when none is, waitMs is how long until the next
+  delayed message becomes visible or the next lease expires (-1 = nothing scheduled), else -1
+  (the caller will not wait). body is the stored '<order>|<message>' (the caller strips the
+  order), or false when the message has no body (data damaged outside Concord: the caller
+  dead-letters it as malformed). token is the message's new inflight score.
+
+  Wake-up tokens: a queue left with ready messages keeps at least one token (so a blocked
+  consumer elsewhere wakes for them); a queue left with nothing ready keeps none, or one while
+  something is delayed (tokens of messages taken without a wait only wake consumers for nothing).
 ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local max = tonumber(ARGV[1])
 local leaseMs = tonumber(ARGV[2])
+local SCALE = 1024
 
--- Moves `ids` (from index `from`) back to ready under their original scores; a lease tag is
--- dropped, so the lease token it formed stops working.
-local function toReady(from, ids)
-  if #ids == 0 then return end
-  local metas = redis.call('HMGET', KEYS[6], unpack(ids))
-  local ready, meta = {}, {}
-  for i, id in ipairs(ids) do
-    local score, attempts = string.match(metas[i] or '0:0:', '^([^:]*):([^:]*):')
-    ready[#ready + 1] = score
-    ready[#ready + 1] = id
-    meta[#meta + 1] = id
-    meta[#meta + 1] = score .. ':' .. attempts .. ':'
-  end
-  redis.call('ZREM', from, unpack(ids))
-  redis.call('ZADD', KEYS[1], unpack(ready))
-  redis.call('HSET', KEYS[6], unpack(meta))
+-- Order of a message from its stored body; 0 (the front) when the body is damaged.
+local function orderOf(body)
+  return tonumber(body and string.match(body, '^(%d+)|')) or 0
 end
 
-toReady(KEYS[2], redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000))
-toReady(KEYS[3], redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000))
+-- Makes `ids` visible again under their own order; `attempts[i]` = times leased so far.
+local function toReady(ids, attempts)
+  local bodies = redis.call('HMGET', KEYS[5], unpack(ids))
+  local ready, tries = {}, {}
+  for i, id in ipairs(ids) do
+    local a = attempts[i]
+    ready[2 * i - 1] = orderOf(bodies[i]) * 2 + (a > 0 and 1 or 0)
+    ready[2 * i] = id
+    if a > 0 then
+      tries[#tries + 1] = id
+      tries[#tries + 1] = a
+    end
+  end
+  redis.call('ZADD', KEYS[1], unpack(ready))
+  if #tries > 0 then redis.call('HSET', KEYS[6], unpack(tries)) end
+end
 
-local out = { -1 }
+-- Due delayed messages: their attempts are in tries (none for a message never leased).
+local d = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local dMin = d[2] and tonumber(d[2])
+if dMin and dMin <= now then
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+  local known = redis.call('HMGET', KEYS[6], unpack(ids))
+  local attempts = {}
+  for i = 1, #ids do attempts[i] = tonumber(known[i]) or 0 end
+  redis.call('ZREM', KEYS[2], unpack(ids))
+  toReady(ids, attempts)
+  d = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  dMin = d[2] and tonumber(d[2])
+end
+
+-- Leases that ran out: the attempt is in the score (from 1023 on, in tries).
+local f = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+local fMin = f[2] and math.floor(tonumber(f[2]) / SCALE)
+if fMin and fMin <= now then
+  local r = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now * SCALE + SCALE - 1, 'WITHSCORES', 'LIMIT', 0, 1000)
+  local ids, attempts = {}, {}
+  for i = 1, #r / 2 do
+    ids[i] = r[2 * i - 1]
+    attempts[i] = tonumber(r[2 * i]) % SCALE
+    if attempts[i] == SCALE - 1 then attempts[i] = tonumber(redis.call('HGET', KEYS[6], ids[i])) or attempts[i] end
+  end
+  redis.call('ZREM', KEYS[3], unpack(ids))
+  toReady(ids, attempts)
+  f = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  fMin = f[2] and math.floor(tonumber(f[2]) / SCALE)
+end
+
+local out = { -1, 0 }
 local popped = redis.call('ZPOPMIN', KEYS[1], max)
 local n = #popped / 2
+local deadline = now + leaseMs
 if n > 0 then
-  local ids = {}
-  for i = 1, n do ids[i] = popped[2 * i - 1] end
+  local ids, flagged = {}, {}
+  for i = 1, n do
+    ids[i] = popped[2 * i - 1]
+    -- An odd score: it was leased before, and tries says how often.
+    if tonumber(popped[2 * i]) % 2 == 1 then flagged[#flagged + 1] = i end
+  end
   local bodies = redis.call('HMGET', KEYS[5], unpack(ids))
-  local metas = redis.call('HMGET', KEYS[6], unpack(ids))
-  local deadline = now + leaseMs
-  local meta, flight = {}, {}
+  local prev = {}
+  if #flagged > 0 then
+    local fids = {}
+    for j, i in ipairs(flagged) do fids[j] = ids[i] end
+    local known = redis.call('HMGET', KEYS[6], unpack(fids))
+    for j, i in ipairs(flagged) do prev[i] = tonumber(known[j]) end
+  end
+  local flight = {}
   for i, id in ipairs(ids) do
-    local score, attempts = string.match(metas[i] or '', '^([^:]*):([^:]*):')
-    -- No meta (data damaged outside Concord): take the score it was popped with.
-    if not score then score, attempts = popped[2 * i], '0' end
-    local attempt = tonumber(attempts) + 1
-    local token = attempt .. ':' .. ARGV[3] .. '.' .. i
-    meta[#meta + 1] = id
-    meta[#meta + 1] = score .. ':' .. token
-    flight[#flight + 1] = deadline
-    flight[#flight + 1] = id
-    out[#out + 1] = id
-    out[#out + 1] = bodies[i]
-    out[#out + 1] = attempt
-    out[#out + 1] = token
+    local attempt = (prev[i] or 0) + 1
+    local token = deadline * SCALE + math.min(attempt, SCALE - 1)
+    if attempt >= SCALE - 1 then redis.call('HSET', KEYS[6], id, attempt) end
+    flight[2 * i - 1] = token
+    flight[2 * i] = id
+    local o = #out
+    out[o + 1] = id
+    out[o + 2] = bodies[i]
+    out[o + 3] = attempt
+    out[o + 4] = token
   end
-  redis.call('HSET', KEYS[6], unpack(meta))
   redis.call('ZADD', KEYS[3], unpack(flight))
-  -- More left: pass the wake-up on to the next blocked consumer (unless one is already pending).
-  if redis.call('LLEN', KEYS[4]) == 0 and redis.call('ZCARD', KEYS[1]) > 0 then
-    redis.call('LPUSH', KEYS[4], '1')
-  end
 end
 
--- Only a caller left wanting more may wait: tell it when to look again.
-if n < max then
-  local nextAt = nil
-  local d = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  if d[2] then nextAt = tonumber(d[2]) end
-  local f = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  if f[2] and (nextAt == nil or tonumber(f[2]) < nextAt) then nextAt = tonumber(f[2]) end
+local remaining = redis.call('ZCARD', KEYS[1])
+out[2] = remaining
+if remaining > 0 then
+  -- More left: keep a wake-up for the next blocked consumer (unless one is already pending).
+  if n > 0 and redis.call('LLEN', KEYS[4]) == 0 then redis.call('LPUSH', KEYS[4], '1') end
+else
+  -- Drained: tell the caller when to look again.
+  local nextAt = dMin
+  if n > 0 and (fMin == nil or deadline < fMin) then fMin = deadline end
+  if fMin and (nextAt == nil or fMin < nextAt) then nextAt = fMin end
   if nextAt ~= nil then out[1] = math.max(nextAt - now, 1) end
+  -- Nothing ready: spent tokens would only wake consumers for nothing. Keep one while something
+  -- is delayed, so another blocked consumer re-computes when to look again.
+  if dMin == nil then redis.call('DEL', KEYS[4]) else redis.call('LTRIM', KEYS[4], 0, 0) end
 end
 return out
