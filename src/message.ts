@@ -587,6 +587,8 @@ const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 const WIRE_KEYS = new Set(['id', 'type', 'sender', 'recipient', 'payload', 'timestamp', 'priority', 'correlationId', 'headers', 'attempt', 'ttlMs']);
 
+const MAYBE_HOSTILE = /__proto__|constructor|prototype|\\u/;
+
 function hostileKeys(this: unknown, key: string, value: unknown): unknown {
   if (FORBIDDEN_KEYS.has(key)) throw new ValidationError(`wire message contains the forbidden key \`${key}\``);
   return value;
@@ -602,7 +604,10 @@ export function decodeMessage(raw: unknown, maxBytes = DEFAULT_MAX_WIRE_BYTES): 
   if (raw.length > maxBytes) throw new ValidationError(`wire message must be at most ${maxBytes} bytes, got ${raw.length}`);
   let data: unknown;
   try {
-    data = JSON.parse(raw, hostileKeys);
+    // A reviver makes JSON.parse ~3x slower, and this is the hottest line of a Redis consumer.
+    // A forbidden key can only appear spelled out or through a \u escape, so only text that
+    // could hold one pays for the key-by-key check.
+    data = MAYBE_HOSTILE.test(raw) ? JSON.parse(raw, hostileKeys) : JSON.parse(raw);
   } catch (err) {
     if (err instanceof ValidationError) throw err;
     throw new ValidationError(`wire message is not valid JSON: ${(err as Error).message}`, { cause: err });

@@ -127,6 +127,18 @@ describe('decodeMessage refuses malformed or hostile input with ValidationError 
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
   });
 
+  it('refuses a forbidden key however it is spelled with \\u escapes (the fast path must not miss one)', () => {
+    const raw = encodeMessage(sample());
+    const escaped = (key: string, mask: boolean[]) =>
+      [...key].map((c, i) => (mask[i % mask.length] ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c)).join('');
+    fc.assert(
+      fc.property(fc.constantFrom('__proto__', 'constructor', 'prototype'), fc.array(fc.boolean(), { minLength: 1, maxLength: 12 }), (key, mask) => {
+        const wire = raw.replace('"topic":', `"${escaped(key, mask)}":`);
+        expect(() => decodeMessage(wire)).toThrow(`forbidden key \`${key}\``);
+      }),
+    );
+  });
+
   it('refuses oversized input before parsing it', () => {
     expectRefused(' '.repeat(2_000_000), /wire message must be at most \d+ bytes, got 2000000/);
     const big = encodeMessage({ ...sample(), payload: { text: 'x'.repeat(2_000) } });
