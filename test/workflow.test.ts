@@ -13,6 +13,7 @@ import {
   WorkflowNotFoundError,
   WorkflowBusyError,
   type Agent,
+  type OrchestratorHooks,
   type OrchestratorState,
   type WorkflowDefinition,
   type WorkflowEvent,
@@ -91,6 +92,32 @@ async function thrown(fn: () => Promise<unknown>): Promise<unknown> {
     return err;
   }
   throw new Error('expected a rejection');
+}
+
+/** A first process that dies mid-run: starts the pipeline on `state` until something throws. */
+async function crashedRun(
+  counts: Record<string, number>,
+  state: OrchestratorState,
+  hooks?: OrchestratorHooks,
+): Promise<{ workflowId: string; error: unknown }> {
+  let workflowId = '';
+  const error = await thrown(() =>
+    new Orchestrator({
+      bus: newBus(counting(counts)),
+      state,
+      definition: documentPipeline(),
+      onEvent: (e) => {
+        if (e.type === 'workflow_started') workflowId = e.workflowId;
+      },
+      ...(hooks ? { hooks } : {}),
+    }).start({ topic: TOPIC, input: INPUT }),
+  );
+  return { workflowId, error };
+}
+
+/** A second process that resumes the run. */
+function resumedRun(counts: Record<string, number>, state: OrchestratorState, workflowId: string) {
+  return new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(workflowId);
 }
 
 describe('Orchestrator: the document pipeline in one process', () => {
@@ -231,22 +258,11 @@ describe('Orchestrator: durable runs', () => {
     const counts: Record<string, number> = {};
 
     // First process: dies right after `writing` completes.
-    let workflowId = '';
-    const crash = await thrown(() =>
-      new Orchestrator({
-        bus: newBus(counting(counts)),
-        state: newState(url),
-        definition: documentPipeline(),
-        onEvent: (e) => {
-          if (e.type === 'workflow_started') workflowId = e.workflowId;
-        },
-        hooks: {
-          afterStage(stage) {
-            if (stage === 'writing') throw new Error('simulated crash');
-          },
-        },
-      }).start({ topic: TOPIC, input: INPUT }),
-    );
+    const { workflowId, error: crash } = await crashedRun(counts, newState(url), {
+      afterStage(stage) {
+        if (stage === 'writing') throw new Error('simulated crash');
+      },
+    });
     expect((crash as Error).message).toBe('simulated crash');
     expect(counts).toEqual({ research: 1, writing: 1 });
 
@@ -254,7 +270,7 @@ describe('Orchestrator: durable runs', () => {
     const state = newState(url);
     const before = await state.getWorkflowState(workflowId);
     expect(before?.completedStages).toEqual(['research', 'writing']);
-    const outcome = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(workflowId);
+    const outcome = await resumedRun(counts, state, workflowId);
 
     expect(outcome.status).toBe('completed');
     expect(counts).toEqual({ research: 1, writing: 1, editing: 1, verification: 1 });
@@ -267,27 +283,16 @@ describe('Orchestrator: durable runs', () => {
   it('reuses a stage output recorded before the crash instead of asking the agent again', async () => {
     const state = newState();
     const counts: Record<string, number> = {};
-    let workflowId = '';
-    await thrown(() =>
-      new Orchestrator({
-        bus: newBus(counting(counts)),
-        state,
-        definition: documentPipeline(),
-        onEvent: (e) => {
-          if (e.type === 'workflow_started') workflowId = e.workflowId;
-        },
-        hooks: {
-          beforeComplete(stage) {
-            if (stage === 'editing') throw new Error('simulated crash');
-          },
-        },
-      }).start({ topic: TOPIC, input: INPUT }),
-    );
+    const { workflowId } = await crashedRun(counts, state, {
+      beforeComplete(stage) {
+        if (stage === 'editing') throw new Error('simulated crash');
+      },
+    });
     const mid = await state.getWorkflowState(workflowId);
     expect(mid?.stage).toBe('editing');
     expect(mid?.completedStages).not.toContain('editing');
 
-    const outcome = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(workflowId);
+    const outcome = await resumedRun(counts, state, workflowId);
     expect(outcome.status).toBe('completed');
     expect(counts['editing']).toBe(1);
     const history = await state.getStateHistory(outcome.documentId);
@@ -297,7 +302,6 @@ describe('Orchestrator: durable runs', () => {
   it('never writes a draft twice when the crash came between the version write and its record', async () => {
     const state = newState();
     const counts: Record<string, number> = {};
-    let workflowId = '';
     let crashOnce = true;
     // The version is written, then the process dies before the orchestrator records it.
     const crashing = wrapState(state, {
@@ -310,17 +314,8 @@ describe('Orchestrator: durable runs', () => {
         return doc;
       },
     });
-    await thrown(() =>
-      new Orchestrator({
-        bus: newBus(counting(counts)),
-        state: crashing,
-        definition: documentPipeline(),
-        onEvent: (e) => {
-          if (e.type === 'workflow_started') workflowId = e.workflowId;
-        },
-      }).start({ topic: TOPIC, input: INPUT }),
-    );
-    const outcome = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(workflowId);
+    const { workflowId } = await crashedRun(counts, crashing);
+    const outcome = await resumedRun(counts, state, workflowId);
     expect(outcome.status).toBe('completed');
     // Not asked again, not written again.
     expect(counts['editing']).toBe(1);
@@ -332,24 +327,14 @@ describe('Orchestrator: durable runs', () => {
   it('runs the stage again when the crash came before its version was written', async () => {
     const state = newState();
     const counts: Record<string, number> = {};
-    let workflowId = '';
     const crashing = wrapState(state, {
       updateDocumentContent: async (i) => {
         if (i.actor === 'editing') throw new Error('simulated crash before the write');
         return state.updateDocumentContent(i);
       },
     });
-    await thrown(() =>
-      new Orchestrator({
-        bus: newBus(counting(counts)),
-        state: crashing,
-        definition: documentPipeline(),
-        onEvent: (e) => {
-          if (e.type === 'workflow_started') workflowId = e.workflowId;
-        },
-      }).start({ topic: TOPIC, input: INPUT }),
-    );
-    const outcome = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(workflowId);
+    const { workflowId } = await crashedRun(counts, crashing);
+    const outcome = await resumedRun(counts, state, workflowId);
     expect(outcome.status).toBe('completed');
     expect(counts['editing']).toBe(2);
     expect(counts['writing']).toBe(1);
