@@ -197,8 +197,9 @@ export function idAt(now: number): string {
   return idChunk.substring(0, ID_LENGTH);
 }
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') return `\`${value.length > 60 ? value.slice(0, 60) + '…' : value}\``;
+/** A received value as an error message shows it: scalars quoted (long strings cut), others by kind. */
+export function describeValue(value: unknown, maxChars = 60): string {
+  if (typeof value === 'string') return `\`${value.length > maxChars ? value.slice(0, maxChars) + '…' : value}\``;
   if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) {
     return `\`${String(value)}\``;
   }
@@ -206,7 +207,7 @@ function describe(value: unknown): string {
 }
 
 function requireName(field: string, value: unknown, allowEmpty = false): string {
-  if (typeof value !== 'string') throw new ValidationError(`${field} must be a string, got ${describe(value)}`, { field });
+  if (typeof value !== 'string') throw new ValidationError(`${field} must be a string, got ${describeValue(value)}`, { field });
   if (!allowEmpty && value.length === 0) throw new ValidationError(`${field} must not be empty`, { field });
   if (value.length > MAX_NAME_LENGTH) {
     throw new ValidationError(`${field} must be at most ${MAX_NAME_LENGTH} characters, got ${value.length}`, { field });
@@ -216,7 +217,7 @@ function requireName(field: string, value: unknown, allowEmpty = false): string 
 
 export function validatePriority(value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 10) {
-    throw new ValidationError(`priority must be an integer 0..10, got ${describe(value)}`, { field: 'priority' });
+    throw new ValidationError(`priority must be an integer 0..10, got ${describeValue(value)}`, { field: 'priority' });
   }
   return value;
 }
@@ -234,7 +235,7 @@ export function validateType(value: unknown): MessageType {
     return value;
   }
   if (typeof value !== 'string' || !TYPES.has(value)) {
-    throw new ValidationError(`type must be one of ${[...TYPES].join(', ')}, got ${describe(value)}`, { field: 'type' });
+    throw new ValidationError(`type must be one of ${[...TYPES].join(', ')}, got ${describeValue(value)}`, { field: 'type' });
   }
   return value as MessageType;
 }
@@ -269,7 +270,7 @@ function rejectNonJson(this: unknown, key: string, value: unknown): unknown {
  */
 export function serializePayload(payload: unknown, maxBytes: number): string {
   if (payload === null || typeof payload !== 'object') {
-    throw new ValidationError(`payload must be a JSON object or array, got ${describe(payload)}`, { field: 'payload' });
+    throw new ValidationError(`payload must be a JSON object or array, got ${describeValue(payload)}`, { field: 'payload' });
   }
   let json: string;
   try {
@@ -354,7 +355,7 @@ function jsonBound(value: unknown, depth: number): number {
  */
 export function validatePayload(payload: unknown, maxBytes: number): void {
   if (payload === null || typeof payload !== 'object') {
-    throw new ValidationError(`payload must be a JSON object or array, got ${describe(payload)}`, { field: 'payload' });
+    throw new ValidationError(`payload must be a JSON object or array, got ${describeValue(payload)}`, { field: 'payload' });
   }
   let bound: number;
   try {
@@ -375,13 +376,13 @@ const hasOwn = Object.prototype.hasOwnProperty;
 function validateHeaders(headers: unknown): Record<string, string> {
   if (headers === undefined) return {};
   if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) {
-    throw new ValidationError(`headers must be an object of strings, got ${describe(headers)}`, { field: 'headers' });
+    throw new ValidationError(`headers must be an object of strings, got ${describeValue(headers)}`, { field: 'headers' });
   }
   const out: Record<string, string> = {};
   for (const k in headers) {
     if (!hasOwn.call(headers, k)) continue;
     const v = (headers as Record<string, unknown>)[k];
-    if (typeof v !== 'string') throw new ValidationError(`headers.${k} must be a string, got ${describe(v)}`, { field: 'headers' });
+    if (typeof v !== 'string') throw new ValidationError(`headers.${k} must be a string, got ${describeValue(v)}`, { field: 'headers' });
     out[k] = v;
   }
   return out;
@@ -396,7 +397,7 @@ function checkHeaders(headers: unknown): Record<string, string> {
   for (const k in headers) {
     if (!hasOwn.call(headers, k)) return validateHeaders(headers);
     const v = (headers as Record<string, unknown>)[k];
-    if (typeof v !== 'string') throw new ValidationError(`headers.${k} must be a string, got ${describe(v)}`, { field: 'headers' });
+    if (typeof v !== 'string') throw new ValidationError(`headers.${k} must be a string, got ${describeValue(v)}`, { field: 'headers' });
   }
   return headers as Record<string, string>;
 }
@@ -433,7 +434,7 @@ export function createTracedMessage<P>(input: MessageInput<P>, maxPayloadBytes =
 
 function build<P>(input: MessageInput<P>, maxPayloadBytes: number, flags: number): Message<P> {
   if (input === null || typeof input !== 'object') {
-    throw new ValidationError(`message must be an object, got ${describe(input)}`);
+    throw new ValidationError(`message must be an object, got ${describeValue(input)}`);
   }
   const sender = requireName('sender', input.sender);
   const recipient = requireName('recipient', input.recipient, true);
@@ -443,7 +444,7 @@ function build<P>(input: MessageInput<P>, maxPayloadBytes: number, flags: number
   if (input.correlationId !== undefined) requireName('correlationId', input.correlationId);
   if (input.id !== undefined) requireName('id', input.id);
   if (input.ttlMs !== undefined && (typeof input.ttlMs !== 'number' || !(input.ttlMs > 0) || !Number.isFinite(input.ttlMs))) {
-    throw new ValidationError(`ttlMs must be a positive number of milliseconds, got ${describe(input.ttlMs)}`, { field: 'ttlMs' });
+    throw new ValidationError(`ttlMs must be a positive number of milliseconds, got ${describeValue(input.ttlMs)}`, { field: 'ttlMs' });
   }
   let headers: Record<string, string>;
   if ((flags & STAMP_TRACE) !== 0 && input.headers === undefined) headers = { traceparent: newTraceparent() };
@@ -600,7 +601,7 @@ function hostileKeys(this: unknown, key: string, value: unknown): unknown {
  * and nothing else.
  */
 export function decodeMessage(raw: unknown, maxBytes = DEFAULT_MAX_WIRE_BYTES): Message {
-  if (typeof raw !== 'string') throw new ValidationError(`wire message must be a string, got ${describe(raw)}`);
+  if (typeof raw !== 'string') throw new ValidationError(`wire message must be a string, got ${describeValue(raw)}`);
   if (raw.length > maxBytes) throw new ValidationError(`wire message must be at most ${maxBytes} bytes, got ${raw.length}`);
   let data: unknown;
   try {
@@ -613,7 +614,7 @@ export function decodeMessage(raw: unknown, maxBytes = DEFAULT_MAX_WIRE_BYTES): 
     throw new ValidationError(`wire message is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-    throw new ValidationError(`wire message must be a JSON object, got ${describe(data)}`);
+    throw new ValidationError(`wire message must be a JSON object, got ${describeValue(data)}`);
   }
   const o = data as Record<string, unknown>;
   for (const key of Object.keys(o)) {
@@ -626,15 +627,15 @@ export function decodeMessage(raw: unknown, maxBytes = DEFAULT_MAX_WIRE_BYTES): 
   const priority = validatePriority(o['priority']);
   const payload = o['payload'];
   if (payload === null || typeof payload !== 'object') {
-    throw new ValidationError(`payload must be a JSON object or array, got ${describe(payload)}`, { field: 'payload' });
+    throw new ValidationError(`payload must be a JSON object or array, got ${describeValue(payload)}`, { field: 'payload' });
   }
   const ts = o['timestamp'];
   if (typeof ts !== 'string' || !ISO_TIMESTAMP.test(ts) || Number.isNaN(Date.parse(ts))) {
-    throw new ValidationError(`timestamp must be an ISO-8601 date-time, got ${describe(ts)}`, { field: 'timestamp' });
+    throw new ValidationError(`timestamp must be an ISO-8601 date-time, got ${describeValue(ts)}`, { field: 'timestamp' });
   }
   const attempt = o['attempt'];
   if (typeof attempt !== 'number' || !Number.isInteger(attempt) || attempt < 0) {
-    throw new ValidationError(`attempt must be a non-negative integer, got ${describe(attempt)}`, { field: 'attempt' });
+    throw new ValidationError(`attempt must be a non-negative integer, got ${describeValue(attempt)}`, { field: 'attempt' });
   }
   const message: Message = {
     id,
@@ -651,7 +652,7 @@ export function decodeMessage(raw: unknown, maxBytes = DEFAULT_MAX_WIRE_BYTES): 
   const ttl = o['ttlMs'];
   if (ttl !== undefined) {
     if (typeof ttl !== 'number' || !(ttl > 0) || !Number.isFinite(ttl)) {
-      throw new ValidationError(`ttlMs must be a positive number, got ${describe(ttl)}`, { field: 'ttlMs' });
+      throw new ValidationError(`ttlMs must be a positive number, got ${describeValue(ttl)}`, { field: 'ttlMs' });
     }
     message.ttlMs = ttl;
   }

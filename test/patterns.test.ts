@@ -187,7 +187,7 @@ describe('forkJoin', () => {
       forkJoin(
         [0, 1, 2, 3, 4, 5],
         (item, { signal }) =>
-          new Promise<number>((resolve, reject) => {
+          new Promise<number>((_resolve, reject) => {
             started.push(item);
             signal.addEventListener('abort', () => {
               aborted.push(item);

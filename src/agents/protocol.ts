@@ -4,6 +4,7 @@
  * at the agent's boundary and throws `ValidationError` saying what was expected and what came.
  */
 import { ValidationError } from '../errors.js';
+import { describeValue } from '../message.js';
 
 /** A paragraph of a source file, as found by the research agent. */
 export interface Passage {
@@ -164,16 +165,8 @@ export const DEFAULT_LIMIT = 16;
 
 // ---------------------------------------------------------------- guards
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') return `\`${value.length > 40 ? value.slice(0, 40) + '…' : value}\``;
-  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) {
-    return `\`${String(value)}\``;
-  }
-  return Array.isArray(value) ? 'an array' : `a ${typeof value}`;
-}
-
 function fail(what: string, field: string, expected: string, value: unknown): never {
-  throw new ValidationError(`${what}: ${field} must be ${expected}, got ${describe(value)}`, { field });
+  throw new ValidationError(`${what}: ${field} must be ${expected}, got ${describeValue(value, 40)}`, { field });
 }
 
 function record(what: string, value: unknown): Record<string, unknown> {

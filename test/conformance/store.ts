@@ -783,7 +783,7 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         const all: ChangeEvent[] = [];
         const sub = b.watch('doc', (e) => forDoc.push(e));
         const subAll = b.watch('*', (e) => all.push(e));
-        await sub.ready;
+        await Promise.all([sub.ready, subAll.ready]);
         await seed(a);
         await a.updateDocumentContent({ documentId: 'doc', content: 'x', actor: 'alice' });
         await seed(a, 'other');
