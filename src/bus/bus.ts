@@ -1642,6 +1642,8 @@ export class MessageBus {
     const m = lease.message;
     this.#ackClock = 0;
     if (result !== undefined && asksForReply(m) && !ctx.replied) {
+      // A networked transport that can: the RESULT and this ack in one atomic step.
+      if (t.enqueueAndAck !== undefined && t.enqueueNow === undefined) return this.#replyAndAck(t, reg, lease, ctx, result);
       // The automatic RESULT, synchronously when the transport is.
       let sent: Message | undefined | Promise<Message | undefined>;
       try {
@@ -1678,6 +1680,34 @@ export class MessageBus {
     ctx.replied = true;
     const done = this.#complete(t, reg, lease, ctx, undefined);
     if (done !== undefined) await done;
+  }
+
+  /** The automatic RESULT of `lease`'s task and its ack, in one step (`Transport.enqueueAndAck`). */
+  async #replyAndAck(t: Transport, reg: Registration, lease: Lease, ctx: HandlerContext, result: unknown): Promise<void> {
+    const m = lease.message;
+    let message: Message;
+    let queue: string;
+    let outcome: { results: EnqueueResult[]; acked: boolean };
+    try {
+      if (this.#closed) throw new ClosedError('message bus');
+      message = this.#stampReply(m, resultPayload(result), { type: MessageType.RESULT, sender: reg.name });
+      const replyTo = m.headers['replyTo'];
+      queue = replyTo ?? m.sender;
+      const entry = { queue, message, visibleAt: IMMEDIATELY, requireRecipient: replyTo === undefined, dedupeWindowMs: 0 };
+      outcome = await (t as Required<Pick<Transport, 'enqueueAndAck'>>).enqueueAndAck([entry], lease);
+    } catch (err) {
+      // The result could not be sent (not JSON, transport down): the delivery failed, nothing was acked.
+      await this.#failedIn(t, lease, ctx, err);
+      return;
+    }
+    ctx.replied = true;
+    this.#settleContext(ctx);
+    try {
+      await this.#replied(t, m, message, queue, outcome.results[0] as EnqueueResult, true);
+    } catch (err) {
+      this.#deliveryFailed(err, message);
+    }
+    this.#afterAck(outcome.acked, m, reg.name);
   }
 
   async #ackAsync(t: Transport, lease: Lease, agent: string): Promise<void> {

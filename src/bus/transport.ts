@@ -42,6 +42,15 @@ export interface Transport {
 
   /** Removes a leased message for good. False if the lease was lost (expired and re-leased or moved). */
   ack(lease: Lease): Promise<boolean>;
+  /**
+   * Optional: `enqueue(entries)`, then `ack(lease)`, as one atomic step: a reply and the request
+   * it answers, so a crash never leaves the request acked without its reply, and a networked
+   * transport spends one round trip, not two. The ack does not depend on the entries' results;
+   * `acked` is false when the lease was lost (the entries are enqueued all the same, as they are
+   * by enqueue then ack). When it rejects, neither happened (or, if the connection failed after
+   * the backend ran it, both did). Without it the bus enqueues, then acks.
+   */
+  enqueueAndAck?(entries: EnqueueEntry[], lease: Lease): Promise<{ results: EnqueueResult[]; acked: boolean }>;
   /** Returns a leased message to its queue, visible again after `delayMs`. False if the lease was lost. */
   requeue(lease: Lease, options: { delayMs: number }): Promise<boolean>;
   /** Moves the lease deadline to now + `ms`. False if the lease was lost. */

@@ -174,6 +174,44 @@ export function runTransportConformance(name: string, factory: TransportFactory)
         expect(await t.depth('q')).toEqual({ ready: 0, delayed: 0, inFlight: 0 });
       });
 
+      it('enqueues and acks in one step (enqueueAndAck), and still enqueues when the lease was lost', async () => {
+        const t = await space.connect();
+        if (t.enqueueAndAck === undefined) return; // optional: the bus enqueues, then acks
+        const request = msg();
+        await t.enqueue([entry(request)]);
+        const [lease] = await t.lease('q', { leaseMs: 5_000, waitMs: 0 });
+        const reply = msg({ recipient: 'replies', payload: { n: 1 } });
+        const done = await t.enqueueAndAck([entry(reply)], lease as Lease);
+        expect(done).toEqual({ results: [{ status: 'enqueued' }], acked: true });
+        expect(await t.depth('q')).toEqual({ ready: 0, delayed: 0, inFlight: 0 });
+        const [got] = await t.lease('replies', { leaseMs: 5_000, waitMs: 0 });
+        expect(got?.message).toEqual({ ...reply, attempt: 1 });
+        // The same lease again: lost, but the entry is enqueued all the same (as enqueue then ack).
+        const again = msg({ recipient: 'replies', payload: { n: 2 } });
+        expect(await t.enqueueAndAck([entry(again)], lease as Lease)).toEqual({ results: [{ status: 'enqueued' }], acked: false });
+        expect((await t.depth('replies')).ready).toBe(1);
+        // Refusals are reported per entry; the ack does not depend on them.
+        await t.enqueue([entry(msg({ payload: { n: 3 } }))]);
+        const [third] = await t.lease('q', { leaseMs: 5_000, waitMs: 0 });
+        const refused = await t.enqueueAndAck([entry(msg({ recipient: 'nobody' }), { requireRecipient: true })], third as Lease);
+        expect(refused).toEqual({ results: [{ status: 'no_recipient' }], acked: true });
+      });
+
+      it('keeps acks and enqueues of the same tick apart in their results', async () => {
+        const t = await space.connect();
+        const ms = [msg({ payload: { n: 1 } }), msg({ payload: { n: 2 } })];
+        await t.enqueue(ms.map((m) => entry(m)));
+        const leases = await t.lease('q', { leaseMs: 5_000, waitMs: 0, max: 2 });
+        const next = msg({ payload: { n: 3 } });
+        // One tick: an enqueue and two acks (a networked transport may send them as one call).
+        const [sent, ackA, ackB] = await Promise.all([t.enqueue([entry(next)]), t.ack(leases[0] as Lease), t.ack(leases[1] as Lease)]);
+        expect(sent).toEqual([{ status: 'enqueued' }]);
+        expect([ackA, ackB]).toEqual([true, true]);
+        expect(await Promise.all([t.enqueue([entry(msg({ payload: { n: 4 } }))]), t.ack(leases[0] as Lease)])).toEqual([[{ status: 'enqueued' }], false]);
+        const rest = await t.lease('q', { leaseMs: 5_000, waitMs: 0, max: 10 });
+        expect(rest.map((l) => l.message.payload)).toEqual([{ n: 3 }, { n: 4 }]);
+      });
+
       it('requeues a message into its original place, with attempt + 1 on the next lease', async () => {
         const t = await space.connect();
         const [a, b, c] = [msg({ payload: { n: 'a' } }), msg({ payload: { n: 'b' } }), msg({ payload: { n: 'c' } })] as [Message, Message, Message];

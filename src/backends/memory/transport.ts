@@ -321,6 +321,13 @@ export class MemoryTransport implements Transport {
     return Promise.resolve(this.ackNow(lease));
   }
 
+  /** See {@link Transport.enqueueAndAck}: one synchronous step here, so nothing can come between. */
+  enqueueAndAck(entries: EnqueueEntry[], lease: Lease): Promise<{ results: EnqueueResult[]; acked: boolean }> {
+    if (this.#closed) return Promise.reject(new ClosedError('memory transport'));
+    const results = this.enqueueNow(entries);
+    return Promise.resolve({ results, acked: this.ackNow(lease) });
+  }
+
   /** `ack`, synchronously. */
   ackNow(lease: Lease, now?: number): boolean {
     const entry = this.#owned(lease, now);

@@ -10,14 +10,17 @@ import type { Redis } from 'ioredis';
 export class LuaScript {
   /** File name without `.lua`. */
   readonly name: string;
-  /** The script text. */
+  /** The script text (with its includes). */
   readonly lua: string;
   /** Its SHA1, for EVALSHA. */
   readonly sha: string;
 
   constructor(name: string) {
     this.name = name;
-    this.lua = readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8');
+    // `--#include NAME` lines pull in `./scripts/lib/NAME.lua` (Lua code shared by scripts).
+    this.lua = readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8').replace(/^--#include ([a-z-]+)$/gm, (_, lib: string) =>
+      readFileSync(new URL(`./scripts/lib/${lib}.lua`, import.meta.url), 'utf8'),
+    );
     this.sha = createHash('sha1').update(this.lua).digest('hex');
   }
 

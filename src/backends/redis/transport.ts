@@ -39,6 +39,9 @@ const STUCK_MS = 10_000;
 /** How long after an enqueue found nobody subscribed its publication may be skipped. */
 const UNOBSERVED_MS = 10;
 
+/** Longest the command connection waits for calls a pump carried to be answered (see `afterFlush`). */
+const CARRY_WAIT_MS = 1000;
+
 /** setTimeout cannot wait longer than this. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -75,9 +78,22 @@ interface ScriptCall {
   name: keyof typeof SCRIPTS | 'publish';
   keys: readonly string[];
   args: readonly (string | number)[];
+  /**
+   * An enqueue without acks of its own, or an ack-many with the key segment of its queue: one of
+   * each in the same write become one enqueue call that acks too (see `#fuse`).
+   */
+  fuse?: 'enqueue' | { ackSegment: string };
   resolve(reply: unknown): void;
   reject(err: unknown): void;
 }
+
+/** A pump waiting for the tick's commands to leave, or to be handed them (see `RedisTransport.afterFlush`). */
+interface AfterFlush {
+  resolve(carry: ScriptCall[]): void;
+  canCarry: (() => boolean) | undefined;
+}
+
+const NONE: ScriptCall[] = [];
 
 /** Leases taken ahead for the next `lease()` on their queue (see `stashPrefetched`). */
 interface Prefetched {
@@ -133,8 +149,10 @@ export class RedisTransport implements Transport {
   readonly #prefetched = new Map<string, Prefetched>();
   /** Script calls of the current tick: they leave in one write (see `#run`). */
   #calls: ScriptCall[] = [];
-  /** Pump writes waiting for the tick's commands to leave first. */
-  #afterFlush: (() => void)[] = [];
+  /** Pump writes waiting for the tick's commands to leave first (or to carry them, see `afterFlush`). */
+  #afterFlush: AfterFlush[] = [];
+  /** Settles once the calls a pump carried have their replies; the command connection waits for it. */
+  #carried: Promise<void> | undefined;
   /**
    * Messages just enqueued here whose type's channel had no subscriber (and no pattern
    * subscription existed) at that moment, with when that was seen: publishing them on that
@@ -151,6 +169,11 @@ export class RedisTransport implements Transport {
     () => this.#schedule(),
   );
   readonly #acks = new Coalescer<string, Lease, boolean>((queue, leases) => this.#ackMany(queue, leases), 1000, () => this.#schedule());
+  readonly #replies = new Coalescer<string, { entries: EnqueueEntry[]; lease: Lease }, { results: EnqueueResult[]; acked: boolean }>(
+    (queue, calls) => this.#enqueueAndAckMany(queue, calls),
+    200,
+    () => this.#schedule(),
+  );
   #flushScheduled = false;
 
   /** `url`: `redis://host:port/db?namespace=NAME`. Nothing connects until `connect()` or first use. */
@@ -197,12 +220,52 @@ export class RedisTransport implements Transport {
     });
   }
 
-  /** Resolves once the commands of the current tick have been sent (a pump's write goes after them). @internal */
-  afterFlush(): Promise<void> {
-    return new Promise<void>((resolve) => {
-      this.#afterFlush.push(resolve);
+  /**
+   * Resolves once the commands of the current tick have left, for a pump whose write goes after
+   * them. A pump whose connection is ready (`canCarry`) may be handed the tick's commands instead,
+   * to put in front of its own in one write: a responder's reply, the ack of the request and the
+   * wait for the next one leave in one system call, as do a requester's next request and its
+   * wait for the reply (a write costs tens of µs on a busy host). That happens only when the
+   * command connection has nothing in flight, and the command connection's next write waits for
+   * the carried calls' replies, so calls still run in the order they were made. @internal
+   */
+  afterFlush(canCarry?: () => boolean): Promise<ScriptCall[]> {
+    return new Promise<ScriptCall[]>((resolve) => {
+      this.#afterFlush.push({ resolve, canCarry });
       this.#schedule();
     });
+  }
+
+  /** Nothing sent on the command connection is waiting for its reply, and nothing carried either. */
+  #cmdIdle(): boolean {
+    // ioredis keeps sent commands in `commandQueue` and not yet sent ones in `offlineQueue`.
+    const queues = this.#cmd as unknown as { commandQueue: { length: number }; offlineQueue?: { length: number } };
+    return this.#carried === undefined && this.#cmd.status === 'ready' && queues.commandQueue.length === 0 && (queues.offlineQueue?.length ?? 0) === 0;
+  }
+
+  /** Hands `calls` to a pump's write; the command connection's next write waits until they are answered. */
+  #carry(calls: ScriptCall[], to: AfterFlush): void {
+    let left = calls.length;
+    let done!: () => void;
+    const carried = new Promise<void>((resolve) => (done = resolve));
+    this.#carried = carried;
+    const one = () => {
+      if (--left > 0) return;
+      if (this.#carried === carried) this.#carried = undefined;
+      done();
+    };
+    const wrapped = calls.map((c): ScriptCall => ({
+      ...c,
+      resolve: (reply) => {
+        one();
+        c.resolve(reply);
+      },
+      reject: (err) => {
+        one();
+        c.reject(err);
+      },
+    }));
+    to.resolve(wrapped);
   }
 
   /** Makes sure the tick's commands leave once the current chain of continuations has settled. */
@@ -216,22 +279,70 @@ export class RedisTransport implements Transport {
     // The coalesced calls of the tick join the direct ones (an enqueue's publication, then the
     // ack that follows it) in one write.
     this.#enqueues.flush();
+    this.#replies.flush();
     this.#acks.flush();
     this.#leases.flush();
     this.#flushScheduled = false;
-    const calls = this.#calls;
+    const calls = this.#fuse(this.#calls);
     this.#calls = [];
-    if (calls.length > 0) void this.#send(calls);
     const after = this.#afterFlush;
+    let carrier: AfterFlush | undefined;
+    if (calls.length > 0 && after.length > 0 && this.#cmdIdle()) carrier = after.find((a) => a.canCarry?.() === true);
+    if (carrier !== undefined) this.#carry(calls, carrier);
+    else if (calls.length > 0) void this.#send(calls);
     if (after.length > 0) {
       this.#afterFlush = [];
-      for (const resolve of after) resolve();
+      for (const a of after) if (a !== carrier) a.resolve(NONE);
     }
   };
+
+  /**
+   * Joins the first plain enqueue of a write and its first ack-many into one enqueue call that
+   * acks too (a requester's next request and the ack of the reply it just got): Redis runs one
+   * script instead of two, which costs more than either script's own work. The ack runs right
+   * after the enqueue instead of later in the same write, and the two fail together; neither
+   * depends on the other.
+   */
+  #fuse(calls: ScriptCall[]): ScriptCall[] {
+    if (calls.length < 2) return calls;
+    let e = -1;
+    let a = -1;
+    for (let i = 0; i < calls.length && (e < 0 || a < 0); i++) {
+      const f = calls[i]!.fuse;
+      if (f === undefined) continue;
+      if (f === 'enqueue') {
+        if (e < 0) e = i;
+      } else if (a < 0) a = i;
+    }
+    if (e < 0 || a < 0) return calls;
+    const enq = calls[e]!;
+    const ack = calls[a]!;
+    const segment = (ack.fuse as { ackSegment: string }).ackSegment;
+    const fused: ScriptCall = {
+      name: 'enqueue',
+      keys: enq.keys,
+      args: [...enq.args, ack.args.length / 2, segment, ...ack.args],
+      resolve: (reply) => {
+        const raw = reply as unknown[];
+        enq.resolve(raw);
+        ack.resolve(raw[raw.length - 1]);
+      },
+      reject: (err) => {
+        enq.reject(err);
+        ack.reject(err);
+      },
+    };
+    const out = calls.filter((_, i) => i !== a);
+    out[e < a ? e : e - 1] = fused;
+    return out;
+  }
 
   async #send(calls: ScriptCall[]): Promise<void> {
     const client = this.#cmd;
     try {
+      // Calls a pump carried run first (they were made first). A pump connection that stopped
+      // answering holds the command connection back for at most CARRY_WAIT_MS.
+      if (this.#carried !== undefined) await waitAtMost(this.#carried, CARRY_WAIT_MS);
       // Closing still lets out what was queued before (undoing prefetched leases), until QUIT.
       await (this.#connecting ?? this.connect());
     } catch (err) {
@@ -324,6 +435,44 @@ export class RedisTransport implements Transport {
   }
 
   async #enqueueMany(calls: EnqueueEntry[][]): Promise<EnqueueResult[][]> {
+    const { args, channels, count } = this.#enqueueArgs(calls);
+    const raw = (await new Promise<unknown>((resolve, reject) => {
+      this.#calls.push({ name: 'enqueue', keys: [this.#prefix + 'seq', this.#prefix + 'recipients'], args, resolve, reject, fuse: 'enqueue' });
+      this.#schedule();
+    })) as unknown[];
+    return this.#enqueueResults(calls, raw, channels, count);
+  }
+
+  /**
+   * Enqueues `entries`, then acks `lease`, in one script call (a reply and the request it
+   * answers). Calls of one tick for leases of one queue share that call; like an ack, it goes out
+   * with the wait for the consumer's next message when that consumer is busy (see `#ackMany`).
+   */
+  enqueueAndAck(entries: EnqueueEntry[], lease: Lease): Promise<{ results: EnqueueResult[]; acked: boolean }> {
+    if (this.#closed) return Promise.reject(new ClosedError('redis transport'));
+    return this.#replies.submit(lease.queue, { entries, lease });
+  }
+
+  async #enqueueAndAckMany(queue: string, calls: { entries: EnqueueEntry[]; lease: Lease }[]): Promise<{ results: EnqueueResult[]; acked: boolean }[]> {
+    const batches = calls.map((c) => c.entries);
+    const { args, channels, count } = this.#enqueueArgs(batches);
+    args.push(calls.length, keySegment(queue));
+    for (const c of calls) args.push(keySegment(c.lease.message.id), c.lease.token);
+    const call = (resolve: (reply: unknown) => void, reject: (err: unknown) => void): ScriptCall => ({
+      name: 'enqueue',
+      keys: [this.#prefix + 'seq', this.#prefix + 'recipients'],
+      args,
+      resolve,
+      reject,
+    });
+    const raw = (await this.#armOrRun(queue, calls.length, call)) as unknown[];
+    const results = this.#enqueueResults(batches, raw, channels, count);
+    const acked = (raw[count + 1] ?? []) as number[];
+    return calls.map((_, i) => ({ results: results[i]!, acked: acked[i] === 1 }));
+  }
+
+  /** The enqueue script's arguments for `calls` (their entries in order), and the channels it looks at. */
+  #enqueueArgs(calls: EnqueueEntry[][]): { args: (string | number)[]; channels: string[]; count: number } {
     const now = Date.now();
     let count = 0;
     for (const entries of calls) count += entries.length;
@@ -353,7 +502,11 @@ export class RedisTransport implements Transport {
         );
       }
     }
-    const raw = (await this.#run('enqueue', [this.#prefix + 'seq', this.#prefix + 'recipients'], args)) as unknown[];
+    return { args, channels, count };
+  }
+
+  /** The enqueue script's reply, as one result per entry of each call. */
+  #enqueueResults(calls: EnqueueEntry[][], raw: unknown[], channels: string[], count: number): EnqueueResult[][] {
     const listened = (raw[count] ?? []) as number[];
     const seen = Date.now();
     let i = 0;
@@ -582,13 +735,28 @@ export class RedisTransport implements Transport {
     const args: string[] = [];
     for (const l of leases) args.push(keySegment(l.message.id), l.token);
     const ackKeys = [keys.ready, keys.inflight, keys.signal, keys.body, keys.tries];
+    const fuse = { ackSegment: keySegment(queue) };
+    const acked = await this.#armOrRun(queue, leases.length, (resolve, reject) => ({ name: 'ack-many', keys: ackKeys, args, resolve, reject, fuse }));
+    return (acked as number[]).map((r) => r === 1);
+  }
+
+  /**
+   * Sends a call that acks `count` leases of `queue`: on the queue's blocking connection, ahead of
+   * the wait for what its busy consumer asks for next, when that connection is free; else with
+   * the tick's commands.
+   */
+  #armOrRun(queue: string, count: number, call: (resolve: (reply: unknown) => void, reject: (err: unknown) => void) => ScriptCall): Promise<unknown> {
     const leaseMs = this.#consumers.get(queue);
     const pump = leaseMs === undefined || this.#closed || this.#prefetched.has(queue) ? undefined : this.#pump(queue);
-    let acked: Promise<unknown>;
-    if (pump?.idle === true) {
-      acked = new Promise<unknown>((resolve, reject) => pump.arm(leaseMs!, leases.length, { name: 'ack-many', keys: ackKeys, args, resolve, reject }));
-    } else acked = this.#run('ack-many', ackKeys, args);
-    return ((await acked) as number[]).map((r) => r === 1);
+    return new Promise<unknown>((resolve, reject) => {
+      const c = call(resolve, reject);
+      if (this.#closed) reject(new ClosedError('redis transport'));
+      else if (pump?.idle === true) pump.arm(leaseMs!, count, c);
+      else {
+        this.#calls.push(c);
+        this.#schedule();
+      }
+    });
   }
 
   #pump(queue: string): QueuePump {
@@ -851,6 +1019,9 @@ class QueuePump {
     this.#keys = keys;
   }
 
+  /** The connection can take the tick's commands in front of this round's wait, right now. */
+  readonly #canCarry = (): boolean => !this.#closed && this.#conn?.status === 'ready' && this.#connected !== undefined;
+
   /** Whether some `lease()` call is waiting here. */
   get waiting(): boolean {
     return this.#waiters.size > 0;
@@ -953,8 +1124,8 @@ class QueuePump {
         let replies: [Error | null, unknown][];
         // Let the commands of this tick (say, the request that follows the reply just handed out)
         // leave first: they are what the other side waits for; this wait is not.
-        await this.#transport.afterFlush();
-        const pre = this.#pre;
+        const carried = await this.#transport.afterFlush(this.#canCarry);
+        const pre = carried.length > 0 ? [...carried, ...this.#pre] : this.#pre;
         this.#pre = [];
         try {
           let conn: Redis;
@@ -1097,6 +1268,13 @@ function withoutOrder(stored: unknown): string | null {
     if (c < 48 || c > 57) return stored;
   }
   return stored.slice(bar + 1);
+}
+
+/** Resolves when `p` settles or after `ms`, whichever comes first. */
+function waitAtMost(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /**

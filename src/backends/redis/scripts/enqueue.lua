@@ -27,10 +27,17 @@
     queue segment (escaped), queue name, id segment (escaped), encoded message,
     priority 0..10, delay ms (0 = visible now), requireRecipient (1/0), dedupe window ms (0 = none)
 
+  then, optionally (a reply and the requests it answers, in one atomic step):
+    a                           number of leases to ack once the entries are enqueued (0 or absent: none)
+    queue segment (escaped)     the queue those leases are of
+    then 2 ARGV per ack: id segment, lease token (as for ack-many.lua)
+
   Returns one item per entry: 1 = enqueued, 2 = no_recipient, or the first body (string) = duplicate;
   then one more item: a list of m flags, 1 when that channel has a subscriber or some pattern
-  subscription exists on the server (a publication there may be observed), else 0.
+  subscription exists on the server (a publication there may be observed), else 0; then, when
+  a > 0, a list of a ack flags (1, or 0 when that lease was lost).
 ]]
+--#include ack
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
 local m = tonumber(ARGV[3])
@@ -141,4 +148,16 @@ if m > 0 then
   for j = 1, m do listened[j] = (patterns or counts[2 * j] > 0) and 1 or 0 end
 end
 out[#out + 1] = listened
+
+local acksAt = start + n * 8
+local a = tonumber(ARGV[acksAt] or '0')
+if a > 0 then
+  if now == nil then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  local k = prefix .. 'q:' .. ARGV[acksAt + 1] .. ':'
+  local keys = { ready = k .. 'ready', inflight = k .. 'inflight', signal = k .. 'signal', body = k .. 'body', tries = k .. 'tries' }
+  out[#out + 1] = ackLeases(keys, now, acksAt + 2, a)
+end
 return out
