@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { createMessage, MessageType, type Message } from '../../src/message.js';
 import { TransportError } from '../../src/errors.js';
 import type { EnqueueEntry, Lease } from '../../src/bus/transport.js';
@@ -419,6 +420,52 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
     expect(depths.map((d) => d.ready)).toEqual([67, 67, 66]);
     const leased = await t.lease('batch-0', { leaseMs: 5000, waitMs: 0, max: 100 });
     expect(leased.map((l) => l.message.payload['n'])).toEqual(Array.from({ length: 67 }, (_, i) => i * 3));
+  });
+
+  it('one enqueue call of mixed entries files each where and as it asked (property)', async () => {
+    // Queue names with the characters key names escape, priorities, delays, dedupe windows and
+    // recipient checks mixed in one call: the script's compact arguments must lose none of it.
+    const names = ['mix', 'mix:a', 'mix%3A', 'mix%b:c'];
+    await t.addRecipient('mix:a');
+    let round = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({ q: fc.nat(names.length - 1), priority: fc.integer({ min: 0, max: 10 }), delayed: fc.boolean(), dedupe: fc.boolean(), required: fc.boolean() }),
+          { minLength: 1, maxLength: 60 },
+        ),
+        async (specs) => {
+          const tag = `r${round++}-`;
+          const queueOf = (i: number) => tag + names[i]!;
+          if (specs.some((s) => s.required && s.q === 1)) await t.addRecipient(queueOf(1));
+          const es = specs.map((s, n) =>
+            entry(queueOf(s.q), msg(queueOf(s.q), { n, priority: s.priority }), {
+              visibleAt: s.delayed ? Date.now() + 60_000 : 0,
+              dedupeWindowMs: s.dedupe ? 60_000 : 0,
+              requireRecipient: s.required,
+            }),
+          );
+          const results = await t.enqueue(es);
+          // Only queue 1 is a recipient: a required entry elsewhere is refused.
+          const refused = specs.map((s) => s.required && s.q !== 1);
+          expect(results.map((r) => r.status)).toEqual(refused.map((r) => (r ? 'no_recipient' : 'enqueued')));
+          for (let qi = 0; qi < names.length; qi++) {
+            const mine = specs.map((s, n) => ({ ...s, n })).filter((s, n) => s.q === qi && !refused[n]);
+            const depth = await t.depth(queueOf(qi));
+            expect(depth).toEqual({ ready: mine.filter((s) => !s.delayed).length, delayed: mine.filter((s) => s.delayed).length, inFlight: 0 });
+            const leased = await t.lease(queueOf(qi), { leaseMs: 5000, waitMs: 0, max: 100 });
+            const expected = mine.filter((s) => !s.delayed).sort((a, b) => b.priority - a.priority || a.n - b.n);
+            expect(leased.map((l) => l.message.payload['n'])).toEqual(expected.map((s) => s.n));
+            expect(leased.map((l) => l.message.priority)).toEqual(expected.map((s) => s.priority));
+            for (const l of leased) await t.ack(l);
+          }
+          // A dedupe window holds: the same entries again are duplicates where they asked for one.
+          const again = await t.enqueue(es.filter((_, n) => specs[n]!.dedupe && !refused[n]));
+          expect(again.every((r) => r.status === 'duplicate')).toBe(true);
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 
   it('escapes queue names so colons cannot collide', async () => {

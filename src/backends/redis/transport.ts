@@ -22,6 +22,7 @@ import {
 } from './connection.js';
 import { SCRIPTS, isNoScript } from './scripts.js';
 import { Coalescer } from './batch.js';
+import { RecentMap } from './recent.js';
 
 /**
  * Longest a blocked consumer waits before it looks at its queue again on its own. Wake-ups
@@ -38,6 +39,9 @@ const STUCK_MS = 10_000;
 
 /** How long after an enqueue found nobody subscribed its publication may be skipped. */
 const UNOBSERVED_MS = 10;
+
+/** How long the wire form of an enqueued message is kept for its publication. */
+const ENCODED_MS = 1000;
 
 /** Longest the command connection waits for calls a pump carried to be answered (see `afterFlush`). */
 const CARRY_WAIT_MS = 1000;
@@ -158,9 +162,9 @@ export class RedisTransport implements Transport {
    * subscription existed) at that moment, with when that was seen: publishing them on that
    * topic right after (`UNOBSERVED_MS`) is skipped.
    */
-  readonly #unobserved = new WeakMap<Message, number>();
-  /** Wire form of messages this transport enqueued, so publishing the same message does not encode it again. */
-  readonly #encoded = new WeakMap<Message, string>();
+  readonly #unobserved = new RecentMap<Message, number>(UNOBSERVED_MS);
+  /** Wire form of messages this transport just enqueued, so publishing the same message does not encode it again. */
+  readonly #encoded = new RecentMap<Message, string>(ENCODED_MS);
   /** Concurrent calls of one tick become one script call each (see `Coalescer`). */
   readonly #enqueues = new Coalescer<string, EnqueueEntry[], EnqueueResult[]>((_, calls) => this.#enqueueMany(calls), 200, () => this.#schedule());
   readonly #leases = new Coalescer<string, { queue: string; leaseMs: number; max: number }, RoundResult>(
@@ -383,11 +387,12 @@ export class RedisTransport implements Transport {
     };
   }
 
-  #encode(message: Message): string {
+  /** The wire form of `message`; with `now` (enqueueing), kept a moment for its publication. */
+  #encode(message: Message, now?: number): string {
     let wire = this.#encoded.get(message);
     if (wire === undefined || message.attempt !== 0) {
       wire = encodeMessage(message);
-      if (message.attempt === 0) this.#encoded.set(message, wire);
+      if (message.attempt === 0 && now !== undefined) this.#encoded.set(message, wire, now);
     }
     return wire;
   }
@@ -486,19 +491,20 @@ export class RedisTransport implements Transport {
       }
     }
     const args: (string | number)[] = [this.#prefix, count, channels.length, ...channels];
+    // Four arguments per entry (see scripts/enqueue.lua): the queue only when it changes, and
+    // priority, recipient check, delay and dedupe window in one.
+    let queue: string | undefined;
     for (const entries of calls) {
       for (const e of entries) {
         // visibleAt is on this machine's clock; the script adds the delay to the server's.
         const delay = e.visibleAt > now ? Math.ceil(e.visibleAt - now) : 0;
+        const dedupe = e.dedupeWindowMs > 0 ? Math.ceil(e.dedupeWindowMs) : 0;
+        const required = e.requireRecipient ? 1 : 0;
         args.push(
-          keySegment(e.queue),
-          e.queue,
+          e.queue === queue ? '' : (queue = e.queue),
           keySegment(e.message.id),
-          e.message.attempt === 0 ? this.#encode(e.message) : encodeMessage({ ...e.message, attempt: 0 }),
-          e.message.priority,
-          delay,
-          e.requireRecipient ? 1 : 0,
-          e.dedupeWindowMs > 0 ? Math.ceil(e.dedupeWindowMs) : 0,
+          e.message.attempt === 0 ? this.#encode(e.message, now) : encodeMessage({ ...e.message, attempt: 0 }),
+          delay === 0 && dedupe === 0 ? e.message.priority + 11 * required : `${e.message.priority},${required},${delay},${dedupe}`,
         );
       }
     }
@@ -514,7 +520,7 @@ export class RedisTransport implements Transport {
       entries.map((entry): EnqueueResult => {
         const r = raw[i++];
         if (r === 1) {
-          if (listened[channels.indexOf(this.#prefix + 'topic:' + entry.message.type)] === 0) this.#unobserved.set(entry.message, seen);
+          if (listened[channels.indexOf(this.#prefix + 'topic:' + entry.message.type)] === 0) this.#unobserved.set(entry.message, seen, seen);
           return ENQUEUED;
         }
         if (r === 2) return NO_RECIPIENT;

@@ -23,9 +23,12 @@
   ARGV[2]  n                    number of entries
   ARGV[3]  m                    number of pub/sub channels to look at, then m channel names:
                                 whether anybody listens on them (see the return value)
-  then 8 ARGV per entry:
-    queue segment (escaped), queue name, id segment (escaped), encoded message,
-    priority 0..10, delay ms (0 = visible now), requireRecipient (1/0), dedupe window ms (0 = none)
+  then 4 ARGV per entry (few: passing an argument costs Redis about as much as a small command):
+    queue name, or '' for the queue of the entry before (the first entry always names one)
+    id segment (escaped, as in key names)
+    encoded message
+    meta: priority + 11 * requireRecipient (a number 0..21) when the entry has no delay and no
+          dedupe window, else 'priority,requireRecipient,delayMs,dedupeWindowMs' ('5,1,250,0')
 
   then, optionally (a reply and the requests it answers, in one atomic step):
     a                           number of leases to ack once the entries are enqueued (0 or absent: none)
@@ -59,24 +62,41 @@ local queues = {}
 local order = {}
 local recipient = {}
 
+-- A queue name as it appears in key names (what keySegment does on the client).
+local function segment(name)
+  if not string.find(name, '[%%:]') then return name end
+  return (string.gsub(string.gsub(name, '%%', '%%25'), ':', '%%3A'))
+end
+
+local queue, qseg
 for i = 0, n - 1 do
-  local base = start + i * 8
-  local qseg = ARGV[base]
-  local idseg = ARGV[base + 2]
-  local dedupe = tonumber(ARGV[base + 7])
+  local base = start + i * 4
+  if ARGV[base] ~= '' then
+    queue = ARGV[base]
+    qseg = segment(queue)
+  end
+  local idseg = ARGV[base + 1]
+  local meta = ARGV[base + 3]
+  local priority, required, delay, dedupe
+  local code = tonumber(meta)
+  if code then
+    priority, required, delay, dedupe = code % 11, code >= 11, 0, 0
+  else
+    local p, r, d, w = string.match(meta, '^(%d+),([01]),(%d+),(%d+)$')
+    priority, required, delay, dedupe = tonumber(p), r == '1', tonumber(d), tonumber(w)
+  end
   local result = nil
 
   if dedupe > 0 then
     local original = redis.call('GET', prefix .. 'dd:' .. idseg)
     if original then result = original end
   end
-  if result == nil and ARGV[base + 6] == '1' then
-    local queue = ARGV[base + 1]
+  if result == nil and required then
     if recipient[queue] == nil then recipient[queue] = redis.call('SISMEMBER', KEYS[2], queue) == 1 end
     if not recipient[queue] then result = 2 end
   end
   if result == nil then
-    local body = ARGV[base + 3]
+    local body = ARGV[base + 2]
     if dedupe > 0 then
       redis.call('SET', prefix .. 'dd:' .. idseg, body, 'PX', dedupe)
     end
@@ -87,12 +107,11 @@ for i = 0, n - 1 do
       order[#order + 1] = qseg
     end
     seq = seq + 1
-    local place = (10 - tonumber(ARGV[base + 4])) * 1099511627776 + seq
+    local place = (10 - priority) * 1099511627776 + seq
     local nb = #q.body
     q.ids[#q.ids + 1] = idseg
     q.body[nb + 1] = idseg
     q.body[nb + 2] = string.format('%.0f', place) .. '|' .. body
-    local delay = tonumber(ARGV[base + 5])
     -- Numbers go to redis.call as they are: exact below 2^53.
     if delay > 0 then
       if now == nil then
@@ -149,7 +168,7 @@ if m > 0 then
 end
 out[#out + 1] = listened
 
-local acksAt = start + n * 8
+local acksAt = start + n * 4
 local a = tonumber(ARGV[acksAt] or '0')
 if a > 0 then
   if now == nil then
