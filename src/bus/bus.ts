@@ -20,6 +20,7 @@ import { backoffDelay, resolveBackoff, type BackoffOptions } from './backoff.js'
 import { IndexedHeap, type HeapItem } from './heap.js';
 import { LatencyRecorder } from './latency.js';
 import type { DeadLetter, DeadLetterReason, EnqueueEntry, EnqueueResult, Lease, QueueDepth, Transport } from './transport.js';
+import { INBOX_PREFIX } from './transport.js';
 
 // ------------------------------------------------------------------------------------ public types
 
@@ -655,7 +656,7 @@ export class MessageBus {
     this.#log = options.logger ?? pino({ level: 'silent' });
     this.#silent = options.logger === undefined;
     this.#state = options.state;
-    this.#inbox = `_inbox.${this.id}`;
+    this.#inbox = `${INBOX_PREFIX}${this.id}`;
     this.#ops = {
       logger: this.#log,
       state: this.#state,
@@ -1020,7 +1021,7 @@ export class MessageBus {
     if (letter === null) return null;
     const { ttlMs: _ttl, ...rest } = letter.message;
     const message: Message = { ...rest, attempt: 0 };
-    const isInbox = letter.queue.startsWith('_inbox.');
+    const isInbox = letter.queue.startsWith(INBOX_PREFIX);
     const [result] = await t.enqueue([
       { queue: letter.queue, message, visibleAt: IMMEDIATELY, requireRecipient: !isInbox, dedupeWindowMs: 0 },
     ]);

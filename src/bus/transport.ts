@@ -101,6 +101,15 @@ export interface Transport {
   close(): Promise<void>;
 }
 
+/**
+ * Queues whose names start with this are reply inboxes: the bus named `_inbox.<id>` consumes its
+ * own and nobody else does (agent names cannot start with `_`). Replies are delivered at most once
+ * and without priority order (each settles the one request waiting for it), so a transport may
+ * store an inbox more cheaply than a queue (Redis: a plain list, popped by a blocking pop); lease,
+ * ack, requeue, extendLease, deadLetter and depth must still work on it.
+ */
+export const INBOX_PREFIX = '_inbox.';
+
 export interface EnqueueEntry {
   queue: string;
   message: Message;

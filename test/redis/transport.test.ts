@@ -25,16 +25,21 @@ function entry(queue: string, message: Message, more: Partial<EnqueueEntry> = {}
   return { queue, message, visibleAt: Date.now(), requireRecipient: false, dedupeWindowMs: 0, ...more };
 }
 
-/** Whether a connection of namespace `ns` is blocked in BLPOP on the server right now. */
-async function blockedIn(ns: string): Promise<boolean> {
+/** Whether a connection of namespace `ns` is blocked in `cmd` (BLPOP unless told) on the server right now. */
+async function blockedInCmd(ns: string, cmd: string): Promise<boolean> {
   const raw = rawClient();
   await raw.connect();
   try {
     const list = String(await raw.client('LIST'));
-    return list.split('\n').some((line) => line.includes(` name=concord:${ns}:block:`) && / cmd=blpop( |$)/.test(line));
+    const pattern = new RegExp(` cmd=${cmd}( |$)`);
+    return list.split('\n').some((line) => line.includes(` name=concord:${ns}:block:`) && pattern.test(line));
   } finally {
     raw.disconnect();
   }
+}
+
+function blockedIn(ns: string): Promise<boolean> {
+  return blockedInCmd(ns, 'blpop');
 }
 
 describe.runIf(up)('Redis transport primitives (real Redis)', () => {
@@ -385,6 +390,86 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
       ['no-body', 'malformed', ''],
     ]);
     expect(await t.depth(q)).toEqual({ ready: 0, delayed: 0, inFlight: 0 });
+    await t.purgeDeadLetters();
+  });
+
+  it('keeps a reply inbox as a plain list its owner pops, once each, with depth, requeue and dead letter', async () => {
+    const q = '_inbox.bus-under-test';
+    const owner = transport();
+    await t.enqueue([1, 2, 3].map((n) => entry(q, msg(q, { n, type: MessageType.RESULT }))));
+    const raw = rawClient();
+    await raw.connect();
+    try {
+      const base = `concord:{${ns}}:q:${q}:`;
+      expect(await raw.type(base + 'list')).toBe('list');
+      expect(await raw.llen(base + 'list')).toBe(3);
+      // Nothing of a queue's machinery exists for an inbox.
+      expect(await raw.exists(base + 'ready', base + 'body', base + 'meta')).toBe(0);
+    } finally {
+      raw.disconnect();
+    }
+    expect(await owner.depth(q)).toEqual({ ready: 3, delayed: 0, inFlight: 0 });
+
+    const first = await owner.lease(q, { leaseMs: 5000, waitMs: 1000, max: 2 });
+    expect(first.map((l) => [l.message.payload['n'], l.message.attempt])).toEqual([[1, 1], [2, 1]]);
+    expect(await owner.ack(first[0]!)).toBe(true);
+    expect(await owner.ack(first[0]!)).toBe(false); // once only
+    expect(await owner.extendLease(first[1]!, 1000)).toBe(true);
+    // A requeued reply is visible again at once; its old lease no longer acks.
+    expect(await owner.requeue(first[1]!, { delayMs: 0 })).toBe(true);
+    expect(await owner.ack(first[1]!)).toBe(false);
+    expect(await owner.extendLease(first[1]!, 1000)).toBe(false);
+    expect(await owner.depth(q)).toEqual({ ready: 2, delayed: 0, inFlight: 0 });
+
+    const rest = await owner.lease(q, { leaseMs: 5000, waitMs: 0, max: 10 });
+    expect(rest.map((l) => l.message.payload['n'])).toEqual([3, 2]);
+    const letter = { message: rest[0]!.message, queue: q, reason: 'max_attempts' as const, error: 'test', attempts: 1, deadAt: new Date() };
+    expect(await owner.deadLetter(letter, rest[0]!)).toBe(true);
+    expect(await owner.deadLetter(letter, rest[0]!)).toBe(false);
+    expect(await owner.ack(rest[1]!)).toBe(true);
+    expect(await owner.depth(q)).toEqual({ ready: 0, delayed: 0, inFlight: 0 });
+    const letters = (await t.listDeadLetters()).filter((d) => d.queue === q);
+    expect(letters.map((d) => [d.message.payload['n'], d.reason])).toEqual([[3, 'max_attempts']]);
+    await t.purgeDeadLetters();
+  });
+
+  it('an inbox wakes its waiting owner, and a reply that comes after the wait ended is kept for the next', async () => {
+    const q = '_inbox.late-replies';
+    const owner = transport();
+    // A waiting owner is woken by a reply sent from another connection.
+    const waiting = owner.lease(q, { leaseMs: 5000, waitMs: 10_000 });
+    await waitFor(() => blockedInCmd(ns, 'blmpop'), 'the inbox to block', 5000, 10);
+    await t.enqueue([entry(q, msg(q, { n: 1, type: MessageType.RESULT }))]);
+    expect((await waiting).map((l) => l.message.payload['n'])).toEqual([1]);
+
+    // A wait that ends empty (aborted) while the pop is still blocked ...
+    const ac = new AbortController();
+    const gone = owner.lease(q, { leaseMs: 5000, waitMs: 10_000, signal: ac.signal });
+    await waitFor(() => blockedInCmd(ns, 'blmpop'), 'the inbox to block again', 5000, 10);
+    ac.abort();
+    expect(await gone).toEqual([]);
+    // ... and the reply that arrives meanwhile is not lost: the next call gets it.
+    await t.enqueue([entry(q, msg(q, { n: 2, type: MessageType.RESULT }))]);
+    const next = await owner.lease(q, { leaseMs: 5000, waitMs: 5000 });
+    expect(next.map((l) => [l.message.payload['n'], l.message.attempt])).toEqual([[2, 1]]);
+    expect(await owner.ack(next[0]!)).toBe(true);
+    expect(await owner.depth(q)).toEqual({ ready: 0, delayed: 0, inFlight: 0 });
+  });
+
+  it('dead-letters an inbox entry that does not decode as malformed and hands out the rest', async () => {
+    const q = '_inbox.malformed';
+    const raw = rawClient();
+    await raw.connect();
+    try {
+      await raw.rpush(`concord:{${ns}}:q:${q}:list`, '{not json');
+    } finally {
+      raw.disconnect();
+    }
+    await t.enqueue([entry(q, msg(q, { n: 9, type: MessageType.RESULT }))]);
+    const got = await t.lease(q, { leaseMs: 5000, waitMs: 1000, max: 5 });
+    expect(got.map((l) => l.message.payload['n'])).toEqual([9]);
+    const letters = (await t.listDeadLetters()).filter((d) => d.queue === q);
+    expect(letters.map((d) => [d.reason, d.raw])).toEqual([['malformed', '{not json']]);
     await t.purgeDeadLetters();
   });
 

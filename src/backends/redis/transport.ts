@@ -1,15 +1,16 @@
 import type { Redis } from 'ioredis';
 import { ClosedError, ValidationError } from '../../errors.js';
 import { DEFAULT_PRIORITY, MessageType, decodeMessage, encodeMessage, type Message } from '../../message.js';
-import type {
-  DeadLetter,
-  DeadLetterReason,
-  EnqueueEntry,
-  EnqueueResult,
-  Lease,
-  LeaseOptions,
-  QueueDepth,
-  Transport,
+import {
+  INBOX_PREFIX,
+  type DeadLetter,
+  type DeadLetterReason,
+  type EnqueueEntry,
+  type EnqueueResult,
+  type Lease,
+  type LeaseOptions,
+  type QueueDepth,
+  type Transport,
 } from '../../bus/transport.js';
 import {
   asTransportError,
@@ -40,11 +41,19 @@ const STUCK_MS = 10_000;
 /** How long after an enqueue found nobody subscribed its publication may be skipped. */
 const UNOBSERVED_MS = 10;
 
-/** How long the wire form of an enqueued message is kept for its publication. */
-const ENCODED_MS = 1000;
+/**
+ * How long the wire form of an enqueued message is kept for its publication (which the bus
+ * makes in the same turn): short, since a producer sending 100k messages a second keeps
+ * everything it sent in the last one to two such windows alive.
+ */
+const ENCODED_MS = 10;
 
 /** Longest the command connection waits for calls a pump carried to be answered (see `afterFlush`). */
 const CARRY_WAIT_MS = 1000;
+
+/** The token of a reply taken from an inbox (no lease is held in Redis), and of one acked. */
+const INBOX_TOKEN = 'inbox';
+const INBOX_SETTLED = 'inbox:settled';
 
 /** setTimeout cannot wait longer than this. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -143,6 +152,7 @@ export class RedisTransport implements Transport {
   #subConnecting: Promise<Redis> | undefined;
   readonly #topicHandlers = new Map<string, Set<(message: Message) => void>>();
   readonly #pumps = new Map<string, QueuePump>();
+  readonly #inboxes = new Map<string, InboxPump>();
   /** Queues whose last lease attempt left nothing ready. */
   readonly #drained = new Set<string>();
   /** Per queue, epoch ms when the next delayed message or lease deadline falls due (as the last lease attempt saw it). */
@@ -551,6 +561,7 @@ export class RedisTransport implements Transport {
       throw new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`);
     }
     if (this.#closed || options.signal?.aborted) return [];
+    if (queue.startsWith(INBOX_PREFIX)) return this.#inbox(queue).take(Math.floor(max), leaseMs, waitMs, options.signal);
     // A caller that waits is a consumer loop: it will ask again once it is done with these.
     if (waitMs > 0) this.#consumers.set(queue, leaseMs);
     const ahead = this.#takePrefetched(queue, leaseMs, Math.floor(max));
@@ -725,6 +736,7 @@ export class RedisTransport implements Transport {
   /** Acks a lease; false if it was lost. Concurrent acks on one queue share one script call. */
   ack(lease: Lease): Promise<boolean> {
     if (this.#closed) return Promise.reject(new ClosedError('redis transport'));
+    if (lease.token === INBOX_TOKEN || lease.token === INBOX_SETTLED) return Promise.resolve(settleInboxLease(lease));
     return this.#acks.submit(lease.queue, lease);
   }
 
@@ -765,6 +777,51 @@ export class RedisTransport implements Transport {
     });
   }
 
+  #inbox(queue: string): InboxPump {
+    let inbox = this.#inboxes.get(queue);
+    if (!inbox) {
+      inbox = new InboxPump(this, queue, this.#inboxKey(queue));
+      this.#inboxes.set(queue, inbox);
+    }
+    return inbox;
+  }
+
+  #inboxKey(queue: string): string {
+    return `${this.#prefix}q:${keySegment(queue)}:list`;
+  }
+
+  /**
+   * Replies from an inbox list's entries (attempt 1, token INBOX_TOKEN); entries that do not
+   * decode are dead-lettered as malformed. @internal
+   */
+  async inboxLeases(queue: string, leaseMs: number, raw: readonly string[]): Promise<Lease[]> {
+    const deadline = Date.now() + leaseMs;
+    const leases: Lease[] = [];
+    for (const body of raw) {
+      try {
+        const message = decodeMessage(body);
+        message.attempt = 1;
+        leases.push({ queue, message, token: INBOX_TOKEN, deadline });
+      } catch (err) {
+        const message = salvage(body, '', queue, 1);
+        const letter: DeadLetter = { message, queue, reason: 'malformed', error: err instanceof Error ? err.message : String(err), attempts: 1, deadAt: new Date(), raw: body };
+        await this.#deadLetterRaw(letter, keySegment(message.id), undefined).catch(() => {
+          // Redis is failing: a malformed reply is dropped (an inbox is at most once).
+        });
+      }
+    }
+    return leases;
+  }
+
+  /** Pops up to `max` entries of an inbox list without waiting. @internal */
+  async popInbox(key: string, max: number): Promise<string[]> {
+    const client = await this.#client();
+    const raw = await client.lpop(key, max).catch((err: unknown) => {
+      throw asTransportError(this.#config, 'lease', err);
+    });
+    return raw ?? [];
+  }
+
   #pump(queue: string): QueuePump {
     let pump = this.#pumps.get(queue);
     if (!pump) {
@@ -776,6 +833,15 @@ export class RedisTransport implements Transport {
 
   /** Puts a leased message back, visible after `delayMs`, in its original place; false if the lease was lost. */
   async requeue(lease: Lease, options: { delayMs: number }): Promise<boolean> {
+    if (lease.token === INBOX_TOKEN || lease.token === INBOX_SETTLED) {
+      // An inbox has no delays or attempts: the reply is visible again at once, at the end.
+      if (!settleInboxLease(lease)) return false;
+      const client = await this.#client();
+      await client.rpush(this.#inboxKey(lease.queue), encodeMessage({ ...lease.message, attempt: 0 })).catch((err: unknown) => {
+        throw asTransportError(this.#config, 'requeue', err);
+      });
+      return true;
+    }
     const keys = this.#queueKeys(lease.queue);
     const idseg = keySegment(lease.message.id);
     const delay = Math.max(0, Math.ceil(options.delayMs));
@@ -787,6 +853,11 @@ export class RedisTransport implements Transport {
   /** Moves the lease deadline to now + `ms`; false if the lease was lost. */
   async extendLease(lease: Lease, ms: number): Promise<boolean> {
     if (!(ms > 0) || !Number.isFinite(ms)) throw new ValidationError(`lease extension must be a positive number of ms, got ${ms}`, { field: 'ms' });
+    if (lease.token === INBOX_TOKEN || lease.token === INBOX_SETTLED) {
+      if (lease.token !== INBOX_TOKEN) return false;
+      lease.deadline = Date.now() + ms;
+      return true;
+    }
     const keys = this.#queueKeys(lease.queue);
     const idseg = keySegment(lease.message.id);
     const now = Date.now();
@@ -802,6 +873,11 @@ export class RedisTransport implements Transport {
 
   /** Stores a dead letter; with `lease`, removes the leased message in the same script. */
   async deadLetter(letter: DeadLetter, lease?: Lease): Promise<boolean> {
+    if (lease !== undefined && (lease.token === INBOX_TOKEN || lease.token === INBOX_SETTLED)) {
+      // Nothing of a reply taken from an inbox is held in Redis: store the letter alone.
+      if (!settleInboxLease(lease)) return false;
+      return this.#deadLetterRaw(letter, keySegment(letter.message.id), undefined);
+    }
     return this.#deadLetterRaw(letter, keySegment(lease?.message.id ?? letter.message.id), lease);
   }
 
@@ -950,6 +1026,13 @@ export class RedisTransport implements Transport {
 
   /** Ready (including due delayed and expired leases), delayed and leased counts of `queue`. */
   async depth(queue: string): Promise<QueueDepth> {
+    if (queue.startsWith(INBOX_PREFIX)) {
+      const client = await this.#client();
+      const ready = await client.llen(this.#inboxKey(queue)).catch((err: unknown) => {
+        throw asTransportError(this.#config, 'depth', err);
+      });
+      return { ready, delayed: 0, inFlight: 0 };
+    }
     const keys = this.#queueKeys(queue);
     const [ready, delayed, inFlight] = (await this.#run('depth', [keys.ready, keys.delayed, keys.inflight], [])) as number[];
     return { ready: Number(ready ?? 0), delayed: Number(delayed ?? 0), inFlight: Number(inFlight ?? 0) };
@@ -966,6 +1049,9 @@ export class RedisTransport implements Transport {
     const pumps = [...this.#pumps.values()];
     this.#pumps.clear();
     for (const pump of pumps) pump.close();
+    // Replies popped but not yet handed out are dropped with the bus they were for.
+    for (const inbox of this.#inboxes.values()) inbox.close();
+    this.#inboxes.clear();
     this.#topicHandlers.clear();
     this.#sub?.disconnect();
     if (this.#connecting) {
@@ -1257,6 +1343,176 @@ class QueuePump {
     for (const w of [...this.#waiters]) w.settle([]);
     this.#conn?.disconnect();
   }
+}
+
+/** A `lease()` call waiting on an inbox. */
+interface InboxWaiter {
+  max: number;
+  leaseMs: number;
+  deadline: number;
+  settle(leases: Lease[]): void;
+}
+
+/**
+ * The waiting side of one reply inbox (see `INBOX_PREFIX`): a plain list its one consumer pops
+ * with BLMPOP on a connection of its own, up to what its waiting calls want, in the same write as
+ * the tick's commands when it can carry them (a requester's next request leaves with the wait
+ * for its reply). Nothing is leased in Redis: what is popped is this process's; what arrives for a
+ * call that stopped waiting is kept for the next call, and dropped on close (at most once).
+ */
+class InboxPump {
+  readonly #transport: RedisTransport;
+  readonly #queue: string;
+  readonly #key: string;
+  readonly #waiters = new Set<InboxWaiter>();
+  /** Replies popped after their call stopped waiting: the next call gets them first. */
+  #kept: Lease[] = [];
+  #conn: Redis | undefined;
+  #connected: Promise<void> | undefined;
+  #running = false;
+  #closed = false;
+  #failures = 0;
+  #pause: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
+
+  constructor(transport: RedisTransport, queue: string, key: string) {
+    this.#transport = transport;
+    this.#queue = queue;
+    this.#key = key;
+  }
+
+  readonly #canCarry = (): boolean => !this.#closed && this.#conn?.status === 'ready' && this.#connected !== undefined;
+
+  async take(max: number, leaseMs: number, waitMs: number, signal: AbortSignal | undefined): Promise<Lease[]> {
+    if (this.#kept.length > 0) return this.#kept.splice(0, max);
+    if (waitMs === 0) return this.#transport.inboxLeases(this.#queue, leaseMs, await this.#transport.popInbox(this.#key, max));
+    return new Promise<Lease[]>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => waiter.settle([]);
+      const waiter: InboxWaiter = {
+        max,
+        leaseMs,
+        deadline: Date.now() + waitMs,
+        settle: (leases) => {
+          if (!this.#waiters.delete(waiter)) return;
+          if (timer) clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          resolve(leases);
+        },
+      };
+      this.#waiters.add(waiter);
+      if (waitMs <= MAX_TIMER_MS) timer = setTimeout(() => waiter.settle([]), waitMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (!this.#running) void this.#loop();
+    });
+  }
+
+  async #loop(): Promise<void> {
+    this.#running = true;
+    try {
+      while (!this.#closed && this.#waiters.size > 0) {
+        let want = 0;
+        let earliest = Infinity;
+        for (const w of this.#waiters) {
+          want += w.max;
+          earliest = Math.min(earliest, w.deadline);
+        }
+        // At least 1 ms: BLMPOP's timeout 0 would mean forever.
+        const blockMs = Math.max(1, Math.min(earliest - Date.now(), MAX_BLOCK_MS));
+        const carried = await this.#transport.afterFlush(this.#canCarry);
+        let raw: unknown;
+        try {
+          let conn: Redis;
+          try {
+            conn = await this.#connection();
+          } catch (err) {
+            this.#transport.failCalls(carried, err);
+            throw err;
+          }
+          let popped!: Promise<unknown>;
+          corked(conn, () => {
+            for (const c of carried) this.#transport.issue(conn, c);
+            popped = conn.blmpop((blockMs / 1000).toFixed(3), 1, this.#key, 'LEFT', 'COUNT', want);
+          });
+          // A pop that outlives its wait by far is stuck on a dead connection: start over.
+          let timer: NodeJS.Timeout | undefined;
+          const stuck = new Promise<'stuck'>((resolve) => (timer = setTimeout(() => resolve('stuck'), blockMs + STUCK_MS)));
+          raw = await Promise.race([popped, stuck]);
+          clearTimeout(timer);
+          if (raw === 'stuck') {
+            this.#dropConnection();
+            throw new Error('blocking connection stuck');
+          }
+        } catch {
+          if (this.#closed) break;
+          await this.#sleep(Math.min(50 * 2 ** this.#failures++, 1000));
+          continue;
+        }
+        this.#failures = 0;
+        if (raw === null) continue; // the wait ended empty: waiters past their deadline settle on their timers
+        const entries = (raw as [string, string[]])[1];
+        this.#handOut(await this.#transport.inboxLeases(this.#queue, [...this.#waiters][0]?.leaseMs ?? MAX_BLOCK_MS, entries));
+      }
+    } finally {
+      this.#running = false;
+      if (!this.#closed && this.#waiters.size > 0) void this.#loop();
+    }
+  }
+
+  #handOut(leases: Lease[]): void {
+    let next = 0;
+    for (const w of [...this.#waiters]) {
+      if (next >= leases.length) break;
+      const mine = leases.slice(next, next + w.max);
+      next += mine.length;
+      w.settle(mine);
+    }
+    if (next < leases.length) this.#kept.push(...leases.slice(next));
+  }
+
+  #dropConnection(): void {
+    this.#conn?.disconnect();
+    this.#conn = undefined;
+    this.#connected = undefined;
+  }
+
+  async #connection(): Promise<Redis> {
+    if (!this.#conn) this.#conn = this.#transport.blockingClient();
+    this.#connected ??= this.#conn.connect().catch((err: unknown) => {
+      this.#connected = undefined;
+      throw err;
+    });
+    await this.#connected;
+    return this.#conn;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pause = undefined;
+        resolve();
+      }, ms);
+      this.#pause = { timer, resolve };
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#kept = [];
+    if (this.#pause) {
+      clearTimeout(this.#pause.timer);
+      this.#pause.resolve();
+      this.#pause = undefined;
+    }
+    for (const w of [...this.#waiters]) w.settle([]);
+    this.#conn?.disconnect();
+  }
+}
+
+/** Settles a reply taken from an inbox (ack, requeue or dead letter): true the first time only. */
+function settleInboxLease(lease: Lease): boolean {
+  if (lease.token !== INBOX_TOKEN) return false;
+  lease.token = INBOX_SETTLED;
+  return true;
 }
 
 // ------------------------------------------------------------------ codecs

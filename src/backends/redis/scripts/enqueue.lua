@@ -14,6 +14,8 @@
                                   {prefix}q:<queue>:tries     HASH id -> times leased, for a message
                                                               that came back after a lease (and
                                                               while leased, from attempt 1023 on)
+                                  {prefix}q:<queue>:list      LIST encoded messages of a reply inbox
+                                                              (queue '_inbox.*': no order, no leases)
                                   {prefix}dd:<id>             STRING first body, PX = dedupe window
                                 order = (10 - priority) * 2^40 + seq: strict priority, FIFO inside
                                 one; a message that comes back keeps its order (its place).
@@ -56,7 +58,7 @@ local function bulk(cmd, key, args)
   end
 end
 
-local seq = redis.call('INCRBY', KEYS[1], n) - n
+local seq = nil -- taken (n at once) on the first entry for a queue: inbox entries need none
 local out = {}
 local queues = {}
 local order = {}
@@ -68,12 +70,17 @@ local function segment(name)
   return (string.gsub(string.gsub(name, '%%', '%%25'), ':', '%%3A'))
 end
 
-local queue, qseg
+-- Reply inboxes (queues named '_inbox.*', one consumer each, at most once, no priority order):
+-- a plain list {prefix}q:<queue>:list its owner pops with BLMPOP, nothing else.
+local inboxes = {}
+
+local queue, qseg, inbox
 for i = 0, n - 1 do
   local base = start + i * 4
   if ARGV[base] ~= '' then
     queue = ARGV[base]
     qseg = segment(queue)
+    inbox = string.sub(queue, 1, 7) == '_inbox.'
   end
   local idseg = ARGV[base + 1]
   local meta = ARGV[base + 3]
@@ -100,36 +107,48 @@ for i = 0, n - 1 do
     if dedupe > 0 then
       redis.call('SET', prefix .. 'dd:' .. idseg, body, 'PX', dedupe)
     end
-    local q = queues[qseg]
-    if q == nil then
-      q = { ids = {}, body = {}, ready = {}, delayed = {} }
-      queues[qseg] = q
-      order[#order + 1] = qseg
-    end
-    seq = seq + 1
-    local place = (10 - priority) * 1099511627776 + seq
-    local nb = #q.body
-    q.ids[#q.ids + 1] = idseg
-    q.body[nb + 1] = idseg
-    q.body[nb + 2] = string.format('%.0f', place) .. '|' .. body
-    -- Numbers go to redis.call as they are: exact below 2^53.
-    if delay > 0 then
-      if now == nil then
-        local t = redis.call('TIME')
-        now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    if inbox then
+      local list = inboxes[qseg]
+      if list == nil then
+        list = {}
+        inboxes[qseg] = list
       end
-      local nd = #q.delayed
-      q.delayed[nd + 1] = now + delay
-      q.delayed[nd + 2] = idseg
+      list[#list + 1] = body
     else
-      local nr = #q.ready
-      q.ready[nr + 1] = place * 2
-      q.ready[nr + 2] = idseg
+      local q = queues[qseg]
+      if q == nil then
+        q = { ids = {}, body = {}, ready = {}, delayed = {} }
+        queues[qseg] = q
+        order[#order + 1] = qseg
+      end
+      if seq == nil then seq = redis.call('INCRBY', KEYS[1], n) - n end
+      seq = seq + 1
+      local place = (10 - priority) * 1099511627776 + seq
+      local nb = #q.body
+      q.ids[#q.ids + 1] = idseg
+      q.body[nb + 1] = idseg
+      q.body[nb + 2] = string.format('%.0f', place) .. '|' .. body
+      -- Numbers go to redis.call as they are: exact below 2^53.
+      if delay > 0 then
+        if now == nil then
+          local t = redis.call('TIME')
+          now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        end
+        local nd = #q.delayed
+        q.delayed[nd + 1] = now + delay
+        q.delayed[nd + 2] = idseg
+      else
+        local nr = #q.ready
+        q.ready[nr + 1] = place * 2
+        q.ready[nr + 2] = idseg
+      end
     end
     result = 1
   end
   out[#out + 1] = result
 end
+
+for qseg, list in pairs(inboxes) do bulk('RPUSH', prefix .. 'q:' .. qseg .. ':list', list) end
 
 for _, qseg in ipairs(order) do
   local q = queues[qseg]
