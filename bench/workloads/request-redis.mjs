@@ -47,7 +47,7 @@ if (role === 'responder') {
   process.send({ type: 'measuring', from });
   await parentMessage('stop');
   const cpu = process.cpuUsage(cpu0);
-  process.send({ type: 'cpu', us: cpu.user + cpu.system });
+  process.send({ type: 'cpu', us: cpu.user + cpu.system, sys: cpu.system });
   await stop();
   process.disconnect();
   process.exit(0);
@@ -75,6 +75,8 @@ if (role === 'responder') {
   let seconds;
   let cpuUs = 0;
   let responderCpuUs = 0;
+  let sysUs = 0;
+  let responderSysUs = 0;
   try {
     for (let i = 0; i < warmup; i++) await run(i);
     responder.send({ type: 'measure', from: 0 });
@@ -90,9 +92,12 @@ if (role === 'responder') {
     seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const cpu = process.cpuUsage(cpu0);
     cpuUs = cpu.user + cpu.system;
+    sysUs = cpu.system;
   } finally {
     responder.send({ type: 'stop' });
-    responderCpuUs = (await responder.message('cpu').catch(() => ({ us: 0 }))).us;
+    const rcpu = await responder.message('cpu').catch(() => ({ us: 0, sys: 0 }));
+    responderCpuUs = rcpu.us;
+    responderSysUs = rcpu.sys;
     await close();
     await responder.exited;
     await cleanupRedis(ns);
@@ -104,9 +109,14 @@ if (role === 'responder') {
       { metric: 'p99_us', value: p.p99_us },
       { metric: 'ops_per_s', value: n / seconds },
     ],
-    // CPU per request (user + system, µs) of each process while measuring: on a shared machine a
-    // CPU-hungry subject pays twice, so this says where a latency gap comes from.
-    { n, warmup, mean_us: p.mean_us, requester_cpu_us: cpuUs / n, responder_cpu_us: responderCpuUs / n },
+    // CPU per request (user + system, µs; and the system part alone) of each process while
+    // measuring: on a shared machine a CPU-hungry subject pays twice, so this says where a
+    // latency gap comes from.
+    {
+      n, warmup, mean_us: p.mean_us,
+      requester_cpu_us: cpuUs / n, requester_sys_us: sysUs / n,
+      responder_cpu_us: responderCpuUs / n, responder_sys_us: responderSysUs / n,
+    },
   );
   process.exit(0);
 }
