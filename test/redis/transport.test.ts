@@ -403,6 +403,10 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
       const base = `concord:{${ns}}:q:${q}:`;
       expect(await raw.type(base + 'list')).toBe('list');
       expect(await raw.llen(base + 'list')).toBe(3);
+      // The inbox of a bus that died goes away by itself: a day after its last reply.
+      const ttl = await raw.pttl(base + 'list');
+      expect(ttl).toBeGreaterThan(23 * 3600_000);
+      expect(ttl).toBeLessThanOrEqual(24 * 3600_000);
       // Nothing of a queue's machinery exists for an inbox.
       expect(await raw.exists(base + 'ready', base + 'body', base + 'meta')).toBe(0);
     } finally {

@@ -15,7 +15,9 @@
                                                               that came back after a lease (and
                                                               while leased, from attempt 1023 on)
                                   {prefix}q:<queue>:list      LIST encoded messages of a reply inbox
-                                                              (queue '_inbox.*': no order, no leases)
+                                                              (queue '_inbox.*': no order, no leases;
+                                                              expires a day after its last reply, so
+                                                              the inbox of a bus that died goes away)
                                   {prefix}dd:<id>             STRING first body, PX = dedupe window
                                 order = (10 - priority) * 2^40 + seq: strict priority, FIFO inside
                                 one; a message that comes back keeps its order (its place).
@@ -49,6 +51,8 @@ local m = tonumber(ARGV[3])
 local start = 4 + m
 local now = nil -- server ms, read only when some entry is delayed
 local SIGNAL_CAP = 16
+-- An inbox list nobody popped for this long belongs to a bus that is gone: Redis drops it.
+local INBOX_TTL_MS = 86400000
 local CHUNK = 4000
 
 -- Multi-field commands in chunks (Lua's unpack has a stack limit); `args` is a flat list.
@@ -148,7 +152,11 @@ for i = 0, n - 1 do
   out[#out + 1] = result
 end
 
-for qseg, list in pairs(inboxes) do bulk('RPUSH', prefix .. 'q:' .. qseg .. ':list', list) end
+for qseg, list in pairs(inboxes) do
+  local key = prefix .. 'q:' .. qseg .. ':list'
+  bulk('RPUSH', key, list)
+  redis.call('PEXPIRE', key, INBOX_TTL_MS)
+end
 
 for _, qseg in ipairs(order) do
   local q = queues[qseg]
