@@ -37,6 +37,8 @@ const MAX_ROUND = 1000;
 
 /** How much longer than its wait a pump's round may take before its connection counts as dead. */
 const STUCK_MS = 10_000;
+/** What `BlockingLine.within` races a round against. */
+const STUCK = Symbol('stuck');
 
 /** How long after an enqueue found nobody subscribed its publication may be skipped. */
 const UNOBSERVED_MS = 10;
@@ -736,7 +738,7 @@ export class RedisTransport implements Transport {
   /** Acks a lease; false if it was lost. Concurrent acks on one queue share one script call. */
   ack(lease: Lease): Promise<boolean> {
     if (this.#closed) return Promise.reject(new ClosedError('redis transport'));
-    if (lease.token === INBOX_TOKEN || lease.token === INBOX_SETTLED) return Promise.resolve(settleInboxLease(lease));
+    if (isInboxLease(lease)) return Promise.resolve(settleInboxLease(lease));
     return this.#acks.submit(lease.queue, lease);
   }
 
@@ -833,7 +835,7 @@ export class RedisTransport implements Transport {
 
   /** Puts a leased message back, visible after `delayMs`, in its original place; false if the lease was lost. */
   async requeue(lease: Lease, options: { delayMs: number }): Promise<boolean> {
-    if (lease.token === INBOX_TOKEN || lease.token === INBOX_SETTLED) {
+    if (isInboxLease(lease)) {
       // An inbox has no delays or attempts: the reply is visible again at once, at the end.
       if (!settleInboxLease(lease)) return false;
       const client = await this.#client();
@@ -853,7 +855,7 @@ export class RedisTransport implements Transport {
   /** Moves the lease deadline to now + `ms`; false if the lease was lost. */
   async extendLease(lease: Lease, ms: number): Promise<boolean> {
     if (!(ms > 0) || !Number.isFinite(ms)) throw new ValidationError(`lease extension must be a positive number of ms, got ${ms}`, { field: 'ms' });
-    if (lease.token === INBOX_TOKEN || lease.token === INBOX_SETTLED) {
+    if (isInboxLease(lease)) {
       if (lease.token !== INBOX_TOKEN) return false;
       lease.deadline = Date.now() + ms;
       return true;
@@ -873,7 +875,7 @@ export class RedisTransport implements Transport {
 
   /** Stores a dead letter; with `lease`, removes the leased message in the same script. */
   async deadLetter(letter: DeadLetter, lease?: Lease): Promise<boolean> {
-    if (lease !== undefined && (lease.token === INBOX_TOKEN || lease.token === INBOX_SETTLED)) {
+    if (lease !== undefined && isInboxLease(lease)) {
       // Nothing of a reply taken from an inbox is held in Redis: store the letter alone.
       if (!settleInboxLease(lease)) return false;
       return this.#deadLetterRaw(letter, keySegment(letter.message.id), undefined);
@@ -1082,6 +1084,83 @@ export class RedisTransport implements Transport {
 }
 
 /**
+ * The blocking connection of one pump: opened on first use, dropped when a wait on it outlives
+ * its timeout by far (a connection that died without saying so), and the back-off between
+ * failed rounds, which closing cuts short.
+ */
+class BlockingLine {
+  readonly #transport: RedisTransport;
+  #conn: Redis | undefined;
+  #connected: Promise<void> | undefined;
+  #closed = false;
+  #failures = 0;
+  #pause: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
+
+  constructor(transport: RedisTransport) {
+    this.#transport = transport;
+  }
+
+  /** The connection can take the tick's commands in front of the next wait, right now. */
+  readonly canCarry = (): boolean => !this.#closed && this.#conn?.status === 'ready' && this.#connected !== undefined;
+
+  async connection(): Promise<Redis> {
+    if (!this.#conn) this.#conn = this.#transport.blockingClient();
+    this.#connected ??= this.#conn.connect().catch((err: unknown) => {
+      this.#connected = undefined;
+      throw err;
+    });
+    await this.#connected;
+    return this.#conn;
+  }
+
+  /**
+   * `round` (what a write of up to `blockMs` of waiting will answer), or a rejection once it
+   * outlives that wait by STUCK_MS: the connection is dropped, settling what it held, and the
+   * next round starts over on a new one.
+   */
+  async within<T>(round: Promise<T>, blockMs: number): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<typeof STUCK>((resolve) => (timer = setTimeout(() => resolve(STUCK), blockMs + STUCK_MS)));
+    const settled = await Promise.race([round, stuck]);
+    clearTimeout(timer);
+    if (settled === STUCK) {
+      this.#conn?.disconnect();
+      this.#conn = undefined;
+      this.#connected = undefined;
+      throw new Error('blocking connection stuck');
+    }
+    return settled;
+  }
+
+  /** Waits after a failed round: 50 ms, doubling with each failure in a row, at most 1 s. */
+  backOff(): Promise<void> {
+    const ms = Math.min(50 * 2 ** this.#failures++, 1000);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pause = undefined;
+        resolve();
+      }, ms);
+      this.#pause = { timer, resolve };
+    });
+  }
+
+  /** A round went through: the next failure backs off from the start. */
+  succeeded(): void {
+    this.#failures = 0;
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#pause) {
+      clearTimeout(this.#pause.timer);
+      this.#pause.resolve();
+      this.#pause = undefined;
+    }
+    this.#conn?.disconnect();
+  }
+}
+
+/**
  * The waiting side of one queue: every `lease()` call of the transport waiting on that queue
  * registers here, and one loop serves them all on a blocking connection of its own. Each turn
  * pipelines `BLPOP signal` and the lease script (one call per lease length, asking for what
@@ -1096,12 +1175,9 @@ class QueuePump {
   readonly #queue: string;
   readonly #keys: QueueKeys;
   readonly #waiters = new Set<Waiter>();
-  #conn: Redis | undefined;
-  #connected: Promise<void> | undefined;
+  readonly #line: BlockingLine;
   #running = false;
   #closed = false;
-  #failures = 0;
-  #pause: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
   /** Calls to send first in the next write (an ack that armed the pump). */
   #pre: ScriptCall[] = [];
 
@@ -1109,10 +1185,8 @@ class QueuePump {
     this.#transport = transport;
     this.#queue = queue;
     this.#keys = keys;
+    this.#line = new BlockingLine(transport);
   }
-
-  /** The connection can take the tick's commands in front of this round's wait, right now. */
-  readonly #canCarry = (): boolean => !this.#closed && this.#conn?.status === 'ready' && this.#connected !== undefined;
 
   /** Whether some `lease()` call is waiting here. */
   get waiting(): boolean {
@@ -1216,13 +1290,13 @@ class QueuePump {
         let replies: [Error | null, unknown][];
         // Let the commands of this tick (say, the request that follows the reply just handed out)
         // leave first: they are what the other side waits for; this wait is not.
-        const carried = await this.#transport.afterFlush(this.#canCarry);
+        const carried = await this.#transport.afterFlush(this.#line.canCarry);
         const pre = carried.length > 0 ? [...carried, ...this.#pre] : this.#pre;
         this.#pre = [];
         try {
           let conn: Redis;
           try {
-            conn = await this.#connection();
+            conn = await this.#line.connection();
           } catch (err) {
             this.#transport.failCalls(pre, err);
             throw err;
@@ -1237,23 +1311,13 @@ class QueuePump {
               sent.push(conn.evalsha(SCRIPTS.lease.sha, keys.length, ...keys, ...args));
             }
           });
-          const round = Promise.allSettled([wait ?? null, ...sent]);
-          // A round that outlives its wait by far is stuck on a connection that died without
-          // saying so: drop that connection (settling what it held) and start over on a new one.
-          let timer: NodeJS.Timeout | undefined;
-          const stuck = new Promise<'stuck'>((resolve) => (timer = setTimeout(() => resolve('stuck'), blockMs + STUCK_MS)));
-          const settled = await Promise.race([round, stuck]);
-          clearTimeout(timer);
-          if (settled === 'stuck') {
-            this.#dropConnection();
-            throw new Error('blocking connection stuck');
-          }
+          const settled = await this.#line.within(Promise.allSettled([wait ?? null, ...sent]), blockMs);
           // The wait failing means the connection failed: start over.
           if (settled[0]!.status === 'rejected') throw settled[0]!.reason;
           replies = settled.slice(1).map((r) => (r.status === 'fulfilled' ? [null, r.value] : [r.reason as Error, null]));
         } catch {
           if (this.#closed) break;
-          await this.#sleep(Math.min(50 * 2 ** this.#failures++, 1000));
+          await this.#line.backOff();
           continue;
         }
         let failed = 0;
@@ -1270,9 +1334,8 @@ class QueuePump {
           if (round.malformed > 0) block = false; // skipped entries: there may be more to take
           this.#handOut(leaseMs, groups.get(leaseMs)!.waiters, round.leases);
         }
-        if (failed > 0 && block) {
-          await this.#sleep(Math.min(50 * 2 ** this.#failures++, 1000));
-        } else this.#failures = 0;
+        if (failed > 0 && block) await this.#line.backOff();
+        else this.#line.succeeded();
       }
     } finally {
       this.#running = false;
@@ -1305,43 +1368,12 @@ class QueuePump {
     }
   }
 
-  #dropConnection(): void {
-    this.#conn?.disconnect();
-    this.#conn = undefined;
-    this.#connected = undefined;
-  }
-
-  async #connection(): Promise<Redis> {
-    if (!this.#conn) this.#conn = this.#transport.blockingClient();
-    this.#connected ??= this.#conn.connect().catch((err: unknown) => {
-      this.#connected = undefined;
-      throw err;
-    });
-    await this.#connected;
-    return this.#conn;
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#pause = undefined;
-        resolve();
-      }, ms);
-      this.#pause = { timer, resolve };
-    });
-  }
-
   close(): void {
     this.#closed = true;
     this.#transport.failCalls(this.#pre, new ClosedError('redis transport'));
     this.#pre = [];
-    if (this.#pause) {
-      clearTimeout(this.#pause.timer);
-      this.#pause.resolve();
-      this.#pause = undefined;
-    }
     for (const w of [...this.#waiters]) w.settle([]);
-    this.#conn?.disconnect();
+    this.#line.close();
   }
 }
 
@@ -1367,20 +1399,16 @@ class InboxPump {
   readonly #waiters = new Set<InboxWaiter>();
   /** Replies popped after their call stopped waiting: the next call gets them first. */
   #kept: Lease[] = [];
-  #conn: Redis | undefined;
-  #connected: Promise<void> | undefined;
+  readonly #line: BlockingLine;
   #running = false;
   #closed = false;
-  #failures = 0;
-  #pause: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
 
   constructor(transport: RedisTransport, queue: string, key: string) {
     this.#transport = transport;
     this.#queue = queue;
     this.#key = key;
+    this.#line = new BlockingLine(transport);
   }
-
-  readonly #canCarry = (): boolean => !this.#closed && this.#conn?.status === 'ready' && this.#connected !== undefined;
 
   async take(max: number, leaseMs: number, waitMs: number, signal: AbortSignal | undefined): Promise<Lease[]> {
     if (this.#kept.length > 0) return this.#kept.splice(0, max);
@@ -1418,12 +1446,12 @@ class InboxPump {
         }
         // At least 1 ms: BLMPOP's timeout 0 would mean forever.
         const blockMs = Math.max(1, Math.min(earliest - Date.now(), MAX_BLOCK_MS));
-        const carried = await this.#transport.afterFlush(this.#canCarry);
+        const carried = await this.#transport.afterFlush(this.#line.canCarry);
         let raw: unknown;
         try {
           let conn: Redis;
           try {
-            conn = await this.#connection();
+            conn = await this.#line.connection();
           } catch (err) {
             this.#transport.failCalls(carried, err);
             throw err;
@@ -1433,24 +1461,16 @@ class InboxPump {
             for (const c of carried) this.#transport.issue(conn, c);
             popped = conn.blmpop((blockMs / 1000).toFixed(3), 1, this.#key, 'LEFT', 'COUNT', want);
           });
-          // A pop that outlives its wait by far is stuck on a dead connection: start over.
-          let timer: NodeJS.Timeout | undefined;
-          const stuck = new Promise<'stuck'>((resolve) => (timer = setTimeout(() => resolve('stuck'), blockMs + STUCK_MS)));
-          raw = await Promise.race([popped, stuck]);
-          clearTimeout(timer);
-          if (raw === 'stuck') {
-            this.#dropConnection();
-            throw new Error('blocking connection stuck');
-          }
+          raw = await this.#line.within(popped, blockMs);
         } catch {
           if (this.#closed) break;
-          await this.#sleep(Math.min(50 * 2 ** this.#failures++, 1000));
+          await this.#line.backOff();
           continue;
         }
-        this.#failures = 0;
+        this.#line.succeeded();
         if (raw === null) continue; // the wait ended empty: waiters past their deadline settle on their timers
         const entries = (raw as [string, string[]])[1];
-        this.#handOut(await this.#transport.inboxLeases(this.#queue, [...this.#waiters][0]?.leaseMs ?? MAX_BLOCK_MS, entries));
+        this.#handOut(await this.#transport.inboxLeases(this.#queue, this.#waiters.values().next().value?.leaseMs ?? MAX_BLOCK_MS, entries));
       }
     } finally {
       this.#running = false;
@@ -1469,43 +1489,17 @@ class InboxPump {
     if (next < leases.length) this.#kept.push(...leases.slice(next));
   }
 
-  #dropConnection(): void {
-    this.#conn?.disconnect();
-    this.#conn = undefined;
-    this.#connected = undefined;
-  }
-
-  async #connection(): Promise<Redis> {
-    if (!this.#conn) this.#conn = this.#transport.blockingClient();
-    this.#connected ??= this.#conn.connect().catch((err: unknown) => {
-      this.#connected = undefined;
-      throw err;
-    });
-    await this.#connected;
-    return this.#conn;
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#pause = undefined;
-        resolve();
-      }, ms);
-      this.#pause = { timer, resolve };
-    });
-  }
-
   close(): void {
     this.#closed = true;
     this.#kept = [];
-    if (this.#pause) {
-      clearTimeout(this.#pause.timer);
-      this.#pause.resolve();
-      this.#pause = undefined;
-    }
     for (const w of [...this.#waiters]) w.settle([]);
-    this.#conn?.disconnect();
+    this.#line.close();
   }
+}
+
+/** Whether `lease` is of a reply taken from an inbox (settled or not): nothing of it is held in Redis. */
+function isInboxLease(lease: Lease): boolean {
+  return lease.token === INBOX_TOKEN || lease.token === INBOX_SETTLED;
 }
 
 /** Settles a reply taken from an inbox (ack, requeue or dead letter): true the first time only. */
