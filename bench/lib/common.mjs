@@ -17,6 +17,11 @@ export function parseArgs(argv = process.argv.slice(2)) {
       i++;
     }
   }
+  // A namespace is what the run's keys are cleaned up by: refuse a short one before anything
+  // is written, not after (cleanupRedis would refuse it then and leave the keys behind).
+  if (out.ns !== undefined && (typeof out.ns !== 'string' || out.ns.length < 8)) {
+    throw new Error(`--ns must be at least 8 characters (it names the keys to clean up), got \`${out.ns}\``);
+  }
   return out;
 }
 
