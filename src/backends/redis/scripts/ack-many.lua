@@ -3,7 +3,7 @@
   held. A lease whose deadline passed is lost even before another consumer takes the message:
   it is made visible again here. (Keys and their contents: see enqueue.lua.)
 
-  KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order * 2 + (1 if it has a tries entry)
+  KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order
   KEYS[2]  {prefix}q:<queue>:inflight  ZSET id -> deadline * 1024 + min(attempt, 1023)
   KEYS[3]  {prefix}q:<queue>:signal    LIST wake-up tokens
   KEYS[4]  {prefix}q:<queue>:body      HASH id -> '<order>|<encoded message>'

@@ -29,10 +29,9 @@ if ARGV[4] ~= '' then
     local attempt = score % SCALE
     if attempt == SCALE - 1 then attempt = tonumber(redis.call('HGET', KEYS[8], id)) or attempt end
     local body = redis.call('HGET', KEYS[7], id)
-    local order = tonumber(body and string.match(body, '^(%d+)|')) or 0
     redis.call('ZREM', KEYS[5], id)
     redis.call('HSET', KEYS[8], id, attempt)
-    redis.call('ZADD', KEYS[4], order * 2 + 1, id)
+    redis.call('ZADD', KEYS[4], (body and string.match(body, '^(%d+)|')) or '0', id)
     redis.call('LPUSH', KEYS[6], '1')
     redis.call('LTRIM', KEYS[6], 0, 15)
     return 0

@@ -5,7 +5,7 @@
   KEYS[2]  {prefix}recipients   SET of registered recipient queues
   ARGV[1]  prefix               'concord:{ns}:'; per-queue keys are derived from it (all in the
                                 {ns} hash slot, so a cluster keeps them together):
-                                  {prefix}q:<queue>:ready     ZSET id -> order * 2 + (1 if it has a tries entry)
+                                  {prefix}q:<queue>:ready     ZSET id -> order
                                   {prefix}q:<queue>:delayed   ZSET id -> visibleAt (server ms)
                                   {prefix}q:<queue>:inflight  ZSET id -> deadline * 1024 + min(attempt, 1023)
                                                               (that score is the lease token)
@@ -13,7 +13,9 @@
                                   {prefix}q:<queue>:body      HASH id -> '<order>|<encoded message>'
                                   {prefix}q:<queue>:tries     HASH id -> times leased, for a message
                                                               that came back after a lease (and
-                                                              while leased, from attempt 1023 on)
+                                                              while leased, from attempt 1023 on);
+                                                              empty while nothing came back, so a
+                                                              lease looks there only when it is not
                                   {prefix}q:<queue>:list      LIST encoded messages of a reply inbox
                                                               (queue '_inbox.*': no order, no leases;
                                                               expires a day after its last reply, so
@@ -21,6 +23,9 @@
                                   {prefix}dd:<id>             STRING first body, PX = dedupe window
                                 order = (10 - priority) * 2^40 + seq: strict priority, FIFO inside
                                 one; a message that comes back keeps its order (its place).
+                                Scores are handed to Redis as digit strings: Redis 7.0 formats
+                                every Lua number argument and every score it replies with through
+                                printf, which costs more than the sorted-set work itself.
                                 The hot path touches only body, ready and inflight: enqueue writes
                                 a body and a ready entry, lease pops it and writes an inflight
                                 entry, ack removes both.
@@ -131,7 +136,8 @@ for i = 0, n - 1 do
       local nb = #q.body
       q.ids[#q.ids + 1] = idseg
       q.body[nb + 1] = idseg
-      q.body[nb + 2] = string.format('%.0f', place) .. '|' .. body
+      local placed = string.format('%.0f', place)
+      q.body[nb + 2] = placed .. '|' .. body
       -- Numbers go to redis.call as they are: exact below 2^53.
       if delay > 0 then
         if now == nil then
@@ -143,7 +149,7 @@ for i = 0, n - 1 do
         q.delayed[nd + 2] = idseg
       else
         local nr = #q.ready
-        q.ready[nr + 1] = place * 2
+        q.ready[nr + 1] = placed
         q.ready[nr + 2] = idseg
       end
     end

@@ -2,7 +2,7 @@
   extend-lease: moves a held lease's deadline to now + ms. A lease whose deadline passed is
   lost (and made visible again here). (Keys: see enqueue.lua.)
 
-  KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order * 2 + (1 if it has a tries entry)
+  KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order
   KEYS[2]  {prefix}q:<queue>:inflight  ZSET id -> deadline * 1024 + min(attempt, 1023)
   KEYS[3]  {prefix}q:<queue>:signal    LIST wake-up tokens
   KEYS[4]  {prefix}q:<queue>:tries     HASH id -> times leased
@@ -24,10 +24,9 @@ local attempt = score % SCALE
 if math.floor(score / SCALE) <= now then
   if attempt == SCALE - 1 then attempt = tonumber(redis.call('HGET', KEYS[4], id)) or attempt end
   local body = redis.call('HGET', KEYS[5], id)
-  local order = tonumber(body and string.match(body, '^(%d+)|')) or 0
   redis.call('ZREM', KEYS[2], id)
   redis.call('HSET', KEYS[4], id, attempt)
-  redis.call('ZADD', KEYS[1], order * 2 + 1, id)
+  redis.call('ZADD', KEYS[1], (body and string.match(body, '^(%d+)|')) or '0', id)
   redis.call('LPUSH', KEYS[3], '1')
   redis.call('LTRIM', KEYS[3], 0, 15)
   return 0

@@ -4,7 +4,7 @@
   passed (a crashed or hung consumer): both go back to `ready` under their own order, so they
   keep their place. (Keys and their contents: see enqueue.lua.)
 
-  KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order * 2 + (1 if it has a tries entry)
+  KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order
   KEYS[2]  {prefix}q:<queue>:delayed   ZSET id -> visibleAt
   KEYS[3]  {prefix}q:<queue>:inflight  ZSET id -> deadline * 1024 + min(attempt, 1023)
   KEYS[4]  {prefix}q:<queue>:signal    LIST wake-up tokens
@@ -30,9 +30,10 @@ local max = tonumber(ARGV[1])
 local leaseMs = tonumber(ARGV[2])
 local SCALE = 1024
 
--- Order of a message from its stored body; 0 (the front) when the body is damaged.
+-- Order of a message from its stored body, as its digits (a score Redis parses, no number to
+-- format); '0' (the front) when the body is damaged.
 local function orderOf(body)
-  return tonumber(body and string.match(body, '^(%d+)|')) or 0
+  return (body and string.match(body, '^(%d+)|')) or '0'
 end
 
 -- Makes `ids` visible again under their own order; `attempts[i]` = times leased so far.
@@ -41,7 +42,7 @@ local function toReady(ids, attempts)
   local ready, tries = {}, {}
   for i, id in ipairs(ids) do
     local a = attempts[i]
-    ready[2 * i - 1] = orderOf(bodies[i]) * 2 + (a > 0 and 1 or 0)
+    ready[2 * i - 1] = orderOf(bodies[i])
     ready[2 * i] = id
     if a > 0 then
       tries[#tries + 1] = id
@@ -84,36 +85,39 @@ if fMin and fMin <= now then
 end
 
 local out = { -1, 0 }
-local popped = redis.call('ZPOPMIN', KEYS[1], max)
-local n = #popped / 2
+-- The front of ready, without its scores: ZPOPMIN would reply with each score formatted as text
+-- (printf), to be parsed back here, and nothing needs them.
+local ids = redis.call('ZRANGE', KEYS[1], 0, max - 1)
+local n = #ids
 local deadline = now + leaseMs
 if n > 0 then
-  local ids, flagged = {}, {}
-  for i = 1, n do
-    ids[i] = popped[2 * i - 1]
-    -- An odd score: it was leased before, and tries says how often.
-    if tonumber(popped[2 * i]) % 2 == 1 then flagged[#flagged + 1] = i end
-  end
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1)
   local bodies = redis.call('HMGET', KEYS[5], unpack(ids))
+  -- Messages that were leased before have a tries entry; while none came back, there is none.
   local prev = {}
-  if #flagged > 0 then
-    local fids = {}
-    for j, i in ipairs(flagged) do fids[j] = ids[i] end
-    local known = redis.call('HMGET', KEYS[6], unpack(fids))
-    for j, i in ipairs(flagged) do prev[i] = tonumber(known[j]) end
+  if redis.call('HLEN', KEYS[6]) > 0 then
+    local known = redis.call('HMGET', KEYS[6], unpack(ids))
+    for i = 1, n do prev[i] = tonumber(known[i]) end
   end
+  local base = deadline * SCALE
+  -- A first attempt's token as digits, once for all (one number formatted, not one per message).
+  local first = string.format('%.0f', base + 1)
   local flight = {}
-  for i, id in ipairs(ids) do
+  for i = 1, n do
+    local id = ids[i]
     local attempt = (prev[i] or 0) + 1
-    local token = deadline * SCALE + math.min(attempt, SCALE - 1)
-    if attempt >= SCALE - 1 then redis.call('HSET', KEYS[6], id, attempt) end
+    local token = first
+    if attempt > 1 then
+      if attempt >= SCALE - 1 then redis.call('HSET', KEYS[6], id, attempt) end
+      token = base + math.min(attempt, SCALE - 1)
+    end
     flight[2 * i - 1] = token
     flight[2 * i] = id
-    local o = #out
+    local o = 4 * i - 2
     out[o + 1] = id
     out[o + 2] = bodies[i]
     out[o + 3] = attempt
-    out[o + 4] = token
+    out[o + 4] = base + math.min(attempt, SCALE - 1)
   end
   redis.call('ZADD', KEYS[3], unpack(flight))
 end

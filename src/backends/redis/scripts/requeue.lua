@@ -2,7 +2,7 @@
   requeue: returns a leased message to its queue, visible again after delayMs, under its own
   order (it keeps its place). A lease whose deadline passed is lost. (Keys: see enqueue.lua.)
 
-  KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order * 2 + (1 if it has a tries entry)
+  KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order
   KEYS[2]  {prefix}q:<queue>:delayed   ZSET id -> visibleAt
   KEYS[3]  {prefix}q:<queue>:inflight  ZSET id -> deadline * 1024 + min(attempt, 1023)
   KEYS[4]  {prefix}q:<queue>:signal    LIST wake-up tokens
@@ -37,8 +37,8 @@ if delay > 0 then
   redis.call('ZADD', KEYS[2], now + delay, id)
 else
   local body = redis.call('HGET', KEYS[6], id)
-  local order = tonumber(body and string.match(body, '^(%d+)|')) or 0
-  redis.call('ZADD', KEYS[1], order * 2 + (attempts > 0 and 1 or 0), id)
+  -- The order as the stored digits: Redis parses them, nothing formats a number.
+  redis.call('ZADD', KEYS[1], (body and string.match(body, '^(%d+)|')) or '0', id)
 end
 redis.call('LPUSH', KEYS[4], '1')
 redis.call('LTRIM', KEYS[4], 0, 15)
