@@ -1588,6 +1588,7 @@ export class MessageBus {
   /** Runs one delivery through its agent (concurrent consumers): ack on success, retry or dead-letter on failure. Never rejects. */
   async #handle(t: Transport, reg: Registration, lease: Lease): Promise<void> {
     this.#enter(reg);
+    let slotFree = false;
     try {
       const ctx = this.#admit(t, reg, lease, t.leaseNow !== undefined ? lease.deadline - this.#leaseMs : Date.now());
       if (!(ctx instanceof HandlerContext)) return await ctx;
@@ -1600,11 +1601,19 @@ export class MessageBus {
         return;
       }
       const done = this.#complete(t, reg, lease, ctx, result);
-      if (done !== undefined) await done;
+      if (done !== undefined) {
+        // The handler is done: its slot takes the next delivery while the ack is on its way (a
+        // round trip on a networked transport). The bus counts the delivery as running until
+        // the ack settles, so closing still waits for it.
+        this.#freeSlot(reg);
+        slotFree = true;
+        await done;
+      }
     } catch (err) {
       this.#deliveryFailed(err, lease.message);
     } finally {
-      this.#leave(reg);
+      if (slotFree) this.#stopRunning();
+      else this.#leave(reg);
     }
   }
 
@@ -1614,12 +1623,22 @@ export class MessageBus {
   }
 
   #leave(reg: Registration): void {
+    this.#freeSlot(reg);
+    this.#stopRunning();
+  }
+
+  /** One of `reg`'s handler slots is free again: its consumer loop may lease for it. */
+  #freeSlot(reg: Registration): void {
     reg.running--;
     const slot = reg.slot;
     if (slot !== null) {
       reg.slot = null;
       slot();
     }
+  }
+
+  /** A delivery is settled (handled and acked, retried or dead-lettered). */
+  #stopRunning(): void {
     if (--this.#running === 0 && this.#onIdle !== null) this.#onIdle();
   }
 

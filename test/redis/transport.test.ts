@@ -252,6 +252,26 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
     await t.ack(rest[0]!);
   });
 
+  it('a consumer with concurrency gets its next batch leased ahead, in order; if it stops asking, that batch goes back untouched', async () => {
+    const q = 'lease-ahead';
+    const consumer = transport();
+    await t.enqueue([1, 2, 3, 4, 5, 6, 7].map((n) => entry(q, msg(q, { n }))));
+    // A consumer loop asking for 3 gets 3; the next 3 are leased for it meanwhile.
+    const first = await consumer.lease(q, { leaseMs: 10_000, waitMs: 1000, max: 3 });
+    expect(first.map((l) => l.message.payload['n'])).toEqual([1, 2, 3]);
+    await waitFor(async () => (await t.depth(q)).inFlight === 6, 'the next batch leased ahead');
+    for (const l of first) expect(await consumer.ack(l)).toBe(true);
+    const second = await consumer.lease(q, { leaseMs: 10_000, waitMs: 1000, max: 3 });
+    expect(second.map((l) => [l.message.payload['n'], l.message.attempt])).toEqual([[4, 1], [5, 1], [6, 1]]);
+    // It stops: the batch leased ahead for it (just 7) goes back as if never leased.
+    consumer.forgetConsumer(q);
+    await waitFor(async () => (await t.depth(q)).inFlight === 3, 'the batch taken ahead put back');
+    for (const l of second) expect(await consumer.ack(l)).toBe(true);
+    const rest = await t.lease(q, { leaseMs: 10_000, waitMs: 0, max: 5 });
+    expect(rest.map((l) => [l.message.payload['n'], l.message.attempt])).toEqual([[7, 1]]);
+    await t.ack(rest[0]!);
+  });
+
   it('a message whose lease ran out comes back in its own place, ahead of later ones of its priority', async () => {
     const q = 'expiry-order';
     await t.enqueue([entry(q, msg(q, { n: 1 }))]);

@@ -57,6 +57,12 @@ const CARRY_WAIT_MS = 1000;
 const INBOX_TOKEN = 'inbox';
 const INBOX_SETTLED = 'inbox:settled';
 
+/**
+ * How long leases taken ahead for a busy consumer (see `#leaseAhead`) wait for it to ask: it asks
+ * once its acks are answered, a round trip later; one that has not asked by then has stopped.
+ */
+const AHEAD_HOLD_MS = 1000;
+
 /** setTimeout cannot wait longer than this. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -163,6 +169,8 @@ export class RedisTransport implements Transport {
   readonly #consumers = new Map<string, number>();
   /** Leases taken in the same round trip as an ack, for the consumer that is about to ask again (see `stashPrefetched`). */
   readonly #prefetched = new Map<string, Prefetched>();
+  /** A lease taken ahead for a busy consumer, on its way (see `#leaseAhead`), per queue. */
+  readonly #ahead = new Map<string, { leaseMs: number; round: Promise<unknown> }>();
   /** Script calls of the current tick: they leave in one write (see `#run`). */
   #calls: ScriptCall[] = [];
   /** Pump writes waiting for the tick's commands to leave first (or to carry them, see `afterFlush`). */
@@ -566,7 +574,20 @@ export class RedisTransport implements Transport {
     if (queue.startsWith(INBOX_PREFIX)) return this.#inbox(queue).take(Math.floor(max), leaseMs, waitMs, options.signal);
     // A caller that waits is a consumer loop: it will ask again once it is done with these.
     if (waitMs > 0) this.#consumers.set(queue, leaseMs);
-    const ahead = this.#takePrefetched(queue, leaseMs, Math.floor(max));
+    const leases = await this.#leaseOrWait(queue, leaseMs, waitMs, Math.floor(max), options.signal);
+    // A consumer loop with concurrency that got all it asked for is busy, and the queue has more:
+    // take its next batch now, while it works on this one, instead of after (see `#leaseAhead`).
+    // One at a time, the ack already carries the next lease (see `#ackMany`), and a lease of its
+    // own per message would cost more than the overlap saves.
+    if (waitMs > 0 && max >= 2 && leases.length === Math.floor(max) && !this.#drained.has(queue)) this.#leaseAhead(queue, leaseMs, leases.length);
+    return leases;
+  }
+
+  async #leaseOrWait(queue: string, leaseMs: number, waitMs: number, max: number, signal: AbortSignal | undefined): Promise<Lease[]> {
+    const coming = this.#ahead.get(queue);
+    if (coming !== undefined && coming.leaseMs === leaseMs) await coming.round;
+    if (this.#closed || signal?.aborted) return [];
+    const ahead = this.#takePrefetched(queue, leaseMs, max);
     if (ahead.length > 0) return ahead;
     // A queue that was empty last time is most likely empty now, and a pump armed by this
     // consumer's ack is already fetching: skip the immediate try and wait in the pump (its BLPOP
@@ -575,22 +596,50 @@ export class RedisTransport implements Transport {
     if (waitMs === 0 || (!this.#drained.has(queue) && !armed)) {
       let first: RoundResult;
       try {
-        first = await this.#leases.submit(`${leaseMs}:${queue}`, { queue, leaseMs, max: Math.floor(max) });
+        first = await this.#leases.submit(`${leaseMs}:${queue}`, { queue, leaseMs, max });
       } catch (err) {
         // Closed while the lease was on its way: like a wait that ends, not a failure (the
         // memory transport and the port agree). Anything else is the caller's to see.
         if (this.#closed) return [];
         throw err;
       }
-      if (first.leases.length > 0 || waitMs === 0 || this.#closed || options.signal?.aborted) return first.leases;
+      if (first.leases.length > 0 || waitMs === 0 || this.#closed || signal?.aborted) return first.leases;
     }
     if (this.#closed) return [];
-    return this.#pump(queue).wait(Math.floor(max), leaseMs, waitMs, options.signal);
+    return this.#pump(queue).wait(max, leaseMs, waitMs, signal);
+  }
+
+  /**
+   * Leases a busy consumer's next `max` messages now, in a write of their own before it spends
+   * its CPU on the ones it just got: Redis leases them meanwhile, so when its acks are answered
+   * the next batch is here (raw Streams consumers get the same overlap from many connections).
+   * They are kept for its next `lease()` call, for AHEAD_HOLD_MS at most; an ack meanwhile goes
+   * out with the tick's commands, not with a wait of its own.
+   */
+  #leaseAhead(queue: string, leaseMs: number, max: number): void {
+    if (this.#closed || this.#ahead.has(queue) || this.#prefetched.has(queue)) return;
+    const round = this.#leases.submit(`${leaseMs}:${queue}`, { queue, leaseMs, max }).then(
+      (r) => {
+        this.#ahead.delete(queue);
+        if (r.leases.length > 0) this.stashPrefetched(queue, leaseMs, r.leases, AHEAD_HOLD_MS);
+      },
+      () => {
+        // Redis is failing: the consumer's own next call sees it.
+        this.#ahead.delete(queue);
+      },
+    );
+    this.#ahead.set(queue, { leaseMs, round });
+    this.#flush();
   }
 
   /** A consumer loop on `queue` stopped waiting for good (its signal aborted). @internal */
   forgetConsumer(queue: string): void {
     this.#consumers.delete(queue);
+    const ahead = this.#prefetched.get(queue);
+    if (ahead !== undefined) {
+      this.#prefetched.delete(queue);
+      void this.#undoAll(ahead.leases);
+    }
   }
 
   /** Epoch ms when something scheduled on `queue` falls due, as far as the last lease attempt saw; Infinity = nothing known. @internal */
@@ -611,10 +660,11 @@ export class RedisTransport implements Transport {
 
   /**
    * Keeps leases that arrived for nobody in particular (a pump armed by an ack got them before
-   * its consumer asked again) for the next `lease()` on `queue`. Whatever nobody claims by the
-   * end of this turn of the event loop (the consumer stopped) is put back as if never leased. @internal
+   * its consumer asked again, or they were leased ahead) for the next `lease()` on `queue`.
+   * Whatever nobody claims by the end of this turn of the event loop, or within `holdMs` when
+   * given (the consumer stopped), is put back as if never leased. @internal
    */
-  stashPrefetched(queue: string, leaseMs: number, leases: Lease[]): void {
+  stashPrefetched(queue: string, leaseMs: number, leases: Lease[], holdMs?: number): void {
     if (this.#closed) {
       void this.#undoAll(leases);
       return;
@@ -625,7 +675,7 @@ export class RedisTransport implements Transport {
       if (ahead !== undefined) void this.#undoAll(ahead.leases);
       this.#prefetched.set(queue, { leaseMs, leases: [...leases] });
     }
-    setImmediate(() => {
+    const unclaimedBack = () => {
       const still = this.#prefetched.get(queue);
       if (still === undefined) return;
       const unclaimed = still.leases.filter((l) => leases.includes(l));
@@ -633,7 +683,9 @@ export class RedisTransport implements Transport {
       still.leases = still.leases.filter((l) => !leases.includes(l));
       if (still.leases.length === 0) this.#prefetched.delete(queue);
       void this.#undoAll(unclaimed);
-    });
+    };
+    if (holdMs === undefined) setImmediate(unclaimedBack);
+    else setTimeout(unclaimedBack, holdMs).unref();
   }
 
   #undoAll(leases: Lease[]): Promise<unknown> {
@@ -767,7 +819,7 @@ export class RedisTransport implements Transport {
    */
   #armOrRun(queue: string, count: number, call: (resolve: (reply: unknown) => void, reject: (err: unknown) => void) => ScriptCall): Promise<unknown> {
     const leaseMs = this.#consumers.get(queue);
-    const pump = leaseMs === undefined || this.#closed || this.#prefetched.has(queue) ? undefined : this.#pump(queue);
+    const pump = leaseMs === undefined || this.#closed || this.#prefetched.has(queue) || this.#ahead.has(queue) ? undefined : this.#pump(queue);
     return new Promise<unknown>((resolve, reject) => {
       const c = call(resolve, reject);
       if (this.#closed) reject(new ClosedError('redis transport'));
