@@ -13,6 +13,7 @@
 
   Returns one item per ack: 1, or 0 when that lease was lost (expired, re-leased or moved).
 ]]
+--#include order
 --#include ack
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

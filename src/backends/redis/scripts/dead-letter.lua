@@ -19,6 +19,7 @@
 
   Returns 1, or 0 when the lease was lost.
 ]]
+--#include order
 local SCALE = 1024
 local id = ARGV[3]
 if ARGV[4] ~= '' then
@@ -31,7 +32,7 @@ if ARGV[4] ~= '' then
     local body = redis.call('HGET', KEYS[7], id)
     redis.call('ZREM', KEYS[5], id)
     redis.call('HSET', KEYS[8], id, attempt)
-    redis.call('ZADD', KEYS[4], (body and string.match(body, '^(%d+)|')) or '0', id)
+    redis.call('ZADD', KEYS[4], orderOf(body), id)
     redis.call('LPUSH', KEYS[6], '1')
     redis.call('LTRIM', KEYS[6], 0, 15)
     return 0

@@ -49,6 +49,7 @@
   subscription exists on the server (a publication there may be observed), else 0; then, when
   a > 0, a list of a ack flags (1, or 0 when that lease was lost).
 ]]
+--#include order
 --#include ack
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])

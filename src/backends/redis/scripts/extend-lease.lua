@@ -14,6 +14,7 @@
   Returns the lease's new token (its new inflight score: the old one stops working), or 0 when
   the lease was lost.
 ]]
+--#include order
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local SCALE = 1024
@@ -26,7 +27,7 @@ if math.floor(score / SCALE) <= now then
   local body = redis.call('HGET', KEYS[5], id)
   redis.call('ZREM', KEYS[2], id)
   redis.call('HSET', KEYS[4], id, attempt)
-  redis.call('ZADD', KEYS[1], (body and string.match(body, '^(%d+)|')) or '0', id)
+  redis.call('ZADD', KEYS[1], orderOf(body), id)
   redis.call('LPUSH', KEYS[3], '1')
   redis.call('LTRIM', KEYS[3], 0, 15)
   return 0

@@ -24,17 +24,13 @@
   consumer elsewhere wakes for them); a queue left with nothing ready keeps none, or one while
   something is delayed (tokens of messages taken without a wait only wake consumers for nothing).
 ]]
+--#include order
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local max = tonumber(ARGV[1])
 local leaseMs = tonumber(ARGV[2])
 local SCALE = 1024
 
--- Order of a message from its stored body, as its digits (a score Redis parses, no number to
--- format); '0' (the front) when the body is damaged.
-local function orderOf(body)
-  return (body and string.match(body, '^(%d+)|')) or '0'
-end
 
 -- Makes `ids` visible again under their own order; `attempts[i]` = times leased so far.
 local function toReady(ids, attempts)
@@ -106,18 +102,15 @@ if n > 0 then
   for i = 1, n do
     local id = ids[i]
     local attempt = (prev[i] or 0) + 1
-    local token = first
-    if attempt > 1 then
-      if attempt >= SCALE - 1 then redis.call('HSET', KEYS[6], id, attempt) end
-      token = base + math.min(attempt, SCALE - 1)
-    end
-    flight[2 * i - 1] = token
+    local token = base + math.min(attempt, SCALE - 1)
+    if attempt >= SCALE - 1 then redis.call('HSET', KEYS[6], id, attempt) end
+    flight[2 * i - 1] = attempt == 1 and first or token
     flight[2 * i] = id
     local o = 4 * i - 2
     out[o + 1] = id
     out[o + 2] = bodies[i]
     out[o + 3] = attempt
-    out[o + 4] = base + math.min(attempt, SCALE - 1)
+    out[o + 4] = token
   end
   redis.call('ZADD', KEYS[3], unpack(flight))
 end

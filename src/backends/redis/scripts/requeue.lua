@@ -16,6 +16,7 @@
 
   Returns 1, or 0 when the lease was lost.
 ]]
+--#include order
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local SCALE = 1024
@@ -37,8 +38,7 @@ if delay > 0 then
   redis.call('ZADD', KEYS[2], now + delay, id)
 else
   local body = redis.call('HGET', KEYS[6], id)
-  -- The order as the stored digits: Redis parses them, nothing formats a number.
-  redis.call('ZADD', KEYS[1], (body and string.match(body, '^(%d+)|')) or '0', id)
+  redis.call('ZADD', KEYS[1], orderOf(body), id)
 end
 redis.call('LPUSH', KEYS[4], '1')
 redis.call('LTRIM', KEYS[4], 0, 15)

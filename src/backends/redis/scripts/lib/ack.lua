@@ -38,7 +38,7 @@ local function ackLeases(k, now, first, count)
     for i, id in ipairs(lapsed) do
       local a = attempts[i]
       if a == SCALE - 1 then a = tonumber(redis.call('HGET', k.tries, id)) or a end
-      ready[2 * i - 1] = (bodies[i] and string.match(bodies[i], '^(%d+)|')) or '0'
+      ready[2 * i - 1] = orderOf(bodies[i])
       ready[2 * i] = id
       tries[2 * i - 1] = id
       tries[2 * i] = a
