@@ -423,10 +423,19 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
       const base = `concord:{${ns}}:q:${q}:`;
       expect(await raw.type(base + 'list')).toBe('list');
       expect(await raw.llen(base + 'list')).toBe(3);
-      // The inbox of a bus that died goes away by itself: a day after its last reply.
+      // The inbox of a bus that died goes away by itself: a day after the reply that found it empty.
       const ttl = await raw.pttl(base + 'list');
       expect(ttl).toBeGreaterThan(23 * 3600_000);
       expect(ttl).toBeLessThanOrEqual(24 * 3600_000);
+      // A reply onto a non-empty inbox keeps that expiry; one onto an emptied inbox sets it again.
+      await raw.pexpire(base + 'list', 1_000_000);
+      await t.enqueue([entry(q, msg(q, { n: 4, type: MessageType.RESULT }))]);
+      expect(await raw.pttl(base + 'list')).toBeLessThanOrEqual(1_000_000);
+      await raw.del(base + 'list');
+      await t.enqueue([entry(q, msg(q, { n: 5, type: MessageType.RESULT }))]);
+      expect(await raw.pttl(base + 'list')).toBeGreaterThan(23 * 3600_000);
+      await raw.del(base + 'list');
+      await t.enqueue([1, 2, 3].map((n) => entry(q, msg(q, { n, type: MessageType.RESULT }))));
       // Nothing of a queue's machinery exists for an inbox.
       expect(await raw.exists(base + 'ready', base + 'body', base + 'meta')).toBe(0);
     } finally {

@@ -94,6 +94,9 @@ interface RoundResult {
   waitMs: number;
 }
 
+/** A lease reply read (`parseLeaseReply`): its leases, and how many entries were malformed (dead-lettered). */
+type ParsedRound = RoundResult & { malformed: number };
+
 /** A script call (or a PUBLISH) waiting for the next write of the command connection (see `#run`). */
 interface ScriptCall {
   name: keyof typeof SCRIPTS | 'publish';
@@ -564,22 +567,28 @@ export class RedisTransport implements Transport {
    * expiring lease is due, the wait ends, or `signal` aborts. Like a wait that ends, a transport
    * closed before or during the call resolves `[]` (the memory transport does the same).
    */
-  async lease(queue: string, options: LeaseOptions): Promise<Lease[]> {
+  lease(queue: string, options: LeaseOptions): Promise<Lease[]> {
     const { leaseMs, waitMs } = options;
     const max = options.max ?? 1;
     if (!(leaseMs > 0) || !(waitMs >= 0) || !(max >= 1)) {
-      throw new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`);
+      return Promise.reject(new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`));
     }
-    if (this.#closed || options.signal?.aborted) return [];
+    if (this.#closed || options.signal?.aborted) return Promise.resolve([]);
     if (queue.startsWith(INBOX_PREFIX)) return this.#inbox(queue).take(Math.floor(max), leaseMs, waitMs, options.signal);
     // A caller that waits is a consumer loop: it will ask again once it is done with these.
     if (waitMs > 0) this.#consumers.set(queue, leaseMs);
-    const leases = await this.#leaseOrWait(queue, leaseMs, waitMs, Math.floor(max), options.signal);
+    const leasing = this.#leaseOrWait(queue, leaseMs, waitMs, Math.floor(max), options.signal);
+    // One at a time (the usual consumer), the caller gets the wait's own promise.
+    return waitMs > 0 && max >= 2 ? this.#thenLeaseAhead(queue, leaseMs, Math.floor(max), leasing) : leasing;
+  }
+
+  async #thenLeaseAhead(queue: string, leaseMs: number, max: number, leasing: Promise<Lease[]>): Promise<Lease[]> {
+    const leases = await leasing;
     // A consumer loop with concurrency that got all it asked for is busy, and the queue has more:
     // take its next batch now, while it works on this one, instead of after (see `#leaseAhead`).
     // One at a time, the ack already carries the next lease (see `#ackMany`), and a lease of its
     // own per message would cost more than the overlap saves.
-    if (waitMs > 0 && max >= 2 && leases.length === Math.floor(max) && !this.#drained.has(queue)) this.#leaseAhead(queue, leaseMs, leases.length);
+    if (leases.length === max && !this.#drained.has(queue)) this.#leaseAhead(queue, leaseMs, leases.length);
     return leases;
   }
 
@@ -733,9 +742,11 @@ export class RedisTransport implements Transport {
 
   /**
    * Turns the lease script's reply into leases. Data that does not decode as a message is
-   * dead-lettered with reason `malformed` (and its raw text), never handed out. @internal
+   * dead-lettered with reason `malformed` (and its raw text), never handed out. Synchronous
+   * unless some entry is malformed (its dead letter takes a round trip): a pump's usual round
+   * costs no promise here. @internal
    */
-  async parseLeaseReply(queue: string, leaseMs: number, reply: unknown): Promise<RoundResult & { malformed: number }> {
+  parseLeaseReply(queue: string, leaseMs: number, reply: unknown): ParsedRound | Promise<ParsedRound> {
     const raw = reply as unknown[];
     const leases: Lease[] = [];
     const now = Date.now();
@@ -746,7 +757,7 @@ export class RedisTransport implements Transport {
       this.#due.set(queue, waitMs >= 0 ? now + waitMs : Infinity);
     }
     const deadline = now + leaseMs;
-    let malformed = 0;
+    let bad: Promise<void>[] | undefined;
     for (let i = 2; i + 3 < raw.length; i += 4) {
       const body = withoutOrder(raw[i + 1]);
       const attempt = Number(raw[i + 2]);
@@ -756,13 +767,16 @@ export class RedisTransport implements Transport {
         message.attempt = attempt;
         leases.push({ queue, message, token, deadline });
       } catch (err) {
-        malformed++;
-        await this.#deadLetterMalformed(queue, raw[i] as string, body, attempt, token, err).catch(() => {
-          // Redis is failing: the lease runs out and the next lease attempt tries again.
-        });
+        (bad ??= []).push(
+          this.#deadLetterMalformed(queue, raw[i] as string, body, attempt, token, err).catch(() => {
+            // Redis is failing: the lease runs out and the next lease attempt tries again.
+          }),
+        );
       }
     }
-    return { leases, waitMs, malformed };
+    if (bad === undefined) return { leases, waitMs, malformed: 0 };
+    const malformed = bad.length;
+    return Promise.all(bad).then(() => ({ leases, waitMs, malformed }));
   }
 
   /** Takes a lease back as if it had never been handed out (a wait ended before it arrived). @internal */
@@ -846,11 +860,12 @@ export class RedisTransport implements Transport {
 
   /**
    * Replies from an inbox list's entries (attempt 1, token INBOX_TOKEN); entries that do not
-   * decode are dead-lettered as malformed. @internal
+   * decode are dead-lettered as malformed. Synchronous unless one is (see `parseLeaseReply`). @internal
    */
-  async inboxLeases(queue: string, leaseMs: number, raw: readonly string[]): Promise<Lease[]> {
+  inboxLeases(queue: string, leaseMs: number, raw: readonly string[]): Lease[] | Promise<Lease[]> {
     const deadline = Date.now() + leaseMs;
     const leases: Lease[] = [];
+    let bad: Promise<unknown>[] | undefined;
     for (const body of raw) {
       try {
         const message = decodeMessage(body);
@@ -859,12 +874,14 @@ export class RedisTransport implements Transport {
       } catch (err) {
         const message = salvage(body, '', queue, 1);
         const letter: DeadLetter = { message, queue, reason: 'malformed', error: err instanceof Error ? err.message : String(err), attempts: 1, deadAt: new Date(), raw: body };
-        await this.#deadLetterRaw(letter, keySegment(message.id), undefined).catch(() => {
-          // Redis is failing: a malformed reply is dropped (an inbox is at most once).
-        });
+        (bad ??= []).push(
+          this.#deadLetterRaw(letter, keySegment(message.id), undefined).catch(() => {
+            // Redis is failing: a malformed reply is dropped (an inbox is at most once).
+          }),
+        );
       }
     }
-    return leases;
+    return bad === undefined ? leases : Promise.all(bad).then(() => leases);
   }
 
   /** Pops up to `max` entries of an inbox list without waiting. @internal */
@@ -1155,6 +1172,11 @@ class BlockingLine {
   /** The connection can take the tick's commands in front of the next wait, right now. */
   readonly canCarry = (): boolean => !this.#closed && this.#conn?.status === 'ready' && this.#connected !== undefined;
 
+  /** The connection when it is up (no waiting), else undefined: then `connection()`. */
+  get live(): Redis | undefined {
+    return this.canCarry() ? this.#conn : undefined;
+  }
+
   async connection(): Promise<Redis> {
     if (!this.#conn) this.#conn = this.#transport.blockingClient();
     this.#connected ??= this.#conn.connect().catch((err: unknown) => {
@@ -1348,7 +1370,7 @@ class QueuePump {
         try {
           let conn: Redis;
           try {
-            conn = await this.#line.connection();
+            conn = this.#line.live ?? (await this.#line.connection());
           } catch (err) {
             this.#transport.failCalls(pre, err);
             throw err;
@@ -1382,7 +1404,8 @@ class QueuePump {
             if (isNoScript(err)) await this.#transport.loadScript('lease').then(() => (block = false), () => undefined);
             continue;
           }
-          const round = await this.#transport.parseLeaseReply(this.#queue, leaseMs, reply);
+          const parsed = this.#transport.parseLeaseReply(this.#queue, leaseMs, reply);
+          const round = parsed instanceof Promise ? await parsed : parsed;
           if (round.malformed > 0) block = false; // skipped entries: there may be more to take
           this.#handOut(leaseMs, groups.get(leaseMs)!.waiters, round.leases);
         }
@@ -1503,7 +1526,7 @@ class InboxPump {
         try {
           let conn: Redis;
           try {
-            conn = await this.#line.connection();
+            conn = this.#line.live ?? (await this.#line.connection());
           } catch (err) {
             this.#transport.failCalls(carried, err);
             throw err;
@@ -1522,7 +1545,8 @@ class InboxPump {
         this.#line.succeeded();
         if (raw === null) continue; // the wait ended empty: waiters past their deadline settle on their timers
         const entries = (raw as [string, string[]])[1];
-        this.#handOut(await this.#transport.inboxLeases(this.#queue, this.#waiters.values().next().value?.leaseMs ?? MAX_BLOCK_MS, entries));
+        const leases = this.#transport.inboxLeases(this.#queue, this.#waiters.values().next().value?.leaseMs ?? MAX_BLOCK_MS, entries);
+        this.#handOut(leases instanceof Promise ? await leases : leases);
       }
     } finally {
       this.#running = false;

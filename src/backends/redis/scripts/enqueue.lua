@@ -18,8 +18,9 @@
                                                               lease looks there only when it is not
                                   {prefix}q:<queue>:list      LIST encoded messages of a reply inbox
                                                               (queue '_inbox.*': no order, no leases;
-                                                              expires a day after its last reply, so
-                                                              the inbox of a bus that died goes away)
+                                                              expires a day after the reply that
+                                                              found it empty, so the inbox of a bus
+                                                              that died goes away)
                                   {prefix}dd:<id>             STRING first body, PX = dedupe window
                                 order = (10 - priority) * 2^40 + seq: strict priority, FIFO inside
                                 one; a message that comes back keeps its order (its place).
@@ -161,8 +162,13 @@ end
 
 for qseg, list in pairs(inboxes) do
   local key = prefix .. 'q:' .. qseg .. ':list'
-  bulk('RPUSH', key, list)
-  redis.call('PEXPIRE', key, INBOX_TTL_MS)
+  local length = 0
+  for i = 1, #list, CHUNK do
+    length = redis.call('RPUSH', key, unpack(list, i, math.min(i + CHUNK - 1, #list)))
+  end
+  -- A list these pushes created gets its expiry; one that already held replies has it already
+  -- (a live requester empties its inbox as replies arrive, so that is rare, and costs a call).
+  if length == #list then redis.call('PEXPIRE', key, INBOX_TTL_MS) end
 end
 
 for _, qseg in ipairs(order) do
