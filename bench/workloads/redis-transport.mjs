@@ -1,6 +1,8 @@
 // Workload 3a: Redis transport throughput. A producer process sends N task messages (random
 // priorities) in batches; this process consumes and acks them with `concurrency` handlers.
 // Result: msgs_per_s = N / (last ack - first send), clocks compared across the two processes.
+// Before the timed part, every subject moves `warmup` messages the same way, untimed, so each
+// figure is a steady state rather than partly JIT warm-up.
 import { fileURLToPath } from 'node:url';
 import {
   parseArgs, debug, priorities, taskInput, peerMessage, emit, wallMs, spawnRole, parentMessage, cleanupRedis, REDIS_URL, waitUntil, deferred,
@@ -12,6 +14,7 @@ const role = args.role ?? 'consumer';
 const n = args.n ?? 50_000;
 const batch = args.batch ?? 500;
 const concurrency = args.concurrency ?? 1;
+const warmup = args.warmup ?? Math.min(5000, Math.ceil(n / 10));
 if (!ns) throw new Error('--ns is required (a namespace unique to this run)');
 const concordUrl = `${REDIS_URL}?namespace=${ns}`;
 
@@ -33,23 +36,34 @@ if (role === 'producer') {
   const prio = priorities(n, 3);
   let close;
   let sendAll;
+  let sendWarm;
   if (subject === 'concord') {
     const c = await concordBus();
     await c.transport?.connect(); // connect outside the timed part, as the peers do
-    const inputs = Array.from({ length: n }, (_, i) => taskInput(i, prio[i]));
-    sendAll = async () => {
-      for (let i = 0; i < n; i += batch) await c.bus.sendBatch(inputs.slice(i, i + batch));
+    const make = (from, count) => Array.from({ length: count }, (_, i) => taskInput(from + i, prio[(from + i) % n]));
+    const inputs = make(0, n);
+    const warm = make(n, warmup);
+    sendAll = async (all = inputs) => {
+      for (let i = 0; i < all.length; i += batch) await c.bus.sendBatch(all.slice(i, i + batch));
     };
+    sendWarm = () => sendAll(warm);
     close = c.close;
   } else {
     const peer = subject === 'bullmq' ? await import('../peers/bullmq.mjs') : await import('../peers/redis-streams-raw.mjs');
     const messages = Array.from({ length: n }, (_, i) => peerMessage(i, prio[i]));
+    const warm = Array.from({ length: warmup }, (_, i) => peerMessage(n + i, prio[i % n]));
     const p = await peer.producer(ns);
     sendAll = () => p.sendAll(messages, batch);
+    sendWarm = () => p.sendAll(warm, batch);
     close = p.close;
   }
   debug('producer ready');
   process.send({ type: 'ready' });
+  if (warmup > 0) {
+    await parentMessage('warm');
+    await sendWarm();
+    process.send({ type: 'warmed' });
+  }
   await parentMessage('go');
   const cpu0 = process.cpuUsage();
   const start = wallMs();
@@ -65,13 +79,15 @@ if (role === 'producer') {
 } else {
   let acked = 0;
   let sink = 0;
-  const all = deferred();
+  // Counts toward the warm-up first, then toward the timed n.
+  let target = warmup > 0 ? warmup : n;
+  let all = deferred();
   const handler = async (msg) => {
     sink ^= msg.payload.section;
   };
   const onAck = (k) => {
     acked += k;
-    if (acked >= n) all.resolve(wallMs());
+    if (acked >= target) all.resolve(wallMs());
   };
   let stop;
   let settled = async (t) => t; // when the last ack is known to be stored
@@ -110,6 +126,18 @@ if (role === 'producer') {
   let result;
   try {
     await producer.message('ready');
+    if (warmup > 0) {
+      producer.send({ type: 'warm' });
+      const warmTimeout = setTimeout(() => all.reject(new Error(`only ${acked}/${warmup} warm-up messages acked after 120 s`)), 120_000);
+      await producer.message('warmed');
+      await settled(await all.promise);
+      clearTimeout(warmTimeout);
+      if (acked !== warmup) throw new Error(`warm-up acked ${acked} messages, expected ${warmup}`);
+      acked = 0;
+      target = n;
+      all = deferred();
+      debug('warmed up');
+    }
     const cpu0 = process.cpuUsage();
     producer.send({ type: 'go' });
     const sent = await producer.message('sent');
@@ -135,6 +163,6 @@ if (role === 'producer') {
     debug('producer exited');
     await cleanupRedis(ns);
   }
-  emit([{ metric: 'msgs_per_s', value: n / result.seconds }], { n, batch, concurrency, ...result, sink });
+  emit([{ metric: 'msgs_per_s', value: n / result.seconds }], { n, warmup, batch, concurrency, ...result, sink });
   process.exit(0);
 }
