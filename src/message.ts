@@ -589,6 +589,7 @@ const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d
 const WIRE_KEYS = new Set(['id', 'type', 'sender', 'recipient', 'payload', 'timestamp', 'priority', 'correlationId', 'headers', 'attempt', 'ttlMs']);
 
 const MAYBE_HOSTILE = /__proto__|constructor|prototype|\\u/;
+const INVALID_DATE = new Date(NaN);
 
 function hostileKeys(this: unknown, key: string, value: unknown): unknown {
   if (FORBIDDEN_KEYS.has(key)) throw new ValidationError(`wire message contains the forbidden key \`${key}\``);
@@ -630,7 +631,9 @@ export function decodeMessage(raw: unknown, maxBytes = DEFAULT_MAX_WIRE_BYTES): 
     throw new ValidationError(`payload must be a JSON object or array, got ${describeValue(payload)}`, { field: 'payload' });
   }
   const ts = o['timestamp'];
-  if (typeof ts !== 'string' || !ISO_TIMESTAMP.test(ts) || Number.isNaN(Date.parse(ts))) {
+  // Parsed once: the Date is both the check (an impossible date such as month 13 is NaN) and the value.
+  const timestamp = typeof ts === 'string' && ISO_TIMESTAMP.test(ts) ? new Date(ts) : INVALID_DATE;
+  if (Number.isNaN(timestamp.getTime())) {
     throw new ValidationError(`timestamp must be an ISO-8601 date-time, got ${describeValue(ts)}`, { field: 'timestamp' });
   }
   const attempt = o['attempt'];
@@ -643,7 +646,7 @@ export function decodeMessage(raw: unknown, maxBytes = DEFAULT_MAX_WIRE_BYTES): 
     sender,
     recipient,
     payload: payload as Record<string, unknown>,
-    timestamp: new Date(ts),
+    timestamp,
     priority,
     headers: validateHeaders(o['headers'] ?? {}),
     attempt,
