@@ -569,17 +569,18 @@ export class RedisTransport implements Transport {
    */
   lease(queue: string, options: LeaseOptions): Promise<Lease[]> {
     const { leaseMs, waitMs } = options;
-    const max = options.max ?? 1;
-    if (!(leaseMs > 0) || !(waitMs >= 0) || !(max >= 1)) {
-      return Promise.reject(new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`));
+    const asked = options.max ?? 1;
+    if (!(leaseMs > 0) || !(waitMs >= 0) || !(asked >= 1)) {
+      return Promise.reject(new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${asked}`));
     }
     if (this.#closed || options.signal?.aborted) return Promise.resolve([]);
-    if (queue.startsWith(INBOX_PREFIX)) return this.#inbox(queue).take(Math.floor(max), leaseMs, waitMs, options.signal);
+    const max = Math.floor(asked);
+    if (queue.startsWith(INBOX_PREFIX)) return this.#inbox(queue).take(max, leaseMs, waitMs, options.signal);
     // A caller that waits is a consumer loop: it will ask again once it is done with these.
     if (waitMs > 0) this.#consumers.set(queue, leaseMs);
-    const leasing = this.#leaseOrWait(queue, leaseMs, waitMs, Math.floor(max), options.signal);
+    const leasing = this.#leaseOrWait(queue, leaseMs, waitMs, max, options.signal);
     // One at a time (the usual consumer), the caller gets the wait's own promise.
-    return waitMs > 0 && max >= 2 ? this.#thenLeaseAhead(queue, leaseMs, Math.floor(max), leasing) : leasing;
+    return waitMs > 0 && max >= 2 ? this.#thenLeaseAhead(queue, leaseMs, max, leasing) : leasing;
   }
 
   async #thenLeaseAhead(queue: string, leaseMs: number, max: number, leasing: Promise<Lease[]>): Promise<Lease[]> {

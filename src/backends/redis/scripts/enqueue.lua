@@ -63,10 +63,13 @@ local INBOX_TTL_MS = 86400000
 local CHUNK = 4000
 
 -- Multi-field commands in chunks (Lua's unpack has a stack limit); `args` is a flat list.
+-- Runs `cmd key args...` in chunks of CHUNK arguments; returns the last chunk's reply.
 local function bulk(cmd, key, args)
+  local reply
   for i = 1, #args, CHUNK do
-    redis.call(cmd, key, unpack(args, i, math.min(i + CHUNK - 1, #args)))
+    reply = redis.call(cmd, key, unpack(args, i, math.min(i + CHUNK - 1, #args)))
   end
+  return reply
 end
 
 local seq = nil -- taken (n at once) on the first entry for a queue: inbox entries need none
@@ -162,10 +165,7 @@ end
 
 for qseg, list in pairs(inboxes) do
   local key = prefix .. 'q:' .. qseg .. ':list'
-  local length = 0
-  for i = 1, #list, CHUNK do
-    length = redis.call('RPUSH', key, unpack(list, i, math.min(i + CHUNK - 1, #list)))
-  end
+  local length = bulk('RPUSH', key, list)
   -- A list these pushes created gets its expiry; one that already held replies has it already
   -- (a live requester empties its inbox as replies arrive, so that is rare, and costs a call).
   if length == #list then redis.call('PEXPIRE', key, INBOX_TTL_MS) end
