@@ -931,9 +931,8 @@ export class MessageBus {
       return Promise.reject(err);
     }
     const t = this.#transport;
-    if (t?.enqueueNow === undefined || this.#pending.size > 0 || this.#inboxLoop === undefined) {
-      return this.#requestAsync(message, timeout);
-    }
+    if (t === undefined || this.#pending.size > 0 || this.#inboxLoop === undefined) return this.#requestAsync(message, timeout);
+    if (t.enqueueNow === undefined) return this.#requestThrough(t, message, timeout);
     // Synchronous transport, inbox running: no suspended frame; the caller gets the reply's promise itself.
     let pending: PendingRequest | undefined;
     try {
@@ -972,6 +971,35 @@ export class MessageBus {
     } catch (err) {
       this.#forget(pending);
       throw err;
+    }
+    return pending.promise;
+  }
+
+  /**
+   * `#requestAsync` once the transport is up and the inbox runs, on a transport that enqueues
+   * asynchronously (Redis): no suspended frame either; the caller gets the reply's promise itself,
+   * which a failed enqueue rejects.
+   */
+  #requestThrough(t: Transport, message: Message, timeout: number): Promise<Message> {
+    let pending: PendingRequest;
+    try {
+      pending = this.#expect(message, timeout);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const failed = (err: unknown) => {
+      if (this.#requests.get(pending.id) !== pending) return; // timed out meanwhile: already rejected
+      this.#forget(pending);
+      pending.reject(err);
+    };
+    try {
+      t.enqueue([{ queue: message.recipient, message, visibleAt: IMMEDIATELY, requireRecipient: true, dedupeWindowMs: 0 }]).then((results) => {
+        const result = results[0] as EnqueueResult;
+        if (result.status === 'enqueued') this.#enqueued(t, message);
+        else this.#afterEnqueue(t, message, result, message.recipient).then(undefined, failed);
+      }, failed);
+    } catch (err) {
+      failed(err);
     }
     return pending.promise;
   }

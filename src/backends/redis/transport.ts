@@ -37,8 +37,8 @@ const MAX_ROUND = 1000;
 
 /** How much longer than its wait a pump's round may take before its connection counts as dead. */
 const STUCK_MS = 10_000;
-/** What `BlockingLine.within` races a round against. */
-const STUCK = Symbol('stuck');
+/** How often a blocking line's watchdog looks for a round past its due time. */
+const WATCHDOG_MS = 1_000;
 
 /** How long after an enqueue found nobody subscribed its publication may be skipped. */
 const UNOBSERVED_MS = 10;
@@ -84,6 +84,7 @@ interface Waiter {
   settled: boolean;
   /** Stands for the next call of a consumer that just acked: what it gets is kept for that call. */
   provisional: boolean;
+  signal?: AbortSignal | undefined;
   settle(leases: Lease[]): void;
 }
 
@@ -805,7 +806,7 @@ export class RedisTransport implements Transport {
   /** Acks a lease; false if it was lost. Concurrent acks on one queue share one script call. */
   ack(lease: Lease): Promise<boolean> {
     if (this.#closed) return Promise.reject(new ClosedError('redis transport'));
-    if (isInboxLease(lease)) return Promise.resolve(settleInboxLease(lease));
+    if (isInboxLease(lease)) return settleInboxLease(lease) ? ACKED : LOST;
     return this.#acks.submit(lease.queue, lease);
   }
 
@@ -995,8 +996,8 @@ export class RedisTransport implements Transport {
    * PUBLISHes `message` on the topic's channel; every subscribed process receives it once.
    * At-most-once. Publications of one tick go out in one script call.
    */
-  async publish(topic: string, message: Message): Promise<void> {
-    if (this.#closed) throw new ClosedError('redis transport');
+  publish(topic: string, message: Message): Promise<void> {
+    if (this.#closed) return Promise.reject(new ClosedError('redis transport'));
     // Published on its type right after an enqueue that found nobody listening on that channel
     // (checked in the same script, moments ago; the bus publishes in the same turn): nobody
     // could observe it, so nothing is sent. A subscription that became live meanwhile began
@@ -1005,11 +1006,17 @@ export class RedisTransport implements Transport {
       const seen = this.#unobserved.get(message);
       if (seen !== undefined) {
         this.#unobserved.delete(message);
-        if (Date.now() - seen <= UNOBSERVED_MS) return;
+        if (Date.now() - seen <= UNOBSERVED_MS) return DONE;
       }
     }
     // A plain PUBLISH in the tick's pipelined write: cheaper for Redis than a script call.
-    await this.#run('publish', [this.#prefix + 'topic:' + topic], [this.#encode(message)]);
+    let wire: string;
+    try {
+      wire = this.#encode(message);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#run('publish', [this.#prefix + 'topic:' + topic], [wire]).then(() => undefined);
   }
 
   /**
@@ -1141,9 +1148,10 @@ export class RedisTransport implements Transport {
 
   /** A new blocking connection for a queue pump. @internal */
   blockingClient(): Redis {
-    // A wait whose connection was killed mid-flight must still end: ioredis settles a blocking
-    // command client-side (with null) once its own timeout plus a grace period has passed.
-    return createClient(this.#config, 'block', { maxRetriesPerRequest: 1, blockingTimeout: MAX_BLOCK_MS, blockingTimeoutGrace: 1000 });
+    // A wait whose connection died without a word still ends: `BlockingLine.within` drops a
+    // connection whose round outlives its wait by STUCK_MS. (ioredis's own blockingTimeout would
+    // do the same with a timer per blocking command, on the path of every message.)
+    return createClient(this.#config, 'block', { maxRetriesPerRequest: 1 });
   }
 
   /** Loads a script the server forgot (a restart) through the command connection. @internal */
@@ -1158,6 +1166,26 @@ export class RedisTransport implements Transport {
  * its timeout by far (a connection that died without saying so), and the back-off between
  * failed rounds, which closing cuts short.
  */
+/**
+ * One 'abort' listener per signal the waits of a pump use (a consumer loop passes the same signal
+ * to every call) instead of one added and removed per wait, which costs more than the wait's own
+ * bookkeeping: `onAbort(signal)` ends that signal's waits.
+ */
+class AbortWatch {
+  readonly #seen = new WeakSet<AbortSignal>();
+  readonly #onAbort: (signal: AbortSignal) => void;
+
+  constructor(onAbort: (signal: AbortSignal) => void) {
+    this.#onAbort = onAbort;
+  }
+
+  watch(signal: AbortSignal): void {
+    if (this.#seen.has(signal)) return;
+    this.#seen.add(signal);
+    signal.addEventListener('abort', () => this.#onAbort(signal), { once: true });
+  }
+}
+
 class BlockingLine {
   readonly #transport: RedisTransport;
   #conn: Redis | undefined;
@@ -1165,6 +1193,9 @@ class BlockingLine {
   #closed = false;
   #failures = 0;
   #pause: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
+  /** Epoch ms by which the round in flight must have answered; 0 = none in flight. */
+  #due = 0;
+  #watchdog: NodeJS.Timeout | undefined;
 
   constructor(transport: RedisTransport) {
     this.#transport = transport;
@@ -1189,23 +1220,34 @@ class BlockingLine {
   }
 
   /**
-   * `round` (what a write of up to `blockMs` of waiting will answer), or a rejection once it
-   * outlives that wait by STUCK_MS: the connection is dropped, settling what it held, and the
-   * next round starts over on a new one.
+   * `round` (what a write of up to `blockMs` of waiting will answer), watched: should it outlive
+   * that wait by STUCK_MS (a connection that died without a word), the watchdog drops the
+   * connection, ioredis fails what it held (so `round` rejects), and the next round starts over on
+   * a new one. One interval timer per line does the watching, not a timer and a race per round:
+   * a round is on the path of every message.
    */
-  async within<T>(round: Promise<T>, blockMs: number): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const stuck = new Promise<typeof STUCK>((resolve) => (timer = setTimeout(() => resolve(STUCK), blockMs + STUCK_MS)));
-    const settled = await Promise.race([round, stuck]);
-    clearTimeout(timer);
-    if (settled === STUCK) {
-      this.#conn?.disconnect();
-      this.#conn = undefined;
-      this.#connected = undefined;
-      throw new Error('blocking connection stuck');
+  within<T>(round: Promise<T>, blockMs: number): Promise<T> {
+    this.#due = Date.now() + blockMs + STUCK_MS;
+    if (this.#watchdog === undefined) {
+      this.#watchdog = setInterval(this.#check, WATCHDOG_MS);
+      this.#watchdog.unref();
     }
-    return settled;
+    return round;
   }
+
+  /** The round `within` watched is over (answered or failed). */
+  answered(): void {
+    this.#due = 0;
+  }
+
+  readonly #check = (): void => {
+    if (this.#due === 0 || Date.now() <= this.#due) return;
+    this.#due = 0;
+    const conn = this.#conn;
+    this.#conn = undefined;
+    this.#connected = undefined;
+    conn?.disconnect();
+  };
 
   /** Waits after a failed round: 50 ms, doubling with each failure in a row, at most 1 s. */
   backOff(): Promise<void> {
@@ -1226,6 +1268,7 @@ class BlockingLine {
 
   close(): void {
     this.#closed = true;
+    if (this.#watchdog !== undefined) clearInterval(this.#watchdog);
     if (this.#pause) {
       clearTimeout(this.#pause.timer);
       this.#pause.resolve();
@@ -1255,6 +1298,18 @@ class QueuePump {
   #closed = false;
   /** Calls to send first in the next write (an ack that armed the pump). */
   #pre: ScriptCall[] = [];
+  /** Epoch ms when the wait of the round in flight ends (Infinity until it is known). */
+  #roundEnds = Infinity;
+  readonly #aborts = new AbortWatch((signal) => {
+    let had = false;
+    for (const w of this.#waiters) {
+      if (w.signal !== signal) continue;
+      had = true;
+      w.settle([]);
+    }
+    // Its consumer is stopping: no more ask-again arming for it.
+    if (had) this.#transport.forgetConsumer(this.#queue);
+  });
 
   constructor(transport: RedisTransport, queue: string, keys: QueueKeys) {
     this.#transport = transport;
@@ -1306,23 +1361,18 @@ class QueuePump {
   wait(max: number, leaseMs: number, waitMs: number, signal: AbortSignal | undefined): Promise<Lease[]> {
     return new Promise<Lease[]>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => {
-        waiter.settle([]);
-        // Its consumer is stopping: no more ask-again arming for it.
-        this.#transport.forgetConsumer(this.#queue);
-      };
       const waiter: Waiter = {
         max,
         leaseMs,
         deadline: Date.now() + waitMs,
         settled: false,
         provisional: false,
+        signal,
         settle: (leases) => {
           if (waiter.settled) return;
           waiter.settled = true;
           this.#waiters.delete(waiter);
           if (timer) clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
           resolve(leases);
         },
       };
@@ -1330,9 +1380,11 @@ class QueuePump {
       // handed to it; nothing more is kept for later).
       for (const w of this.#waiters) if (w.provisional && w.leaseMs === leaseMs) w.settle([]);
       this.#waiters.add(waiter);
-      // Longer than a timer can wait (or Infinity): only a message or the signal ends it.
-      if (waitMs <= MAX_TIMER_MS) timer = setTimeout(() => waiter.settle([]), waitMs);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      // The loop ends every wait whose deadline its round reaches; only a call that joins a round
+      // which waits longer than it may needs a timer of its own. (Longer than a timer can wait, or
+      // Infinity: only a message or the signal ends it.)
+      if (waitMs <= MAX_TIMER_MS && this.#running && waiter.deadline < this.#roundEnds) timer = setTimeout(() => waiter.settle([]), waitMs);
+      if (signal !== undefined) this.#aborts.watch(signal);
       if (!this.#running) void this.#loop();
     });
   }
@@ -1342,8 +1394,9 @@ class QueuePump {
     let block = true;
     try {
       while (!this.#closed && this.#waiters.size > 0) {
-        // A provisional waiter whose consumer never came back: done (real ones have timers).
-        for (const w of this.#waiters) if (w.provisional && w.deadline <= Date.now()) w.settle([]);
+        // Waits whose deadline came end here (a provisional waiter: its consumer never came back).
+        const turn = Date.now();
+        for (const w of this.#waiters) if (w.deadline <= turn) w.settle([]);
         if (this.#waiters.size === 0) break;
         // Ask, per lease length, for what every waiter wants together.
         const groups = new Map<number, { want: number; waiters: Waiter[] }>();
@@ -1360,6 +1413,7 @@ class QueuePump {
         // At least 1 ms when blocking: BLPOP's timeout 0 would mean forever, and a deadline that
         // just passed is about to be settled by its own timer.
         const blockMs = block ? Math.max(1, Math.min(this.#transport.dueAt(this.#queue) - now, earliest - now, MAX_BLOCK_MS)) : 0;
+        this.#roundEnds = now + blockMs;
         block = true;
         const leaseMsList = [...groups.keys()];
         let replies: [Error | null, unknown][];
@@ -1387,10 +1441,12 @@ class QueuePump {
             }
           });
           const settled = await this.#line.within(Promise.allSettled([wait ?? null, ...sent]), blockMs);
+          this.#line.answered();
           // The wait failing means the connection failed: start over.
           if (settled[0]!.status === 'rejected') throw settled[0]!.reason;
           replies = settled.slice(1).map((r) => (r.status === 'fulfilled' ? [null, r.value] : [r.reason as Error, null]));
         } catch {
+          this.#line.answered();
           if (this.#closed) break;
           await this.#line.backOff();
           continue;
@@ -1415,6 +1471,7 @@ class QueuePump {
       }
     } finally {
       this.#running = false;
+      this.#roundEnds = Infinity;
       // A waiter may have registered between the last check and now.
       if (!this.#closed && this.#waiters.size > 0) void this.#loop();
     }
@@ -1458,6 +1515,7 @@ interface InboxWaiter {
   max: number;
   leaseMs: number;
   deadline: number;
+  signal: AbortSignal | undefined;
   settle(leases: Lease[]): void;
 }
 
@@ -1478,6 +1536,13 @@ class InboxPump {
   readonly #line: BlockingLine;
   #running = false;
   #closed = false;
+  /** Epoch ms when the wait of the round in flight ends (Infinity until it is known). */
+  #roundEnds = Infinity;
+  readonly #aborts = new AbortWatch(
+    (signal) => {
+      for (const w of this.#waiters) if (w.signal === signal) w.settle([]);
+    },
+  );
 
   constructor(transport: RedisTransport, queue: string, key: string) {
     this.#transport = transport;
@@ -1486,34 +1551,47 @@ class InboxPump {
     this.#line = new BlockingLine(transport);
   }
 
-  async take(max: number, leaseMs: number, waitMs: number, signal: AbortSignal | undefined): Promise<Lease[]> {
-    if (this.#kept.length > 0) return this.#kept.splice(0, max);
-    if (waitMs === 0) return this.#transport.inboxLeases(this.#queue, leaseMs, await this.#transport.popInbox(this.#key, max));
+  take(max: number, leaseMs: number, waitMs: number, signal: AbortSignal | undefined): Promise<Lease[]> {
+    if (this.#kept.length > 0) return Promise.resolve(this.#kept.splice(0, max));
+    if (waitMs === 0) return this.#popNow(max, leaseMs);
     return new Promise<Lease[]>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => waiter.settle([]);
       const waiter: InboxWaiter = {
         max,
         leaseMs,
         deadline: Date.now() + waitMs,
+        signal,
         settle: (leases) => {
           if (!this.#waiters.delete(waiter)) return;
           if (timer) clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
           resolve(leases);
         },
       };
       this.#waiters.add(waiter);
-      if (waitMs <= MAX_TIMER_MS) timer = setTimeout(() => waiter.settle([]), waitMs);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      // The loop ends every wait whose deadline its round reaches; only a call that joins a round
+      // which waits longer than it may needs a timer of its own.
+      if (waitMs <= MAX_TIMER_MS && this.#running && waiter.deadline < this.#roundEnds) timer = setTimeout(() => waiter.settle([]), waitMs);
+      if (signal !== undefined) this.#aborts.watch(signal);
       if (!this.#running) void this.#loop();
     });
+  }
+
+  async #popNow(max: number, leaseMs: number): Promise<Lease[]> {
+    return this.#transport.inboxLeases(this.#queue, leaseMs, await this.#transport.popInbox(this.#key, max));
+  }
+
+  /** Ends the waits whose deadline has come. */
+  #expire(): void {
+    const now = Date.now();
+    for (const w of this.#waiters) if (w.deadline <= now) w.settle([]);
   }
 
   async #loop(): Promise<void> {
     this.#running = true;
     try {
       while (!this.#closed && this.#waiters.size > 0) {
+        this.#expire();
+        if (this.#waiters.size === 0) break;
         let want = 0;
         let earliest = Infinity;
         for (const w of this.#waiters) {
@@ -1521,7 +1599,9 @@ class InboxPump {
           earliest = Math.min(earliest, w.deadline);
         }
         // At least 1 ms: BLMPOP's timeout 0 would mean forever.
-        const blockMs = Math.max(1, Math.min(earliest - Date.now(), MAX_BLOCK_MS));
+        const now = Date.now();
+        const blockMs = Math.max(1, Math.min(earliest - now, MAX_BLOCK_MS));
+        this.#roundEnds = now + blockMs;
         const carried = await this.#transport.afterFlush(this.#line.canCarry);
         let raw: unknown;
         try {
@@ -1538,19 +1618,22 @@ class InboxPump {
             popped = conn.blmpop((blockMs / 1000).toFixed(3), 1, this.#key, 'LEFT', 'COUNT', want);
           });
           raw = await this.#line.within(popped, blockMs);
+          this.#line.answered();
         } catch {
+          this.#line.answered();
           if (this.#closed) break;
           await this.#line.backOff();
           continue;
         }
         this.#line.succeeded();
-        if (raw === null) continue; // the wait ended empty: waiters past their deadline settle on their timers
+        if (raw === null) continue; // the wait ended empty: the next turn ends the waits it reached
         const entries = (raw as [string, string[]])[1];
         const leases = this.#transport.inboxLeases(this.#queue, this.#waiters.values().next().value?.leaseMs ?? MAX_BLOCK_MS, entries);
         this.#handOut(leases instanceof Promise ? await leases : leases);
       }
     } finally {
       this.#running = false;
+      this.#roundEnds = Infinity;
       if (!this.#closed && this.#waiters.size > 0) void this.#loop();
     }
   }
@@ -1656,6 +1739,10 @@ function salvage(raw: string, id: string, queue: string, attempt: number): Messa
 }
 
 const ENQUEUED: EnqueueResult = Object.freeze({ status: 'enqueued' });
+/** Settled answers shared by every call that needs no round trip (a reply's ack, a skipped publication). */
+const ACKED = Promise.resolve(true);
+const LOST = Promise.resolve(false);
+const DONE = Promise.resolve();
 const NO_RECIPIENT: EnqueueResult = Object.freeze({ status: 'no_recipient' });
 
 const REASONS: ReadonlySet<string> = new Set<DeadLetterReason>(['recipient_not_found', 'max_attempts', 'expired', 'malformed']);
