@@ -252,18 +252,19 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
     await t.ack(rest[0]!);
   });
 
-  it('a consumer with concurrency gets its next batch leased ahead, in order; if it stops asking, that batch goes back untouched', async () => {
+  it('a consumer with concurrency gets its next batches leased ahead, in order; if it stops asking, what is left goes back untouched', async () => {
     const q = 'lease-ahead';
     const consumer = transport();
     await t.enqueue([1, 2, 3, 4, 5, 6, 7].map((n) => entry(q, msg(q, { n }))));
-    // A consumer loop asking for 3 gets 3; the next 3 are leased for it meanwhile.
+    // A consumer loop asking for 3 gets 3; its next two batches (up to 6: the 4 left) are leased
+    // for it meanwhile.
     const first = await consumer.lease(q, { leaseMs: 10_000, waitMs: 1000, max: 3 });
     expect(first.map((l) => l.message.payload['n'])).toEqual([1, 2, 3]);
-    await waitFor(async () => (await t.depth(q)).inFlight === 6, 'the next batch leased ahead');
+    await waitFor(async () => (await t.depth(q)).inFlight === 7, 'the next batches leased ahead');
     for (const l of first) expect(await consumer.ack(l)).toBe(true);
     const second = await consumer.lease(q, { leaseMs: 10_000, waitMs: 1000, max: 3 });
     expect(second.map((l) => [l.message.payload['n'], l.message.attempt])).toEqual([[4, 1], [5, 1], [6, 1]]);
-    // It stops: the batch leased ahead for it (just 7) goes back as if never leased.
+    // It stops: what is left of the batches leased ahead for it (just 7) goes back as if never leased.
     consumer.forgetConsumer(q);
     await waitFor(async () => (await t.depth(q)).inFlight === 3, 'the batch taken ahead put back');
     for (const l of second) expect(await consumer.ack(l)).toBe(true);

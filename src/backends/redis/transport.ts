@@ -62,6 +62,12 @@ const INBOX_SETTLED = 'inbox:settled';
  * once its acks are answered, a round trip later; one that has not asked by then has stopped.
  */
 const AHEAD_HOLD_MS = 1000;
+/**
+ * How many batches a busy consumer leases ahead, in one lease, once its stash of them ran out:
+ * with two, Redis serving a long script for somebody else (a producer's batch) no longer leaves
+ * it idle (c50 on the bench: 30k -> 36k msg/s).
+ */
+const AHEAD_BATCHES = 2;
 
 /** setTimeout cannot wait longer than this. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -457,19 +463,33 @@ export class RedisTransport implements Transport {
    * Enqueues every entry in one script call: atomic, in order, one round trip. Calls made
    * concurrently in the same tick share that one script call.
    */
-  async enqueue(entries: EnqueueEntry[]): Promise<EnqueueResult[]> {
-    if (entries.length === 0) return [];
-    if (this.#closed) throw new ClosedError('redis transport');
+  enqueue(entries: EnqueueEntry[]): Promise<EnqueueResult[]> {
+    if (entries.length === 0) return Promise.resolve([]);
+    if (this.#closed) return Promise.reject(new ClosedError('redis transport'));
     return this.#enqueues.submit('', entries);
   }
 
-  async #enqueueMany(calls: EnqueueEntry[][]): Promise<EnqueueResult[][]> {
-    const { args, channels, count } = this.#enqueueArgs(calls);
-    const raw = (await new Promise<unknown>((resolve, reject) => {
-      this.#calls.push({ name: 'enqueue', keys: [this.#prefix + 'seq', this.#prefix + 'recipients'], args, resolve, reject, fuse: 'enqueue' });
+  // Not async, like the other steps of a message's way out: each suspended frame is a promise
+  // and a turn more on the path of every request.
+  #enqueueMany(calls: EnqueueEntry[][]): Promise<EnqueueResult[][]> {
+    let prepared: { args: (string | number)[]; channels: string[]; count: number };
+    try {
+      prepared = this.#enqueueArgs(calls);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const { args, channels, count } = prepared;
+    return new Promise<EnqueueResult[][]>((resolve, reject) => {
+      const settle = (raw: unknown) => {
+        try {
+          resolve(this.#enqueueResults(calls, raw as unknown[], channels, count));
+        } catch (err) {
+          reject(err);
+        }
+      };
+      this.#calls.push({ name: 'enqueue', keys: [this.#prefix + 'seq', this.#prefix + 'recipients'], args, resolve: settle, reject, fuse: 'enqueue' });
       this.#schedule();
-    })) as unknown[];
-    return this.#enqueueResults(calls, raw, channels, count);
+    });
   }
 
   /**
@@ -482,9 +502,15 @@ export class RedisTransport implements Transport {
     return this.#replies.submit(lease.queue, { entries, lease });
   }
 
-  async #enqueueAndAckMany(queue: string, calls: { entries: EnqueueEntry[]; lease: Lease }[]): Promise<{ results: EnqueueResult[]; acked: boolean }[]> {
+  #enqueueAndAckMany(queue: string, calls: { entries: EnqueueEntry[]; lease: Lease }[]): Promise<{ results: EnqueueResult[]; acked: boolean }[]> {
     const batches = calls.map((c) => c.entries);
-    const { args, channels, count } = this.#enqueueArgs(batches);
+    let prepared: { args: (string | number)[]; channels: string[]; count: number };
+    try {
+      prepared = this.#enqueueArgs(batches);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const { args, channels, count } = prepared;
     args.push(calls.length, keySegment(queue));
     for (const c of calls) args.push(keySegment(c.lease.message.id), c.lease.token);
     const call = (resolve: (reply: unknown) => void, reject: (err: unknown) => void): ScriptCall => ({
@@ -494,10 +520,12 @@ export class RedisTransport implements Transport {
       resolve,
       reject,
     });
-    const raw = (await this.#armOrRun(queue, calls.length, call)) as unknown[];
-    const results = this.#enqueueResults(batches, raw, channels, count);
-    const acked = (raw[count + 1] ?? []) as number[];
-    return calls.map((_, i) => ({ results: results[i]!, acked: acked[i] === 1 }));
+    return this.#armOrRun(queue, calls.length, call).then((reply) => {
+      const raw = reply as unknown[];
+      const results = this.#enqueueResults(batches, raw, channels, count);
+      const acked = (raw[count + 1] ?? []) as number[];
+      return calls.map((_, i) => ({ results: results[i]!, acked: acked[i] === 1 }));
+    });
   }
 
   /** The enqueue script's arguments for `calls` (their entries in order), and the channels it looks at. */
@@ -587,36 +615,45 @@ export class RedisTransport implements Transport {
   async #thenLeaseAhead(queue: string, leaseMs: number, max: number, leasing: Promise<Lease[]>): Promise<Lease[]> {
     const leases = await leasing;
     // A consumer loop with concurrency that got all it asked for is busy, and the queue has more:
-    // take its next batch now, while it works on this one, instead of after (see `#leaseAhead`).
+    // take its next batches now, while it works on this one, instead of after (see `#leaseAhead`).
     // One at a time, the ack already carries the next lease (see `#ackMany`), and a lease of its
     // own per message would cost more than the overlap saves.
-    if (leases.length === max && !this.#drained.has(queue)) this.#leaseAhead(queue, leaseMs, leases.length);
+    if (leases.length === max && !this.#drained.has(queue)) this.#leaseAhead(queue, leaseMs, AHEAD_BATCHES * leases.length);
     return leases;
   }
 
-  async #leaseOrWait(queue: string, leaseMs: number, waitMs: number, max: number, signal: AbortSignal | undefined): Promise<Lease[]> {
+  #leaseOrWait(queue: string, leaseMs: number, waitMs: number, max: number, signal: AbortSignal | undefined): Promise<Lease[]> {
     const coming = this.#ahead.get(queue);
-    if (coming !== undefined && coming.leaseMs === leaseMs) await coming.round;
-    if (this.#closed || signal?.aborted) return [];
+    if (coming !== undefined && coming.leaseMs === leaseMs) return coming.round.then(() => this.#leaseOrWaitNow(queue, leaseMs, waitMs, max, signal));
+    return this.#leaseOrWaitNow(queue, leaseMs, waitMs, max, signal);
+  }
+
+  // Not async: a consumer that goes back to waiting gets the wait's own promise (no frame that
+  // adopts it, which would cost two more turns once its message comes).
+  #leaseOrWaitNow(queue: string, leaseMs: number, waitMs: number, max: number, signal: AbortSignal | undefined): Promise<Lease[]> {
+    if (this.#closed || signal?.aborted) return Promise.resolve([]);
     const ahead = this.#takePrefetched(queue, leaseMs, max);
-    if (ahead.length > 0) return ahead;
+    if (ahead.length > 0) return Promise.resolve(ahead);
     // A queue that was empty last time is most likely empty now, and a pump armed by this
     // consumer's ack is already fetching: skip the immediate try and wait in the pump (its BLPOP
     // returns at once if a wake-up token is waiting).
     const armed = this.#pumps.get(queue)?.armed ?? false;
-    if (waitMs === 0 || (!this.#drained.has(queue) && !armed)) {
-      let first: RoundResult;
-      try {
-        first = await this.#leases.submit(`${leaseMs}:${queue}`, { queue, leaseMs, max });
-      } catch (err) {
-        // Closed while the lease was on its way: like a wait that ends, not a failure (the
-        // memory transport and the port agree). Anything else is the caller's to see.
-        if (this.#closed) return [];
-        throw err;
-      }
-      if (first.leases.length > 0 || waitMs === 0 || this.#closed || signal?.aborted) return first.leases;
+    if (waitMs === 0 || (!this.#drained.has(queue) && !armed)) return this.#leaseThenWait(queue, leaseMs, waitMs, max, signal);
+    return this.#pump(queue).wait(max, leaseMs, waitMs, signal);
+  }
+
+  /** One lease attempt now; when it brings nothing and the caller waits, the wait in the pump. */
+  async #leaseThenWait(queue: string, leaseMs: number, waitMs: number, max: number, signal: AbortSignal | undefined): Promise<Lease[]> {
+    let first: RoundResult;
+    try {
+      first = await this.#leases.submit(`${leaseMs}:${queue}`, { queue, leaseMs, max });
+    } catch (err) {
+      // Closed while the lease was on its way: like a wait that ends, not a failure (the
+      // memory transport and the port agree). Anything else is the caller's to see.
+      if (this.#closed) return [];
+      throw err;
     }
-    if (this.#closed) return [];
+    if (first.leases.length > 0 || waitMs === 0 || this.#closed || signal?.aborted) return first.leases;
     return this.#pump(queue).wait(max, leaseMs, waitMs, signal);
   }
 
