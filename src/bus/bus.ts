@@ -1632,18 +1632,23 @@ export class MessageBus {
       if (done !== undefined) {
         // The handler is done: its slot takes the next delivery while the ack is on its way (a
         // round trip on a networked transport). The bus counts the delivery as running until
-        // the ack settles, so closing still waits for it.
+        // the ack settles, so closing still waits for it; this frame does not wait with it.
         this.#freeSlot(reg);
         slotFree = true;
-        await done;
+        done.then(this.#stopRunningFn, (err: unknown) => {
+          this.#deliveryFailed(err, lease.message);
+          this.#stopRunning();
+        });
       }
     } catch (err) {
       this.#deliveryFailed(err, lease.message);
-    } finally {
       if (slotFree) this.#stopRunning();
-      else this.#leave(reg);
+    } finally {
+      if (!slotFree) this.#leave(reg);
     }
   }
+
+  readonly #stopRunningFn = (): void => this.#stopRunning();
 
   #enter(reg: Registration): void {
     reg.running++;
@@ -1758,15 +1763,18 @@ export class MessageBus {
     this.#afterAck(outcome.acked, m, reg.name);
   }
 
-  async #ackAsync(t: Transport, lease: Lease, agent: string): Promise<void> {
-    let acked: boolean;
+  #ackAsync(t: Transport, lease: Lease, agent: string): Promise<void> {
+    let acking: Promise<boolean>;
     try {
-      acked = await t.ack(lease);
+      acking = t.ack(lease);
     } catch (err) {
       this.#ackFailed(err, lease.message);
-      return;
+      return Promise.resolve();
     }
-    this.#afterAck(acked, lease.message, agent);
+    return acking.then(
+      (acked) => this.#afterAck(acked, lease.message, agent),
+      (err: unknown) => this.#ackFailed(err, lease.message),
+    );
   }
 
   #afterAck(acked: boolean, m: Message, agent: string): void {
