@@ -796,18 +796,24 @@ export class RedisTransport implements Transport {
       this.#due.set(queue, waitMs >= 0 ? now + waitMs : Infinity);
     }
     const deadline = now + leaseMs;
+    const first = String(raw[2]);
+    const n = Number(raw[3]);
+    // Messages leased before: their attempt and token, by position (see lease.lua's reply).
+    let again: Map<number, [number, string]> | undefined;
+    for (let j = 4 + 2 * n; j + 2 < raw.length; j += 3) (again ??= new Map()).set(Number(raw[j]) - 1, [Number(raw[j + 1]), String(raw[j + 2])]);
     let bad: Promise<void>[] | undefined;
-    for (let i = 2; i + 3 < raw.length; i += 4) {
-      const body = withoutOrder(raw[i + 1]);
-      const attempt = Number(raw[i + 2]);
-      const token = String(raw[i + 3]);
+    for (let k = 0; k < n; k++) {
+      const body = withoutOrder(raw[5 + 2 * k]);
+      const earlier = again?.get(k);
+      const attempt = earlier === undefined ? 1 : earlier[0];
+      const token = earlier === undefined ? first : earlier[1];
       try {
         const message = decodeMessage(body);
         message.attempt = attempt;
         leases.push({ queue, message, token, deadline });
       } catch (err) {
         (bad ??= []).push(
-          this.#deadLetterMalformed(queue, raw[i] as string, body, attempt, token, err).catch(() => {
+          this.#deadLetterMalformed(queue, raw[4 + 2 * k] as string, body, attempt, token, err).catch(() => {
             // Redis is failing: the lease runs out and the next lease attempt tries again.
           }),
         );

@@ -13,12 +13,15 @@
   ARGV[1]  max                         most messages to lease (at most 1000)
   ARGV[2]  leaseMs                     lease length
 
-  Returns { waitMs, remaining, id1, body1, attempt1, token1, id2, ... }: remaining is how many
-  messages are still ready after this lease; when none is, waitMs is how long until the next
-  delayed message becomes visible or the next lease expires (-1 = nothing scheduled), else -1
-  (the caller will not wait). body is the stored '<order>|<message>' (the caller strips the
-  order), or false when the message has no body (data damaged outside Concord: the caller
-  dead-letters it as malformed). token is the message's new inflight score.
+  Returns { waitMs, remaining, firstToken, n, id1, body1, ..., idn, bodyn, then a triple
+  i, attempt, token for each message i (1-based) leased before }: remaining is how many messages
+  are still ready after this lease; when none is, waitMs is how long until the next delayed
+  message becomes visible or the next lease expires (-1 = nothing scheduled), else -1 (the caller
+  will not wait). body is the stored '<order>|<message>' (the caller strips the order), or false
+  when the message has no body (data damaged outside Concord: the caller dead-letters it as
+  malformed). A message's token is its new inflight score: firstToken (digits) for a first
+  attempt, which every message of one lease shares, else the one in its triple. (Two items per
+  message, not four: the reply is built, sent and parsed once per message.)
 
   Wake-up tokens: a queue left with ready messages keeps at least one token (so a blocked
   consumer elsewhere wakes for them); a queue left with nothing ready keeps none, or one while
@@ -80,7 +83,7 @@ if fMin and fMin <= now then
   fMin = f[2] and math.floor(tonumber(f[2]) / SCALE)
 end
 
-local out = { -1, 0 }
+local out = { -1, 0, '', 0 }
 -- The front of ready, without its scores: ZPOPMIN would reply with each score formatted as text
 -- (printf), to be parsed back here, and nothing needs them.
 local ids = redis.call('ZRANGE', KEYS[1], 0, max - 1)
@@ -98,20 +101,27 @@ if n > 0 then
   local base = deadline * SCALE
   -- A first attempt's token as digits, once for all (one number formatted, not one per message).
   local first = string.format('%.0f', base + 1)
+  out[3] = first
+  out[4] = n
   local flight = {}
+  local again = {}
   for i = 1, n do
     local id = ids[i]
     local attempt = (prev[i] or 0) + 1
-    local token = base + math.min(attempt, SCALE - 1)
     if attempt >= SCALE - 1 then redis.call('HSET', KEYS[6], id, attempt) end
-    flight[2 * i - 1] = attempt == 1 and first or token
+    flight[2 * i - 1] = first
+    if attempt > 1 then
+      local token = base + math.min(attempt, SCALE - 1)
+      flight[2 * i - 1] = token
+      again[#again + 1] = i
+      again[#again + 1] = attempt
+      again[#again + 1] = token
+    end
     flight[2 * i] = id
-    local o = 4 * i - 2
-    out[o + 1] = id
-    out[o + 2] = bodies[i]
-    out[o + 3] = attempt
-    out[o + 4] = token
+    out[3 + 2 * i] = id
+    out[4 + 2 * i] = bodies[i]
   end
+  for j = 1, #again do out[4 + 2 * n + j] = again[j] end
   redis.call('ZADD', KEYS[3], unpack(flight))
 end
 
