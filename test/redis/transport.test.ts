@@ -128,6 +128,24 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
     expect(await other.ack(second!)).toBe(true);
   });
 
+  it('acks of one tick with different lease tokens each get their own answer, in order', async () => {
+    const q = 'mixed-acks';
+    await t.enqueue([1, 2, 3, 4].map((n) => entry(q, msg(q, { n }))));
+    // Three lease calls, three tokens (lease lengths differ); the third lease is lost before its ack.
+    const a = await t.lease(q, { leaseMs: 10_000, waitMs: 0, max: 2 });
+    const [b] = await t.lease(q, { leaseMs: 20_000, waitMs: 0 });
+    const [c] = await t.lease(q, { leaseMs: 100, waitMs: 0 });
+    expect(new Set([a[0]!.token, b!.token, c!.token]).size).toBe(3);
+    await waitFor(async () => (await t.depth(q)).ready === 1, 'the short lease to run out', 5000, 20);
+    // Interleaved tokens in one tick: one ack-many call, answers in the order asked.
+    const acked = await Promise.all([a[0]!, c!, b!, a[1]!].map((l) => t.ack(l)));
+    expect(acked).toEqual([true, false, true, true]);
+    expect(await t.depth(q)).toEqual({ ready: 1, delayed: 0, inFlight: 0 });
+    const [again] = await t.lease(q, { leaseMs: 10_000, waitMs: 0 });
+    expect([again!.message.payload['n'], again!.message.attempt]).toEqual([4, 2]);
+    expect(await t.ack(again!)).toBe(true);
+  });
+
   it('a lease that ran out is lost even before anyone re-leases it, and the message is visible again', async () => {
     const q = 'lost';
     await t.enqueue([entry(q, msg(q)), entry(q, msg(q))]);

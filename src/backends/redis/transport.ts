@@ -113,7 +113,7 @@ interface ScriptCall {
    * An enqueue without acks of its own, or an ack-many with the key segment of its queue: one of
    * each in the same write become one enqueue call that acks too (see `#fuse`).
    */
-  fuse?: 'enqueue' | { ackSegment: string };
+  fuse?: 'enqueue' | { ackSegment: string; count: number };
   resolve(reply: unknown): void;
   reject(err: unknown): void;
 }
@@ -351,11 +351,11 @@ export class RedisTransport implements Transport {
     if (e < 0 || a < 0) return calls;
     const enq = calls[e]!;
     const ack = calls[a]!;
-    const segment = (ack.fuse as { ackSegment: string }).ackSegment;
+    const { ackSegment, count } = ack.fuse as { ackSegment: string; count: number };
     const fused: ScriptCall = {
       name: 'enqueue',
       keys: enq.keys,
-      args: [...enq.args, ack.args.length / 2, segment, ...ack.args],
+      args: [...enq.args, count, ackSegment, ...ack.args],
       resolve: (reply) => {
         const raw = reply as unknown[];
         enq.resolve(raw);
@@ -511,8 +511,8 @@ export class RedisTransport implements Transport {
       return Promise.reject(err);
     }
     const { args, channels, count } = prepared;
-    args.push(calls.length, keySegment(queue));
-    for (const c of calls) args.push(keySegment(c.lease.message.id), c.lease.token);
+    const acks = ackArgs(calls.map((c) => c.lease));
+    args.push(calls.length, keySegment(queue), ...acks.args);
     const call = (resolve: (reply: unknown) => void, reject: (err: unknown) => void): ScriptCall => ({
       name: 'enqueue',
       keys: [this.#prefix + 'seq', this.#prefix + 'recipients'],
@@ -524,7 +524,7 @@ export class RedisTransport implements Transport {
       const raw = reply as unknown[];
       const results = this.#enqueueResults(batches, raw, channels, count);
       const acked = (raw[count + 1] ?? []) as number[];
-      return calls.map((_, i) => ({ results: results[i]!, acked: acked[i] === 1 }));
+      return calls.map((_, i) => ({ results: results[i]!, acked: acked[acks.at[i]!] === 1 }));
     });
   }
 
@@ -863,12 +863,11 @@ export class RedisTransport implements Transport {
    */
   async #ackMany(queue: string, leases: Lease[]): Promise<boolean[]> {
     const keys = this.#queueKeys(queue);
-    const args: string[] = [];
-    for (const l of leases) args.push(keySegment(l.message.id), l.token);
+    const { args, at } = ackArgs(leases);
     const ackKeys = [keys.ready, keys.inflight, keys.signal, keys.body, keys.tries];
-    const fuse = { ackSegment: keySegment(queue) };
-    const acked = await this.#armOrRun(queue, leases.length, (resolve, reject) => ({ name: 'ack-many', keys: ackKeys, args, resolve, reject, fuse }));
-    return (acked as number[]).map((r) => r === 1);
+    const fuse = { ackSegment: keySegment(queue), count: leases.length };
+    const acked = (await this.#armOrRun(queue, leases.length, (resolve, reject) => ({ name: 'ack-many', keys: ackKeys, args, resolve, reject, fuse }))) as number[];
+    return at.map((i) => acked[i] === 1);
   }
 
   /**
@@ -1753,6 +1752,41 @@ function corked(client: Redis, issue: () => void): void {
   } finally {
     stream.uncork();
   }
+}
+
+/**
+ * The ack scripts' arguments for `leases` (see lib/ack.lua): grouped by lease token, which the
+ * leases of one lease call share, so an ack costs one argument, not two; and, for each lease,
+ * where its flag is in the reply.
+ */
+function ackArgs(leases: readonly Lease[]): { args: string[]; at: number[] } {
+  const first = leases[0]!.token;
+  if (leases.every((l) => l.token === first)) {
+    const args = [first, String(leases.length)];
+    const at: number[] = [];
+    for (let i = 0; i < leases.length; i++) {
+      args.push(keySegment(leases[i]!.message.id));
+      at.push(i);
+    }
+    return { args, at };
+  }
+  const groups = new Map<string, number[]>();
+  leases.forEach((l, i) => {
+    const g = groups.get(l.token);
+    if (g) g.push(i);
+    else groups.set(l.token, [i]);
+  });
+  const args: string[] = [];
+  const at = new Array<number>(leases.length);
+  let pos = 0;
+  for (const [token, members] of groups) {
+    args.push(token, String(members.length));
+    for (const i of members) {
+      args.push(keySegment(leases[i]!.message.id));
+      at[i] = pos++;
+    }
+  }
+  return { args, at };
 }
 
 /** Builds a valid stand-in message for data that failed to decode, keeping whatever fields parse. */

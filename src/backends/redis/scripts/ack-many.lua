@@ -8,8 +8,9 @@
   KEYS[3]  {prefix}q:<queue>:signal    LIST wake-up tokens
   KEYS[4]  {prefix}q:<queue>:body      HASH id -> '<order>|<encoded message>'
   KEYS[5]  {prefix}q:<queue>:tries     HASH id -> times leased
-  ARGV[2i - 1]  id segment of the i-th ack (at most 1000 acks)
-  ARGV[2i]      its lease token (the inflight score it was leased with)
+  ARGV          the acks grouped by lease token (the inflight score they were leased with; the
+                leases of one lease call share theirs): token, count, that many id segments,
+                then the next group (at most 1000 acks)
 
   Returns one item per ack: 1, or 0 when that lease was lost (expired, re-leased or moved).
 ]]
@@ -18,4 +19,4 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local k = { ready = KEYS[1], inflight = KEYS[2], signal = KEYS[3], body = KEYS[4], tries = KEYS[5] }
-return ackLeases(k, now, 1, #ARGV / 2)
+return ackLeases(k, now, 1, #ARGV)

@@ -43,7 +43,7 @@
   then, optionally (a reply and the requests it answers, in one atomic step):
     a                           number of leases to ack once the entries are enqueued (0 or absent: none)
     queue segment (escaped)     the queue those leases are of
-    then 2 ARGV per ack: id segment, lease token (as for ack-many.lua)
+    then the acks, to the end, grouped by lease token as for ack-many.lua
 
   Returns one item per entry: 1 = enqueued, 2 = no_recipient, or the first body (string) = duplicate;
   then one more item: a list of m flags, 1 when that channel has a subscriber or some pattern
@@ -217,6 +217,6 @@ if a > 0 then
   end
   local k = prefix .. 'q:' .. ARGV[acksAt + 1] .. ':'
   local keys = { ready = k .. 'ready', inflight = k .. 'inflight', signal = k .. 'signal', body = k .. 'body', tries = k .. 'tries' }
-  out[#out + 1] = ackLeases(keys, now, acksAt + 2, a)
+  out[#out + 1] = ackLeases(keys, now, acksAt + 2, #ARGV)
 end
 return out

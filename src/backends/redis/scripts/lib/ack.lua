@@ -2,18 +2,28 @@
 -- Removes leased messages of one queue for good, each only if its lease is still held. A lease
 -- whose deadline passed is lost even before another consumer takes the message: it is made
 -- visible again here. `k` names the queue's keys (ready, inflight, signal, body, tries); `now` is
--- server ms; ARGV[first + 2i - 2] is the i-th id segment and ARGV[first + 2i - 1] its lease token.
--- Returns one flag per ack: 1, or 0 when that lease was lost (expired, re-leased or moved).
-local function ackLeases(k, now, first, count)
+-- server ms; ARGV[first..last] holds the acks grouped by lease token (leases of one lease call
+-- share theirs): token, c, then c id segments, then the next group. One argument per ack, not two.
+-- Returns one flag per ack, in that order: 1, or 0 when that lease was lost (expired, re-leased or moved).
+local function ackLeases(k, now, first, last)
   local SCALE = 1024
-  local ids = {}
-  for i = 1, count do ids[i] = ARGV[first + 2 * i - 2] end
+  local ids, tokens = {}, {}
+  local j = first
+  while j < last do
+    local token = tonumber(ARGV[j])
+    local c = tonumber(ARGV[j + 1])
+    for i = 1, c do
+      ids[#ids + 1] = ARGV[j + 1 + i]
+      tokens[#tokens + 1] = token
+    end
+    j = j + 2 + c
+  end
   local scores = redis.call('ZMSCORE', k.inflight, unpack(ids))
   local out, done, tried, lapsed, attempts = {}, {}, {}, {}, {}
   for i, id in ipairs(ids) do
     out[i] = 0
     local score = tonumber(scores[i])
-    if score and score == tonumber(ARGV[first + 2 * i - 1]) then
+    if score and score == tokens[i] then
       local attempt = score % SCALE
       if math.floor(score / SCALE) > now then
         out[i] = 1
