@@ -1,3 +1,4 @@
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createMessage, MessageType, type Message } from '../../src/message.js';
 import { TransportError } from '../../src/errors.js';
@@ -108,6 +109,53 @@ describe.runIf(up)('Redis faults on the shared server (own connections only)', (
     });
     expect(r.ok).toBe(true);
     await waitFor(() => changes.length > 0, 'a change event after the reconnect', 10_000);
+  });
+
+  it('a blocked consumer whose connection goes silent (no close, no answer) gets a new one and carries on', { timeout: 40_000 }, async () => {
+    // A TCP proxy in front of the shared server that can black-hole a connection it carries: it
+    // stays open and swallows everything both ways, as after a network partition; new ones work.
+    const { SERVICES } = await import('../helpers/services.js');
+    const pipes: { silent: boolean; client: Socket; server: Socket }[] = [];
+    const proxy = createServer((client) => {
+      const server = connect(SERVICES.redis.port, SERVICES.redis.host);
+      const pipe = { silent: false, client, server };
+      pipes.push(pipe);
+      client.on('data', (d) => pipe.silent || server.write(d));
+      server.on('data', (d) => pipe.silent || client.write(d));
+      const end = () => {
+        client.destroy();
+        server.destroy();
+      };
+      client.on('error', end).on('close', end);
+      server.on('error', end).on('close', end);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    const consumer = createRedisTransport(`redis://127.0.0.1:${port}/0?namespace=${ns}`);
+    const producer = createRedisTransport(url);
+    open.push(producer);
+    try {
+      await consumer.connect();
+      // pipes[0] is the command connection; the wait opens the pump's blocking one, pipes[1].
+      const waiting = consumer.lease('silent', { leaseMs: 2000, waitMs: 30_000 });
+      await waitFor(() => pipes.length >= 2, 'the blocking connection through the proxy', 5000, 20);
+      await new Promise((r) => setTimeout(r, 200)); // its first round (a 2 s BLPOP) is in Redis
+      pipes[1]!.silent = true;
+      // Wakes that BLPOP: Redis leases the message to the silent connection and the reply is lost.
+      await producer.enqueue([entry('silent', msg('silent', 1))]);
+      // The watchdog drops the connection (its round outlived its wait by STUCK_MS); the pump
+      // opens a new one and, once the lost lease ran out, leases the message again.
+      const got = await waiting;
+      expect(got.map((l) => l.message.payload['n'])).toEqual([1]);
+      expect(got[0]!.message.attempt).toBe(2);
+      expect(pipes.length).toBeGreaterThanOrEqual(3);
+      expect(await consumer.ack(got[0]!)).toBe(true);
+      expect(await producer.lease('silent', { leaseMs: 1000, waitMs: 0 })).toEqual([]);
+    } finally {
+      await consumer.close().catch(() => undefined);
+      for (const p of pipes) p.client.destroy();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    }
   });
 
   it('malformed data in a queue is dead-lettered as malformed while a waiting consumer carries on', async () => {

@@ -1204,11 +1204,6 @@ export class RedisTransport implements Transport {
 }
 
 /**
- * The blocking connection of one pump: opened on first use, dropped when a wait on it outlives
- * its timeout by far (a connection that died without saying so), and the back-off between
- * failed rounds, which closing cuts short.
- */
-/**
  * One 'abort' listener per signal the waits of a pump use (a consumer loop passes the same signal
  * to every call) instead of one added and removed per wait, which costs more than the wait's own
  * bookkeeping: `onAbort(signal)` ends that signal's waits.
@@ -1228,6 +1223,11 @@ class AbortWatch {
   }
 }
 
+/**
+ * The blocking connection of one pump: opened on first use, dropped when a wait on it outlives
+ * its timeout by far (a connection that died without saying so), and the back-off between
+ * failed rounds, which closing cuts short.
+ */
 class BlockingLine {
   readonly #transport: RedisTransport;
   #conn: Redis | undefined;
