@@ -4,7 +4,7 @@ import { createMessage, MessageType, type Message } from '../../src/message.js';
 import { TransportError } from '../../src/errors.js';
 import type { EnqueueEntry, Lease } from '../../src/bus/transport.js';
 import { createRedisStore, createRedisTransport, type RedisStore, type RedisTransport } from '../../src/backends/redis/index.js';
-import { serviceAvailable, waitFor } from '../helpers/services.js';
+import { SERVICES, serviceAvailable, waitFor } from '../helpers/services.js';
 import { cleanupNamespace, rawClient, redisNamespace, redisUrl } from './helpers.js';
 import { ThrowawayRedis, freePort } from './server.js';
 
@@ -114,7 +114,6 @@ describe.runIf(up)('Redis faults on the shared server (own connections only)', (
   it('a blocked consumer whose connection goes silent (no close, no answer) gets a new one and carries on', { timeout: 40_000 }, async () => {
     // A TCP proxy in front of the shared server that can black-hole a connection it carries: it
     // stays open and swallows everything both ways, as after a network partition; new ones work.
-    const { SERVICES } = await import('../helpers/services.js');
     const pipes: { silent: boolean; client: Socket; server: Socket }[] = [];
     const proxy = createServer((client) => {
       const server = connect(SERVICES.redis.port, SERVICES.redis.host);
