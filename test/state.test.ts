@@ -734,6 +734,13 @@ describe('MemoryStore change feed', () => {
       [total - 1, total - 1],
       [total, total],
     ]);
+    // Every kept event, across each page of the ring (the last one is a partial page) and the wrap.
+    const all = await store.changesSince(0, total);
+    expect(all).toHaveLength(CHANGE_FEED_RETENTION);
+    all.forEach((e, i) => {
+      expect(e.revision).toBe(26 + i);
+      expect(e.version).toBe(26 + i);
+    });
     await store.close();
   });
 });

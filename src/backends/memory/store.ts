@@ -71,19 +71,30 @@ function toChange(v: StoredVersion): StateChange {
   return change;
 }
 
+/** One page of the change feed's ring: parallel columns, numbers in typed arrays. */
+interface FeedPage {
+  kinds: Array<ChangeEvent['kind']>;
+  ids: string[];
+  actions: Array<ChangeEvent['action']>;
+  actors: Array<string | undefined>;
+  versions: Float64Array;
+  times: Float64Array;
+}
+
+/** Events per page of the feed ring. */
+const FEED_PAGE = 4096;
+
 /**
- * The change feed: the last `capacity` events in a ring of parallel arrays, so keeping an event
+ * The change feed: the last `capacity` events in a ring of parallel columns, so keeping an event
  * allocates nothing (a commit-heavy store would otherwise keep 100 000 small objects alive for
- * the garbage collector to trace). Revisions are dense: revision r lives at (r - 1) % capacity.
+ * the garbage collector to trace). Revisions are dense: revision r lives at slot
+ * (r - 1) % capacity. The ring is made of fixed pages allocated as the feed first reaches them:
+ * a store with few changes stays small, and filling the ring never copies a column (growing
+ * six 100 000-entry arrays by doubling made the first 100 000 commits of a store ~40% slower).
  */
 class FeedRing {
   readonly #capacity: number;
-  #kinds: Array<ChangeEvent['kind']> = [];
-  #ids: string[] = [];
-  #versions: number[] = [];
-  #actions: Array<ChangeEvent['action']> = [];
-  #actors: Array<string | undefined> = [];
-  #times: number[] = [];
+  readonly #pages: FeedPage[] = [];
   /** The newest revision (0 when empty). */
   last = 0;
 
@@ -93,28 +104,46 @@ class FeedRing {
 
   /** Appends the next revision's event; returns its revision. */
   push(kind: ChangeEvent['kind'], id: string, version: number, action: ChangeEvent['action'], actor: string | undefined, time: number): number {
-    const i = this.last % this.#capacity;
-    this.#kinds[i] = kind;
-    this.#ids[i] = id;
-    this.#versions[i] = version;
-    this.#actions[i] = action;
-    this.#actors[i] = actor;
-    this.#times[i] = time;
+    const slot = this.last % this.#capacity;
+    const page = this.#pages[(slot / FEED_PAGE) | 0] ?? this.#newPage();
+    const i = slot % FEED_PAGE;
+    page.kinds[i] = kind;
+    page.ids[i] = id;
+    page.versions[i] = version;
+    page.actions[i] = action;
+    page.actors[i] = actor;
+    page.times[i] = time;
     return ++this.last;
+  }
+
+  #newPage(): FeedPage {
+    const size = Math.min(FEED_PAGE, this.#capacity - this.#pages.length * FEED_PAGE);
+    const page: FeedPage = {
+      kinds: new Array<ChangeEvent['kind']>(size).fill('document'),
+      ids: new Array<string>(size).fill(''),
+      actions: new Array<ChangeEvent['action']>(size).fill('create'),
+      actors: new Array<string | undefined>(size).fill(undefined),
+      versions: new Float64Array(size),
+      times: new Float64Array(size),
+    };
+    this.#pages.push(page);
+    return page;
   }
 
   /** The event of a kept revision, as a new object. */
   event(revision: number): ChangeEvent {
-    const i = (revision - 1) % this.#capacity;
+    const slot = (revision - 1) % this.#capacity;
+    const page = this.#pages[(slot / FEED_PAGE) | 0]!;
+    const i = slot % FEED_PAGE;
     const event: ChangeEvent = {
       revision,
-      kind: this.#kinds[i]!,
-      id: this.#ids[i]!,
-      version: this.#versions[i]!,
-      action: this.#actions[i]!,
-      timestamp: new Date(this.#times[i]!),
+      kind: page.kinds[i]!,
+      id: page.ids[i]!,
+      version: page.versions[i]!,
+      action: page.actions[i]!,
+      timestamp: new Date(page.times[i]!),
     };
-    const actor = this.#actors[i];
+    const actor = page.actors[i];
     if (actor !== undefined) event.actor = actor;
     return event;
   }
