@@ -10,13 +10,15 @@
 //   npm run bench -- --reps 5             repetitions (default 3, quick 1)
 //   npm run bench -- --profile            Concord children write V8 CPU profiles to bench/results/*.cpuprofile
 //   npm run bench -- --docs / --no-docs   force / prevent regenerating docs/BENCHMARKS.md
+//   npm run bench -- --render             runs nothing: rewrites docs/BENCHMARKS.md from the saved
+//                                         latest results and the current bench/NOTES.md
 //
 // A full run writes bench/results/latest.json (+ .meta.json) and docs/BENCHMARKS.md, whose
 // "Notes and profiling" section is bench/NOTES.md (edit that file: it survives regeneration).
 // A quick or partial run writes bench/results/quick.json or partial.json instead.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, redisClient, cleanupRedis } from './lib/common.mjs';
@@ -34,6 +36,15 @@ const profile = !!opts.profile;
 const partial = !!(only || subjectsFilter);
 const writeDocsToo = opts.docs === true || (opts['no-docs'] !== true && !quick && !partial);
 const childTimeoutMs = Number(opts.timeout ?? 240) * 1000;
+
+if (opts.render) {
+  const results = join(here, 'results');
+  const rows = JSON.parse(readFileSync(join(results, 'latest.json'), 'utf8'));
+  const meta = JSON.parse(readFileSync(join(results, 'latest.meta.json'), 'utf8'));
+  writeDocs(join(root, 'docs', 'BENCHMARKS.md'), rows, meta, HIGHER_IS_BETTER, join(here, 'NOTES.md'));
+  console.log(`wrote docs/BENCHMARKS.md from the full run of ${meta.date} and bench/NOTES.md`);
+  process.exit(0);
+}
 
 // A token unique to this run: every Redis key, stream and queue of the run contains it.
 const runToken = `cbench${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
