@@ -139,7 +139,7 @@ interface Watcher {
  * its new text for the line counts of its history entry.
  */
 type KnownDocument = DocumentRecord & { lines?: string[] };
-type KnownState = DocumentState & { lines?: string[] };
+type KnownState = DocumentState & { lines?: string[] | undefined };
 
 interface Base {
   record: KnownDocument;
@@ -893,8 +893,9 @@ export class StateManager {
       history,
       createdAt: document.createdAt,
       updatedAt: document.updatedAt,
+      // Always present (undefined when not known), so every remembered state has one shape.
+      lines,
     };
-    if (lines) state.lines = lines;
     this.#docCache?.put(document.documentId, document.version, state);
     this.#recent.set(document.documentId, state);
     return copyDocument(state);
