@@ -36,12 +36,14 @@ const profile = !!opts.profile;
 const partial = !!(only || subjectsFilter);
 const writeDocsToo = opts.docs === true || (opts['no-docs'] !== true && !quick && !partial);
 const childTimeoutMs = Number(opts.timeout ?? 240) * 1000;
+const resultsDir = join(here, 'results');
+const docsPath = join(root, 'docs', 'BENCHMARKS.md');
+const notesPath = join(here, 'NOTES.md');
 
 if (opts.render) {
-  const results = join(here, 'results');
-  const rows = JSON.parse(readFileSync(join(results, 'latest.json'), 'utf8'));
-  const meta = JSON.parse(readFileSync(join(results, 'latest.meta.json'), 'utf8'));
-  writeDocs(join(root, 'docs', 'BENCHMARKS.md'), rows, meta, HIGHER_IS_BETTER, join(here, 'NOTES.md'));
+  const rows = JSON.parse(readFileSync(join(resultsDir, 'latest.json'), 'utf8'));
+  const meta = JSON.parse(readFileSync(join(resultsDir, 'latest.meta.json'), 'utf8'));
+  writeDocs(docsPath, rows, meta, HIGHER_IS_BETTER, notesPath);
   console.log(`wrote docs/BENCHMARKS.md from the full run of ${meta.date} and bench/NOTES.md`);
   process.exit(0);
 }
@@ -76,7 +78,7 @@ function runChild(workload, subject, rep, seq) {
   const nodeArgs = [...(workload.node ?? [])];
   if (profile && subject === 'concord') {
     const name = `concord-${workload.id.replace(/[^A-Za-z0-9]+/g, '-')}-rep${rep + 1}.cpuprofile`;
-    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${join(here, 'results')}`, `--cpu-prof-name=${name}`);
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${resultsDir}`, `--cpu-prof-name=${name}`);
   }
   const file = join(here, 'workloads', workload.file);
   return new Promise((resolve) => {
@@ -172,14 +174,13 @@ console.log('\n' + renderConsole(rows, targets, skipped, HIGHER_IS_BETTER, runs,
 
 // latest.json is the full run docs/BENCHMARKS.md shows; a quick or partial run writes beside it
 // (quick.json, partial.json) so it never leaves latest.json out of step with the docs.
-const resultsDir = join(here, 'results');
 mkdirSync(resultsDir, { recursive: true });
 const base = writeDocsToo || meta.mode === 'full' ? 'latest' : meta.mode;
 writeFileSync(join(resultsDir, `${base}.json`), JSON.stringify(rows, null, 2) + '\n');
 writeFileSync(join(resultsDir, `${base}.meta.json`), JSON.stringify({ ...meta, runs }, null, 2) + '\n');
 console.log(`\nwrote bench/results/${base}.json (${rows.length} rows) and bench/results/${base}.meta.json`);
 if (writeDocsToo) {
-  writeDocs(join(root, 'docs', 'BENCHMARKS.md'), rows, { ...meta, runs }, HIGHER_IS_BETTER, join(here, 'NOTES.md'));
+  writeDocs(docsPath, rows, { ...meta, runs }, HIGHER_IS_BETTER, notesPath);
   console.log('wrote docs/BENCHMARKS.md (notes from bench/NOTES.md)');
 } else {
   console.log(`docs/BENCHMARKS.md left as is (${quick ? 'quick' : 'partial'} run; pass --docs to regenerate it)`);

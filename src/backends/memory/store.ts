@@ -90,7 +90,8 @@ const FEED_PAGE = 4096;
  * the garbage collector to trace). Revisions are dense: revision r lives at slot
  * (r - 1) % capacity. The ring is made of fixed pages allocated as the feed first reaches them:
  * a store with few changes stays small, and filling the ring never copies a column (growing
- * six 100 000-entry arrays by doubling made the first 100 000 commits of a store ~40% slower).
+ * six 100 000-entry arrays by doubling slowed a store's first 100 000 commits: bench/NOTES.md,
+ * round 7).
  */
 class FeedRing {
   readonly #capacity: number;
