@@ -386,10 +386,11 @@ describe('line diff summary against a reference LCS', () => {
     const line = fc.constantFrom('alpha', 'beta', 'gamma', '', 'alphabet');
     const lines = fc.array(line, { maxLength: 8 });
     fc.assert(
-      fc.property(lines, lines, lines, lines, fc.boolean(), (head, oldMid, newMid, tail, newlineAtEnd) => {
-        const join = (ls: string[]) => ls.join('\n') + (newlineAtEnd && ls.length > 0 ? '\n' : '');
-        const before = join([...head, ...oldMid, ...tail]);
-        const after = join([...head, ...newMid, ...tail]);
+      fc.property(lines, lines, lines, lines, fc.boolean(), fc.boolean(), (head, oldMid, newMid, tail, endsBefore, endsAfter) => {
+        // The two sides may differ in their trailing newline too (which opens no line).
+        const join = (ls: string[], newlineAtEnd: boolean) => ls.join('\n') + (newlineAtEnd && ls.length > 0 ? '\n' : '');
+        const before = join([...head, ...oldMid, ...tail], endsBefore);
+        const after = join([...head, ...newMid, ...tail], endsAfter);
         expect(lineDiffStats(before, after)).toEqual(referenceStats(linesOf(before), linesOf(after)));
       }),
       { numRuns: 3000 },

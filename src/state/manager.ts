@@ -170,6 +170,11 @@ function raceBackoff(attempt: number): Promise<void> | undefined {
   return sleep(Math.random() * Math.min(2 ** attempt, 50));
 }
 
+/** A history summary with the caller's note in front, if any: `draft 2: +12 -3 lines`. */
+function withNote(note: string | undefined, summary: string): string {
+  return note === undefined ? summary : `${note}: ${summary}`;
+}
+
 function metadataSummary(keys: string[], mode: 'merge' | 'replace'): string {
   const shown = keys.slice(0, 5).join(', ') + (keys.length > 5 ? `, +${keys.length - 5} more` : '');
   return mode === 'replace' ? `metadata replaced (${keys.length} keys)` : `metadata: ${shown || 'no keys'}`;
@@ -341,46 +346,59 @@ export class StateManager {
     const expectedVersion = v.optionalPositiveInteger(req['expectedVersion'], 'expectedVersion');
     const merge = v.optionalBoolean(req['merge'], 'merge') ?? false;
     const note = v.optionalSummary(req['summary']);
-    const withNote = (lines: string) => (note === undefined ? lines : `${note}: ${lines}`);
     if (merge && expectedVersion === undefined) {
       throw new ValidationError('merge: true needs expectedVersion (the version your edit is based on), got none', { field: 'expectedVersion' });
     }
     const store = this.#openStore() ?? (await this.#s());
     let mergeBase: DocumentRecord | null | undefined;
-    const planMerge = async (current: DocumentRecord, expectedVersion: number): Promise<PlannedChange> => {
-      mergeBase ??= this.#knownVersion(documentId, expectedVersion) ?? (await store.getVersion(documentId, expectedVersion));
-      if (!mergeBase) {
-        const oldest = await store.oldestVersion(documentId);
-        throw new StateConflictError(documentId, expectedVersion, current.version, {
-          current: await this.#currentState(store, current),
-          message:
-            `document \`${documentId}\` is at version ${current.version}, expected version ${expectedVersion}; ` +
-            `cannot merge because version ${expectedVersion} was compacted (oldest kept is ${oldest ?? 'none'})`,
-        });
-      }
-      const merged = threeWayMerge({ base: mergeBase.content, ours: content, theirs: current.content });
-      if (!merged.ok) {
-        throw new StateConflictError(documentId, expectedVersion, current.version, {
-          current: await this.#currentState(store, current),
-          conflicts: merged.conflicts,
-          message:
-            `document \`${documentId}\` is at version ${current.version}, expected version ${expectedVersion}; ` +
-            `the edit overlaps changes made since in ${merged.conflicts.length} region(s), so it was not merged`,
-        });
-      }
-      return {
-        content: merged.content,
-        metadata: current.metadata,
-        action: 'merge',
-        summary: withNote(`merged onto v${current.version} from v${expectedVersion}: ${summarizeStats(lineDiffStats(current.content, merged.content))}`),
-      };
-    };
     return await this.#write(store, documentId, actor, expectedVersion, merge, (current) => {
-      if (expectedVersion !== undefined && current.version !== expectedVersion) return planMerge(current, expectedVersion);
-      const lines = countableLines(content);
-      const stats = lineDiffStatsOfLines(current.lines ?? countableLines(current.content), lines);
-      return { content, metadata: current.metadata, action: 'update_content', summary: withNote(summarizeStats(stats)), lines };
+      if (expectedVersion === undefined || current.version === expectedVersion) {
+        const lines = countableLines(content);
+        const stats = lineDiffStatsOfLines(current.lines ?? countableLines(current.content), lines);
+        return { content, metadata: current.metadata, action: 'update_content', summary: withNote(note, summarizeStats(stats)), lines };
+      }
+      return (async () => {
+        mergeBase ??= this.#knownVersion(documentId, expectedVersion) ?? (await store.getVersion(documentId, expectedVersion));
+        return await this.#planMerge(store, current, expectedVersion, mergeBase, content, note);
+      })();
     });
+  }
+
+  /** The merge of an edit based on `expectedVersion` (`base`, null when compacted) onto `current`. */
+  async #planMerge(
+    store: StateStore,
+    current: DocumentRecord,
+    expectedVersion: number,
+    base: DocumentRecord | null,
+    content: string,
+    note: string | undefined,
+  ): Promise<PlannedChange> {
+    const { documentId } = current;
+    if (!base) {
+      const oldest = await store.oldestVersion(documentId);
+      throw new StateConflictError(documentId, expectedVersion, current.version, {
+        current: await this.#currentState(store, current),
+        message:
+          `document \`${documentId}\` is at version ${current.version}, expected version ${expectedVersion}; ` +
+          `cannot merge because version ${expectedVersion} was compacted (oldest kept is ${oldest ?? 'none'})`,
+      });
+    }
+    const merged = threeWayMerge({ base: base.content, ours: content, theirs: current.content });
+    if (!merged.ok) {
+      throw new StateConflictError(documentId, expectedVersion, current.version, {
+        current: await this.#currentState(store, current),
+        conflicts: merged.conflicts,
+        message:
+          `document \`${documentId}\` is at version ${current.version}, expected version ${expectedVersion}; ` +
+          `the edit overlaps changes made since in ${merged.conflicts.length} region(s), so it was not merged`,
+      });
+    }
+    return {
+      content: merged.content,
+      metadata: current.metadata,
+      action: 'merge',
+      summary: withNote(note, `merged onto v${current.version} from v${expectedVersion}: ${summarizeStats(lineDiffStats(current.content, merged.content))}`),
+    };
   }
 
   /**

@@ -1,20 +1,16 @@
 import type { ChangeEvent } from './types.js';
 
-interface OwnCommit {
-  version: number;
+/** One own commit under way or awaiting its event; `begin` hands it out as the ticket for `end`. */
+export interface OwnCommit {
+  readonly kind: 'document' | 'workflow';
+  readonly id: string;
+  readonly version: number;
   /** Own commits of this key under way (two callers of one manager may race for a version). */
   inFlight: number;
   /** The feed revision of this key's event, when it arrived while a commit was under way. */
   early: number | undefined;
   /** An own commit of this key succeeded; its event has not arrived yet. */
   done: boolean;
-}
-
-/** What `begin` hands out for `end`. */
-export interface OwnCommitTicket {
-  kind: 'document' | 'workflow';
-  id: string;
-  entry: OwnCommit;
 }
 
 /**
@@ -37,7 +33,7 @@ export class OwnCommits {
   }
 
   /** An own commit of `kind` `id` making `version` starts; pass what it returns to `end`. */
-  begin(kind: 'document' | 'workflow', id: string, version: number): OwnCommitTicket {
+  begin(kind: 'document' | 'workflow', id: string, version: number): OwnCommit {
     const map = this.#byKind[kind];
     let list = map.get(id);
     if (!list) {
@@ -47,26 +43,25 @@ export class OwnCommits {
       }
       map.set(id, (list = []));
     }
-    let entry = list.find((e) => e.version === version);
+    let entry = find(list, version);
     if (entry) entry.inFlight++;
     else {
-      entry = { version, inFlight: 1, early: undefined, done: false };
+      entry = { kind, id, version, inFlight: 1, early: undefined, done: false };
       list.push(entry);
       // Bounded: entries whose event never comes (a store closed under them) must not pile up.
       if (++this.#size > 10_000) this.#clear();
     }
-    return { kind, id, entry };
+    return entry;
   }
 
   /** The commit `begin` started has ended: `committed` when it wrote, false when it lost (or failed). */
-  end(own: OwnCommitTicket, committed: boolean): void {
-    const { entry } = own;
+  end(entry: OwnCommit, committed: boolean): void {
     entry.inFlight--;
     if (committed) {
-      if (entry.early !== undefined) this.#remove(own.kind, own.id, entry);
+      if (entry.early !== undefined) this.#remove(entry);
       else entry.done = true;
     } else if (entry.inFlight === 0 && !entry.done) {
-      this.#remove(own.kind, own.id, entry);
+      this.#remove(entry);
       if (entry.early !== undefined) this.#othersChanged();
     }
   }
@@ -74,10 +69,10 @@ export class OwnCommits {
   /** True when `event` is one of this manager's own commits (then forgotten), false for another writer's. */
   claim(event: ChangeEvent): boolean {
     const list = this.#byKind[event.kind].get(event.id);
-    const entry = list?.find((e) => e.version === event.version);
+    const entry = list && find(list, event.version);
     if (!entry) return false;
     if (entry.done) {
-      this.#remove(event.kind, event.id, entry);
+      this.#remove(entry);
       return true;
     }
     if (entry.inFlight > 0) {
@@ -87,8 +82,8 @@ export class OwnCommits {
     return false;
   }
 
-  #remove(kind: 'document' | 'workflow', id: string, entry: OwnCommit): void {
-    const list = this.#byKind[kind].get(id);
+  #remove(entry: OwnCommit): void {
+    const list = this.#byKind[entry.kind].get(entry.id);
     const i = list ? list.indexOf(entry) : -1;
     if (!list || i < 0) return;
     this.#size--;
@@ -109,4 +104,10 @@ export class OwnCommits {
     this.#size = 0;
     for (const map of Object.values(this.#byKind)) for (const list of map.values()) this.#size += list.length;
   }
+}
+
+/** The entry of `list` making `version` (a loop: `Array.find` would allocate a closure per call). */
+function find(list: OwnCommit[], version: number): OwnCommit | undefined {
+  for (const entry of list) if (entry.version === version) return entry;
+  return undefined;
 }

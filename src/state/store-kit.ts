@@ -38,6 +38,8 @@ interface Subscriber {
   queue: ChangeEvent[];
   flushing: boolean;
   active: boolean;
+  /** Delivers the queue; made once per subscriber, so scheduling a flush allocates no closure. */
+  flush: () => void;
 }
 
 /**
@@ -51,7 +53,7 @@ export class ChangeFanout {
 
   /** Adds a subscriber that wants events after `cursor`; returns its remover. */
   add(handler: (event: ChangeEvent) => void, cursor: number): () => void {
-    const sub: Subscriber = { handler, cursor, queue: [], flushing: false, active: true };
+    const sub: Subscriber = { handler, cursor, queue: [], flushing: false, active: true, flush: () => this.#flush(sub) };
     this.#subscribers.add(sub);
     return () => {
       sub.active = false;
@@ -97,7 +99,7 @@ export class ChangeFanout {
         sub.flushing = true;
         // A promise job rather than queueMicrotask, which wraps every callback in an
         // AsyncResource: measurable when every commit schedules one.
-        void RESOLVED.then(() => this.#flush(sub));
+        void RESOLVED.then(sub.flush);
       }
     }
   }
