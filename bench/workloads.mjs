@@ -58,7 +58,9 @@ export const WORKLOADS = [
     file: 'state-cas.mjs',
     title: 'State compare-and-swap updates, memory',
     subjects: ['concord', 'memory-raw'],
-    args: { engine: 'memory', n: 100_000 },
+    // 300 000: a 100 000-update run lasts ~0.3 s and mostly measures V8 growing its heap (the
+    // raw loop too: 0.57M/s at 100k against 0.88M/s at 300k); bench/NOTES.md, round 8.
+    args: { engine: 'memory', n: 300_000 },
     quick: { n: 10_000 },
   },
   {
