@@ -1,5 +1,8 @@
 // Workload 3b: request/response over Redis. A responder process answers; this process makes N
 // sequential requests (after an unmeasured warm-up). Result: p50_us, p99_us, ops_per_s.
+// The warm-up (3,000 round trips unless told, the same for every subject) brings both processes
+// to their steady state: after 500, V8 has still not optimised much of the path, and both
+// subjects burn ~1.4x the CPU per request they do from ~2,000 on (bench/NOTES.md, round 9).
 import { fileURLToPath } from 'node:url';
 import {
   parseArgs, taskInput, peerMessage, emit, spawnRole, parentMessage, cleanupRedis, REDIS_URL, waitUntil, percentilesUs,
@@ -9,7 +12,7 @@ const args = parseArgs();
 const { subject, ns } = args;
 const role = args.role ?? 'requester';
 const n = args.n ?? 5000;
-const warmup = args.warmup ?? Math.min(500, Math.ceil(n / 10));
+const warmup = args.warmup ?? Math.min(3000, n);
 if (!ns) throw new Error('--ns is required (a namespace unique to this run)');
 const concordUrl = `${REDIS_URL}?namespace=${ns}`;
 const respond = async (msg) => ({ ok: true, section: msg.payload.section, summary: 'done' });
