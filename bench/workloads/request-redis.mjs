@@ -1,8 +1,9 @@
 // Workload 3b: request/response over Redis. A responder process answers; this process makes N
 // sequential requests (after an unmeasured warm-up). Result: p50_us, p99_us, ops_per_s.
 // The warm-up (3,000 round trips unless told, the same for every subject) brings both processes
-// to their steady state: after 500, V8 has still not optimised much of the path, and both
-// subjects burn ~1.4x the CPU per request they do from ~2,000 on (bench/NOTES.md, round 9).
+// to their steady state: after 500, V8 has still not optimised much of the path, and Concord
+// burns ~1.4x, the raw loop ~1.2x, the CPU per request they do from ~2,000 on (bench/NOTES.md,
+// round 9).
 import { fileURLToPath } from 'node:url';
 import {
   parseArgs, taskInput, peerMessage, emit, spawnRole, parentMessage, cleanupRedis, REDIS_URL, waitUntil, percentilesUs,
