@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerDlqCommands } from './commands/dlq.js';
 import { registerInspectCommands } from './commands/inspect.js';
+import { registerMcpCommand } from './commands/mcp.js';
 import { registerRunCommands } from './commands/run.js';
 import { packageRoot } from './runtime.js';
 
@@ -51,6 +52,7 @@ CONCORD_DEBUG=1 (stack traces on errors).`,
   registerAgentCommand(program);
   registerInspectCommands(program);
   registerDlqCommands(program);
+  registerMcpCommand(program);
   return program;
 }
 
