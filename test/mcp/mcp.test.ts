@@ -82,9 +82,11 @@ describe.runIf(redisUp)('concord mcp: two LLM clients as two agents on one bus',
   });
 
   it('receive_message blocks until a message comes, and a nacked message comes back as attempt 2', async () => {
-    const waiting = call(bob.client, 'receive_message', { timeoutMs: 20_000 });
-    // bob is already blocked in receive when alice sends: no polling on his side.
-    await new Promise((r) => setTimeout(r, 300));
+    let settled = false;
+    const waiting = call(bob.client, 'receive_message', { timeoutMs: 20_000 }).finally(() => (settled = true));
+    // Nothing is queued for bob: his call must still be waiting (not answered "no message") when alice sends.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(settled).toBe(false);
     const sent = await call(alice.client, 'send_message', { recipient: 'bob', type: 'status', payload: { progress: 0.5 }, priority: 9 });
     const first = await waiting;
     expect(first['message']).toMatchObject({ id: sent['message']['id'], type: 'status', priority: 9, attempt: 1 });
