@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { registerAgentCommand } from './commands/agent.js';
+import { registerDashboardCommand } from './commands/dashboard.js';
 import { registerDlqCommands } from './commands/dlq.js';
 import { registerInspectCommands } from './commands/inspect.js';
 import { registerRunCommands } from './commands/run.js';
@@ -51,6 +52,7 @@ CONCORD_DEBUG=1 (stack traces on errors).`,
   registerAgentCommand(program);
   registerInspectCommands(program);
   registerDlqCommands(program);
+  registerDashboardCommand(program);
   return program;
 }
 
