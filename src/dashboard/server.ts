@@ -181,10 +181,11 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
       .sort((a, b) => a.timestamp.getTime() - b.timestamp.getTime() || (a.id < b.id ? -1 : 1));
     const letters = observer.deadLetters().filter((l) => l.message.correlationId === id || l.message.id === id);
     const changes = observer.changes().map((ch) => ch.change).filter((ch) => ch.kind === 'document');
-    // The document versions a message's handler wrote: by its recipient, after it was sent and
-    // before that recipient's next message in the conversation (its reply, usually).
+    // The document versions a message's handling wrote: by its recipient (the agent, or the
+    // orchestrator recording the agent's result under the agent's name), after it was sent and
+    // before the next message to that recipient in the conversation.
     const rows = messages.map((m, i) => {
-      const next = messages.slice(i + 1).find((n) => n.sender === m.recipient);
+      const next = messages.slice(i + 1).find((n) => n.recipient === m.recipient);
       const from = m.timestamp.getTime();
       const to = next ? next.timestamp.getTime() : Infinity;
       const versions = m.recipient
