@@ -10,6 +10,9 @@ import { cleanupNamespace, redisNamespace, redisUrl } from '../redis/helpers.js'
 import { ROOT, requireBuild, runCli, startCli, tempDir, type CliProcess } from '../cli/helpers.js';
 import { CHROMIUM, chromiumAvailable, parseExposition } from './helpers.js';
 
+/** The page's `document`, inside functions Playwright runs in the browser (the tests compile without the DOM lib). */
+declare const document: { querySelector(s: string): { textContent: string | null } | null; querySelectorAll(s: string): ArrayLike<{ textContent: string | null }> & Iterable<{ textContent: string | null }> };
+
 const up = (await serviceAvailable('redis')) && chromiumAvailable();
 const IMAGES = join(ROOT, 'docs', 'images');
 const TOKEN = 'test-token-' + process.pid;
