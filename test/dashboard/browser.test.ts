@@ -14,7 +14,8 @@ import { CHROMIUM, chromiumAvailable, parseExposition } from './helpers.js';
 declare const document: { querySelector(s: string): { textContent: string | null } | null; querySelectorAll(s: string): ArrayLike<{ textContent: string | null }> & Iterable<{ textContent: string | null }> };
 
 const up = (await serviceAvailable('redis')) && chromiumAvailable();
-const IMAGES = join(ROOT, 'docs', 'images');
+/** Screenshots go to docs/images (committed) with CONCORD_SCREENSHOTS=1, else to the test's temp dir (a plain test run leaves the tree clean). */
+const IMAGES_TO_DOCS = process.env['CONCORD_SCREENSHOTS'] === '1';
 const TOKEN = 'test-token-' + process.pid;
 
 /**
@@ -26,6 +27,7 @@ describe.runIf(up)('concord dashboard in Chromium', () => {
   const ns = redisNamespace('dash');
   const bus = redisUrl(ns);
   const tmp = tempDir('concord-dash-');
+  const IMAGES = IMAGES_TO_DOCS ? join(ROOT, 'docs', 'images') : join(tmp.dir, 'images');
   const state = `sqlite:${join(tmp.dir, 'concord.db')}`;
   let dashboard: CliProcess;
   let url: string;
