@@ -1,4 +1,4 @@
-// tsc compiles TypeScript only: copy the non-TS runtime assets (Lua scripts, SQL) from src/ to dist/.
+// tsc compiles TypeScript only: copy the non-TS runtime assets (Lua scripts, SQL, the dashboard page) from src/ to dist/.
 import { cpSync, readdirSync, statSync, mkdirSync } from 'node:fs';
 import { join, dirname, extname } from 'node:path';
 
@@ -15,3 +15,5 @@ function walk(dir) {
   }
 }
 walk('src');
+// The dashboard page is served as is (plain HTML, CSS and ES modules: no bundler).
+cpSync('src/dashboard/assets', 'dist/dashboard/assets', { recursive: true });

@@ -97,8 +97,34 @@ export interface Transport {
   /** `publish`, synchronously (subscribers may still be called later). */
   publishNow?(topic: string, message: Message): void;
 
+  // Optional read-only inspection, for dashboards and exporters (never on a delivery path).
+
+  /** Optional: the queues this backend knows (registered recipients), sorted by name. */
+  listQueues?(): Promise<string[]>;
+  /** Optional: what `queue` holds beyond its counts (leases, priorities, oldest message); see {@link QueueInspection}. */
+  inspectQueue?(queue: string, options?: { limit?: number }): Promise<QueueInspection>;
+
   /** Closes connections and wakes every waiting `lease` with `[]`. Idempotent. */
   close(): Promise<void>;
+}
+
+/** What `inspectQueue` reports about one queue, as of the call. */
+export interface QueueInspection {
+  /** Waiting messages (ready and delayed) per priority, index = priority 0..10; null when the transport cannot say cheaply. */
+  byPriority: number[] | null;
+  /** Creation time (epoch ms) of the oldest waiting message; null when none waits or the transport cannot say cheaply. */
+  oldestWaitingAt: number | null;
+  /** Leased messages, earliest deadline first, at most `limit` (default 100). */
+  leases: LeaseInfo[];
+}
+
+/** One lease as an inspector sees it. The port does not name consumers: the token identifies the lease. */
+export interface LeaseInfo {
+  message: Message;
+  attempt: number;
+  token: string;
+  /** Epoch ms when the lease runs out and the message becomes visible again. */
+  deadline: number;
 }
 
 /**

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { registerAgentCommand } from './commands/agent.js';
+import { registerDashboardCommand } from './commands/dashboard.js';
 import { registerDlqCommands } from './commands/dlq.js';
 import { registerInspectCommands } from './commands/inspect.js';
 import { registerMcpCommand } from './commands/mcp.js';
@@ -53,6 +54,7 @@ CONCORD_DEBUG=1 (stack traces on errors).`,
   registerInspectCommands(program);
   registerDlqCommands(program);
   registerMcpCommand(program);
+  registerDashboardCommand(program);
   return program;
 }
 

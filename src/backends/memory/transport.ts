@@ -9,6 +9,7 @@ import type {
   LeaseOptions,
   QueueDepth,
   Transport,
+  QueueInspection,
 } from '../../bus/transport.js';
 
 /** The record no longer tracks the message (it went back to the ready heap, or was acked or dead-lettered). */
@@ -494,6 +495,23 @@ export class MemoryTransport implements Transport {
     if (q === undefined) return { ready: 0, delayed: 0, inFlight: 0 };
     this.#reclaim(q, Date.now());
     return { ready: q.ready.size, delayed: q.delayed.size, inFlight: q.leased.size };
+  }
+
+  /** See {@link Transport.listQueues}. */
+  async listQueues(): Promise<string[]> {
+    return [...this.#queues.values()].filter((q) => q.recipient).map((q) => q.name).sort();
+  }
+
+  /** See {@link Transport.inspectQueue}: the leases only (the ready and delayed heaps are not walked). */
+  async inspectQueue(queue: string, options: { limit?: number } = {}): Promise<QueueInspection> {
+    const q = this.#queues.get(queue);
+    const limit = options.limit ?? 100;
+    const leases = q === undefined ? [] : [...q.leased.values()].sort((a, b) => a.deadline - b.deadline).slice(0, limit);
+    return {
+      byPriority: null,
+      oldestWaitingAt: null,
+      leases: leases.map((e) => ({ message: e.message, attempt: e.leases, token: e.token, deadline: e.deadline })),
+    };
   }
 
   /** Wakes every waiting `lease` with `[]`, stops timers and drops all data. Idempotent. */
