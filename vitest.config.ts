@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Any unhandledRejection or uncaughtException fails the test file (see the file).
+    setupFiles: ['test/setup/no-unhandled.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // 2-core machines: keep parallel files modest so timing-sensitive lease tests stay honest.

@@ -25,14 +25,22 @@ export class ValidationError extends ConcordError {
   }
 }
 
-/** `send` named a recipient no agent is registered as. The message is in the dead-letter queue. */
+/**
+ * `send` named a recipient no agent is registered as (the message is then in the dead-letter
+ * queue; `messageId` names it), or `receive` a name no agent is registered as (`messageId` is '').
+ */
 export class RecipientNotFoundError extends ConcordError {
   readonly recipient: string;
   readonly messageId: string;
-  constructor(recipient: string, messageId: string) {
-    super('recipient_not_found', `no agent is registered as \`${recipient}\` (message ${messageId} was dead-lettered)`);
+  constructor(recipient: string, messageId?: string) {
+    super(
+      'recipient_not_found',
+      messageId === undefined
+        ? `no agent is registered as \`${recipient}\`: register it (bus.registerAgent(name)) before receiving from it`
+        : `no agent is registered as \`${recipient}\` (message ${messageId} was dead-lettered)`,
+    );
     this.recipient = recipient;
-    this.messageId = messageId;
+    this.messageId = messageId ?? '';
   }
 }
 

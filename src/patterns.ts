@@ -8,6 +8,7 @@
  * it stop early when a sibling fails, the caller aborts, or the timeout passes.
  */
 import { PatternTimeoutError, ValidationError } from './errors.js';
+import { startTimer } from './timers.js';
 
 /** What every step gets beside its input. */
 export interface StepContext {
@@ -82,8 +83,8 @@ class Scope {
       }
     }
     if (timeout !== undefined && !this.controller.signal.aborted) {
-      const timer = setTimeout(() => this.controller.abort(new PatternTimeoutError(pattern, timeout)), timeout);
-      this.#cleanup.push(() => clearTimeout(timer));
+      const timer = startTimer(() => this.controller.abort(new PatternTimeoutError(pattern, timeout)), timeout);
+      this.#cleanup.push(() => timer.clear());
     }
   }
 

@@ -19,6 +19,8 @@ import { validateAgentName, type Agent, type AgentContext } from './agent.js';
 import { backoffDelay, resolveBackoff, type BackoffOptions } from './backoff.js';
 import { IndexedHeap, type HeapItem } from './heap.js';
 import { LatencyRecorder } from './latency.js';
+import { startTimer, timerDelay, type Timer } from '../timers.js';
+import { checkMisspeltNames, checkOptionNames, optionNames } from '../options.js';
 import type { DeadLetter, DeadLetterReason, EnqueueEntry, EnqueueResult, Lease, QueueDepth, Transport } from './transport.js';
 import { INBOX_PREFIX } from './transport.js';
 
@@ -530,6 +532,17 @@ function requireTopic(topic: unknown): string {
   return topic;
 }
 
+/** The option names each entry point knows (checked against its interface at compile time). */
+const BUS_OPTIONS = optionNames<MessageBusOptions>()([
+  'transport', 'maxAttempts', 'backoff', 'leaseMs', 'maxPayloadBytes', 'logger', 'dedupeWindowMs', 'requestTimeoutMs', 'drainTimeoutMs', 'state',
+]);
+const REQUEST_OPTIONS = optionNames<RequestInput>()([
+  'sender', 'recipient', 'payload', 'type', 'timeout', 'priority', 'correlationId', 'headers', 'ttlMs', 'id',
+]);
+const RECEIVE_OPTIONS = optionNames<ReceiveOptions>()(['timeout', 'leaseMs']);
+const CLOSE_OPTIONS = optionNames<CloseOptions>()(['drainTimeoutMs']);
+const AGENT_FIELDS = optionNames<Agent>()(['name', 'concurrency', 'handleMessage']);
+
 const EMPTY_DEPTH: QueueDepth = Object.freeze({ ready: 0, delayed: 0, inFlight: 0 });
 const NO_LEASES: Lease[] = [];
 /** Placeholder message of the reused enqueue entry between calls. */
@@ -583,6 +596,8 @@ export class MessageBus {
   readonly #ops: BusOps;
 
   readonly #agents = new Map<string, Registration>();
+  /** Names `receive` found registered by another bus on the backend (asked once each). */
+  readonly #knownRecipients = new Set<string>();
   /** Background setups (registrations, subscriptions) that sends wait for. */
   readonly #pending = new Set<Promise<void>>();
   readonly #setupErrors: unknown[] = [];
@@ -639,6 +654,10 @@ export class MessageBus {
    * @throws ValidationError when an option is out of range (named in the message).
    */
   constructor(options: MessageBusOptions = {}) {
+    if (options === null || typeof options !== 'object') {
+      throw new ValidationError(`MessageBus options must be an object, got \`${String(options)}\``);
+    }
+    checkOptionNames(options, BUS_OPTIONS, 'MessageBus options');
     this.id = newId().toLowerCase();
     this.#spec = options.transport;
     this.#ownsTransport = options.transport === undefined || typeof options.transport === 'string';
@@ -698,6 +717,14 @@ export class MessageBus {
       if (agent === null || typeof agent.handleMessage !== 'function') {
         throw new ValidationError(`agent \`${name}\` needs a handleMessage(message, ctx) function`, { field: 'handleMessage' });
       }
+      if (agent.name !== undefined && agent.name !== name) {
+        throw new ValidationError(
+          `registerAgent(\`${name}\`) was given the agent named \`${String(agent.name)}\`: register an agent under its own name (registerAgent(agent.name, agent))`,
+          { field: 'name' },
+        );
+      }
+      // Agents may carry fields of their own; only a near miss of a known one is a mistake.
+      checkMisspeltNames(agent, AGENT_FIELDS, `agent \`${name}\``);
       const c = agent.concurrency;
       if (c !== undefined && (!Number.isInteger(c) || c < 1 || c > 10_000)) {
         throw new ValidationError(`concurrency must be an integer 1..10000, got \`${String(c)}\``, { field: 'concurrency' });
@@ -871,9 +898,21 @@ export class MessageBus {
   async receive(agentName: string, options: ReceiveOptions = {}): Promise<Delivery | null> {
     if (this.#closing) throw new ClosedError('message bus');
     validateAgentName(agentName);
+    if (options === null || typeof options !== 'object') {
+      const hint = typeof options === 'number' ? `: pass \`{ timeout: ${options} }\` to wait ${options} ms` : '';
+      throw new ValidationError(`receive options must be an object such as \`{ timeout: 1000 }\`, got \`${String(options)}\` (${typeof options})${hint}`, {
+        field: 'options',
+      });
+    }
+    checkOptionNames(options, RECEIVE_OPTIONS, 'receive options');
     const timeout = requirePositive('timeout', options.timeout ?? 0, true);
     const leaseMs = requirePositive('leaseMs', options.leaseMs ?? this.#leaseMs);
     const t = await this.#transportReady();
+    if (!this.#agents.has(agentName) && !this.#knownRecipients.has(agentName)) {
+      // Not registered here: ask the backend once (another bus may have registered it).
+      if (!(await t.hasRecipient(agentName))) throw new RecipientNotFoundError(agentName);
+      this.#knownRecipients.add(agentName);
+    }
     const until = Date.now() + timeout;
     for (;;) {
       const waitMs = Math.max(0, until - Date.now());
@@ -907,6 +946,7 @@ export class MessageBus {
     try {
       if (this.#closing) throw new ClosedError('message bus');
       if (input === null || typeof input !== 'object') throw new ValidationError(`request takes an object, got ${String(input)}`);
+      checkOptionNames(input, REQUEST_OPTIONS, 'request');
       timeout = input.timeout === undefined ? this.#requestTimeoutMs : requirePositive('timeout', input.timeout);
       const type = input.type ?? MessageType.TASK;
       if (type !== MessageType.TASK && type !== MessageType.FEEDBACK) {
@@ -932,76 +972,60 @@ export class MessageBus {
     }
     const t = this.#transport;
     if (t === undefined || this.#pending.size > 0 || this.#inboxLoop === undefined) return this.#requestAsync(message, timeout);
-    if (t.enqueueNow === undefined) return this.#requestThrough(t, message, timeout);
-    // Synchronous transport, inbox running: no suspended frame; the caller gets the reply's promise itself.
-    let pending: PendingRequest | undefined;
-    try {
-      pending = this.#expect(message, timeout);
-      const waiting = pending;
-      const result = this.#enqueueNow(t, message.recipient, message, true, 0);
-      if (result.status === 'enqueued') {
-        this.#enqueued(t, message);
-        return waiting.promise;
-      }
-      return this.#afterEnqueue(t, message, result, message.recipient).then(
-        () => waiting.promise,
-        (err: unknown) => {
-          this.#forget(waiting);
-          throw err;
-        },
-      );
-    } catch (err) {
-      if (pending !== undefined) this.#forget(pending);
-      return Promise.reject(err);
-    }
+    return this.#dispatch(t, message, timeout);
   }
 
   async #requestAsync(message: Message, timeout: number): Promise<Message> {
     const t = this.#transport ?? (await this.#transportReady());
     if (this.#pending.size > 0) await this.#settlePending();
+    if (this.#closing) throw new ClosedError('message bus');
     if (this.#inboxLoop === undefined) this.#inboxLoop = this.#consumeInbox(t);
-    const pending = this.#expect(message, timeout);
-    try {
-      const result =
-        t.enqueueNow !== undefined
-          ? this.#enqueueNow(t, message.recipient, message, true, 0)
-          : (await t.enqueue([{ queue: message.recipient, message, visibleAt: IMMEDIATELY, requireRecipient: true, dedupeWindowMs: 0 }]))[0];
-      if (result?.status === 'enqueued') this.#enqueued(t, message);
-      else await this.#afterEnqueue(t, message, result as EnqueueResult, message.recipient);
-    } catch (err) {
-      this.#forget(pending);
-      throw err;
-    }
-    return pending.promise;
+    // No await from here on: the reply's promise reaches the caller before any timer can run.
+    return this.#dispatch(t, message, timeout);
   }
 
   /**
-   * `#requestAsync` once the transport is up and the inbox runs, on a transport that enqueues
-   * asynchronously (Redis): no suspended frame either; the caller gets the reply's promise itself,
-   * which a failed enqueue rejects.
+   * Arms the wait for `message`'s reply, enqueues it, and returns the reply's promise itself: the
+   * caller holds it before the enqueue can finish or its timeout fire, so whatever settles it
+   * first (reply, timeout, failed enqueue, close) rejects the caller's promise and nothing else.
+   * A synchronous transport (memory) enqueues here, without a suspended frame.
    */
-  #requestThrough(t: Transport, message: Message, timeout: number): Promise<Message> {
+  #dispatch(t: Transport, message: Message, timeout: number): Promise<Message> {
     let pending: PendingRequest;
     try {
       pending = this.#expect(message, timeout);
     } catch (err) {
       return Promise.reject(err);
     }
-    const failed = (err: unknown) => {
-      if (this.#requests.get(pending.id) !== pending) return; // timed out meanwhile: already rejected
-      this.#forget(pending);
-      pending.reject(err);
-    };
     try {
-      t.enqueue([{ queue: message.recipient, message, visibleAt: IMMEDIATELY, requireRecipient: true, dedupeWindowMs: 0 }]).then((results) => {
-        const result = results[0] as EnqueueResult;
+      if (t.enqueueNow !== undefined) {
+        const result = this.#enqueueNow(t, message.recipient, message, true, 0);
         if (result.status === 'enqueued') this.#enqueued(t, message);
-        else this.#afterEnqueue(t, message, result, message.recipient).then(undefined, failed);
-      }, failed);
+        else this.#afterEnqueue(t, message, result, message.recipient).then(undefined, (err: unknown) => this.#requestFailed(pending, err));
+      } else {
+        t.enqueue([{ queue: message.recipient, message, visibleAt: IMMEDIATELY, requireRecipient: true, dedupeWindowMs: 0 }]).then(
+          (results) => {
+            const result = results[0] as EnqueueResult;
+            if (result.status === 'enqueued') this.#enqueued(t, message);
+            else this.#afterEnqueue(t, message, result, message.recipient).then(undefined, (err: unknown) => this.#requestFailed(pending, err));
+          },
+          (err: unknown) => this.#requestFailed(pending, err),
+        );
+      }
     } catch (err) {
-      failed(err);
+      this.#requestFailed(pending, err);
     }
     return pending.promise;
+  }
+
+  /** The enqueue of a waiting request failed: its caller gets the failure, unless the wait already ended (timed out, closed). */
+  #requestFailed(pending: PendingRequest, err: unknown): void {
+    if (this.#requests.get(pending.id) !== pending) {
+      if (this.#isDebug()) this.#log.debug({ err, requestId: pending.id }, 'enqueue of a request that already ended failed');
+      return;
+    }
+    this.#forget(pending);
+    pending.reject(err);
   }
 
   /** Registers the wait for `message`'s reply, with its timeout. */
@@ -1122,7 +1146,14 @@ export class MessageBus {
    */
   close(options: CloseOptions = {}): Promise<void> {
     if (this.#closePromise === undefined) {
-      const drainMs = requirePositive('drainTimeoutMs', options.drainTimeoutMs ?? this.#drainTimeoutMs, true);
+      let drainMs: number;
+      try {
+        if (options === null || typeof options !== 'object') throw new ValidationError(`close options must be an object, got \`${String(options)}\``);
+        checkOptionNames(options, CLOSE_OPTIONS, 'close options');
+        drainMs = requirePositive('drainTimeoutMs', options.drainTimeoutMs ?? this.#drainTimeoutMs, true);
+      } catch (err) {
+        return Promise.reject(err);
+      }
       this.#closing = true;
       this.#closePromise = this.#shutdown(drainMs);
     }
@@ -1134,14 +1165,15 @@ export class MessageBus {
     this.#stop.abort(new ClosedError('message bus'));
     await this.#settlePending();
     // Drain: running handlers finish (they may still send and reply).
+    let drained = true;
     if (this.#running > 0) {
-      let timer: NodeJS.Timeout | undefined;
+      let timer: Timer | undefined;
       const idle = new Promise<boolean>((resolve) => {
         this.#onIdle = () => resolve(true);
-        timer = setTimeout(() => resolve(false), drainMs);
+        timer = startTimer(() => resolve(false), drainMs);
       });
-      const drained = await idle;
-      clearTimeout(timer);
+      drained = await idle;
+      timer?.clear();
       this.#onIdle = null;
       if (!drained) {
         this.#log.warn({ running: this.#running, drainMs }, 'close: handlers still running after the drain timeout; aborting their signals');
@@ -1156,7 +1188,10 @@ export class MessageBus {
     if (this.#requestTimer !== null) clearTimeout(this.#requestTimer);
     if (this.#watchTimer !== null) clearTimeout(this.#watchTimer);
     this.#requestTimer = this.#watchTimer = null;
-    const loops = [...this.#agents.values()].map((reg) => reg.loop);
+    // A concurrency-1 loop runs its handler inline: one still running after the drain is abandoned
+    // (not acked, it comes back after its lease), and so is its loop, or close would wait forever.
+    const loops: Promise<void>[] = [];
+    for (const reg of this.#agents.values()) if (drained || reg.running === 0) loops.push(reg.loop);
     if (this.#inboxLoop !== undefined) loops.push(this.#inboxLoop);
     await Promise.allSettled(loops);
     await Promise.allSettled([...this.#subscriptions].map((sub) => sub.unsubscribe()));
@@ -1914,7 +1949,7 @@ export class MessageBus {
     if (this.#watchTimer !== null && this.#watchTimerAt <= at) return;
     if (this.#watchTimer !== null) clearTimeout(this.#watchTimer);
     this.#watchTimerAt = at;
-    this.#watchTimer = setTimeout(() => this.#checkLeases(), Math.max(0, at - Date.now()) + 1);
+    this.#watchTimer = setTimeout(() => this.#checkLeases(), timerDelay(at - Date.now() + 1));
   }
 
   #checkLeases(): void {
@@ -1985,7 +2020,7 @@ export class MessageBus {
     if (this.#requestTimer !== null && this.#requestTimerAt <= pending.deadline) return;
     if (this.#requestTimer !== null) clearTimeout(this.#requestTimer);
     this.#requestTimerAt = pending.deadline;
-    this.#requestTimer = setTimeout(() => this.#expireRequests(), Math.max(0, pending.deadline - Date.now()));
+    this.#requestTimer = setTimeout(() => this.#expireRequests(), timerDelay(pending.deadline - Date.now()));
   }
 
   #expireRequests(): void {
@@ -2001,7 +2036,7 @@ export class MessageBus {
     }
     if (p !== undefined) {
       this.#requestTimerAt = p.deadline;
-      this.#requestTimer = setTimeout(() => this.#expireRequests(), Math.max(0, p.deadline - now));
+      this.#requestTimer = setTimeout(() => this.#expireRequests(), timerDelay(p.deadline - now));
     }
   }
 

@@ -1,6 +1,7 @@
 import { ConcordError, LockTimeoutError, ValidationError } from '../errors.js';
 import type { LockGrant, StateStore } from './store.js';
 import * as v from './validate.js';
+import { startTimer, type Timer } from '../timers.js';
 
 /**
  * A lock lease this manager held was taken over by another holder (it expired while the
@@ -75,11 +76,11 @@ class KeyedMutex {
         if (i >= 0) queue.splice(i, 1);
         reject(err);
       };
-      const timer = setTimeout(() => fail(onTimeout()), Math.max(0, deadline - Date.now()));
+      const timer = startTimer(() => fail(onTimeout()), deadline - Date.now());
       const onAbort = () => fail(signal?.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
       const cleanup = () => {
-        clearTimeout(timer);
+        timer.clear();
         signal?.removeEventListener('abort', onAbort);
       };
       queue.push(grant);
@@ -183,12 +184,12 @@ export class StateLocks {
     const controller = new AbortController();
     let held = true;
     let expiresAt = grant.expiresAt;
-    let timer: NodeJS.Timeout | null = null;
+    let timer: Timer | null = null;
     const storeKey = lockStoreKey(key);
     const lose = (detail: string) => {
       if (!held) return;
       held = false;
-      if (timer) clearTimeout(timer);
+      timer?.clear();
       if (this.#held.get(key) === handle) this.#held.delete(key);
       unlockLocal();
       controller.abort(new LockLostError(key, grant.fence, detail));
@@ -208,8 +209,8 @@ export class StateLocks {
       schedule();
     };
     const schedule = () => {
-      timer = setTimeout(() => void renew(), Math.max(1, Math.floor(ttlMs / 3)));
-      timer.unref();
+      // A third of the lease, however long: a ttl above 2^31-1 ms must not renew every millisecond.
+      timer = startTimer(() => void renew(), Math.max(1, Math.floor(ttlMs / 3))).unref();
     };
     const handle: LockHandle = {
       key,
@@ -221,7 +222,7 @@ export class StateLocks {
       release: async () => {
         if (!held) return;
         held = false;
-        if (timer) clearTimeout(timer);
+        timer?.clear();
         if (this.#held.get(key) === handle) this.#held.delete(key);
         try {
           await store.releaseLock(storeKey, grant.token);

@@ -21,6 +21,7 @@ import { makeSnapshot, verifySnapshot } from './snapshot.js';
 import type { CommitRequest, CommitResult, DocumentRecord, StateStore, WorkflowCommitResult, WorkflowRecord } from './store.js';
 import type { ChangeAction, ChangeEvent, DocumentState, Snapshot, StateChange, StateMetrics, WorkflowState } from './types.js';
 import * as v from './validate.js';
+import { checkOptionNames, optionNames } from '../options.js';
 import * as wf from './workflow.js';
 
 /** Default number of history entries (and versions) kept per document. */
@@ -57,6 +58,10 @@ export interface StateManagerOptions {
   /** Lock defaults for `withLock` and `state.locks`. */
   locks?: { ttlMs?: number; waitMs?: number };
 }
+
+const MANAGER_OPTIONS = optionNames<StateManagerOptions>()(['store', 'historyLimit', 'historyWindow', 'cache', 'locks']);
+const CACHE_OPTIONS = optionNames<{ ttlMs: number; maxEntries?: number }>()(['ttlMs', 'maxEntries']);
+const LOCK_OPTIONS = optionNames<{ ttlMs?: number; waitMs?: number }>()(['ttlMs', 'waitMs']);
 
 /** Input of `createDocumentState`. `topic`, `requirements` and `context` are kept in the metadata. */
 export interface CreateDocumentInput {
@@ -230,6 +235,7 @@ export class StateManager {
   /** Validates the options at once; the store is opened in the background (see `ready()`). */
   constructor(options: StateManagerOptions = {}) {
     const opts = v.optionsObject(options, 'StateManager options');
+    checkOptionNames(opts, MANAGER_OPTIONS, 'StateManager options');
     const store = opts['store'];
     if (typeof store === 'string') parseBackendUrl(store, STORE_URLS);
     else if (store !== undefined && (typeof store !== 'object' || store === null || typeof (store as StateStore).commitDocument !== 'function')) {
@@ -247,12 +253,14 @@ export class StateManager {
       this.#wfCache = null;
     } else {
       const c = v.optionsObject(cache, 'cache');
+      checkOptionNames(c, CACHE_OPTIONS, 'cache options');
       const ttlMs = v.duration(c['ttlMs'], 'cache.ttlMs');
       const maxEntries = v.optionalPositiveInteger(c['maxEntries'], 'cache.maxEntries');
       this.#docCache = new VersionedCache<KnownState>({ ttlMs, ...(maxEntries ? { maxEntries } : {}) });
       this.#wfCache = new VersionedCache({ ttlMs, ...(maxEntries ? { maxEntries } : {}) });
     }
     const locks = v.optionsObject(opts['locks'], 'locks');
+    checkOptionNames(locks, LOCK_OPTIONS, 'locks options');
     this.#lockDefaults = {
       ttlMs: v.optionalDuration(locks['ttlMs'], 'locks.ttlMs') ?? DEFAULT_LOCK_TTL_MS,
       waitMs: v.optionalDuration(locks['waitMs'], 'locks.waitMs') ?? DEFAULT_LOCK_WAIT_MS,

@@ -1,4 +1,5 @@
 import { ClosedError, ValidationError } from '../../errors.js';
+import { MAX_TIMER_MS } from '../../timers.js'; // setTimeout waits no longer; longer waits re-arm
 import type { Message } from '../../message.js';
 import { BandedQueue, IndexedHeap, KeyedHeap, type HeapItem } from '../../bus/heap.js';
 import type {
@@ -16,9 +17,6 @@ import type {
 const DETACHED = 0;
 const DELAYED = 1;
 const LEASED = 2;
-
-/** setTimeout cannot wait longer than this; longer waits simply re-arm. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * A message while it is leased or delayed; a leased entry is itself the `Lease` handed out. A

@@ -25,6 +25,7 @@ import {
 import { SCRIPTS, isNoScript } from './scripts.js';
 import { Coalescer } from './batch.js';
 import { RecentMap } from './recent.js';
+import { MAX_TIMER_MS } from '../../timers.js';
 
 /**
  * Longest a blocked consumer waits before it looks at its queue again on its own. Wake-ups
@@ -69,9 +70,6 @@ const AHEAD_HOLD_MS = 1000;
  * it idle (c50 on the bench: 30k -> 36k msg/s).
  */
 const AHEAD_BATCHES = 2;
-
-/** setTimeout cannot wait longer than this. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** Keys of one queue (see scripts/enqueue.lua for what each holds). */
 interface QueueKeys {
