@@ -1,6 +1,6 @@
 // Two agents talk over the bus: a planner sends a TASK, the writer reports STATUS while it
 // works and returns a value, which goes back to the planner as a RESULT.
-import { MessageBus, MessageType, defineAgent } from 'concord';
+import { MessageBus, MessageType, defineAgent } from 'concord-agents';
 
 const bus = new MessageBus();
 let finish;
