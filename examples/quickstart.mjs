@@ -6,20 +6,22 @@ const bus = new MessageBus();
 let finish;
 const finished = new Promise((resolve) => (finish = resolve));
 
-bus.registerAgent('writer', defineAgent({
+const writer = defineAgent({
   name: 'writer',
   async handleMessage(task, ctx) {
     await ctx.send({ recipient: '', type: MessageType.STATUS, payload: { stage: 'drafting' } });
     return { draft: `Llamas hum when they are curious about ${task.payload.topic}.` };
   },
-}));
-bus.registerAgent('planner', defineAgent({
+});
+const planner = defineAgent({
   name: 'planner',
   handleMessage(msg) {
     console.log(`planner got a ${msg.type} from ${msg.sender}: ${msg.payload.draft}`);
     finish();
   },
-}));
+});
+bus.registerAgent(writer.name, writer);
+bus.registerAgent(planner.name, planner);
 bus.subscribe(MessageType.STATUS, (msg) => console.log(`status from ${msg.sender}: ${msg.payload.stage}`));
 
 await bus.send({ sender: 'planner', recipient: 'writer', type: MessageType.TASK, payload: { topic: 'the moon' } });

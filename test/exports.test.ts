@@ -140,7 +140,10 @@ function exportedNames(text: string): string[] {
   const names: string[] = [];
   for (const list of text.matchAll(/export\s+(?:type\s+)?\{([^}]*)\}/g)) {
     for (const item of list[1]!.split(',')) {
-      const name = item.replace(/\/\/.*$/gm, '').trim().replace(/^type\s+/, '');
+      const name = item
+        .replace(/\/\/.*$/gm, '')
+        .trim()
+        .replace(/^type\s+/, '');
       if (name) names.push(name.split(/\s+as\s+/).pop()!);
     }
   }

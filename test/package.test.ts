@@ -50,7 +50,11 @@ beforeAll(async () => {
   app = join(work, 'app');
   mkdirSync(app);
   // --ignore-scripts: pack the tree as built, without rebuilding dist/ under tests running in parallel.
-  const { stdout } = await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work], { cwd: ROOT, env: cleanEnv(), timeout: 60_000 });
+  const { stdout } = await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work], {
+    cwd: ROOT,
+    env: cleanEnv(),
+    timeout: 60_000,
+  });
   const [info] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
   packed = info!.files.map((f) => f.path);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
@@ -125,7 +129,11 @@ describe(`the packed package (${pkg.name})`, () => {
     expect(loaded[`${pkg.name}/agents`]).toContain('createDocumentAgents');
 
     // ESM gets the same module as CommonJS.
-    const esm = await inApp(process.execPath, ['--input-type=module', '-e', `import * as c from '${pkg.name}'; console.log(Object.keys(c).sort().join(','))`]);
+    const esm = await inApp(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `import * as c from '${pkg.name}'; console.log(Object.keys(c).sort().join(','))`,
+    ]);
     expect(esm.stderr).toBe('');
     expect(esm.stdout.trim()).toBe(loaded[pkg.name]!.join(','));
   }, 60_000);
