@@ -1,8 +1,31 @@
 /**
- * `concord`: the curated public API. Backends with drivers live behind subpaths
- * (`concord/sqlite`, `concord/redis`); nothing internal leaks out of here.
+ * `concord-agents`: the public API, listed name by name so nothing internal leaks out
+ * (test/exports.test.ts pins the list). Backends with drivers live behind subpaths
+ * (`concord-agents/sqlite`, `concord-agents/redis`); code inside the package imports what it
+ * needs by path, never through this entry.
  */
-export * from './errors.js';
+export {
+  ConcordError,
+  ValidationError,
+  RecipientNotFoundError,
+  RequestTimeoutError,
+  RemoteError,
+  StateConflictError,
+  type MergeConflictRegion,
+  DocumentNotFoundError,
+  VersionNotFoundError,
+  DocumentExistsError,
+  WorkflowNotFoundError,
+  WorkflowExistsError,
+  SnapshotError,
+  TransportError,
+  LockTimeoutError,
+  WorkflowBusyError,
+  PatternTimeoutError,
+  ClosedError,
+} from './errors.js';
+
+// Messages and their JSON wire form (for agents written in other languages).
 export {
   MessageType,
   type Message,
@@ -15,11 +38,101 @@ export {
   DEFAULT_PRIORITY,
   DEFAULT_MAX_PAYLOAD_BYTES,
 } from './message.js';
+
+// The bus, its agents and the in-process transport (the default).
+export {
+  MessageBus,
+  type MessageBusOptions,
+  type SendInput,
+  type PublishInput,
+  type RequestInput,
+  type ReceiveOptions,
+  type ReplyOptions,
+  type CloseOptions,
+  type Delivery,
+  type Subscription,
+  type SubscriptionHandler,
+  type BusMetrics,
+  type AgentMetrics,
+} from './bus/bus.js';
 export { defineAgent, type Agent, type AgentContext } from './bus/agent.js';
-export type { Transport, EnqueueEntry, EnqueueResult, Lease, LeaseOptions, DeadLetter, DeadLetterReason, QueueDepth } from './bus/transport.js';
-export type { StateStore, DocumentRecord, CommitRequest, CommitResult, WorkflowRecord, LockGrant } from './state/store.js';
+export { CommunicationProtocol } from './bus/protocol.js';
+export { DEFAULT_BACKOFF, type BackoffOptions } from './bus/backoff.js';
+export { MemoryTransport, type MemoryTransportOptions } from './backends/memory/transport.js';
+
+// The state manager and the in-process store (the default).
+export {
+  StateManager,
+  DEFAULT_HISTORY_LIMIT,
+  DEFAULT_HISTORY_WINDOW,
+  DEFAULT_LOCK_TTL_MS,
+  DEFAULT_LOCK_WAIT_MS,
+  type StateManagerOptions,
+  type CreateDocumentInput,
+  type UpdateContentInput,
+  type UpdateMetadataInput,
+  type RestoreOptions,
+  type CreateWorkflowInput,
+  type WatchTarget,
+  type StateSubscription,
+} from './state/manager.js';
+export { StateLocks, LockLostError, type LockHandle, type LockOptions } from './state/locks.js';
 export type { DocumentState, StateChange, WorkflowState, Snapshot, StateMetrics, ChangeEvent, ChangeAction } from './state/types.js';
-export * from './bus/index.js';
-export * from './state/index.js';
-export * from './patterns.js';
-export * from './workflow/index.js';
+export { MemoryStore } from './backends/memory/store.js';
+
+// The two ports, for writing a backend of your own.
+export type {
+  Transport,
+  EnqueueEntry,
+  EnqueueResult,
+  Lease,
+  LeaseOptions,
+  DeadLetter,
+  DeadLetterReason,
+  QueueDepth,
+} from './bus/transport.js';
+export type { StateStore, DocumentRecord, CommitRequest, CommitResult, WorkflowRecord, LockGrant } from './state/store.js';
+
+// Coordination patterns.
+export {
+  sequential,
+  parallel,
+  forkJoin,
+  agentStep,
+  type Step,
+  type StepContext,
+  type StepOutcome,
+  type PatternOptions,
+  type ParallelOptions,
+  type ForkJoinOptions,
+  type AgentStepOptions,
+  type RequestingBus,
+} from './patterns.js';
+
+// The durable orchestrator and the workflow definitions it runs.
+export {
+  Orchestrator,
+  readWorkflowData,
+  type OrchestratorOptions,
+  type OrchestratorState,
+  type OrchestratorHooks,
+  type StartOptions,
+  documentPipeline,
+  DOCUMENT_PIPELINE,
+  type DocumentPipelineOptions,
+  type DocumentPipelineInput,
+  type WorkflowDefinition,
+  type StageDefinition,
+  type StageContext,
+  type StageRequest,
+  type StageResult,
+  type StageRecord,
+  type StepRecord,
+  type Feedback,
+  type WorkflowData,
+  type WorkflowStatus,
+  type WorkflowOutcome,
+  type WorkflowEvent,
+  type OrchestratorBus,
+  type Json,
+} from './workflow/index.js';

@@ -1,5 +1,5 @@
 /**
- * Synchronisation patterns for agent work (CONTRACT.md, "CommunicationProtocol and
+ * Synchronisation patterns for agent work (docs/CONTRACT.md, "CommunicationProtocol and
  * synchronisation patterns"): run steps one after another, all at once, or fanned out over
  * items with bounded concurrency, with cancellation through `AbortSignal` and a `timeout`.
  *

@@ -24,7 +24,7 @@ it('the state example in the README runs and prints the output it shows', () => 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'concord-example-'));
   try {
     const file = path.join(dir, 'example.mts');
-    writeFileSync(file, code!.replace(/from 'concord'/g, `from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}`));
+    writeFileSync(file, code!.replace(/from 'concord-agents'/g, `from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}`));
     const run = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);

@@ -1,4 +1,4 @@
-// Loads Concord from the built package (dist/, via the package's self-reference `concord`).
+// Loads Concord from the built package (dist/, via the package's self-reference `concord-agents`).
 // A part that is not built yet makes the subject skip loudly instead of crashing the run.
 import { skip } from './common.mjs';
 
@@ -11,7 +11,7 @@ async function tryImport(spec) {
 }
 
 /** The root module if it has `names`; otherwise prints BENCH_SKIP and exits. */
-export async function requireConcord(names, entry = 'concord') {
+export async function requireConcord(names, entry = 'concord-agents') {
   const mod = await tryImport(entry);
   if (mod.__error) {
     skip(`Concord part not built yet: cannot import ${entry} (${mod.__error.code ?? ''} ${String(mod.__error.message).split('\n')[0]})`);

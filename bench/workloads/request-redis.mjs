@@ -21,7 +21,7 @@ const respond = async (msg) => ({ ok: true, section: msg.payload.section, summar
 async function concordBus() {
   const { requireConcord, busDefaults } = await import('../lib/concord.mjs');
   const { MessageBus } = await requireConcord(['MessageBus']);
-  const redis = await requireConcord([], 'concord/redis');
+  const redis = await requireConcord([], 'concord-agents/redis');
   const transport = typeof redis.createRedisTransport === 'function' ? redis.createRedisTransport(concordUrl) : concordUrl;
   const bus = new MessageBus({ ...busDefaults, transport });
   // A transport instance passed in is the caller's to close (the bus closes only those it made).

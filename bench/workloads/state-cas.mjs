@@ -45,10 +45,10 @@ if (subject === 'concord') {
   let store;
   if (engine === 'memory') store = 'memory://';
   else if (engine === 'sqlite') {
-    await requireConcord([], 'concord/sqlite');
+    await requireConcord([], 'concord-agents/sqlite');
     store = `sqlite:${join(dir, 'concord.db')}`;
   } else if (engine === 'redis') {
-    await requireConcord([], 'concord/redis');
+    await requireConcord([], 'concord-agents/redis');
     store = `${REDIS_URL}?namespace=${ns}`;
   }
   const state = new StateManager({ ...stateDefaults, store });

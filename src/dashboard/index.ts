@@ -1,5 +1,5 @@
 /**
- * `concord/dashboard`: the live dashboard (a Hono app, or a server on 127.0.0.1) and the
+ * `concord-agents/dashboard`: the live dashboard (a Hono app, or a server on 127.0.0.1) and the
  * Prometheus collector it serves at `/metrics`. Needs the optional peers hono and
  * @hono/node-server (and prom-client for the metrics).
  */

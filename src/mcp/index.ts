@@ -1,5 +1,5 @@
 /**
- * `concord/mcp`: an MCP server that lets an LLM in any MCP client act as an agent on a Concord bus
+ * `concord-agents/mcp`: an MCP server that lets an LLM in any MCP client act as an agent on a Concord bus
  * and edit its versioned state. Needs the optional peer dependency `@modelcontextprotocol/sdk`.
  */
 export { createMcpServer, LeasedDeliveries, LeaseLostError, DEFAULT_RECEIVE_WAIT_MS, type CreateMcpServerOptions } from './server.js';

@@ -1,4 +1,4 @@
-/** Public shapes of the state manager (see CONTRACT.md, StateManager). */
+/** Public shapes of the state manager (see docs/CONTRACT.md, StateManager). */
 
 export type ChangeAction = 'create' | 'update_content' | 'update_metadata' | 'restore' | 'merge';
 

@@ -3,7 +3,7 @@ import { describe } from './validate.js';
 import type { WorkflowState } from './types.js';
 
 /**
- * Workflow rules as pure functions (CONTRACT.md, StateManager): each takes a workflow and
+ * Workflow rules as pure functions (docs/CONTRACT.md, StateManager): each takes a workflow and
  * returns the next one, so the rules are tested without a store and every store shares them.
  */
 

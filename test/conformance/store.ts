@@ -1,5 +1,5 @@
 /**
- * The StateStore conformance suite: every sentence of CONTRACT.md's StateManager section,
+ * The StateStore conformance suite: every sentence of docs/CONTRACT.md's StateManager section,
  * checked through StateManager over the store under test, plus raw checks of the port.
  *
  * A backend runs it from its own test file:

@@ -21,7 +21,7 @@ describe('tool schemas and the library agree', () => {
   });
 });
 
-describe('createMcpServer embedded in a process (concord/mcp)', () => {
+describe('createMcpServer embedded in a process (concord-agents/mcp)', () => {
   const closers: Array<() => Promise<unknown>> = [];
   afterEach(async () => {
     for (const close of closers.splice(0).reverse()) await close();

@@ -1,10 +1,10 @@
 /**
- * `concord/redis`: the Redis transport and state store, for agents spread over many
+ * `concord-agents/redis`: the Redis transport and state store, for agents spread over many
  * processes or machines that share one Redis. Needs the optional peer dependency `ioredis`.
  *
  * @example
- * import { MessageBus, StateManager } from 'concord';
- * import { createRedisTransport, createRedisStore } from 'concord/redis';
+ * import { MessageBus, StateManager } from 'concord-agents';
+ * import { createRedisTransport, createRedisStore } from 'concord-agents/redis';
  * const url = 'redis://127.0.0.1:6379/0?namespace=docs';
  * const bus = new MessageBus({ transport: createRedisTransport(url) });
  * const state = new StateManager({ store: createRedisStore(url) });

@@ -1,10 +1,10 @@
 /**
- * `concord/sqlite`: the durable embedded state store. Needs the optional peer dependency
+ * `concord-agents/sqlite`: the durable embedded state store. Needs the optional peer dependency
  * `better-sqlite3`.
  *
  * @example
- * import { StateManager } from 'concord';
- * import { createSqliteStore } from 'concord/sqlite';
+ * import { StateManager } from 'concord-agents';
+ * import { createSqliteStore } from 'concord-agents/sqlite';
  * const state = new StateManager({ store: createSqliteStore('sqlite:./state.db') });
  * // equivalent: new StateManager({ store: 'sqlite:./state.db' })
  */

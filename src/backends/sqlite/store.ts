@@ -223,7 +223,7 @@ function toChange(row: ChangeRow): ChangeEvent {
 }
 
 /**
- * The durable embedded StateStore (`concord/sqlite`), on better-sqlite3.
+ * The durable embedded StateStore (`concord-agents/sqlite`), on better-sqlite3.
  *
  * - WAL journal, so readers never wait for the writer; every write is one `BEGIN IMMEDIATE`
  *   transaction (the write lock is taken up front, so two processes never deadlock upgrading).
@@ -234,7 +234,7 @@ function toChange(row: ChangeRow): ChangeEvent {
  * - Busy files are retried with back-off up to `busyRetryMs`, then `TransportError`.
  *
  * @example
- * import { SqliteStore } from 'concord/sqlite';
+ * import { SqliteStore } from 'concord-agents/sqlite';
  * const state = new StateManager({ store: new SqliteStore({ filename: './state.db' }) });
  * // or: new StateManager({ store: 'sqlite:./state.db' })
  */
@@ -296,7 +296,7 @@ export class SqliteStore implements StateStore {
     try {
       Database = (await import('better-sqlite3')).default;
     } catch (err) {
-      throw new TransportError(this.url, 'concord/sqlite needs the better-sqlite3 package: npm install better-sqlite3', { cause: err });
+      throw new TransportError(this.url, 'concord-agents/sqlite needs the better-sqlite3 package: npm install better-sqlite3', { cause: err });
     }
     let db: BetterSqlite3.Database;
     try {
