@@ -8,11 +8,11 @@ import {
   MessageType,
   ValidationError,
   WorkflowNotFoundError,
-  validateAgentName,
   type Delivery,
   type MessageBus,
   type StateManager,
 } from '../index.js';
+import { validateAgentName } from '../bus/agent.js';
 import { changeView, documentView, messageView, ok, toolError, workflowView } from './results.js';
 import * as s from './schemas.js';
 
