@@ -16,6 +16,7 @@ import type {
 import type { ChangeAction, ChangeEvent, StateChange } from '../../state/types.js';
 import { parseBackendUrl } from '../url.js';
 import { migrate } from './schema.js';
+import { readText } from './text.js';
 
 /** How a SqliteStore opens its file. */
 export interface SqliteStoreOptions {
@@ -38,10 +39,12 @@ export interface SqliteStoreOptions {
   pollIntervalMs?: number;
 }
 
+// Text columns are read as bytes (`CAST(col AS BLOB)`) and decoded by `readText`, so every
+// string comes back exactly (see text.ts); JSON columns (metadata, body) are always plain text.
 interface DocumentRow {
-  document_id: string;
+  document_id: Buffer;
   version: number;
-  content: string;
+  content: Buffer;
   metadata: string;
   created_at: number;
   updated_at: number;
@@ -49,19 +52,19 @@ interface DocumentRow {
 
 interface HistoryRow {
   version: number;
-  actor: string;
+  actor: Buffer;
   action: string;
-  summary: string | null;
+  summary: Buffer | null;
   changed_at: number;
 }
 
 interface ChangeRow {
   revision: number;
   kind: string;
-  id: string;
+  id: Buffer;
   version: number;
   action: string;
-  actor: string | null;
+  actor: Buffer | null;
   changed_at: number;
 }
 
@@ -120,7 +123,7 @@ export function parseSqliteUrl(url: string): SqliteStoreOptions {
 function prepare(db: BetterSqlite3.Database) {
   return {
     getDocument: db.prepare<[string, string], DocumentRow>(
-      `SELECT d.document_id, d.version, v.content, v.metadata, d.created_at, v.updated_at
+      `SELECT CAST(d.document_id AS BLOB) AS document_id, d.version, CAST(v.content AS BLOB) AS content, v.metadata, d.created_at, v.updated_at
          FROM documents d JOIN versions v ON v.ns = d.ns AND v.document_id = d.document_id AND v.version = d.version
         WHERE d.ns = ? AND d.document_id = ?`,
     ),
@@ -128,7 +131,7 @@ function prepare(db: BetterSqlite3.Database) {
       'SELECT version, oldest_version, created_at FROM documents WHERE ns = ? AND document_id = ?',
     ),
     getVersion: db.prepare<[string, string, number], DocumentRow>(
-      `SELECT v.document_id, v.version, v.content, v.metadata, d.created_at, v.updated_at
+      `SELECT CAST(v.document_id AS BLOB) AS document_id, v.version, CAST(v.content AS BLOB) AS content, v.metadata, d.created_at, v.updated_at
          FROM versions v JOIN documents d ON d.ns = v.ns AND d.document_id = v.document_id
         WHERE v.ns = ? AND v.document_id = ? AND v.version = ? AND v.version >= d.oldest_version`,
     ),
@@ -146,12 +149,12 @@ function prepare(db: BetterSqlite3.Database) {
     ),
     compact: db.prepare('DELETE FROM versions WHERE ns = ? AND document_id = ? AND version < ?'),
     history: db.prepare<[string, string, number], HistoryRow>(
-      `SELECT v.version, v.actor, v.action, v.summary, v.changed_at
+      `SELECT v.version, CAST(v.actor AS BLOB) AS actor, v.action, CAST(v.summary AS BLOB) AS summary, v.changed_at
          FROM versions v JOIN documents d ON d.ns = v.ns AND d.document_id = v.document_id
         WHERE v.ns = ? AND v.document_id = ? AND v.version >= d.oldest_version ORDER BY v.version DESC LIMIT ?`,
     ),
-    listDocuments: db.prepare<[string], { document_id: string; version: number; updated_at: number }>(
-      'SELECT document_id, version, updated_at FROM documents WHERE ns = ? ORDER BY document_id',
+    listDocuments: db.prepare<[string], { document_id: Buffer; version: number; updated_at: number }>(
+      'SELECT CAST(document_id AS BLOB) AS document_id, version, updated_at FROM documents WHERE ns = ? ORDER BY document_id',
     ),
     getWorkflow: db.prepare<[string, string], { revision: number; body: string }>(
       'SELECT revision, body FROM workflows WHERE ns = ? AND workflow_id = ?',
@@ -166,7 +169,7 @@ function prepare(db: BetterSqlite3.Database) {
        VALUES (@ns, @revision, @kind, @id, @version, @action, @actor, @changedAt)`,
     ),
     changesSince: db.prepare<[string, number, number], ChangeRow>(
-      'SELECT revision, kind, id, version, action, actor, changed_at FROM changes WHERE ns = ? AND revision > ? ORDER BY revision LIMIT ?',
+      'SELECT revision, kind, CAST(id AS BLOB) AS id, version, action, CAST(actor AS BLOB) AS actor, changed_at FROM changes WHERE ns = ? AND revision > ? ORDER BY revision LIMIT ?',
     ),
     currentRevision: db.prepare<[string], { r: number | null }>('SELECT MAX(revision) AS r FROM changes WHERE ns = ?'),
     trimChanges: db.prepare('DELETE FROM changes WHERE ns = ? AND revision <= ?'),
@@ -195,9 +198,9 @@ function isBusy(err: unknown): boolean {
 
 function toDocument(row: DocumentRow): DocumentRecord {
   return {
-    documentId: row.document_id,
+    documentId: readText(row.document_id),
     version: row.version,
-    content: row.content,
+    content: readText(row.content),
     metadata: JSON.parse(row.metadata) as Record<string, unknown>,
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
@@ -210,6 +213,10 @@ function toWorkflow(row: { revision: number; body: string }): WorkflowRecord {
 }
 
 function toChange(row: ChangeRow): ChangeEvent {
+  return changeEvent({ ...row, id: readText(row.id), actor: readText(row.actor) });
+}
+
+function changeEvent(row: { revision: number; kind: string; id: string; version: number; action: string; actor: string | null; changed_at: number }): ChangeEvent {
   const event: ChangeEvent = {
     revision: row.revision,
     kind: row.kind as ChangeEvent['kind'],
@@ -425,10 +432,10 @@ export class SqliteStore implements StateStore {
       const change: StateChange = {
         version: row.version,
         timestamp: new Date(row.changed_at),
-        actor: row.actor,
+        actor: readText(row.actor),
         action: row.action as ChangeAction,
       };
-      if (row.summary !== null) change.summary = row.summary;
+      if (row.summary !== null) change.summary = readText(row.summary);
       return change;
     });
   }
@@ -451,7 +458,7 @@ export class SqliteStore implements StateStore {
   async listDocuments(): Promise<DocumentSummary[]> {
     const { s } = await this.#ready();
     const rows = await this.#retryBusy(() => s.listDocuments.all(this.#options.namespace));
-    return rows.map((r) => ({ documentId: r.document_id, version: r.version, updatedAt: new Date(r.updated_at) }));
+    return rows.map((r) => ({ documentId: readText(r.document_id), version: r.version, updatedAt: new Date(r.updated_at) }));
   }
 
   /** A workflow with its CAS revision, or null. */
@@ -566,7 +573,7 @@ export class SqliteStore implements StateStore {
     for (const store of set) {
       if (store.#fanout.size === 0 || store.#options.namespace !== this.#options.namespace) continue;
       const behind = store.#fanout.minCursor();
-      if (event && behind !== null && behind >= event.revision - 1) store.#fanout.deliverFresh(toChange({ ...event, changed_at: event.changedAt }));
+      if (event && behind !== null && behind >= event.revision - 1) store.#fanout.deliverFresh(changeEvent({ ...event, changed_at: event.changedAt }));
       else setImmediate(() => void store.#poll());
     }
   }
