@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -364,6 +364,58 @@ describe('SQLite store', () => {
       } finally {
         db.close();
       }
+    });
+  });
+
+  describe('file modes', () => {
+    /** Mode bits of the database file and its -wal and -shm files, after a write through `url`. */
+    async function modesAfterWrite(url: string): Promise<number[]> {
+      const store = createSqliteStore(url);
+      cleanup.push(() => store.close());
+      const state = new StateManager({ store });
+      await state.createDocumentState({ documentId: 'doc', topic: 't', content: 'secret' });
+      // While the store is open: the -wal and -shm files exist.
+      const modes = await Promise.all([file, `${file}-wal`, `${file}-shm`].map(async (f) => (await stat(f)).mode & 0o777));
+      await state.close();
+      return modes;
+    }
+
+    it('a new database and its -wal and -shm files are readable by their owner only', async () => {
+      const umask = process.umask();
+      expect(await modesAfterWrite(`sqlite:${file}`)).toEqual([0o600, 0o600, 0o600].map((m) => m & ~umask));
+    });
+
+    it('the mode option (or ?mode= in the URL) chooses other bits, minus the umask', async () => {
+      const umask = process.umask();
+      expect(await modesAfterWrite(`sqlite:${file}?mode=0640`)).toEqual([0o640, 0o640, 0o640].map((m) => m & ~umask));
+      expect(parseSqliteUrl('sqlite:./s.db?mode=660')).toEqual({ filename: './s.db', mode: 0o660 });
+      const store = new SqliteStore({ filename: path.join(dir, 'other.db'), mode: 0o644 });
+      cleanup.push(() => store.close());
+      await store.connect();
+      expect((await stat(path.join(dir, 'other.db'))).mode & 0o777).toBe(0o644 & ~umask);
+    });
+
+    it('a stricter umask still applies', async () => {
+      const previous = process.umask(0o077);
+      try {
+        expect(await modesAfterWrite(`sqlite:${file}?mode=664`)).toEqual([0o600, 0o600, 0o600]);
+      } finally {
+        process.umask(previous);
+      }
+    });
+
+    it('an existing file keeps its mode', async () => {
+      await writeFile(file, '');
+      await chmod(file, 0o644);
+      expect(await modesAfterWrite(`sqlite:${file}`)).toEqual([0o644, 0o644, 0o644]);
+    });
+
+    it('a mode without owner read and write, or not octal, is a ValidationError', () => {
+      expect(() => new SqliteStore({ filename: file, mode: 0o400 })).toThrow(/mode must be permission bits 0o600\.\.0o777.*got `0o400`/);
+      expect(() => new SqliteStore({ filename: file, mode: 0o1777 })).toThrow(ValidationError);
+      expect(() => parseSqliteUrl('sqlite:./s.db?mode=rw')).toThrow(/mode must be octal permission bits.*got `rw`/);
+      expect(() => parseSqliteUrl('sqlite:./s.db?mode=0999')).toThrow(ValidationError);
+      expect(() => createSqliteStore('sqlite:./s.db?mode=0400')).toThrow(ValidationError);
     });
   });
 

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { ClosedError, ConcordError, TransportError, ValidationError } from '../../errors.js';
@@ -37,6 +38,12 @@ export interface SqliteStoreOptions {
   busyRetryMs?: number;
   /** How often watchers poll the change feed for other processes' writes. Default 50. */
   pollIntervalMs?: number;
+  /**
+   * Permission bits of a database file this store creates, default `0o600` (owner only); the
+   * process umask still removes bits from it, and SQLite gives the `-wal` and `-shm` files the
+   * database file's mode. An existing file keeps its mode. Must include owner read and write.
+   */
+  mode?: number;
 }
 
 // Text columns are read as bytes (`CAST(col AS BLOB)`) and decoded by `readText`, so every
@@ -95,7 +102,8 @@ const neighbours = new Map<string, Set<SqliteStore>>();
 
 /**
  * Parses `sqlite:./path.db`, `sqlite:/abs/path.db`, `sqlite:///abs/path.db` or `sqlite::memory:`,
- * with optional `?namespace=`, `&synchronous=full|normal`, `&busyTimeoutMs=`, `&pollIntervalMs=`.
+ * with optional `?namespace=`, `&synchronous=full|normal`, `&busyTimeoutMs=`, `&pollIntervalMs=`,
+ * `&mode=640` (octal permission bits of a file it creates, default 600).
  */
 export function parseSqliteUrl(url: string): SqliteStoreOptions {
   const parsed = parseBackendUrl(url, ['sqlite:./path.db']);
@@ -109,6 +117,11 @@ export function parseSqliteUrl(url: string): SqliteStoreOptions {
   if (sync !== null) {
     if (sync !== 'full' && sync !== 'normal') throw new ValidationError(`synchronous must be \`full\` or \`normal\`, got \`${sync}\``, { field: 'synchronous' });
     options.synchronous = sync;
+  }
+  const mode = parsed.params.get('mode');
+  if (mode !== null) {
+    if (!/^(0o?)?[0-7]{3}$/.test(mode)) throw new ValidationError(`mode must be octal permission bits such as \`600\` or \`0640\`, got \`${mode}\``, { field: 'mode' });
+    options.mode = parseInt(mode.replace(/^0o?/, ''), 8);
   }
   for (const key of ['busyTimeoutMs', 'busyRetryMs', 'pollIntervalMs'] as const) {
     const raw = parsed.params.get(key);
@@ -189,6 +202,29 @@ function prepare(db: BetterSqlite3.Database) {
       'SELECT COUNT(*) AS n, COALESCE(SUM(revision), 0) AS s FROM workflows WHERE ns = ?',
     ),
   };
+}
+
+/** The `mode` option: owner read+write at least, no bits beyond 0o777. */
+function fileMode(mode: unknown): number {
+  if (mode === undefined) return 0o600;
+  if (typeof mode !== 'number' || !Number.isInteger(mode) || mode < 0 || mode > 0o777 || (mode & 0o600) !== 0o600) {
+    const got = typeof mode === 'number' && Number.isInteger(mode) && mode >= 0 ? `0o${mode.toString(8)}` : String(mode);
+    throw new ValidationError(`mode must be permission bits 0o600..0o777 including owner read and write, got \`${got}\``, { field: 'mode' });
+  }
+  return mode;
+}
+
+/**
+ * Creates the database file with `mode` (minus the umask) unless it exists. SQLite would create
+ * it 0644; it creates `-wal` and `-shm` with the database file's mode, so those follow. An empty
+ * file is an empty database. Another process creating it at the same moment is fine (EEXIST).
+ */
+function createFile(file: string, mode: number): void {
+  try {
+    closeSync(openSync(file, 'wx', mode));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
 }
 
 function isBusy(err: unknown): boolean {
@@ -277,6 +313,7 @@ export class SqliteStore implements StateStore {
       busyTimeoutMs: options.busyTimeoutMs ?? 250,
       busyRetryMs: options.busyRetryMs ?? 30_000,
       pollIntervalMs: options.pollIntervalMs ?? 50,
+      mode: fileMode(options.mode),
     };
     this.#file = options.filename === ':memory:' ? ':memory:' : path.resolve(options.filename);
     this.url = `sqlite:${options.filename}` + (options.namespace ? `?namespace=${options.namespace}` : '');
@@ -307,6 +344,7 @@ export class SqliteStore implements StateStore {
     }
     let db: BetterSqlite3.Database;
     try {
+      if (this.#file !== ':memory:') createFile(this.#file, this.#options.mode);
       db = new Database(this.#file);
     } catch (err) {
       throw new TransportError(this.url, `cannot open SQLite database: ${(err as Error).message}`, { cause: err });
