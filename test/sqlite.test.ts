@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSqliteStore, MIGRATIONS, parseSqliteUrl, SCHEMA_VERSION, SqliteStore } from '../src/backends/sqlite/index.js';
-import { decodeWtf8, readText } from '../src/backends/sqlite/text.js';
+import { decodeWtf8, readText } from '../src/backends/text.js';
 import { ClosedError, TransportError, ValidationError } from '../src/errors.js';
 import { StateManager } from '../src/state/manager.js';
 import type { ChangeEvent } from '../src/state/types.js';

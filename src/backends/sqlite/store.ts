@@ -17,7 +17,7 @@ import type {
 import type { ChangeAction, ChangeEvent, StateChange } from '../../state/types.js';
 import { parseBackendUrl } from '../url.js';
 import { migrate } from './schema.js';
-import { readText } from './text.js';
+import { readText } from '../text.js';
 
 /** How a SqliteStore opens its file. */
 export interface SqliteStoreOptions {

@@ -1,7 +1,15 @@
 /**
- * Text columns hold every JavaScript string exactly, lone surrogates included.
+ * Strings kept exactly, lone surrogates included, by backends that store bytes.
  *
- * better-sqlite3 binds a string as the generalized UTF-8 of its UTF-16 code units (WTF-8: a
+ * A JavaScript string is UTF-16 code units; one may hold a lone surrogate (an emoji cut in half
+ * by `.slice()`), which UTF-8 cannot encode: strict encoders and decoders turn it into U+FFFD.
+ * Its generalized UTF-8 (WTF-8) can: a lone surrogate is its own 3-byte sequence, and every
+ * well-formed string has exactly its UTF-8 bytes, so data written before stays readable.
+ *
+ * Redis: strings that are not well-formed go out as WTF-8 Buffers (`toWire`) and values read
+ * back as Buffers go through `readText`; key names escape lone surrogates (`keySegment`).
+ *
+ * SQLite: better-sqlite3 binds a string as the generalized UTF-8 of its UTF-16 code units (WTF-8: a
  * lone surrogate becomes its own 3-byte sequence, e.g. `\uD83D` is ED A0 BD; NUL is a plain 00
  * byte, bound with its length), so what is written is already exact, and files written by
  * every earlier release hold the same bytes. Reading a column back as a string, though,
@@ -74,4 +82,34 @@ export function decodeWtf8(bytes: Uint8Array): string {
     }
   }
   return out + String.fromCharCode(...units);
+}
+
+/** `text` as Redis should get it: the string itself when well-formed, else its WTF-8 bytes. */
+export function toWire(text: string): string | Buffer {
+  return isWellFormed(text) ? text : encodeWtf8(text);
+}
+
+/** Whether `text` has no lone surrogate (String.prototype.isWellFormed, Node 20+). */
+export function isWellFormed(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** The generalized UTF-8 of every code unit of `text` (a lone surrogate becomes its own 3 bytes). */
+export function encodeWtf8(text: string): Buffer {
+  const bytes: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    let c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+      }
+    }
+    if (c < 0x80) bytes.push(c);
+    else if (c < 0x800) bytes.push(0xc0 | (c >> 6), 0x80 | (c & 0x3f));
+    else if (c < 0x10000) bytes.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f));
+    else bytes.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 0x3f), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f));
+  }
+  return Buffer.from(bytes);
 }
