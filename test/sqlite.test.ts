@@ -1,11 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSqliteStore, MIGRATIONS, parseSqliteUrl, SCHEMA_VERSION, SqliteStore } from '../src/backends/sqlite/index.js';
+import { decodeWtf8, readText } from '../src/backends/text.js';
 import { ClosedError, TransportError, ValidationError } from '../src/errors.js';
 import { StateManager } from '../src/state/manager.js';
 import type { ChangeEvent } from '../src/state/types.js';
@@ -285,6 +287,135 @@ describe('SQLite store', () => {
       );
       expect(err).toBeInstanceOf(TransportError);
       expect((err as Error).message).toMatch(/schema is version 99, newer/);
+    });
+  });
+
+  describe('exact text', () => {
+    const TEXTS = ['plain ascii', 'emoji 😀 and a real \uFFFD', 'cut emoji \uD83D', '\uDE00 lone low', 'reversed \uDE00\uD83D', 'nul \u0000 inside'];
+
+    it('a file written by the previous release reads back every string exactly, and stays writable', async () => {
+      // Written by the store of commit d88f65f (see test/fixtures/sqlite/make-previous-release-db.mjs),
+      // which read lone surrogates back as U+FFFD: its bytes held them all along.
+      await copyFile(path.join(ROOT, 'test/fixtures/sqlite/previous-release.db'), file);
+      const state = managerOn(`sqlite:${file}`);
+      for (const [i, text] of TEXTS.entries()) {
+        const documentId = i === 0 ? 'doc' : `doc ${text}`;
+        const doc = (await state.getDocumentState(documentId))!;
+        expect(doc.documentId).toBe(documentId);
+        expect(doc.content).toBe(`${text}\n2`);
+        expect(doc.metadata).toEqual({ topic: text, requirements: [text], context: { [text]: text } });
+        expect((await state.getDocumentAtVersion(documentId, 1)).content).toBe(text);
+        const history = await state.getStateHistory(documentId);
+        expect(history.map((h) => h.actor)).toEqual(['system', text]);
+        expect(history[1]!.summary!.startsWith(`${text}: `)).toBe(true);
+      }
+      const wf = (await state.getWorkflowState('wf \uD83D'))!;
+      expect(wf).toMatchObject({ stages: ['a \uD83D', 'b'], stage: 'a \uD83D', data: { note: 'cut \uD83D', nul: '\u0000' } });
+      const updated = await state.updateDocumentContent({ documentId: 'doc cut emoji \uD83D', content: 'next \uDBFF', actor: 'new \uD800' });
+      expect(updated.version).toBe(3);
+      const again = managerOn(`sqlite:${file}`);
+      expect((await again.getDocumentState('doc cut emoji \uD83D'))?.content).toBe('next \uDBFF');
+      expect((await again.getStateHistory('doc cut emoji \uD83D')).map((h) => h.actor)).toEqual(['system', 'cut emoji \uD83D', 'new \uD800']);
+      const store = new SqliteStore({ filename: file });
+      cleanup.push(() => store.close());
+      expect((await store.listDocuments()).map((d) => d.documentId).sort()).toEqual(TEXTS.map((t, i) => (i === 0 ? 'doc' : `doc ${t}`)).sort());
+    });
+
+    it('text columns hold the generalized UTF-8 of every code unit (the format of every release)', async () => {
+      const state = managerOn(`sqlite:${file}`);
+      await state.createDocumentState({ documentId: 'd\uD83D', topic: 't', content: 'a\uD83Db\uDE00\u0000c😀' });
+      await state.close();
+      const db = new Database(file, { readonly: true });
+      try {
+        const row = db.prepare('SELECT hex(document_id) AS id, hex(content) AS content FROM versions').get() as { id: string; content: string };
+        expect(row.id).toBe('64EDA0BD');
+        expect(row.content).toBe('61EDA0BD62EDB8800063F09F9880');
+      } finally {
+        db.close();
+      }
+    });
+
+    it('readText decodes any string better-sqlite3 wrote, and agrees with UTF-8 on every byte sequence', () => {
+      const db = new Database(':memory:');
+      try {
+        db.exec('CREATE TABLE t (x TEXT)');
+        const insert = db.prepare('INSERT INTO t (x) VALUES (?)');
+        const read = db.prepare('SELECT CAST(x AS BLOB) AS x FROM t').pluck();
+        const codeUnits = fc.array(fc.oneof(fc.integer({ min: 0, max: 0x7f }), fc.integer({ min: 0xd800, max: 0xdfff }), fc.integer({ min: 0, max: 0xffff })), { maxLength: 40 });
+        fc.assert(
+          fc.property(codeUnits, (units) => {
+            const text = String.fromCharCode(...units);
+            db.exec('DELETE FROM t');
+            insert.run(text);
+            expect(readText(read.get() as Buffer)).toBe(text);
+          }),
+          { numRuns: 500 },
+        );
+        fc.assert(
+          fc.property(fc.uint8Array({ maxLength: 40 }), (bytes) => {
+            const utf8 = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
+            // Where UTF-8 decodes without loss, WTF-8 agrees; elsewhere it yields at least as much.
+            if (!utf8.includes('\uFFFD')) expect(decodeWtf8(bytes)).toBe(utf8);
+          }),
+          { numRuns: 500 },
+        );
+        expect(decodeWtf8(Uint8Array.from([0xed, 0xa0, 0xbd, 0xed, 0xb8, 0x80]))).toBe('\uD83D\uDE00');
+        expect(decodeWtf8(Uint8Array.from([0xc0, 0x80, 0xff, 0x61]))).toBe('\uFFFD\uFFFD\uFFFD\u0061');
+      } finally {
+        db.close();
+      }
+    });
+  });
+
+  describe('file modes', () => {
+    /** Mode bits of the database file and its -wal and -shm files, after a write through `url`. */
+    async function modesAfterWrite(url: string): Promise<number[]> {
+      const store = createSqliteStore(url);
+      cleanup.push(() => store.close());
+      const state = new StateManager({ store });
+      await state.createDocumentState({ documentId: 'doc', topic: 't', content: 'secret' });
+      // While the store is open: the -wal and -shm files exist.
+      const modes = await Promise.all([file, `${file}-wal`, `${file}-shm`].map(async (f) => (await stat(f)).mode & 0o777));
+      await state.close();
+      return modes;
+    }
+
+    it('a new database and its -wal and -shm files are readable by their owner only', async () => {
+      const umask = process.umask();
+      expect(await modesAfterWrite(`sqlite:${file}`)).toEqual([0o600, 0o600, 0o600].map((m) => m & ~umask));
+    });
+
+    it('the mode option (or ?mode= in the URL) chooses other bits, minus the umask', async () => {
+      const umask = process.umask();
+      expect(await modesAfterWrite(`sqlite:${file}?mode=0640`)).toEqual([0o640, 0o640, 0o640].map((m) => m & ~umask));
+      expect(parseSqliteUrl('sqlite:./s.db?mode=660')).toEqual({ filename: './s.db', mode: 0o660 });
+      const store = new SqliteStore({ filename: path.join(dir, 'other.db'), mode: 0o644 });
+      cleanup.push(() => store.close());
+      await store.connect();
+      expect((await stat(path.join(dir, 'other.db'))).mode & 0o777).toBe(0o644 & ~umask);
+    });
+
+    it('a stricter umask still applies', async () => {
+      const previous = process.umask(0o077);
+      try {
+        expect(await modesAfterWrite(`sqlite:${file}?mode=664`)).toEqual([0o600, 0o600, 0o600]);
+      } finally {
+        process.umask(previous);
+      }
+    });
+
+    it('an existing file keeps its mode', async () => {
+      await writeFile(file, '');
+      await chmod(file, 0o644);
+      expect(await modesAfterWrite(`sqlite:${file}`)).toEqual([0o644, 0o644, 0o644]);
+    });
+
+    it('a mode without owner read and write, or not octal, is a ValidationError', () => {
+      expect(() => new SqliteStore({ filename: file, mode: 0o400 })).toThrow(/mode must be permission bits 0o600\.\.0o777.*got `0o400`/);
+      expect(() => new SqliteStore({ filename: file, mode: 0o1777 })).toThrow(ValidationError);
+      expect(() => parseSqliteUrl('sqlite:./s.db?mode=rw')).toThrow(/mode must be octal permission bits.*got `rw`/);
+      expect(() => parseSqliteUrl('sqlite:./s.db?mode=0999')).toThrow(ValidationError);
+      expect(() => createSqliteStore('sqlite:./s.db?mode=0400')).toThrow(ValidationError);
     });
   });
 

@@ -5,7 +5,8 @@ import { pino, type Logger } from 'pino';
 import { TransportError, ValidationError } from '../errors.js';
 import type { Transport } from '../bus/transport.js';
 import type { StateStore } from '../state/store.js';
-import { resolveStore, resolveTransport } from '../backends/resolve.js';
+import { resolveStore, resolveTransport, TRANSPORT_URLS } from '../backends/resolve.js';
+import { parseBackendUrl } from '../backends/url.js';
 import { MessageBus } from '../bus/bus.js';
 import { StateManager } from '../state/index.js';
 
@@ -141,6 +142,22 @@ export async function openBus(url: string, options: { state?: StateManager; logg
       await transport.close();
     },
   };
+}
+
+/**
+ * Checks a bus URL as `openBus` will read it (scheme, host, port, database, options), without
+ * connecting: `ValidationError` naming `field` (its message redacts any password).
+ */
+export async function checkBusUrl(url: unknown, field: string): Promise<string> {
+  try {
+    if (typeof url !== 'string') throw new ValidationError(`must be a string, got ${url === null ? 'null' : typeof url}`);
+    const parsed = parseBackendUrl(url, TRANSPORT_URLS);
+    if (parsed.scheme !== 'memory') (await import('../backends/redis/connection.js')).parseRedisUrl(url);
+    return url;
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    throw new ValidationError(`${field}: ${err.message}`, { field, cause: err });
+  }
 }
 
 /** Whether a bus URL is shared between processes (anything but `memory://`). */

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { StateManager, readWorkflowData, type WorkflowData, type WorkflowState } from '../../src/index.js';
@@ -130,4 +130,69 @@ describe('crash and resume', () => {
     const resumed = await runCli(['resume', started[1]!, '--state', stateUrl, '--json'], { cwd: tmp.dir });
     expect(JSON.parse(resumed.stdout)).toMatchObject({ status: 'completed' });
   });
+});
+
+describe('resume checks what the run recorded, as the run checked it', () => {
+  /** Replaces the recorded input of a workflow straight in the state store, as someone with access to it could. */
+  async function tamper(stateUrl: string, workflowId: string, input: Record<string, unknown>): Promise<void> {
+    const state = new StateManager({ store: stateUrl });
+    try {
+      await state.updateWorkflowData({ workflowId, data: { input } });
+    } finally {
+      await state.close();
+    }
+  }
+
+  it('an edited out, sourcesDir, bus or maxIterations is refused with an error naming it; nothing is read, written or connected', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const stateUrl = `sqlite:${join(tmp.dir, 'state.db')}`;
+    const first = await runCli(['run', 'Delivery guarantees', '--sources', SOURCES, '--state', stateUrl, '--out', 'doc.md', '--json'], { cwd: tmp.dir });
+    expect(first.code, first.stderr).toBe(0);
+    const { workflowId } = JSON.parse(first.stdout) as { workflowId: string };
+    const recordedInput = (await inspect(stateUrl, workflowId)).data.input;
+    const elsewhere = join(tmp.dir, 'elsewhere');
+    mkdirSync(elsewhere);
+    const aFile = join(tmp.dir, 'a-file.txt');
+    writeFileSync(aFile, 'not a directory\n');
+
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ out: elsewhere }, /recorded out: .*elsewhere exists and is not a regular file/],
+      [{ out: 'relative.md' }, /recorded out "relative\.md" is not an absolute path: was the workflow record edited\? Pass --out to choose/],
+      [{ out: 42 }, /recorded out 42 is not an absolute path/],
+      [{ out: join(aFile, 'doc.md') }, /recorded out: .*a-file\.txt is not a directory/],
+      [{ sourcesDir: aFile }, /recorded sourcesDir: sources directory .*a-file\.txt does not exist or is not a directory/],
+      [{ sourcesDir: 'samples/sources' }, /recorded sourcesDir "samples\/sources" is not an absolute path.*--sources/],
+      [{ bus: 'redis://127.0.0.1:99999/0' }, /recorded bus: invalid Redis URL/],
+      [{ bus: 'postgres://127.0.0.1/db' }, /recorded bus: unsupported backend URL/],
+      [{ bus: 'redis://:hunter2@127.0.0.1:6379/0' }, /recorded bus "redis:\/\/:\*\*\*@127\.0\.0\.1:6379\/0" is not a shared bus URL without a password/],
+      [{ maxIterations: 1e9 }, /recorded maxIterations 1000000000 is not an integer 1\.\.20/],
+      [{ threshold: 'high' }, /recorded threshold "high" is not a number between 0 and 1/],
+    ];
+    for (const [patch, pattern] of cases) {
+      await tamper(stateUrl, workflowId, { ...recordedInput, ...patch });
+      const resumed = await runCli(['resume', workflowId, '--state', stateUrl, '--json'], { cwd: tmp.dir });
+      expect(resumed.code, `${JSON.stringify(patch)}: ${resumed.stderr}`).toBe(1);
+      expect(resumed.stderr, JSON.stringify(patch)).toMatch(pattern);
+      expect(resumed.stderr).not.toContain('hunter2');
+      expect(resumed.stdout).toBe('');
+    }
+    expect(readdirSync(elsewhere)).toEqual([]);
+    expect(existsSync(join(tmp.dir, 'relative.md'))).toBe(false);
+
+    // Flags given to resume replace the recorded values, checked the same way.
+    await tamper(stateUrl, workflowId, { ...recordedInput, out: elsewhere, sourcesDir: aFile });
+    const refused = await runCli(['resume', workflowId, '--state', stateUrl, '--out', elsewhere, '--sources', SOURCES], { cwd: tmp.dir });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/--out: .*elsewhere exists and is not a regular file/);
+    const chosen = await runCli(['resume', workflowId, '--state', stateUrl, '--out', join(tmp.dir, 'chosen.md'), '--sources', SOURCES, '--json'], { cwd: tmp.dir });
+    expect(chosen.code, chosen.stderr).toBe(0);
+    expect(readFileSync(join(tmp.dir, 'chosen.md'), 'utf8')).toMatch(/^# /);
+
+    // The record as the run wrote it resumes as before.
+    await tamper(stateUrl, workflowId, recordedInput);
+    const again = await runCli(['resume', workflowId, '--state', stateUrl, '--json'], { cwd: tmp.dir });
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ workflowId, status: 'completed', out: join(tmp.dir, 'doc.md') });
+  }, 120_000); // fifteen CLI processes, one after another
 });

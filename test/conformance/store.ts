@@ -843,6 +843,98 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
       });
     });
 
+    describe('exact text', () => {
+      // A store returns exactly the string it was given, code unit for code unit: an agent that
+      // cut an emoji with `.slice()` leaves a lone surrogate, and JavaScript strings may hold NUL.
+      // Text encoded as UTF-8 on the way in would come back with U+FFFD instead (and two ids that
+      // differ only there would become one).
+      const TRICKY = [
+        'cut emoji \uD83D',
+        '\uDE00 a lone low half first',
+        'reversed \uDE00\uD83D pair',
+        'nul \u0000 inside',
+        'ok 😀 then \uD83D, \u0000 and a real \uFFFD',
+        '\uDBFF',
+      ];
+
+      it('content, metadata (keys and values), actor and summary come back exactly, from another manager too', async () => {
+        const [writer, reader] = [await manager(), await manager()];
+        for (const [i, text] of TRICKY.entries()) {
+          const documentId = `doc${i}`;
+          await writer.createDocumentState({ documentId, topic: text, requirements: [text], context: { [text]: text }, content: text });
+          await writer.updateDocumentContent({ documentId, content: `${text}\n${text}`, actor: text, summary: text });
+          await writer.updateDocumentMetadata({ documentId, metadata: { [text]: [text, { [text]: text }] }, actor: `${text}!` });
+          const doc = (await reader.getDocumentState(documentId))!;
+          expect(doc.content).toBe(`${text}\n${text}`);
+          expect(doc.metadata).toEqual({ topic: text, requirements: [text], context: { [text]: text }, [text]: [text, { [text]: text }] });
+          const history = await reader.getStateHistory(documentId);
+          expect(history.map((h) => h.actor)).toEqual(['system', text, `${text}!`]);
+          expect(history[1]!.summary!.startsWith(`${text}: `)).toBe(true);
+          expect((await reader.getDocumentAtVersion(documentId, 2)).content).toBe(`${text}\n${text}`);
+          expect((await reader.snapshotState(documentId)).content).toBe(`${text}\n${text}`);
+        }
+      });
+
+      it('document ids come back exactly and ids that differ only in a lone surrogate or NUL stay distinct', async () => {
+        const [writer, reader] = [await manager(), await manager()];
+        const ids = ['id\uD800', 'id\uDBFF', 'id\uFFFD', 'id\uDC00\uD800', 'id\u0000', 'id'];
+        for (const documentId of ids) await writer.createDocumentState({ documentId, topic: 't', requirements: [], context: {}, content: documentId });
+        for (const documentId of ids) {
+          const doc = (await reader.getDocumentState(documentId))!;
+          expect(doc.documentId).toBe(documentId);
+          expect(doc.content).toBe(documentId);
+        }
+        const listed = (await (await connect()).listDocuments()).map((d) => d.documentId);
+        expect([...listed].sort()).toEqual([...ids].sort());
+        await writer.updateDocumentContent({ documentId: 'id\uD800', content: 'changed', actor: 'w' });
+        expect((await reader.getDocumentState('id\uDBFF'))?.version).toBe(1);
+        expect((await reader.getStateHistory('id\uD800')).map((h) => h.version)).toEqual([1, 2]);
+      });
+
+      it('locks on ids that differ only in a lone surrogate are different locks', async () => {
+        const store = await connect();
+        expect(await store.tryAcquireLock('doc:k\uD800', 10_000)).not.toBeNull();
+        expect(await store.tryAcquireLock('doc:k\uDBFF', 10_000)).not.toBeNull();
+        expect(await store.tryAcquireLock('doc:k\uFFFD', 10_000)).not.toBeNull();
+        expect(await store.tryAcquireLock('doc:k\uD800', 10_000)).toBeNull();
+      });
+
+      it('workflow ids, stages and data come back exactly, from another manager too', async () => {
+        const [writer, reader] = [await manager(), await manager()];
+        for (const [i, text] of TRICKY.entries()) {
+          const workflowId = `wf${i}${text}`;
+          await writer.createWorkflowState({ workflowId, stages: [text, 'b'], data: { [text]: text } });
+          await writer.updateStage({ workflowId, stage: text });
+          await writer.updateWorkflowData({ workflowId, data: { nested: { [text]: [text] } } });
+          const wf = (await reader.getWorkflowState(workflowId))!;
+          expect(wf).toMatchObject({ workflowId, stages: [text, 'b'], stage: text, data: { [text]: text, nested: { [text]: [text] } } });
+        }
+        expect((await reader.getWorkflowState('wf0cut emoji \uDBFF'))).toBeNull();
+      });
+
+      it('the raw port and the change feed keep every string exactly', async () => {
+        const store = await connect();
+        const start = await store.currentRevision();
+        const now = new Date('2024-01-01T00:00:00Z');
+        for (const text of TRICKY) {
+          const document: DocumentRecord = { documentId: text, version: 1, content: text, metadata: { [text]: text }, createdAt: now, updatedAt: now };
+          const change: StateChange = { version: 1, timestamp: now, actor: text, action: 'create', summary: text };
+          expect((await store.commitDocument({ document, change, expectedVersion: null, historyLimit: 10 })).ok).toBe(true);
+          expect(await store.getDocument(text)).toEqual(document);
+          expect(await store.getVersion(text, 1)).toEqual(document);
+          expect(await store.getHistory(text)).toEqual([change]);
+          const wf = { workflowId: text, stages: [text], stage: text, completedStages: [text], pendingStages: [], qualityScores: { [text]: 1 }, iteration: 1, data: { [text]: text }, createdAt: now, updatedAt: now, revision: 0 };
+          expect(await store.commitWorkflow(wf, null)).toEqual({ ok: true, revision: 1 });
+          expect(await store.getWorkflow(text)).toEqual({ ...wf, revision: 1 });
+        }
+        expect((await store.listDocuments()).map((d) => d.documentId).sort()).toEqual([...TRICKY].sort());
+        expect((await store.listWorkflows()).map((w) => w.workflowId).sort()).toEqual([...TRICKY].sort());
+        const events = await store.changesSince(start);
+        expect(events.filter((e) => e.kind === 'document').map((e) => [e.id, e.actor])).toEqual(TRICKY.map((t) => [t, t]));
+        expect(events.filter((e) => e.kind === 'workflow').map((e) => e.id)).toEqual(TRICKY);
+      });
+    });
+
     describe('the raw StateStore port', () => {
       const now = new Date('2024-01-01T00:00:00Z');
       function record(version: number, content = `v${version}`): DocumentRecord {

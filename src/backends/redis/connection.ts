@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { ConcordError, TransportError, ValidationError, redactUrl } from '../../errors.js';
 import { parseBackendUrl } from '../url.js';
+import { isWellFormed } from '../text.js';
 import { CHANGE_FEED_RETENTION } from '../../state/store-kit.js';
 
 /**
@@ -69,15 +70,18 @@ export function parseRedisUrl(url: string): RedisConfig {
  * so `a:b` + `c` never collides with `a` + `b:c`.
  */
 export function keySegment(name: string): string {
-  // Most names (ULIDs, agent names) need no escaping: skip the two regex passes (hot per message).
-  if (name.indexOf('%') < 0 && name.indexOf(':') < 0) return name;
-  return name.replace(/%/g, '%25').replace(/:/g, '%3A');
+  // Most names (ULIDs, agent names) need no escaping: skip the regex passes (hot per message).
+  if (name.indexOf('%') < 0 && name.indexOf(':') < 0 && isWellFormed(name)) return name;
+  // A lone surrogate becomes %uXXXX: Redis would get U+FFFD, and two names would become one.
+  return name.replace(/%/g, '%25').replace(/:/g, '%3A').replace(LONE_SURROGATE, (c) => `%u${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /** Inverse of `keySegment`. */
 export function fromKeySegment(segment: string): string {
   if (segment.indexOf('%') < 0) return segment;
-  return segment.replace(/%3A/g, ':').replace(/%25/g, '%');
+  return segment.replace(/%u([0-9A-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))).replace(/%3A/g, ':').replace(/%25/g, '%');
 }
 
 let clientCounter = 0;

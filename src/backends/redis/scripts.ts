@@ -25,7 +25,7 @@ export class LuaScript {
   }
 
   /** Runs the script with `keys` and `args` on `client` (autopipelined with its neighbours). */
-  async run(client: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  async run(client: Redis, keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
     try {
       return await client.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (err) {

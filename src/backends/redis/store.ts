@@ -12,6 +12,7 @@ import type {
   WorkflowRecord,
 } from '../../state/store.js';
 import type { ChangeAction, ChangeEvent, StateChange } from '../../state/types.js';
+import { readText, toWire } from '../text.js';
 import { asTransportError, connectClient, createClient, keySegment, parseRedisUrl, type RedisConfig } from './connection.js';
 import { LuaScript, SCRIPTS } from './scripts.js';
 import { ChangeFanout, checkCommitShape } from '../../state/store-kit.js';
@@ -88,7 +89,7 @@ export class RedisStore implements StateStore {
     return this.#cmd;
   }
 
-  async #run(name: keyof typeof SCRIPTS, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  async #run(name: keyof typeof SCRIPTS, keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
     // Once connected, straight to the client: the write path should not wait on `connect()` each time.
     const client = this.#connected && !this.#closed ? this.#cmd : await this.#client();
     try {
@@ -139,7 +140,8 @@ export class RedisStore implements StateStore {
         fence ? `${this.#p}fence:${keySegment(fence.key)}` : this.#p + 'rev',
       ],
       [
-        document.documentId,
+        // Ids and actors are stored as raw values (docs hash, feed fields): exact bytes (see text.ts).
+        toWire(document.documentId),
         expectedVersion === null ? '' : String(expectedVersion),
         String(document.version),
         encodeRecord(document),
@@ -148,7 +150,7 @@ export class RedisStore implements StateStore {
         fence ? String(fence.token) : '',
         this.#config.feedMaxLen,
         change.action,
-        change.actor,
+        toWire(change.actor),
         change.timestamp.getTime(),
         this.#p + 'wake',
         document.updatedAt.getTime(),
@@ -207,11 +209,14 @@ export class RedisStore implements StateStore {
 
   /** Every document's id, version and last update. */
   async listDocuments(): Promise<DocumentSummary[]> {
-    const all = await this.#call('listDocuments', (c) => c.hgetall(this.#p + 'docs'));
-    return Object.entries(all).map(([documentId, value]) => {
-      const [version, updated] = value.split(':');
-      return { documentId, version: Number(version), updatedAt: new Date(Number(updated)) };
-    });
+    // As bytes: field names are ids, which may hold lone surrogates (see text.ts).
+    const flat = (await this.#call('listDocuments', (c) => c.callBuffer('HGETALL', this.#p + 'docs'))) as Buffer[];
+    const out: DocumentSummary[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const [version, updated] = flat[i + 1]!.toString().split(':');
+      out.push({ documentId: readText(flat[i]!), version: Number(version), updatedAt: new Date(Number(updated)) });
+    }
+    return out;
   }
 
   // ------------------------------------------------------------------ workflows
@@ -229,7 +234,7 @@ export class RedisStore implements StateStore {
       'commit-workflow',
       [`${this.#p}wf:${keySegment(workflow.workflowId)}`, this.#p + 'wfs', this.#p + 'rev', this.#p + 'feed', this.#p + 'stats'],
       [
-        workflow.workflowId,
+        toWire(workflow.workflowId),
         expectedRevision === null ? '' : String(expectedRevision),
         encodeWorkflow({ ...workflow, revision }),
         revision,
@@ -263,7 +268,7 @@ export class RedisStore implements StateStore {
   /** Every workflow. */
   async listWorkflows(): Promise<WorkflowRecord[]> {
     return this.#call('listWorkflows', async (c) => {
-      const ids = await c.smembers(this.#p + 'wfs');
+      const ids = (await c.smembersBuffer(this.#p + 'wfs')).map((id) => readText(id));
       const raws = await Promise.all(ids.map((id) => c.hget(`${this.#p}wf:${keySegment(id)}`, 'j')));
       return raws.filter((r): r is string => r !== null).map(decodeWorkflow);
     });
@@ -278,8 +283,8 @@ export class RedisStore implements StateStore {
     const max = limit === undefined ? Infinity : Math.max(0, Math.floor(limit));
     while (out.length < max) {
       const count = Math.min(FEED_PAGE, max - out.length);
-      const entries = await this.#call('changesSince', (c) => c.xrange(this.#p + 'feed', `${after + 1}-0`, '+', 'COUNT', count));
-      for (const [id, fields] of entries) out.push(decodeEvent(id, fields));
+      const entries = await this.#call('changesSince', (c) => c.xrangeBuffer(this.#p + 'feed', `${after + 1}-0`, '+', 'COUNT', count));
+      for (const [id, fields] of entries) out.push(decodeEvent(id.toString(), fields.map((f) => readText(f))));
       const last = out[out.length - 1];
       if (entries.length < count || !last) break;
       after = last.revision;

@@ -15,8 +15,10 @@ export { MIGRATIONS, SCHEMA_VERSION, type Migration } from './schema.js';
 
 /**
  * A SqliteStore from a URL: `sqlite:./path.db`, `sqlite:/abs/path.db`, `sqlite::memory:`, with
- * optional `?namespace=NAME&synchronous=full|normal&busyTimeoutMs=250&pollIntervalMs=50`.
- * The file is opened (and migrated) by `connect()`, which the StateManager calls.
+ * optional `?namespace=NAME&synchronous=full|normal&busyTimeoutMs=250&pollIntervalMs=50&mode=600`.
+ * The file is opened (and migrated) by `connect()`, which the StateManager calls. A file it
+ * creates is `mode` (default 600: owner only; the umask still applies), as are its `-wal` and
+ * `-shm` files; an existing file keeps its mode.
  */
 export function createSqliteStore(url: string): SqliteStore {
   return new SqliteStore(parseSqliteUrl(url));

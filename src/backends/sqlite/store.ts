@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { ClosedError, ConcordError, TransportError, ValidationError } from '../../errors.js';
@@ -16,6 +17,7 @@ import type {
 import type { ChangeAction, ChangeEvent, StateChange } from '../../state/types.js';
 import { parseBackendUrl } from '../url.js';
 import { migrate } from './schema.js';
+import { readText } from '../text.js';
 
 /** How a SqliteStore opens its file. */
 export interface SqliteStoreOptions {
@@ -36,12 +38,20 @@ export interface SqliteStoreOptions {
   busyRetryMs?: number;
   /** How often watchers poll the change feed for other processes' writes. Default 50. */
   pollIntervalMs?: number;
+  /**
+   * Permission bits of a database file this store creates, default `0o600` (owner only); the
+   * process umask still removes bits from it, and SQLite gives the `-wal` and `-shm` files the
+   * database file's mode. An existing file keeps its mode. Must include owner read and write.
+   */
+  mode?: number;
 }
 
+// Text columns are read as bytes (`CAST(col AS BLOB)`) and decoded by `readText`, so every
+// string comes back exactly (see text.ts); JSON columns (metadata, body) are always plain text.
 interface DocumentRow {
-  document_id: string;
+  document_id: Buffer;
   version: number;
-  content: string;
+  content: Buffer;
   metadata: string;
   created_at: number;
   updated_at: number;
@@ -49,19 +59,19 @@ interface DocumentRow {
 
 interface HistoryRow {
   version: number;
-  actor: string;
+  actor: Buffer;
   action: string;
-  summary: string | null;
+  summary: Buffer | null;
   changed_at: number;
 }
 
 interface ChangeRow {
   revision: number;
   kind: string;
-  id: string;
+  id: Buffer;
   version: number;
   action: string;
-  actor: string | null;
+  actor: Buffer | null;
   changed_at: number;
 }
 
@@ -92,7 +102,8 @@ const neighbours = new Map<string, Set<SqliteStore>>();
 
 /**
  * Parses `sqlite:./path.db`, `sqlite:/abs/path.db`, `sqlite:///abs/path.db` or `sqlite::memory:`,
- * with optional `?namespace=`, `&synchronous=full|normal`, `&busyTimeoutMs=`, `&pollIntervalMs=`.
+ * with optional `?namespace=`, `&synchronous=full|normal`, `&busyTimeoutMs=`, `&pollIntervalMs=`,
+ * `&mode=640` (octal permission bits of a file it creates, default 600).
  */
 export function parseSqliteUrl(url: string): SqliteStoreOptions {
   const parsed = parseBackendUrl(url, ['sqlite:./path.db']);
@@ -107,6 +118,11 @@ export function parseSqliteUrl(url: string): SqliteStoreOptions {
     if (sync !== 'full' && sync !== 'normal') throw new ValidationError(`synchronous must be \`full\` or \`normal\`, got \`${sync}\``, { field: 'synchronous' });
     options.synchronous = sync;
   }
+  const mode = parsed.params.get('mode');
+  if (mode !== null) {
+    if (!/^(0o?)?[0-7]{3}$/.test(mode)) throw new ValidationError(`mode must be octal permission bits such as \`600\` or \`0640\`, got \`${mode}\``, { field: 'mode' });
+    options.mode = parseInt(mode.replace(/^0o?/, ''), 8);
+  }
   for (const key of ['busyTimeoutMs', 'busyRetryMs', 'pollIntervalMs'] as const) {
     const raw = parsed.params.get(key);
     if (raw === null) continue;
@@ -120,7 +136,7 @@ export function parseSqliteUrl(url: string): SqliteStoreOptions {
 function prepare(db: BetterSqlite3.Database) {
   return {
     getDocument: db.prepare<[string, string], DocumentRow>(
-      `SELECT d.document_id, d.version, v.content, v.metadata, d.created_at, v.updated_at
+      `SELECT CAST(d.document_id AS BLOB) AS document_id, d.version, CAST(v.content AS BLOB) AS content, v.metadata, d.created_at, v.updated_at
          FROM documents d JOIN versions v ON v.ns = d.ns AND v.document_id = d.document_id AND v.version = d.version
         WHERE d.ns = ? AND d.document_id = ?`,
     ),
@@ -128,7 +144,7 @@ function prepare(db: BetterSqlite3.Database) {
       'SELECT version, oldest_version, created_at FROM documents WHERE ns = ? AND document_id = ?',
     ),
     getVersion: db.prepare<[string, string, number], DocumentRow>(
-      `SELECT v.document_id, v.version, v.content, v.metadata, d.created_at, v.updated_at
+      `SELECT CAST(v.document_id AS BLOB) AS document_id, v.version, CAST(v.content AS BLOB) AS content, v.metadata, d.created_at, v.updated_at
          FROM versions v JOIN documents d ON d.ns = v.ns AND d.document_id = v.document_id
         WHERE v.ns = ? AND v.document_id = ? AND v.version = ? AND v.version >= d.oldest_version`,
     ),
@@ -146,12 +162,12 @@ function prepare(db: BetterSqlite3.Database) {
     ),
     compact: db.prepare('DELETE FROM versions WHERE ns = ? AND document_id = ? AND version < ?'),
     history: db.prepare<[string, string, number], HistoryRow>(
-      `SELECT v.version, v.actor, v.action, v.summary, v.changed_at
+      `SELECT v.version, CAST(v.actor AS BLOB) AS actor, v.action, CAST(v.summary AS BLOB) AS summary, v.changed_at
          FROM versions v JOIN documents d ON d.ns = v.ns AND d.document_id = v.document_id
         WHERE v.ns = ? AND v.document_id = ? AND v.version >= d.oldest_version ORDER BY v.version DESC LIMIT ?`,
     ),
-    listDocuments: db.prepare<[string], { document_id: string; version: number; updated_at: number }>(
-      'SELECT document_id, version, updated_at FROM documents WHERE ns = ? ORDER BY document_id',
+    listDocuments: db.prepare<[string], { document_id: Buffer; version: number; updated_at: number }>(
+      'SELECT CAST(document_id AS BLOB) AS document_id, version, updated_at FROM documents WHERE ns = ? ORDER BY document_id',
     ),
     getWorkflow: db.prepare<[string, string], { revision: number; body: string }>(
       'SELECT revision, body FROM workflows WHERE ns = ? AND workflow_id = ?',
@@ -166,7 +182,7 @@ function prepare(db: BetterSqlite3.Database) {
        VALUES (@ns, @revision, @kind, @id, @version, @action, @actor, @changedAt)`,
     ),
     changesSince: db.prepare<[string, number, number], ChangeRow>(
-      'SELECT revision, kind, id, version, action, actor, changed_at FROM changes WHERE ns = ? AND revision > ? ORDER BY revision LIMIT ?',
+      'SELECT revision, kind, CAST(id AS BLOB) AS id, version, action, CAST(actor AS BLOB) AS actor, changed_at FROM changes WHERE ns = ? AND revision > ? ORDER BY revision LIMIT ?',
     ),
     currentRevision: db.prepare<[string], { r: number | null }>('SELECT MAX(revision) AS r FROM changes WHERE ns = ?'),
     trimChanges: db.prepare('DELETE FROM changes WHERE ns = ? AND revision <= ?'),
@@ -188,6 +204,29 @@ function prepare(db: BetterSqlite3.Database) {
   };
 }
 
+/** The `mode` option: owner read+write at least, no bits beyond 0o777. */
+function fileMode(mode: unknown): number {
+  if (mode === undefined) return 0o600;
+  if (typeof mode !== 'number' || !Number.isInteger(mode) || mode < 0 || mode > 0o777 || (mode & 0o600) !== 0o600) {
+    const got = typeof mode === 'number' && Number.isInteger(mode) && mode >= 0 ? `0o${mode.toString(8)}` : String(mode);
+    throw new ValidationError(`mode must be permission bits 0o600..0o777 including owner read and write, got \`${got}\``, { field: 'mode' });
+  }
+  return mode;
+}
+
+/**
+ * Creates the database file with `mode` (minus the umask) unless it exists. SQLite would create
+ * it 0644; it creates `-wal` and `-shm` with the database file's mode, so those follow. An empty
+ * file is an empty database. Another process creating it at the same moment is fine (EEXIST).
+ */
+function createFile(file: string, mode: number): void {
+  try {
+    closeSync(openSync(file, 'wx', mode));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+}
+
 function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
@@ -195,9 +234,9 @@ function isBusy(err: unknown): boolean {
 
 function toDocument(row: DocumentRow): DocumentRecord {
   return {
-    documentId: row.document_id,
+    documentId: readText(row.document_id),
     version: row.version,
-    content: row.content,
+    content: readText(row.content),
     metadata: JSON.parse(row.metadata) as Record<string, unknown>,
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
@@ -210,6 +249,10 @@ function toWorkflow(row: { revision: number; body: string }): WorkflowRecord {
 }
 
 function toChange(row: ChangeRow): ChangeEvent {
+  return changeEvent({ ...row, id: readText(row.id), actor: readText(row.actor) });
+}
+
+function changeEvent(row: { revision: number; kind: string; id: string; version: number; action: string; actor: string | null; changed_at: number }): ChangeEvent {
   const event: ChangeEvent = {
     revision: row.revision,
     kind: row.kind as ChangeEvent['kind'],
@@ -270,6 +313,7 @@ export class SqliteStore implements StateStore {
       busyTimeoutMs: options.busyTimeoutMs ?? 250,
       busyRetryMs: options.busyRetryMs ?? 30_000,
       pollIntervalMs: options.pollIntervalMs ?? 50,
+      mode: fileMode(options.mode),
     };
     this.#file = options.filename === ':memory:' ? ':memory:' : path.resolve(options.filename);
     this.url = `sqlite:${options.filename}` + (options.namespace ? `?namespace=${options.namespace}` : '');
@@ -300,6 +344,7 @@ export class SqliteStore implements StateStore {
     }
     let db: BetterSqlite3.Database;
     try {
+      if (this.#file !== ':memory:') createFile(this.#file, this.#options.mode);
       db = new Database(this.#file);
     } catch (err) {
       throw new TransportError(this.url, `cannot open SQLite database: ${(err as Error).message}`, { cause: err });
@@ -425,10 +470,10 @@ export class SqliteStore implements StateStore {
       const change: StateChange = {
         version: row.version,
         timestamp: new Date(row.changed_at),
-        actor: row.actor,
+        actor: readText(row.actor),
         action: row.action as ChangeAction,
       };
-      if (row.summary !== null) change.summary = row.summary;
+      if (row.summary !== null) change.summary = readText(row.summary);
       return change;
     });
   }
@@ -451,7 +496,7 @@ export class SqliteStore implements StateStore {
   async listDocuments(): Promise<DocumentSummary[]> {
     const { s } = await this.#ready();
     const rows = await this.#retryBusy(() => s.listDocuments.all(this.#options.namespace));
-    return rows.map((r) => ({ documentId: r.document_id, version: r.version, updatedAt: new Date(r.updated_at) }));
+    return rows.map((r) => ({ documentId: readText(r.document_id), version: r.version, updatedAt: new Date(r.updated_at) }));
   }
 
   /** A workflow with its CAS revision, or null. */
@@ -566,7 +611,7 @@ export class SqliteStore implements StateStore {
     for (const store of set) {
       if (store.#fanout.size === 0 || store.#options.namespace !== this.#options.namespace) continue;
       const behind = store.#fanout.minCursor();
-      if (event && behind !== null && behind >= event.revision - 1) store.#fanout.deliverFresh(toChange({ ...event, changed_at: event.changedAt }));
+      if (event && behind !== null && behind >= event.revision - 1) store.#fanout.deliverFresh(changeEvent({ ...event, changed_at: event.changedAt }));
       else setImmediate(() => void store.#poll());
     }
   }

@@ -1,7 +1,7 @@
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { ValidationError, WorkflowNotFoundError } from '../../errors.js';
+import { redactUrl, ValidationError, WorkflowNotFoundError } from '../../errors.js';
 import { Orchestrator, slugify, type OrchestratorHooks } from '../../workflow/orchestrator.js';
 import { DOCUMENT_PIPELINE, documentPipeline } from '../../workflow/document-pipeline.js';
 import type { WorkflowOutcome } from '../../workflow/types.js';
@@ -9,7 +9,7 @@ import { DEFAULT_WORDS } from '../../agents/protocol.js';
 import { createProgress, type ProgressDisplay } from '../progress.js';
 import { json, score, scores, shellQuote } from '../format.js';
 import { collect, fraction, integer, withBus, withState } from '../options.js';
-import { busUrl, cliCommand, isSharedBus, openBus, openState, samplesDir, stateUrl, DEFAULT_STATE_URL, type OpenBus, type OpenState } from '../runtime.js';
+import { busUrl, checkBusUrl, cliCommand, isSharedBus, openBus, openState, samplesDir, stateUrl, DEFAULT_STATE_URL, type OpenBus, type OpenState } from '../runtime.js';
 import { AGENT_NAMES, registerDocumentAgents } from '../agents.js';
 
 /** The topic `concord demo` writes about. */
@@ -44,15 +44,85 @@ function showPath(path: string): string {
   return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path;
 }
 
-function checkSources(dir: string): string {
+/*
+ * Where a run reads its sources, where it writes its document and which bus it joins: checked
+ * for `--sources`, `--out` and `--bus`, and by `resume` for the values the run recorded in its
+ * workflow data (the same checks, so a record edited in the state store cannot make a resume
+ * read or write anything a run could not, or connect to a URL a run would refuse). `what`
+ * names the value in errors: the flag, or the recorded field.
+ */
+
+/** A directory holding sources: its absolute path. */
+function checkSources(dir: string, what = '--sources'): string {
   const abs = resolve(dir);
-  if (!existsSync(abs) || !statSync(abs).isDirectory()) {
-    throw new ValidationError(`sources directory ${dir} does not exist`, { field: 'sources' });
+  if (dir.includes('\0') || !existsSync(abs) || !statSync(abs).isDirectory()) {
+    throw new ValidationError(`${what}: sources directory ${dir} does not exist or is not a directory`, { field: 'sources' });
   }
   if (!readdirSync(abs, { recursive: true }).some((f) => /\.(md|markdown|txt)$/i.test(String(f)))) {
-    throw new ValidationError(`sources directory ${dir} has no .md, .markdown or .txt files`, { field: 'sources' });
+    throw new ValidationError(`${what}: sources directory ${dir} has no .md, .markdown or .txt files`, { field: 'sources' });
   }
   return abs;
+}
+
+/** What is at `path` (symlinks followed), or undefined when nothing is (a file on the way included). */
+function statIfAny(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+/** A file the document may be written to (new, or an existing regular file): its absolute path. */
+function checkOut(file: string, what = '--out'): string {
+  if (file.trim() === '' || file.includes('\0')) throw new ValidationError(`${what} must be a file path, got ${JSON.stringify(file)}`, { field: 'out' });
+  const abs = resolve(file);
+  const existing = statIfAny(abs);
+  if (existing && !existing.isFile()) {
+    throw new ValidationError(`${what}: ${file} exists and is not a regular file (a directory, device or socket); the document is written to a file`, { field: 'out' });
+  }
+  const parent = statIfAny(dirname(abs));
+  if (parent && !parent.isDirectory()) throw new ValidationError(`${what}: ${dirname(abs)} is not a directory`, { field: 'out' });
+  return abs;
+}
+
+/**
+ * A value a run recorded in its workflow data, checked as the run checked it: a recorded path
+ * is absolute (the run recorded it resolved), a recorded bus is one the run would record.
+ */
+async function recorded(workflowId: string, input: Record<string, unknown>, key: 'sourcesDir' | 'out' | 'bus' | 'maxIterations' | 'threshold', flag?: string): Promise<unknown> {
+  const value = input[key];
+  const what = `workflow ${workflowId} recorded ${key}`;
+  const refuse = (expected: string): never => {
+    const shown = typeof value === 'string' ? JSON.stringify(key === 'bus' ? redactUrl(value) : value) : (JSON.stringify(value) ?? String(value));
+    throw new ValidationError(`${what} ${shown} is not ${expected}: was the workflow record edited?${flag ? ` Pass ${flag} to choose` : ''}`, { field: key });
+  };
+  switch (key) {
+    case 'sourcesDir':
+    case 'out':
+      if (typeof value !== 'string' || !isAbsolute(value)) return refuse('an absolute path');
+      return key === 'out' ? checkOut(value, what) : checkSources(value, what);
+    case 'bus':
+      await checkBusUrl(value, what);
+      if (!recordableBus(value as string)) return refuse('a shared bus URL without a password');
+      return value;
+    case 'maxIterations':
+      try {
+        if (typeof value !== 'number') throw new TypeError();
+        return integer(what, 1, 20)(String(value));
+      } catch {
+        return refuse('an integer 1..20');
+      }
+    case 'threshold':
+      try {
+        if (typeof value !== 'number') throw new TypeError();
+        return fraction(what)(String(value));
+      } catch {
+        return refuse('a number between 0 and 1');
+      }
+  }
 }
 
 /** Hooks that pause a run at a durable point so tests can kill it deterministically. */
@@ -80,7 +150,7 @@ interface Session {
 
 async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxIterations: number): Promise<Session> {
   const stateAt = stateUrl(flags.state);
-  const busAt = busUrl(flags.bus);
+  const busAt = await checkBusUrl(busUrl(flags.bus), '--bus');
   const remote = flags.agents === 'remote';
   if (remote && !isSharedBus(busAt)) {
     throw new ValidationError(
@@ -264,14 +334,20 @@ async function execute(
       if ((wf.data as { definition?: string }).definition !== DOCUMENT_PIPELINE) {
         throw new ValidationError(`workflow \`${start.resume}\` is not a document pipeline run`, { field: 'workflowId' });
       }
-      if (typeof input['maxIterations'] === 'number') maxIterations = input['maxIterations'];
-      if (typeof input['threshold'] === 'number') threshold = input['threshold'];
-      if (typeof input['sourcesDir'] === 'string') sourcesDir = flags.sources ? checkSources(flags.sources) : input['sourcesDir'];
-      if (typeof input['out'] === 'string') out = flags.out ? resolve(flags.out) : input['out'];
+      // Flags given now win; what the run recorded is checked as the run checked it (see `recorded`).
+      const id = start.resume;
+      if (flags.maxIterations === undefined && input['maxIterations'] !== undefined) maxIterations = (await recorded(id, input, 'maxIterations')) as number;
+      if (flags.threshold === undefined && input['threshold'] !== undefined) threshold = (await recorded(id, input, 'threshold')) as number;
+      if (flags.sources) sourcesDir = checkSources(flags.sources);
+      else if (input['sourcesDir'] !== undefined && input['sourcesDir'] !== null) sourcesDir = (await recorded(id, input, 'sourcesDir', '--sources')) as string;
+      if (flags.out) out = checkOut(flags.out);
+      else if (input['out'] !== undefined) out = (await recorded(id, input, 'out', '--out')) as string;
       // Remote agents serve on a shared bus: a resume goes back to them unless told otherwise.
       // The bus URL is only recorded without a password, so one with a password must be given again.
       if (flags.agents === undefined && input['agents'] === 'remote') flags = { ...flags, agents: 'remote' };
-      if (flags.bus === undefined && process.env['CONCORD_BUS'] === undefined && typeof input['bus'] === 'string') flags = { ...flags, bus: input['bus'] };
+      if (flags.bus === undefined && process.env['CONCORD_BUS'] === undefined && input['bus'] !== undefined) {
+        flags = { ...flags, bus: (await recorded(id, input, 'bus', '--bus')) as string };
+      }
     } finally {
       await peek.close();
     }
@@ -369,7 +445,7 @@ export function registerRunCommands(program: Command): void {
       sourcesDir,
       words: flags.words ?? 600,
       requirements: DEMO_REQUIREMENTS,
-      out: flags.out ? resolve(flags.out) : undefined,
+      out: flags.out ? checkOut(flags.out) : undefined,
     });
   });
 
@@ -392,7 +468,7 @@ export function registerRunCommands(program: Command): void {
       sourcesDir,
       words: flags.words ?? DEFAULT_WORDS,
       requirements: flags.requirement ?? [],
-      out: flags.out ? resolve(flags.out) : undefined,
+      out: flags.out ? checkOut(flags.out) : undefined,
     });
   });
 
