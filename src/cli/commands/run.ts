@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { ValidationError, WorkflowNotFoundError } from '../../errors.js';
+import { ValidationError, WorkflowNotFoundError, redactUrl } from '../../errors.js';
 import { Orchestrator, slugify, type OrchestratorHooks } from '../../workflow/orchestrator.js';
 import { DOCUMENT_PIPELINE, documentPipeline } from '../../workflow/document-pipeline.js';
 import type { WorkflowOutcome } from '../../workflow/types.js';
@@ -33,10 +33,10 @@ interface RunFlags {
   progress?: boolean;
 }
 
-/** A command to print for the user, with `--state` when it is not the default. */
+/** A command to print for the user, with `--state` when it is not the default (its password redacted: the user gives it again). */
 function cliAfter(cmd: string, state: string): string {
   // Options after the subcommand read naturally and work with commander.
-  return `${cliCommand()} ${cmd}` + (state === DEFAULT_STATE_URL ? '' : ` --state ${shellQuote(state)}`);
+  return `${cliCommand()} ${cmd}` + (state === DEFAULT_STATE_URL ? '' : ` --state ${shellQuote(redactUrl(state))}`);
 }
 
 function showPath(path: string): string {
