@@ -326,14 +326,9 @@ async function execute(
   }
 }
 
-/** A bus URL that may be kept in workflow data: a shared one, with no password in it. */
+/** A bus URL that may be kept in workflow data: a shared one with nothing `redactUrl` would hide (password, token, credential parameter). */
 function recordableBus(url: string): boolean {
-  if (!isSharedBus(url)) return false;
-  try {
-    return new URL(url).password === '';
-  } catch {
-    return false;
-  }
+  return isSharedBus(url) && redactUrl(url) === url;
 }
 
 /** `concord demo`, `concord run`, `concord resume`. */
