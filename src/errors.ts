@@ -220,8 +220,8 @@ const SECRET_PARAM = /^(?:[a-z0-9_-]*?(?:pass(?:word)?|pwd|secret|token|auth|key
 
 /**
  * A URL made fit to show in errors, logs and CLI output: the password of its userinfo becomes
- * `***` (a userinfo without a password, which may be a token, becomes `***` whole) and so do the
- * values of query parameters that name a credential. Works on the text, so a URL that does not
+ * `***`, and so do the values of query parameters that name a credential (`password`, `token`,
+ * `apiKey`, ...). Works on the text, so a URL that does not
  * parse (port 99999, an unknown scheme, a stray character) is redacted the same way, and the rest
  * is shown exactly as given. Every place Concord shows a URL goes through here.
  *
@@ -240,8 +240,8 @@ export function redactUrl(url: string): string {
     if (at >= start) {
       const userinfo = out.slice(start, at);
       const colon = userinfo.indexOf(':');
-      const shown = colon >= 0 ? `${userinfo.slice(0, colon)}:***` : '***';
-      out = out.slice(0, start) + shown + out.slice(at);
+      // A user name alone is no secret (Concord passes it as the name, not as a password).
+      if (colon >= 0) out = `${out.slice(0, start)}${userinfo.slice(0, colon)}:***${out.slice(at)}`;
     }
   }
   const q = out.indexOf('?');

@@ -35,8 +35,9 @@ describe('redactUrl', () => {
     ['redis://user:s3cret@[::1:6379/0', 'redis://user:***@[::1:6379/0'],
     // A password holding unescaped '@', '/' or '?': everything up to the last '@' is userinfo.
     ['redis://:p@ss/w?rd@host/0', 'redis://:***@host/0'],
-    // A lone userinfo may be a token.
-    ['redis://s3cret@host', 'redis://***@host'],
+    // A user name alone is shown (it is passed as the name, never as a password).
+    ['redis://alice@host', 'redis://alice@host'],
+    ['redis://alice:@host', 'redis://alice:***@host'],
     // Unknown schemes and no scheme at all.
     ['foo+bar://u:s3cret@h', 'foo+bar://u:***@h'],
     [':s3cret@host:6379', ':***@host:6379'],
