@@ -223,13 +223,54 @@ export class ClosedError extends ConcordError {
   }
 }
 
-/** Removes a password from a URL so it can be shown in errors and logs. */
+/** Query parameters whose values are credentials (`?password=`, `?token=`, `?apiKey=`, ...). */
+const SECRET_PARAM = /^(?:[a-z0-9_-]*?(?:pass(?:word)?|pwd|secret|token|auth|key|credentials?))$/i;
+
+/**
+ * A URL made fit to show in errors, logs and CLI output: the password of its userinfo becomes
+ * `***`, and so do the values of query parameters that name a credential (`password`, `token`,
+ * `apiKey`, ...). Works on the text, so a URL that does not
+ * parse (port 99999, an unknown scheme, a stray character) is redacted the same way, and the rest
+ * is shown exactly as given. Every place Concord shows a URL goes through here.
+ *
+ * @example
+ * redactUrl('rediss://default:s3cret@cache.example.com:6380/0') // 'rediss://default:***@cache.example.com:6380/0'
+ * redactUrl('redis://:s3cret@host:99999')                       // 'redis://:***@host:99999'
+ */
 export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return url;
+  if (typeof url !== 'string') return String(url);
+  let out = url;
+  const start = /^[a-z][a-z0-9+.-]*:\/\//i.exec(out)?.[0].length ?? (/^[^/?#@]*@/.test(out) ? 0 : -1);
+  if (start >= 0) {
+    // The userinfo ends at the last '@' (a password may hold an unescaped '@', '/' or '?'):
+    // showing too little of an odd URL is better than showing a secret.
+    const at = out.lastIndexOf('@');
+    if (at >= start) {
+      const userinfo = out.slice(start, at);
+      const colon = userinfo.indexOf(':');
+      // A user name alone is no secret (Concord passes it as the name, not as a password).
+      if (colon >= 0) out = `${out.slice(0, start)}${userinfo.slice(0, colon)}:***${out.slice(at)}`;
+    }
   }
+  const q = out.indexOf('?');
+  if (q >= 0) {
+    out =
+      out.slice(0, q + 1) +
+      out
+        .slice(q + 1)
+        .split('&')
+        .map((pair) => {
+          const eq = pair.indexOf('=');
+          if (eq < 0) return pair;
+          let name = pair.slice(0, eq);
+          try {
+            name = decodeURIComponent(name);
+          } catch {
+            // Not percent-encoded properly: judge the name as written.
+          }
+          return SECRET_PARAM.test(name) ? `${pair.slice(0, eq)}=***` : pair;
+        })
+        .join('&');
+  }
+  return out;
 }

@@ -2,8 +2,8 @@ import type { Transport } from '../bus/transport.js';
 import type { StateStore } from '../state/store.js';
 import { parseBackendUrl } from './url.js';
 
-export const TRANSPORT_URLS = ['memory://', 'redis://host:6379/0'] as const;
-export const STORE_URLS = ['memory://', 'sqlite:./path.db', 'redis://host:6379/0'] as const;
+export const TRANSPORT_URLS = ['memory://', 'redis://host:6379/0', 'rediss://host:6380/0'] as const;
+export const STORE_URLS = ['memory://', 'sqlite:./path.db', 'redis://host:6379/0', 'rediss://host:6380/0'] as const;
 
 /**
  * A transport from an instance or a URL. Backends with drivers are imported only when their
@@ -18,6 +18,7 @@ export async function resolveTransport(spec: Transport | string | undefined): Pr
       return new MemoryTransport();
     }
     default: {
+      // redis:// or rediss:// (TLS)
       const mod = (await import('./redis/index.js')) as { createRedisTransport(url: string): Transport };
       return mod.createRedisTransport(parsed.url);
     }

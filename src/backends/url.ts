@@ -1,6 +1,8 @@
-import { ValidationError } from '../errors.js';
+import { ValidationError, redactUrl } from '../errors.js';
 
-/** A parsed backend URL: `memory://`, `sqlite:./path.db`, `redis://host:6379/0?namespace=x`, ... */
+export { redactUrl };
+
+/** A parsed backend URL: `memory://`, `sqlite:./path.db`, `redis://host:6379/0?namespace=x`, ... (`url` as given: show it only through `redactUrl`) */
 export interface BackendUrl {
   scheme: string;
   url: string;
@@ -17,7 +19,7 @@ export function parseBackendUrl(url: string, accepted: readonly string[]): Backe
   const m = /^([a-z][a-z0-9+.-]*):/i.exec(url);
   const scheme = m?.[1]?.toLowerCase();
   if (!scheme || !accepted.some((a) => a.startsWith(scheme + ':'))) {
-    throw new ValidationError(`unsupported backend URL \`${url}\`: expected one of ${accepted.map((s) => `\`${s}\``).join(', ')}`);
+    throw new ValidationError(`unsupported backend URL \`${redactUrl(url)}\`: expected one of ${accepted.map((s) => `\`${s}\``).join(', ')}`);
   }
   const q = url.indexOf('?');
   const params = new URLSearchParams(q >= 0 ? url.slice(q + 1) : '');

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { TransportError, ValidationError } from '../errors.js';
+import { TransportError, ValidationError, redactUrl } from '../errors.js';
 import type { Transport } from '../bus/transport.js';
 import type { StateStore } from '../state/store.js';
 import { resolveStore, resolveTransport, TRANSPORT_URLS } from '../backends/resolve.js';
@@ -72,6 +72,7 @@ async function withTimeout<T>(work: Promise<T>, url: string, what: string): Prom
 
 /** An open state manager and the store under it (the CLI lists documents and workflows through the store). */
 export interface OpenState {
+  /** The URL it was opened on, credentials redacted (for showing). */
   url: string;
   store: StateStore;
   state: StateManager;
@@ -103,7 +104,7 @@ export async function openState(url: string, options: { create: boolean }): Prom
   await withTimeout(store.connect(), url, 'the state store');
   const state = new StateManager({ store });
   return {
-    url,
+    url: redactUrl(url),
     store,
     state,
     async close() {
@@ -116,6 +117,7 @@ export async function openState(url: string, options: { create: boolean }): Prom
 
 /** An open bus and its transport. */
 export interface OpenBus {
+  /** The URL it was opened on, credentials redacted (for showing). */
   url: string;
   transport: Transport;
   bus: MessageBus;
@@ -133,7 +135,7 @@ export async function openBus(url: string, options: { state?: StateManager; logg
     ...(options.state ? { state: options.state } : {}),
   });
   return {
-    url,
+    url: redactUrl(url),
     transport,
     bus,
     async close() {

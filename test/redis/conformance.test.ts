@@ -31,6 +31,27 @@ describe.runIf(up)('Redis backend conformance (real Redis)', () => {
     },
   });
 
+  // Every wait through the shared wait (one BLPOP over all the queues that found no line free):
+  // what a process waiting on more queues than `blockingConnections` does for the extra ones.
+  runTransportConformance('redis, one shared blocking connection', {
+    async setup() {
+      const ns = redisNamespace('rcw');
+      const opened: Transport[] = [];
+      return {
+        connect: async () => {
+          const transport = new RedisTransport(`${redisUrl(ns)}&blockingConnections=1`);
+          opened.push(transport);
+          await transport.connect();
+          return transport;
+        },
+        teardown: async () => {
+          await Promise.allSettled(opened.map((t) => t.close()));
+          await cleanupNamespace(ns);
+        },
+      };
+    },
+  });
+
   runStoreConformance('redis', {
     async setup() {
       // Each test its own namespace; every connect() a new store with its own connections.

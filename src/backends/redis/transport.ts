@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ClosedError, ValidationError } from '../../errors.js';
 import { DEFAULT_PRIORITY, MessageType, decodeMessage, encodeMessage, type Message } from '../../message.js';
@@ -170,6 +171,13 @@ export class RedisTransport implements Transport {
   readonly #topicHandlers = new Map<string, Set<(message: Message) => void>>();
   readonly #pumps = new Map<string, QueuePump>();
   readonly #inboxes = new Map<string, InboxPump>();
+  /** The blocking connections every pump waits on, bounded (see `LinePool`). */
+  readonly #lines: LinePool;
+  /** One 'abort' listener per signal for all pumps (a bus passes one signal to every wait). */
+  readonly #aborts = new AbortWatch((signal) => {
+    for (const pump of this.#pumps.values()) pump.abort(signal);
+    for (const inbox of this.#inboxes.values()) inbox.abort(signal);
+  });
   /** Queues whose last lease attempt left nothing ready. */
   readonly #drained = new Set<string>();
   /** Per queue, epoch ms when the next delayed message or lease deadline falls due (as the last lease attempt saw it). */
@@ -216,6 +224,7 @@ export class RedisTransport implements Transport {
     this.#prefix = this.#config.prefix;
     // No autopipelining: it delays every lone command, and the coalescers already batch what is concurrent.
     this.#cmd = createClient(this.#config, 'cmd');
+    this.#lines = new LinePool(this, this.#config);
   }
 
   /** The parsed configuration (host, port, db, namespace, key prefix). */
@@ -1249,6 +1258,7 @@ export class RedisTransport implements Transport {
     // Replies popped but not yet handed out are dropped with the bus they were for.
     for (const inbox of this.#inboxes.values()) inbox.close();
     this.#inboxes.clear();
+    this.#lines.close();
     this.#topicHandlers.clear();
     this.#sub?.disconnect();
     if (this.#connecting) {
@@ -1262,6 +1272,37 @@ export class RedisTransport implements Transport {
     } else {
       this.#cmd.disconnect();
     }
+  }
+
+  /** The pool of blocking lines the pumps wait on. @internal */
+  get lines(): LinePool {
+    return this.#lines;
+  }
+
+  /** Ends the waits given `signal` when it aborts (one listener per signal for the whole transport). @internal */
+  watchAbort(signal: AbortSignal): void {
+    this.#aborts.watch(signal);
+  }
+
+  /** Sends calls a pump could not carry (it has no line) with the tick's commands. @internal */
+  sendCalls(calls: ScriptCall[]): void {
+    this.#calls.push(...calls);
+    this.#schedule();
+  }
+
+  /** One lease attempt on the command connection, without waiting. @internal */
+  leaseRound(queue: string, leaseMs: number, max: number): Promise<RoundResult> {
+    return this.#leases.submit(`${leaseMs}:${queue}`, { queue, leaseMs, max });
+  }
+
+  /** Ends the shared wait's round in flight (a token on its private list, which expires). @internal */
+  kick(key: string): void {
+    this.#client().then(
+      (client) => client.multi().lpush(key, '1').pexpire(key, 60_000).exec(),
+      () => undefined,
+    ).catch(() => {
+      // Redis is failing: the round ends on its own timeout.
+    });
   }
 
   /** A new blocking connection for a queue pump. @internal */
@@ -1314,9 +1355,15 @@ class BlockingLine {
   /** Epoch ms by which the round in flight must have answered; 0 = none in flight. */
   #due = 0;
   #watchdog: NodeJS.Timeout | undefined;
+  /** Epoch ms since when this line has sat unused in its pool (see `LinePool`). */
+  idleSince = 0;
 
   constructor(transport: RedisTransport) {
     this.#transport = transport;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** The connection can take the tick's commands in front of the next wait, right now. */
@@ -1397,6 +1444,212 @@ class BlockingLine {
 }
 
 /**
+ * The blocking connections of one transport, bounded: at most `blockingConnections - 1` lines a
+ * waiting queue (or inbox) holds while somebody waits on it, plus one shared wait for the queues
+ * that found every line taken. A line a pump is done with goes back to the pool and serves the
+ * next queue that waits (most queues of a busy process take their own back at once); one unused
+ * for `blockingIdleMs` is closed. So a process that waits on 200 queue names, one after another
+ * or all at once, holds `blockingConnections` blocking connections at most, not 200.
+ */
+class LinePool {
+  readonly #transport: RedisTransport;
+  readonly #max: number;
+  readonly #idleMs: number;
+  readonly #idle: BlockingLine[] = [];
+  readonly #all = new Set<BlockingLine>();
+  #sweeper: NodeJS.Timeout | undefined;
+  #closed = false;
+  readonly shared: SharedWait;
+
+  constructor(transport: RedisTransport, config: RedisConfig) {
+    this.#transport = transport;
+    this.#max = config.blockingConnections - 1;
+    this.#idleMs = config.blockingIdleMs;
+    this.shared = new SharedWait(transport, config, this);
+  }
+
+  /** A line to wait on (`preferred`, the one the caller held last, when it is free); undefined when all are taken. */
+  take(preferred: BlockingLine | undefined): BlockingLine | undefined {
+    if (this.#closed) return undefined;
+    const idle = this.#idle;
+    if (idle.length > 0) {
+      const i = preferred === undefined ? -1 : idle.lastIndexOf(preferred);
+      if (i < 0 || i === idle.length - 1) return idle.pop();
+      idle.splice(i, 1);
+      return preferred;
+    }
+    if (this.#all.size >= this.#max) return undefined;
+    const line = new BlockingLine(this.#transport);
+    this.#all.add(line);
+    return line;
+  }
+
+  /** Whether `take` would give a line now. */
+  canTake(): boolean {
+    return !this.#closed && (this.#idle.length > 0 || this.#all.size < this.#max);
+  }
+
+  /** A line its pump is done with, for the next. */
+  give(line: BlockingLine): void {
+    if (this.#closed || line.closed) {
+      this.#all.delete(line);
+      return;
+    }
+    line.idleSince = Date.now();
+    this.#idle.push(line);
+    this.sweepLater();
+  }
+
+  /** Makes sure idle lines (and an idle shared wait) are looked at for closing. */
+  sweepLater(): void {
+    if (this.#sweeper !== undefined || this.#closed) return;
+    this.#sweeper = setInterval(this.#sweep, Math.max(20, Math.min(this.#idleMs / 2, 1000)));
+    this.#sweeper.unref();
+  }
+
+  readonly #sweep = (): void => {
+    const cutoff = Date.now() - this.#idleMs;
+    for (let i = this.#idle.length - 1; i >= 0; i--) {
+      const line = this.#idle[i]!;
+      if (line.idleSince > cutoff) continue;
+      this.#idle.splice(i, 1);
+      this.#all.delete(line);
+      line.close();
+    }
+    const sharedOpen = this.shared.closeIfIdleSince(cutoff);
+    if (this.#idle.length === 0 && !sharedOpen) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
+  };
+
+  close(): void {
+    this.#closed = true;
+    if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+    for (const line of this.#all) line.close();
+    this.#all.clear();
+    this.#idle.length = 0;
+    this.shared.close();
+  }
+}
+
+/** A queue (or inbox) waiting in the shared wait. */
+interface SharedMember {
+  deadline: number;
+  resolve(value: string | null): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * One BLPOP over the lists of every queue that found the pool's lines taken (the signal list of
+ * a queue, the list of an inbox): it ends with the first element of any of them, which goes to
+ * that list's waiter. A list that joins while a round is in flight kicks it (a token on a private
+ * list the round also waits on), so the next round includes it.
+ */
+class SharedWait {
+  readonly #transport: RedisTransport;
+  readonly #pool: LinePool;
+  readonly #kickKey: string;
+  readonly #members = new Map<string, SharedMember>();
+  #line: BlockingLine | undefined;
+  #running = false;
+  #inRound = false;
+  #kicked = false;
+  #closed = false;
+  #idleSince = 0;
+
+  constructor(transport: RedisTransport, config: RedisConfig, pool: LinePool) {
+    this.#transport = transport;
+    this.#pool = pool;
+    this.#kickKey = `${config.prefix}kick:${process.pid}:${randomUUID()}`;
+  }
+
+  /** Waits up to `blockMs` for an element of list `key` and pops it: the element, or null when none came. */
+  wait(key: string, blockMs: number): Promise<string | null> {
+    if (this.#closed) return Promise.resolve(null);
+    return new Promise<string | null>((resolve, reject) => {
+      this.#members.get(key)?.resolve(null);
+      this.#members.set(key, { deadline: Date.now() + blockMs, resolve, reject });
+      if (!this.#running) void this.#loop();
+      else if (this.#inRound && !this.#kicked) {
+        this.#kicked = true;
+        this.#transport.kick(this.#kickKey);
+      }
+    });
+  }
+
+  async #loop(): Promise<void> {
+    this.#running = true;
+    this.#line ??= new BlockingLine(this.#transport);
+    const line = this.#line;
+    try {
+      while (!this.#closed && this.#members.size > 0) {
+        const now = Date.now();
+        let earliest = Infinity;
+        for (const [key, m] of this.#members) {
+          if (m.deadline <= now) {
+            this.#members.delete(key);
+            m.resolve(null);
+          } else earliest = Math.min(earliest, m.deadline);
+        }
+        if (this.#members.size === 0) break;
+        const blockMs = Math.max(1, Math.min(earliest - now, MAX_BLOCK_MS));
+        const keys = [...this.#members.keys(), this.#kickKey];
+        let reply: [string, string] | null;
+        try {
+          const conn = line.live ?? (await line.connection());
+          this.#inRound = true;
+          this.#kicked = false;
+          reply = await line.within(conn.blpop(...keys, (blockMs / 1000).toFixed(3)), blockMs);
+          line.answered();
+          line.succeeded();
+        } catch (err) {
+          line.answered();
+          this.#inRound = false;
+          if (this.#closed) break;
+          // Tell the waiters (each looks again after a pause of its own), then back off.
+          for (const m of this.#members.values()) m.reject(err);
+          this.#members.clear();
+          await line.backOff();
+          continue;
+        }
+        this.#inRound = false;
+        if (reply === null || reply[0] === this.#kickKey) continue;
+        const m = this.#members.get(reply[0]);
+        this.#members.delete(reply[0]);
+        // Nobody waits for it anymore (closed): a wake-up token is no loss (a lease runs after
+        // every wait); an inbox's reply is dropped with the bus it was for.
+        m?.resolve(reply[1]);
+      }
+    } finally {
+      this.#running = false;
+      this.#inRound = false;
+      this.#idleSince = Date.now();
+      if (!this.#closed && this.#members.size > 0) void this.#loop();
+      else this.#pool.sweepLater();
+    }
+  }
+
+  /** Closes the line when nobody has waited since `cutoff`; whether it is still open. */
+  closeIfIdleSince(cutoff: number): boolean {
+    if (this.#line === undefined) return false;
+    if (this.#running || this.#idleSince > cutoff) return true;
+    this.#line.close();
+    this.#line = undefined;
+    return false;
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const m of this.#members.values()) m.resolve(null);
+    this.#members.clear();
+    this.#line?.close();
+    this.#line = undefined;
+  }
+}
+
+/**
  * The waiting side of one queue: every `lease()` call of the transport waiting on that queue
  * registers here, and one loop serves them all on a blocking connection of its own. Each turn
  * pipelines `BLPOP signal` and the lease script (one call per lease length, asking for what
@@ -1411,14 +1664,23 @@ class QueuePump {
   readonly #queue: string;
   readonly #keys: QueueKeys;
   readonly #waiters = new Set<Waiter>();
-  readonly #line: BlockingLine;
+  /** The blocking line this pump last held (it asks for that one again: already connected). */
+  #line: BlockingLine | undefined;
   #running = false;
   #closed = false;
   /** Calls to send first in the next write (an ack that armed the pump). */
   #pre: ScriptCall[] = [];
   /** Epoch ms when the wait of the round in flight ends (Infinity until it is known). */
   #roundEnds = Infinity;
-  readonly #aborts = new AbortWatch((signal) => {
+
+  constructor(transport: RedisTransport, queue: string, keys: QueueKeys) {
+    this.#transport = transport;
+    this.#queue = queue;
+    this.#keys = keys;
+  }
+
+  /** `signal` aborted: the waits it was given for end now. */
+  abort(signal: AbortSignal): void {
     let had = false;
     for (const w of this.#waiters) {
       if (w.signal !== signal) continue;
@@ -1427,13 +1689,6 @@ class QueuePump {
     }
     // Its consumer is stopping: no more ask-again arming for it.
     if (had) this.#transport.forgetConsumer(this.#queue);
-  });
-
-  constructor(transport: RedisTransport, queue: string, keys: QueueKeys) {
-    this.#transport = transport;
-    this.#queue = queue;
-    this.#keys = keys;
-    this.#line = new BlockingLine(transport);
   }
 
   /** Whether some `lease()` call is waiting here. */
@@ -1441,9 +1696,9 @@ class QueuePump {
     return this.#waiters.size > 0;
   }
 
-  /** Nothing in flight and nobody waiting: the connection is free for an ack and a wait. */
+  /** Nothing in flight, nobody waiting, and a blocking line free: it can carry an ack and a wait. */
   get idle(): boolean {
-    return !this.#running && this.#waiters.size === 0;
+    return !this.#running && this.#waiters.size === 0 && this.#transport.lines.canTake();
   }
 
   /** Waiting for the next call of a consumer that just acked (see `arm`). */
@@ -1502,7 +1757,7 @@ class QueuePump {
       // which waits longer than it may needs a timer of its own. (Longer than a timer can wait, or
       // Infinity: only a message or the signal ends it.)
       if (waitMs <= MAX_TIMER_MS && this.#running && waiter.deadline < this.#roundEnds) timer = setTimeout(() => waiter.settle([]), waitMs);
-      if (signal !== undefined) this.#aborts.watch(signal);
+      if (signal !== undefined) this.#transport.watchAbort(signal);
       if (!this.#running) void this.#loop();
     });
   }
@@ -1510,6 +1765,9 @@ class QueuePump {
   async #loop(): Promise<void> {
     this.#running = true;
     let block = true;
+    // A line of the transport's pool for as long as somebody waits here; none free (more queues
+    // wait than the pool has lines): the shared wait, until one is (see `LinePool`).
+    let line = this.#transport.lines.take(this.#line);
     try {
       while (!this.#closed && this.#waiters.size > 0) {
         // Waits whose deadline came end here (a provisional waiter: its consumer never came back).
@@ -1534,16 +1792,22 @@ class QueuePump {
         this.#roundEnds = now + blockMs;
         block = true;
         const leaseMsList = [...groups.keys()];
+        line ??= this.#transport.lines.take(this.#line);
+        if (line === undefined) {
+          if (!(await this.#sharedRound(blockMs, leaseMsList, groups))) block = false;
+          continue;
+        }
+        this.#line = line;
         let replies: [Error | null, unknown][];
         // Let the commands of this tick (say, the request that follows the reply just handed out)
         // leave first: they are what the other side waits for; this wait is not.
-        const carried = await this.#transport.afterFlush(this.#line.canCarry);
+        const carried = await this.#transport.afterFlush(line.canCarry);
         const pre = carried.length > 0 ? [...carried, ...this.#pre] : this.#pre;
         this.#pre = [];
         try {
           let conn: Redis;
           try {
-            conn = this.#line.live ?? (await this.#line.connection());
+            conn = line.live ?? (await line.connection());
           } catch (err) {
             this.#transport.failCalls(pre, err);
             throw err;
@@ -1558,15 +1822,15 @@ class QueuePump {
               sent.push(conn.evalsha(SCRIPTS.lease.sha, keys.length, ...keys, ...args));
             }
           });
-          const settled = await this.#line.within(Promise.allSettled([wait ?? null, ...sent]), blockMs);
-          this.#line.answered();
+          const settled = await line.within(Promise.allSettled([wait ?? null, ...sent]), blockMs);
+          line.answered();
           // The wait failing means the connection failed: start over.
           if (settled[0]!.status === 'rejected') throw settled[0]!.reason;
           replies = settled.slice(1).map((r) => (r.status === 'fulfilled' ? [null, r.value] : [r.reason as Error, null]));
         } catch {
-          this.#line.answered();
+          line.answered();
           if (this.#closed) break;
-          await this.#line.backOff();
+          await line.backOff();
           continue;
         }
         let failed = 0;
@@ -1584,14 +1848,42 @@ class QueuePump {
           if (round.malformed > 0) block = false; // skipped entries: there may be more to take
           this.#handOut(leaseMs, groups.get(leaseMs)!.waiters, round.leases);
         }
-        if (failed > 0 && block) await this.#line.backOff();
-        else this.#line.succeeded();
+        if (failed > 0 && block) await line.backOff();
+        else line.succeeded();
       }
     } finally {
+      if (line !== undefined) this.#transport.lines.give(line);
       this.#running = false;
       this.#roundEnds = Infinity;
       // A waiter may have registered between the last check and now.
       if (!this.#closed && this.#waiters.size > 0) void this.#loop();
+    }
+  }
+
+  /**
+   * A round without a line of its own: the wait joins the transport's shared one (one BLPOP over
+   * the signal lists of every such queue), then the lease goes out with the tick's commands.
+   * False when it should look again at once.
+   */
+  async #sharedRound(blockMs: number, leaseMsList: number[], groups: Map<number, { want: number; waiters: Waiter[] }>): Promise<boolean> {
+    if (this.#pre.length > 0) {
+      this.#transport.sendCalls(this.#pre);
+      this.#pre = [];
+    }
+    try {
+      if (blockMs >= 1) await this.#transport.lines.shared.wait(this.#keys.signal, blockMs);
+      if (this.#closed) return true;
+      let again = false;
+      for (const leaseMs of leaseMsList) {
+        const round = await this.#transport.leaseRound(this.#queue, leaseMs, groups.get(leaseMs)!.want);
+        this.#handOut(leaseMs, groups.get(leaseMs)!.waiters, round.leases);
+        if (round.leases.length > 0) again = true;
+      }
+      return !again;
+    } catch {
+      // Redis is failing: the shared wait backs off on its own; wait out a short pause here too.
+      if (!this.#closed) await new Promise((resolve) => setTimeout(resolve, 100));
+      return true;
     }
   }
 
@@ -1619,12 +1911,12 @@ class QueuePump {
     }
   }
 
+  /** Ends every wait; the lines belong to the transport's pool, which the transport closes. */
   close(): void {
     this.#closed = true;
     this.#transport.failCalls(this.#pre, new ClosedError('redis transport'));
     this.#pre = [];
     for (const w of [...this.#waiters]) w.settle([]);
-    this.#line.close();
   }
 }
 
@@ -1651,22 +1943,22 @@ class InboxPump {
   readonly #waiters = new Set<InboxWaiter>();
   /** Replies popped after their call stopped waiting: the next call gets them first. */
   #kept: Lease[] = [];
-  readonly #line: BlockingLine;
+  /** The blocking line this pump last held (see `QueuePump`). */
+  #line: BlockingLine | undefined;
   #running = false;
   #closed = false;
   /** Epoch ms when the wait of the round in flight ends (Infinity until it is known). */
   #roundEnds = Infinity;
-  readonly #aborts = new AbortWatch(
-    (signal) => {
-      for (const w of this.#waiters) if (w.signal === signal) w.settle([]);
-    },
-  );
 
   constructor(transport: RedisTransport, queue: string, key: string) {
     this.#transport = transport;
     this.#queue = queue;
     this.#key = key;
-    this.#line = new BlockingLine(transport);
+  }
+
+  /** `signal` aborted: the waits it was given for end now. */
+  abort(signal: AbortSignal): void {
+    for (const w of this.#waiters) if (w.signal === signal) w.settle([]);
   }
 
   take(max: number, leaseMs: number, waitMs: number, signal: AbortSignal | undefined): Promise<Lease[]> {
@@ -1689,7 +1981,7 @@ class InboxPump {
       // The loop ends every wait whose deadline its round reaches; only a call that joins a round
       // which waits longer than it may needs a timer of its own.
       if (waitMs <= MAX_TIMER_MS && this.#running && waiter.deadline < this.#roundEnds) timer = setTimeout(() => waiter.settle([]), waitMs);
-      if (signal !== undefined) this.#aborts.watch(signal);
+      if (signal !== undefined) this.#transport.watchAbort(signal);
       if (!this.#running) void this.#loop();
     });
   }
@@ -1706,6 +1998,7 @@ class InboxPump {
 
   async #loop(): Promise<void> {
     this.#running = true;
+    let line = this.#transport.lines.take(this.#line);
     try {
       while (!this.#closed && this.#waiters.size > 0) {
         this.#expire();
@@ -1720,36 +2013,52 @@ class InboxPump {
         const now = Date.now();
         const blockMs = Math.max(1, Math.min(earliest - now, MAX_BLOCK_MS));
         this.#roundEnds = now + blockMs;
-        const carried = await this.#transport.afterFlush(this.#line.canCarry);
-        let raw: unknown;
-        try {
-          let conn: Redis;
+        line ??= this.#transport.lines.take(this.#line);
+        let entries: string[];
+        if (line === undefined) {
+          // No line free: the shared wait pops one reply, the rest come without waiting.
           try {
-            conn = this.#line.live ?? (await this.#line.connection());
-          } catch (err) {
-            this.#transport.failCalls(carried, err);
-            throw err;
+            const first = await this.#transport.lines.shared.wait(this.#key, blockMs);
+            if (first === null || this.#closed) continue;
+            entries = want > 1 ? [first, ...(await this.#transport.popInbox(this.#key, want - 1))] : [first];
+          } catch {
+            if (!this.#closed) await new Promise((resolve) => setTimeout(resolve, 100));
+            continue;
           }
-          let popped!: Promise<unknown>;
-          corked(conn, () => {
-            for (const c of carried) this.#transport.issue(conn, c);
-            popped = conn.blmpop((blockMs / 1000).toFixed(3), 1, this.#key, 'LEFT', 'COUNT', want);
-          });
-          raw = await this.#line.within(popped, blockMs);
-          this.#line.answered();
-        } catch {
-          this.#line.answered();
-          if (this.#closed) break;
-          await this.#line.backOff();
-          continue;
+        } else {
+          this.#line = line;
+          const carried = await this.#transport.afterFlush(line.canCarry);
+          let raw: unknown;
+          try {
+            let conn: Redis;
+            try {
+              conn = line.live ?? (await line.connection());
+            } catch (err) {
+              this.#transport.failCalls(carried, err);
+              throw err;
+            }
+            let popped!: Promise<unknown>;
+            corked(conn, () => {
+              for (const c of carried) this.#transport.issue(conn, c);
+              popped = conn.blmpop((blockMs / 1000).toFixed(3), 1, this.#key, 'LEFT', 'COUNT', want);
+            });
+            raw = await line.within(popped, blockMs);
+            line.answered();
+          } catch {
+            line.answered();
+            if (this.#closed) break;
+            await line.backOff();
+            continue;
+          }
+          line.succeeded();
+          if (raw === null) continue; // the wait ended empty: the next turn ends the waits it reached
+          entries = (raw as [string, string[]])[1];
         }
-        this.#line.succeeded();
-        if (raw === null) continue; // the wait ended empty: the next turn ends the waits it reached
-        const entries = (raw as [string, string[]])[1];
         const leases = this.#transport.inboxLeases(this.#queue, this.#waiters.values().next().value?.leaseMs ?? MAX_BLOCK_MS, entries);
         this.#handOut(leases instanceof Promise ? await leases : leases);
       }
     } finally {
+      if (line !== undefined) this.#transport.lines.give(line);
       this.#running = false;
       this.#roundEnds = Infinity;
       if (!this.#closed && this.#waiters.size > 0) void this.#loop();
@@ -1771,7 +2080,6 @@ class InboxPump {
     this.#closed = true;
     this.#kept = [];
     for (const w of [...this.#waiters]) w.settle([]);
-    this.#line.close();
   }
 }
 

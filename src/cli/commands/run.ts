@@ -33,10 +33,10 @@ interface RunFlags {
   progress?: boolean;
 }
 
-/** A command to print for the user, with `--state` when it is not the default. */
+/** A command to print for the user, with `--state` when it is not the default (its password redacted: the user gives it again). */
 function cliAfter(cmd: string, state: string): string {
   // Options after the subcommand read naturally and work with commander.
-  return `${cliCommand()} ${cmd}` + (state === DEFAULT_STATE_URL ? '' : ` --state ${shellQuote(state)}`);
+  return `${cliCommand()} ${cmd}` + (state === DEFAULT_STATE_URL ? '' : ` --state ${shellQuote(redactUrl(state))}`);
 }
 
 function showPath(path: string): string {
@@ -402,14 +402,9 @@ async function execute(
   }
 }
 
-/** A bus URL that may be kept in workflow data: a shared one, with no password in it. */
+/** A bus URL that may be kept in workflow data: a shared one with nothing `redactUrl` would hide (password, token, credential parameter). */
 function recordableBus(url: string): boolean {
-  if (!isSharedBus(url)) return false;
-  try {
-    return new URL(url).password === '';
-  } catch {
-    return false;
-  }
+  return isSharedBus(url) && redactUrl(url) === url;
 }
 
 /** `concord demo`, `concord run`, `concord resume`. */
