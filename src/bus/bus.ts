@@ -36,7 +36,11 @@ export interface MessageBusOptions {
   backoff?: Partial<BackoffOptions>;
   /** How long a consumer owns a delivery before it is redelivered to someone else (default 60 000). */
   leaseMs?: number;
-  /** Largest payload accepted, as JSON bytes (default 1 MiB). */
+  /**
+   * Largest payload accepted, as JSON bytes (default 1 MiB). It cannot raise the wire limit every
+   * message is held to at `send()` (MAX_SEND_WIRE_BYTES, about 1 MiB + 64 KiB with headers), so
+   * every consumer can decode what is sent.
+   */
   maxPayloadBytes?: number;
   /** A pino logger; the bus logs nothing without one. Every message is logged at `debug`. */
   logger?: Logger;
