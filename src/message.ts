@@ -239,8 +239,20 @@ export function isValidName(value: unknown, allowEmpty = false): value is string
   return typeof value === 'string' && nameProblem(value, allowEmpty) === undefined;
 }
 
+/** `nameProblem`'s common case, fast (it runs per message): 1..256 units, no control character, no surrogate. */
+function plainName(value: string): boolean {
+  const n = value.length;
+  if (n === 0 || n > MAX_NAME_LENGTH) return false;
+  for (let i = 0; i < n; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x20 || (c & 0xf800) === 0xd800) return false;
+  }
+  return true;
+}
+
 function requireName(field: string, value: unknown, allowEmpty = false): string {
   if (typeof value !== 'string') throw new ValidationError(`${field} must be a string, got ${describeValue(value)}`, { field });
+  if (plainName(value)) return value;
   const problem = nameProblem(value, allowEmpty);
   if (problem !== undefined) throw new ValidationError(`${field} ${problem}`, { field });
   return value;
@@ -389,6 +401,26 @@ function jsonBound(value: unknown, depth: number): number {
   }
 }
 
+/**
+ * Whether data from JSON.parse keeps `jsonBound`'s rules (finite numbers, no forbidden key,
+ * nesting): the same rules without the size sum, the prototype checks or the paths, which
+ * JSON.parse's output does not need, so the decoder pays little for them. A false answer is
+ * explained by `payloadBound`.
+ */
+function parsedJsonOk(value: unknown, depth: number): boolean {
+  if (typeof value !== 'object') return typeof value !== 'number' || Number.isFinite(value);
+  if (value === null) return true;
+  if (depth >= MAX_PAYLOAD_DEPTH) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!parsedJsonOk(value[i], depth + 1)) return false;
+    return true;
+  }
+  for (const key in value) {
+    if (isForbiddenKey(key) || !parsedJsonOk((value as Record<string, unknown>)[key], depth + 1)) return false;
+  }
+  return true;
+}
+
 /** `jsonBound` of a payload, as a ValidationError naming the path of the first offending value. */
 function payloadBound(payload: unknown): number {
   if (payload === null || typeof payload !== 'object') {
@@ -430,41 +462,49 @@ function headerBound(k: string, v: unknown): number {
   return 6 + 6 * (k.length + v.length);
 }
 
-/** Headers as a fresh object of strings, and an upper bound of their size in the wire form. */
+/**
+ * Upper bound of the wire size of the headers the last `validateHeaders`/`checkHeaders` call
+ * checked (`{}` included): a module variable rather than a returned pair, to spare an allocation per send.
+ */
+let headersBytes = 0;
+
+/** Headers as a fresh object of strings; their size bound goes to `headersBytes`. */
 function validateHeaders(headers: unknown): Record<string, string> {
+  headersBytes = 2;
   if (headers === undefined) return {};
   if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) {
     throw new ValidationError(`headers must be an object of strings, got ${describeValue(headers)}`, { field: 'headers' });
   }
   const out: Record<string, string> = {};
+  let size = 2;
   for (const k in headers) {
     if (!hasOwn.call(headers, k)) continue;
     const v = (headers as Record<string, unknown>)[k];
-    headerBound(k, v);
+    size += headerBound(k, v);
     out[k] = v as string;
   }
+  headersBytes = size;
   return out;
 }
 
 /** `validateHeaders` for an object the caller hands over: its values are checked, and it is kept as it is. */
 function checkHeaders(headers: unknown): Record<string, string> {
+  headersBytes = 2;
   if (headers === undefined) return {};
   if (headers === null || typeof headers !== 'object' || Array.isArray(headers) || Object.getPrototypeOf(headers) !== Object.prototype) {
     return validateHeaders(headers);
   }
+  let size = 2;
   for (const k in headers) {
     if (!hasOwn.call(headers, k)) return validateHeaders(headers);
-    headerBound(k, (headers as Record<string, unknown>)[k]);
+    size += headerBound(k, (headers as Record<string, unknown>)[k]);
   }
+  headersBytes = size;
   return headers as Record<string, string>;
 }
 
-/** Upper bound of the headers' size in the wire form (`{}`, separators and escaped text). */
-function headersBound(headers: Record<string, string>): number {
-  let size = 2;
-  for (const k in headers) size += 6 + 6 * (k.length + (headers[k] as string).length);
-  return size;
-}
+/** Size bound of headers holding only a fresh traceparent (what most sends carry). */
+const TRACE_ONLY_HEADERS_BYTES = 2 + 6 + 6 * ('traceparent'.length + 55);
 
 let lastStamp: Date = new Date(0);
 /** `now` as a Date, one instance per millisecond (see `Message.timestamp`). */
@@ -511,10 +551,17 @@ function build<P>(input: MessageInput<P>, maxPayloadBytes: number, flags: number
     throw new ValidationError(`ttlMs must be a positive number of milliseconds, got ${describeValue(input.ttlMs)}`, { field: 'ttlMs' });
   }
   let headers: Record<string, string>;
-  if ((flags & STAMP_TRACE) !== 0 && input.headers === undefined) headers = { traceparent: newTraceparent() };
-  else {
+  let headerSize: number;
+  if ((flags & STAMP_TRACE) !== 0 && input.headers === undefined) {
+    headers = { traceparent: newTraceparent() };
+    headerSize = TRACE_ONLY_HEADERS_BYTES;
+  } else {
     headers = (flags & STAMP_OWN_HEADERS) !== 0 ? checkHeaders(input.headers) : validateHeaders(input.headers);
-    if ((flags & STAMP_TRACE) !== 0 && headers['traceparent'] === undefined) headers['traceparent'] = newTraceparent();
+    headerSize = headersBytes;
+    if ((flags & STAMP_TRACE) !== 0 && headers['traceparent'] === undefined) {
+      headers['traceparent'] = newTraceparent();
+      headerSize += TRACE_ONLY_HEADERS_BYTES;
+    }
   }
   const now = Date.now(); // one clock read for the id and the timestamp
   const id = input.id ?? idAt(now);
@@ -528,7 +575,7 @@ function build<P>(input: MessageInput<P>, maxPayloadBytes: number, flags: number
   // The one size rule (see MAX_SEND_WIRE_BYTES): an upper bound of the wire form settles nearly
   // every message; only one that might be over it is encoded and measured.
   const bound =
-    payloadBytes + ENVELOPE_BYTES + 6 * (id.length + sender.length + recipient.length + (correlationId?.length ?? 0)) + headersBound(headers);
+    payloadBytes + ENVELOPE_BYTES + 6 * (id.length + sender.length + recipient.length + (correlationId?.length ?? 0)) + headerSize;
   if (bound > MAX_SEND_WIRE_BYTES) checkWireSize(message);
   return message;
 }
@@ -745,7 +792,10 @@ export function decodeMessage(raw: unknown, maxBytes = DEFAULT_MAX_WIRE_BYTES): 
   const priority = validatePriority(o['priority']);
   const payload = o['payload'];
   // send()'s rule: finite numbers (1e400 parses as Infinity), nesting, forbidden keys.
-  payloadBound(payload);
+  if (payload === null || typeof payload !== 'object' || !parsedJsonOk(payload, 0)) {
+    payloadBound(payload); // throws, naming the offending value
+    throw new ValidationError('payload is not plain JSON data', { field: 'payload' });
+  }
   const ts = o['timestamp'];
   const timestamp = parseWireTimestamp(ts);
   if (Number.isNaN(timestamp.getTime())) {
