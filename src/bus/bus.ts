@@ -1,11 +1,13 @@
 import { pino, type Logger } from 'pino';
-import { ClosedError, RecipientNotFoundError, RemoteError, RequestTimeoutError, ValidationError } from '../errors.js';
+import { ClosedError, ConcordError, RecipientNotFoundError, RemoteError, RequestTimeoutError, ValidationError } from '../errors.js';
 import {
   DEFAULT_MAX_PAYLOAD_BYTES,
   MAX_NAME_LENGTH,
   MessageType,
   childTraceparent,
   createTracedMessage,
+  decodeMessage,
+  describeValue,
   newId,
   STAMP_OWN_HEADERS,
   STAMP_SELF_CORRELATED,
@@ -36,7 +38,11 @@ export interface MessageBusOptions {
   backoff?: Partial<BackoffOptions>;
   /** How long a consumer owns a delivery before it is redelivered to someone else (default 60 000). */
   leaseMs?: number;
-  /** Largest payload accepted, as JSON bytes (default 1 MiB). */
+  /**
+   * Largest payload accepted, as JSON bytes (default 1 MiB). It cannot raise the wire limit every
+   * message is held to at `send()` (MAX_SEND_WIRE_BYTES, about 1 MiB + 64 KiB with headers), so
+   * every consumer can decode what is sent.
+   */
   maxPayloadBytes?: number;
   /** A pino logger; the bus logs nothing without one. Every message is logged at `debug`. */
   logger?: Logger;
@@ -485,14 +491,43 @@ function asksForReply(m: Message): boolean {
   return m.type === MessageType.TASK || (m.type === MessageType.FEEDBACK && m.headers['replyTo'] !== undefined);
 }
 
+/** A failure as the text a dead letter keeps. Never throws (dead-lettering must not): whatever was thrown. */
 function errorText(error: unknown): string {
-  if (error instanceof Error) return error.message || error.name;
-  if (error === undefined) return 'nacked';
   try {
-    return typeof error === 'string' ? error : JSON.stringify(error);
+    if (error instanceof Error) return error.message || error.name;
+    if (error === undefined) return 'nacked';
+    return typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error));
   } catch {
-    return String(error);
+    try {
+      return String(error);
+    } catch {
+      return 'an error that cannot be shown';
+    }
   }
+}
+
+/** How long a redrive holds its claim on a letter before another may take it (it settles far sooner). */
+const REDRIVE_CLAIM_MS = 30_000;
+
+/**
+ * The message a redrive enqueues: the letter's, restarted (attempt 0, no ttl); or, when the
+ * letter holds a stand-in (its `raw` field), the message its raw bytes decode to.
+ */
+function redriveMessage(letter: DeadLetter): Message {
+  let original = letter.message;
+  if (letter.raw !== undefined || letter.reason === 'malformed') {
+    try {
+      original = decodeMessage(letter.raw);
+    } catch (err) {
+      throw new ValidationError(
+        `dead letter ${letter.message.id} cannot be redriven: its raw bytes are not a message (${(err as Error).message}); ` +
+          'it stays in the dead-letter queue, with its raw bytes (getDeadLetters)',
+        { field: 'id', cause: err },
+      );
+    }
+  }
+  const { ttlMs: _ttl, ...rest } = original;
+  return { ...rest, attempt: 0 };
 }
 
 function errorPayload(error: unknown, attempts: number): Record<string, unknown> {
@@ -1060,26 +1095,57 @@ export class MessageBus {
   }
 
   /**
-   * Takes message `id` out of the dead-letter queue and enqueues it again on its queue as a fresh
-   * delivery: attempts restart at 1 and a `ttlMs` it had no longer applies. Resolves with the message,
-   * or null when no dead letter has that id.
+   * Enqueues dead letter `id` again on its queue as a fresh delivery (attempts restart at 1 and a
+   * `ttlMs` it had no longer applies), then removes it from the dead-letter queue. Resolves with
+   * the message, or null when no dead letter has that id.
    *
-   * @throws RecipientNotFoundError when its recipient is still unknown (it goes back to the dead-letter queue).
+   * The letter stays where it was until its message is enqueued: a refused or failed enqueue (or
+   * a crash) loses nothing, and a second redrive of the same letter meanwhile is refused. A
+   * letter whose message is only a stand-in (a `malformed` one) is redriven from its `raw` bytes
+   * when they decode, and refused otherwise: never with the stand-in's empty payload.
+   *
+   * @throws ValidationError when `id` is no string, or the letter's raw bytes are not a message (it stays).
+   * @throws RecipientNotFoundError when its recipient is still unknown (it stays in the dead-letter queue).
+   * @throws ConcordError `redrive_in_progress` while another redrive of the same letter is under way.
    */
   async redrive(id: string): Promise<Message | null> {
+    if (typeof id !== 'string' || id.length === 0) {
+      throw new ValidationError(`redrive needs the id of a dead letter's message (a non-empty string), got ${describeValue(id)}`, { field: 'id' });
+    }
     if (this.#closing) throw new ClosedError('message bus');
     const t = await this.#transportReady();
-    const letter = await t.takeDeadLetter(id);
-    if (letter === null) return null;
-    const { ttlMs: _ttl, ...rest } = letter.message;
-    const message: Message = { ...rest, attempt: 0 };
+    const claim = await t.claimDeadLetter(id, REDRIVE_CLAIM_MS);
+    if (claim === null) return null;
+    if (claim === 'claimed') throw new ConcordError('redrive_in_progress', `dead letter ${id} is being redriven by another call`);
+    const { letter, token } = claim;
+    const release = () =>
+      t.settleDeadLetter(id, token, false).catch((err: unknown) => {
+        this.#log.warn({ err, messageId: id }, 'releasing a redrive claim failed; it lapses by itself');
+      });
+    let message: Message;
+    try {
+      message = redriveMessage(letter);
+    } catch (err) {
+      await release();
+      throw err;
+    }
     const isInbox = letter.queue.startsWith(INBOX_PREFIX);
-    const [result] = await t.enqueue([
-      { queue: letter.queue, message, visibleAt: IMMEDIATELY, requireRecipient: !isInbox, dedupeWindowMs: 0 },
-    ]);
+    let result: EnqueueResult | undefined;
+    try {
+      [result] = await t.enqueue([{ queue: letter.queue, message, visibleAt: IMMEDIATELY, requireRecipient: !isInbox, dedupeWindowMs: 0 }]);
+    } catch (err) {
+      await release();
+      throw err;
+    }
     if (result?.status === 'no_recipient') {
-      await t.deadLetter({ ...letter, deadAt: new Date() });
+      await release();
       throw new RecipientNotFoundError(letter.queue, id);
+    }
+    try {
+      await t.settleDeadLetter(id, token, true);
+    } catch (err) {
+      this.#errors++;
+      this.#log.error({ err, messageId: id }, 'message redriven, but its dead letter could not be removed: a later redrive would deliver it again');
     }
     this.#sent++;
     this.#logMessage('message redriven', message);

@@ -63,8 +63,23 @@ export interface Transport {
   deadLetter(letter: DeadLetter, lease?: Lease): Promise<boolean>;
   /** Oldest first. */
   listDeadLetters(options?: { limit?: number }): Promise<DeadLetter[]>;
-  /** Removes and returns the dead letter of message `messageId` (for redrive). */
+  /** Removes and returns the dead letter of message `messageId`. */
   takeDeadLetter(messageId: string): Promise<DeadLetter | null>;
+  /**
+   * Claims the dead letter of `messageId` for a redrive, leaving it stored (and listed): resolves
+   * with it and a claim token; null when there is none; `'claimed'` while another claim on it is
+   * younger than `claimMs`. The redrive enqueues the message, then settles the claim: so a failure
+   * anywhere (the enqueue refused or failed, the process died) leaves the letter where it was,
+   * and two redrives of one letter do not both enqueue it. A claim nobody settles lapses after
+   * `claimMs`. Storing a new letter for the same id (`deadLetter`) ends any claim on the old one.
+   */
+  claimDeadLetter(messageId: string, claimMs: number): Promise<DeadLetterClaim | 'claimed' | null>;
+  /**
+   * Ends a claim. With `remove`, deletes the letter, if the claim `token` still holds (a letter
+   * stored since for the same id is kept); without, just releases the claim. Resolves whether
+   * the claim still held.
+   */
+  settleDeadLetter(messageId: string, token: string, remove: boolean): Promise<boolean>;
   /** Removes every dead letter; returns how many. */
   purgeDeadLetters(): Promise<number>;
 
@@ -182,8 +197,19 @@ export interface DeadLetter {
   error?: string;
   attempts: number;
   deadAt: Date;
-  /** For `malformed`: the raw data found in the queue. */
+  /**
+   * The message exactly as it was found, when `message` is only a stand-in for it: for
+   * `malformed`, the raw data found in the queue (`message` then holds what could be salvaged,
+   * with an empty payload); for a message a transport could not encode, its stored wire form.
+   * `redrive` puts these bytes back, or refuses when they do not decode; never the stand-in.
+   */
   raw?: string;
+}
+
+/** What `claimDeadLetter` hands a redrive: the letter, and the token that settles the claim. */
+export interface DeadLetterClaim {
+  letter: DeadLetter;
+  token: string;
 }
 
 export interface QueueDepth {

@@ -141,7 +141,7 @@ describe('editing agent', () => {
   });
 
   it('rejects a malformed task', async () => {
-    await expect(call(createEditingAgent(), { content: '# x', words: 'many' })).rejects.toThrow('editing task: words must be an integer 50..20000, got `many`');
+    await expect(call(createEditingAgent(), { content: '# x', words: 'many' })).rejects.toThrow("editing task: words must be an integer 50..20000, got the string `'many'`");
   });
 });
 
@@ -168,7 +168,7 @@ describe('verification agent', () => {
 
   it('rejects a malformed task', async () => {
     await expect(call(createVerificationAgent(), { content: 'x', topic: 'Leases', passages: 'none' })).rejects.toThrow(
-      'verification task: passages must be an array of passages, got `none`',
+      "verification task: passages must be an array of passages, got the string `'none'`",
     );
   });
 });

@@ -50,7 +50,7 @@ describe('payload guards', () => {
 
   it('say what was expected and what came', () => {
     rejects(() => parseResearchTask(null), 'research task: payload must be an object, got `null`');
-    rejects(() => parseResearchTask({ topic: '' }), 'research task: topic must be a non-empty string, got ``');
+    rejects(() => parseResearchTask({ topic: '' }), "research task: topic must be a non-empty string, got the string `''`");
     rejects(() => parseResearchTask({ topic: 't', requirements: ['a', 3] }), 'research task: requirements[1] must be a string, got `3`');
     rejects(() => parseResearchTask({ topic: 't', limit: 0 }), 'research task: limit must be an integer 1..100, got `0`');
     rejects(() => parseWritingTask({ topic: 't', passages: [] }), 'writing task: passages must be at least one passage to write from, got an array');
@@ -65,7 +65,7 @@ describe('payload guards', () => {
     );
     rejects(
       () => parseWritingTask({ topic: 't', passages: [passage], draft: '# d', feedback: [{ kind: 'style', message: 'x' }] }),
-      'writing task: feedback[0].kind must be one of citation, length, coverage, structure, repetition, got `style`',
+      "writing task: feedback[0].kind must be one of citation, length, coverage, structure, repetition, got the string `'style'`",
     );
     rejects(() => parseEditingTask({ content: 42 }), 'editing task: content must be a string, got `42`');
     rejects(() => parseVerificationTask({ content: '', topic: 't' }), 'verification task: passages must be an array of passages, got `undefined`');

@@ -14,8 +14,8 @@
  * });
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ClosedError, RecipientNotFoundError, RemoteError, RequestTimeoutError } from '../../src/errors.js';
-import { MessageType, createMessage, type Message, type MessageInput } from '../../src/message.js';
+import { ClosedError, ConcordError, RecipientNotFoundError, RemoteError, RequestTimeoutError, ValidationError } from '../../src/errors.js';
+import { MessageType, createMessage, encodeMessage, type Message, type MessageInput } from '../../src/message.js';
 import type { DeadLetter, EnqueueEntry, Lease, Transport } from '../../src/bus/transport.js';
 import { MessageBus, type MessageBusOptions } from '../../src/bus/index.js';
 import { defineAgent, type AgentContext } from '../../src/bus/agent.js';
@@ -36,6 +36,20 @@ function gate(): { wait: Promise<void>; open(): void } {
   let open!: () => void;
   const wait = new Promise<void>((resolve) => (open = resolve));
   return { wait, open };
+}
+
+/**
+ * `t` with some methods replaced (fault injection): the rest are `t`'s own, bound to it, so a
+ * transport's private fields keep working.
+ */
+function withOverrides(t: Transport, overrides: Partial<Transport>): Transport {
+  return new Proxy(t, {
+    get(target, prop) {
+      if (Object.prototype.hasOwnProperty.call(overrides, prop)) return (overrides as Record<string | symbol, unknown>)[prop];
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }
 
 const LEASE_MS = 200;
@@ -662,6 +676,127 @@ export function runTransportConformance(name: string, factory: TransportFactory)
         expect(await bus.getDeadLetters()).toEqual([]);
         expect(await bus.redrive('no-such-id')).toBeNull();
         expect(await bus.purgeDeadLetters()).toBe(0);
+      });
+
+      it('redrive keeps the letter when the re-enqueue fails, and redrives it once it can', async () => {
+        const t = await space.connect();
+        let enqueueDown = false;
+        const bus = new MessageBus({
+          backoff: FAST_BACKOFF,
+          transport: withOverrides(t, {
+            enqueue: (entries) => (enqueueDown ? Promise.reject(new Error('enqueue is down')) : t.enqueue(entries)),
+          }),
+        });
+        buses.push(bus);
+        await expect(bus.send({ sender: 's', recipient: 'later', type: MessageType.TASK, payload: { keep: 'me' } })).rejects.toBeInstanceOf(RecipientNotFoundError);
+        const [letter] = await bus.getDeadLetters();
+        expect(letter?.reason).toBe('recipient_not_found');
+        bus.registerAgent('later');
+        await bus.ready();
+        enqueueDown = true;
+        await expect(bus.redrive(letter!.message.id)).rejects.toThrow('enqueue is down');
+        expect((await bus.getDeadLetters()).map((l) => l.message.id)).toEqual([letter!.message.id]);
+        enqueueDown = false;
+        expect((await bus.redrive(letter!.message.id))?.payload).toEqual({ keep: 'me' });
+        expect((await bus.receive('later', { timeout: 2_000 }))?.payload).toEqual({ keep: 'me' });
+        expect(await bus.getDeadLetters()).toEqual([]);
+      });
+
+      it('redrive of an unknown recipient keeps the letter where it was', async () => {
+        const bus = await newBus();
+        await expect(bus.send({ sender: 's', recipient: 'nobody', type: MessageType.TASK, payload: { n: 1 } })).rejects.toBeInstanceOf(RecipientNotFoundError);
+        const [letter] = await bus.getDeadLetters();
+        await expect(bus.redrive(letter!.message.id)).rejects.toBeInstanceOf(RecipientNotFoundError);
+        expect(await bus.getDeadLetters()).toEqual([letter]);
+      });
+
+      it('two redrives of one letter at once enqueue it once', async () => {
+        const t = await space.connect();
+        const hold = gate();
+        let entered = 0;
+        const bus = new MessageBus({
+          backoff: FAST_BACKOFF,
+          transport: withOverrides(t, {
+            enqueue: async (entries) => {
+              entered++;
+              await hold.wait;
+              return t.enqueue(entries);
+            },
+          }),
+        });
+        buses.push(bus);
+        const m = msg({ recipient: 'twice' });
+        await t.deadLetter({ message: m, queue: 'twice', reason: 'max_attempts', error: 'boom', attempts: 5, deadAt: new Date() });
+        bus.registerAgent('twice');
+        await bus.ready();
+        const first = bus.redrive(m.id);
+        await waitFor(() => entered === 1, 'the first redrive to reach its enqueue');
+        const second = await bus.redrive(m.id).then(
+          () => 'redriven',
+          (err: unknown) => err,
+        );
+        expect(second).toBeInstanceOf(ConcordError);
+        expect((second as ConcordError).code).toBe('redrive_in_progress');
+        hold.open();
+        expect((await first)?.id).toBe(m.id);
+        expect(entered).toBe(1);
+        expect((await bus.receive('twice', { timeout: 2_000 }))?.id).toBe(m.id);
+        expect(await bus.receive('twice', { timeout: 200 })).toBeNull();
+      });
+
+      it('a redrive claim never removes a letter stored again for the same message meanwhile', async () => {
+        const t = await space.connect();
+        const m = msg();
+        await t.deadLetter({ message: m, queue: 'q', reason: 'max_attempts', error: 'first', attempts: 5, deadAt: new Date() });
+        const claim = await t.claimDeadLetter(m.id, 10_000);
+        if (claim === null || claim === 'claimed') throw new Error(`expected a claim, got ${String(claim)}`);
+        expect(claim.letter.error).toBe('first');
+        expect(await t.claimDeadLetter(m.id, 10_000)).toBe('claimed');
+        // The redriven message failed again before the redrive settled: a new letter, same id.
+        await t.deadLetter({ message: m, queue: 'q', reason: 'max_attempts', error: 'second', attempts: 5, deadAt: new Date() });
+        expect(await t.settleDeadLetter(m.id, claim.token, true)).toBe(false);
+        expect((await t.listDeadLetters()).map((l) => l.error)).toEqual(['second']);
+        // A claim nobody settles lapses.
+        const lapsing = await t.claimDeadLetter(m.id, 50);
+        expect(lapsing).not.toBe('claimed');
+        await waitFor(async () => (await t.claimDeadLetter(m.id, 10_000)) !== 'claimed', 'the claim to lapse', 5_000);
+        expect(await t.claimDeadLetter('no-such-id', 1_000)).toBeNull();
+      });
+
+      it('redrives a letter holding a stand-in from its raw bytes, or refuses and keeps it; never an empty payload', async () => {
+        const bus = await newBus();
+        const t = await space.connect();
+        bus.registerAgent('raw');
+        await bus.ready();
+        const original = msg({ recipient: 'raw', payload: { data: 'precious', list: [1, 2, 3] }, headers: { replyTo: 'someone' } });
+        const standIn = { ...original, payload: {}, headers: {} };
+        await t.deadLetter({ message: standIn, queue: 'raw', reason: 'malformed', error: 'too big here', attempts: 1, deadAt: new Date(), raw: encodeMessage(original) });
+        const redriven = await bus.redrive(original.id);
+        expect(redriven?.payload).toEqual(original.payload);
+        const got = await bus.receive('raw', { timeout: 2_000 });
+        expect(got?.payload).toEqual(original.payload);
+        expect(got?.headers).toEqual(original.headers);
+        await got?.ack();
+
+        const junk = msg({ recipient: 'raw', payload: {} });
+        await t.deadLetter({ message: junk, queue: 'raw', reason: 'malformed', error: 'not JSON', attempts: 1, deadAt: new Date(), raw: '{"id":"x", not json' });
+        const refused = await bus.redrive(junk.id).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        expect(refused).toBeInstanceOf(ValidationError);
+        expect((refused as Error).message).toMatch(/cannot be redriven: its raw bytes are not a message/);
+        const kept = await bus.getDeadLetters();
+        expect(kept.map((l) => [l.message.id, l.raw])).toEqual([[junk.id, '{"id":"x", not json']]);
+        expect(await bus.receive('raw', { timeout: 200 })).toBeNull();
+      });
+
+      it('redrive refuses an id that is not a string with ValidationError', async () => {
+        const bus = await newBus();
+        for (const id of [{}, 42, null, undefined, '']) {
+          await expect(bus.redrive(id as unknown as string)).rejects.toBeInstanceOf(ValidationError);
+        }
+        await expect(bus.redrive({} as unknown as string)).rejects.toThrow('redrive needs the id of a dead letter');
       });
 
       it('closes by stopping intake and draining in-flight handlers', async () => {

@@ -4,6 +4,7 @@ import type { Message } from '../../message.js';
 import { BandedQueue, IndexedHeap, KeyedHeap, type HeapItem } from '../../bus/heap.js';
 import type {
   DeadLetter,
+  DeadLetterClaim,
   EnqueueEntry,
   EnqueueResult,
   Lease,
@@ -164,6 +165,9 @@ export class MemoryTransport implements Transport {
 
   readonly #queues = new Map<string, QueueState>();
   readonly #deadLetters = new Map<string, DeadLetter>();
+  /** Redrive claims on dead letters, by message id (see `claimDeadLetter`). */
+  readonly #claims = new Map<string, { token: string; until: number }>();
+  #claimSeq = 0;
   readonly #dedupe = new Map<string, { message: Message; expiresAt: number }>();
   readonly #subscribers = new Map<string, Set<(message: Message) => void>>();
   /** Signals with our abort listener; the last one seen (consumer loops pass the same one every time). */
@@ -411,6 +415,7 @@ export class MemoryTransport implements Transport {
     }
     this.#deadLetters.delete(letter.message.id);
     this.#deadLetters.set(letter.message.id, letter);
+    this.#claims.delete(letter.message.id);
     return Promise.resolve(true);
   }
 
@@ -432,7 +437,30 @@ export class MemoryTransport implements Transport {
     const letter = this.#deadLetters.get(messageId);
     if (letter === undefined) return null;
     this.#deadLetters.delete(messageId);
+    this.#claims.delete(messageId);
     return letter;
+  }
+
+  /** See {@link Transport.claimDeadLetter}. */
+  async claimDeadLetter(messageId: string, claimMs: number): Promise<DeadLetterClaim | 'claimed' | null> {
+    this.#open();
+    const letter = this.#deadLetters.get(messageId);
+    if (letter === undefined) return null;
+    const now = Date.now();
+    const held = this.#claims.get(messageId);
+    if (held !== undefined && held.until > now) return 'claimed';
+    const token = `${now + claimMs}:${++this.#claimSeq}`;
+    this.#claims.set(messageId, { token, until: now + claimMs });
+    return { letter, token };
+  }
+
+  /** See {@link Transport.settleDeadLetter}. */
+  async settleDeadLetter(messageId: string, token: string, remove: boolean): Promise<boolean> {
+    this.#open();
+    if (this.#claims.get(messageId)?.token !== token) return false;
+    this.#claims.delete(messageId);
+    if (remove) this.#deadLetters.delete(messageId);
+    return true;
   }
 
   /** Removes every dead letter; returns how many. */
@@ -440,6 +468,7 @@ export class MemoryTransport implements Transport {
     this.#open();
     const n = this.#deadLetters.size;
     this.#deadLetters.clear();
+    this.#claims.clear();
     return n;
   }
 
@@ -528,6 +557,7 @@ export class MemoryTransport implements Transport {
     this.#subscriberCount = 0;
     this.#dedupe.clear();
     this.#deadLetters.clear();
+    this.#claims.clear();
     this.#last = undefined;
   }
 

@@ -57,6 +57,8 @@ export const SCRIPTS = load([
   'extend-lease',
   'dead-letter',
   'take-dead-letter',
+  'claim-dead-letter',
+  'settle-dead-letter',
   'list-dead-letters',
   'purge-dead-letters',
   'depth',

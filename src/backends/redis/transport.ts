@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ClosedError, ValidationError } from '../../errors.js';
-import { DEFAULT_PRIORITY, MessageType, decodeMessage, encodeMessage, type Message } from '../../message.js';
+import { DEFAULT_PRIORITY, MessageType, decodeMessage, encodeMessage, isValidName, newId, parseWireTimestamp, type Message } from '../../message.js';
 import {
   INBOX_PREFIX,
   type DeadLetter,
+  type DeadLetterClaim,
   type DeadLetterReason,
   type EnqueueEntry,
   type EnqueueResult,
@@ -1008,10 +1009,11 @@ export class RedisTransport implements Transport {
     const p = this.#prefix;
     // Without a lease the queue keys are not touched; any queue's keys fill their places.
     const k = this.#queueKeys(lease?.queue ?? letter.queue);
+    const { json, attachBody } = encodeDeadLetter(letter);
     const result = await this.#run(
       'dead-letter',
-      [p + 'dlq', p + 'dlq:order', p + 'seq', k.ready, k.inflight, k.signal, k.body, k.tries],
-      [letter.message.id, encodeDeadLetter(letter), idseg, lease?.token ?? ''],
+      [p + 'dlq', p + 'dlq:order', p + 'seq', k.ready, k.inflight, k.signal, k.body, k.tries, p + 'dlq:claims'],
+      [letter.message.id, json, idseg, lease?.token ?? '', attachBody && lease !== undefined ? '1' : '0'],
     );
     return result === 1;
   }
@@ -1031,13 +1033,34 @@ export class RedisTransport implements Transport {
 
   /** Removes and returns the dead letter of `messageId`, or null. */
   async takeDeadLetter(messageId: string): Promise<DeadLetter | null> {
-    const raw = await this.#run('take-dead-letter', [this.#prefix + 'dlq', this.#prefix + 'dlq:order'], [messageId]);
+    const raw = await this.#run('take-dead-letter', [this.#prefix + 'dlq', this.#prefix + 'dlq:order', this.#prefix + 'dlq:claims'], [messageId]);
     return typeof raw === 'string' ? decodeDeadLetter(raw) : null;
+  }
+
+  /** See {@link Transport.claimDeadLetter}. */
+  async claimDeadLetter(messageId: string, claimMs: number): Promise<DeadLetterClaim | 'claimed' | null> {
+    const reply = await this.#run('claim-dead-letter', [this.#prefix + 'dlq', this.#prefix + 'dlq:claims'], [messageId, Math.max(1, Math.ceil(claimMs)), newId()]);
+    if (!Array.isArray(reply)) return null;
+    if (reply.length === 1) return 'claimed';
+    const letter = decodeDeadLetter(String(reply[0]));
+    const token = String(reply[1]);
+    if (letter === null) {
+      // Tampered with in Redis: not something the bus can redrive; leave it as it is.
+      await this.settleDeadLetter(messageId, token, false);
+      throw new ValidationError(`dead letter ${messageId} is not readable (damaged in Redis); it is left in place`, { field: 'id' });
+    }
+    return { letter, token };
+  }
+
+  /** See {@link Transport.settleDeadLetter}. */
+  async settleDeadLetter(messageId: string, token: string, remove: boolean): Promise<boolean> {
+    const p = this.#prefix;
+    return (await this.#run('settle-dead-letter', [p + 'dlq', p + 'dlq:order', p + 'dlq:claims'], [messageId, token, remove ? '1' : '0'])) === 1;
   }
 
   /** Removes every dead letter; returns how many. */
   async purgeDeadLetters(): Promise<number> {
-    return Number(await this.#run('purge-dead-letters', [this.#prefix + 'dlq', this.#prefix + 'dlq:order'], []));
+    return Number(await this.#run('purge-dead-letters', [this.#prefix + 'dlq', this.#prefix + 'dlq:order', this.#prefix + 'dlq:claims'], []));
   }
 
   // ------------------------------------------------------------------ pub/sub
@@ -2173,7 +2196,11 @@ function ackArgs(leases: readonly Lease[]): { args: string[]; at: number[] } {
   return { args, at };
 }
 
-/** Builds a valid stand-in message for data that failed to decode, keeping whatever fields parse. */
+/**
+ * Builds a valid stand-in message (one the decoder accepts, so its dead letter can be listed)
+ * for data that failed to decode, keeping whatever fields pass the wire rules; its payload is
+ * empty: the letter's `raw` keeps the data.
+ */
 function salvage(raw: string, id: string, queue: string, attempt: number): Message {
   let o: Record<string, unknown> = {};
   try {
@@ -2182,20 +2209,26 @@ function salvage(raw: string, id: string, queue: string, attempt: number): Messa
   } catch {
     // Not JSON at all: every field falls back.
   }
-  const str = (v: unknown, fallback: string) => (typeof v === 'string' && v.length > 0 && v.length <= 256 ? v : fallback);
+  return standIn(o, id, queue, attempt);
+}
+
+/** A valid message from the fields of `o` that pass the wire rules, with an empty payload and no headers. */
+function standIn(o: Record<string, unknown>, id: string, queue: string, attempt: number): Message {
+  const name = (v: unknown, fallback: string) => (isValidName(v) ? v : fallback);
   const types: readonly string[] = Object.values(MessageType);
-  const ts = typeof o['timestamp'] === 'string' ? new Date(o['timestamp']) : new Date();
+  const ts = parseWireTimestamp(o['timestamp'] instanceof Date ? o['timestamp'].toISOString() : o['timestamp']);
   const priority = o['priority'];
   return {
-    id: id.length > 0 && id.length <= 256 ? id : str(o['id'], 'unknown'),
+    // A letter is stored under its message id: one made up keeps letters without a usable id apart.
+    id: isValidName(id) ? id : name(o['id'], newId()),
     type: (typeof o['type'] === 'string' && types.includes(o['type']) ? o['type'] : MessageType.ERROR) as MessageType,
-    sender: str(o['sender'], 'unknown'),
-    recipient: typeof o['recipient'] === 'string' && o['recipient'].length <= 256 ? o['recipient'] : queue,
+    sender: name(o['sender'], 'unknown'),
+    recipient: isValidName(o['recipient'], true) ? o['recipient'] : isValidName(queue, true) ? queue : '',
     payload: {},
     timestamp: Number.isNaN(ts.getTime()) ? new Date() : ts,
     priority: typeof priority === 'number' && Number.isInteger(priority) && priority >= 0 && priority <= 10 ? priority : DEFAULT_PRIORITY,
     headers: {},
-    attempt,
+    attempt: typeof o['attempt'] === 'number' && Number.isInteger(o['attempt']) && o['attempt'] >= 0 ? o['attempt'] : attempt,
   };
 }
 
@@ -2208,16 +2241,32 @@ const NO_RECIPIENT: EnqueueResult = Object.freeze({ status: 'no_recipient' });
 
 const REASONS: ReadonlySet<string> = new Set<DeadLetterReason>(['recipient_not_found', 'max_attempts', 'expired', 'malformed']);
 
-function encodeDeadLetter(letter: DeadLetter): string {
-  return JSON.stringify({
-    m: encodeMessage(letter.message),
+/**
+ * A dead letter as stored. Never throws: dead-lettering must end with the message dead-lettered.
+ * A message that cannot be encoded (a handler made its payload cyclic, or a BigInt) is stored as a
+ * stand-in, and `attachBody` asks the script to keep the stored wire form as the letter's `raw`.
+ */
+function encodeDeadLetter(letter: DeadLetter): { json: string; attachBody: boolean } {
+  let m: string;
+  let error = letter.error;
+  let attachBody = false;
+  try {
+    m = encodeMessage(letter.message);
+  } catch (err) {
+    m = encodeMessage(standIn(letter.message as unknown as Record<string, unknown>, letter.message.id, letter.queue, letter.message.attempt));
+    error = `${error === undefined ? '' : error + '; '}the message could not be encoded (${err instanceof Error ? err.message : String(err)}): this letter holds a stand-in, its raw field the message as stored`;
+    attachBody = letter.raw === undefined;
+  }
+  const json = JSON.stringify({
+    m,
     q: letter.queue,
     r: letter.reason,
-    ...(letter.error !== undefined ? { e: letter.error } : {}),
+    ...(error !== undefined ? { e: error } : {}),
     n: letter.attempts,
     d: letter.deadAt.getTime(),
     ...(letter.raw !== undefined ? { raw: letter.raw } : {}),
   });
+  return { json, attachBody };
 }
 
 function decodeDeadLetter(json: string): DeadLetter | null {

@@ -1,7 +1,11 @@
 --[[
   dead-letter: stores a dead letter; with a lease token, removes the leased message in the
   same step (and stores nothing if that lease was lost: wrong token or deadline passed).
-  A later letter for the same message id replaces the earlier one and moves to the end.
+  A later letter for the same message id replaces the earlier one, moves to the end and ends
+  any redrive claim on it (see claim-dead-letter.lua).
+  With ARGV[5] = '1' (the message could not be encoded: the letter holds a stand-in), the
+  leased message's stored wire form is added to the letter as its `raw` field, so the
+  original bytes are kept.
   (Queue keys and their contents: see enqueue.lua.)
 
   KEYS[1]  {prefix}dlq                 HASH message id -> dead letter JSON
@@ -12,16 +16,19 @@
   KEYS[6]  {prefix}q:<queue>:signal    LIST wake-up tokens
   KEYS[7]  {prefix}q:<queue>:body      HASH id -> '<order>|<encoded message>'
   KEYS[8]  {prefix}q:<queue>:tries     HASH id -> times leased
+  KEYS[9]  {prefix}dlq:claims          HASH message id -> redrive claim token
   ARGV[1]  message id
   ARGV[2]  dead letter JSON
   ARGV[3]  id segment
   ARGV[4]  lease token (the inflight score it was leased with), '' = no lease
+  ARGV[5]  '1' = attach the stored body as `raw` (ARGV[2] is a JSON object without one)
 
   Returns 1, or 0 when the lease was lost.
 ]]
 --#include order
 local SCALE = 1024
 local id = ARGV[3]
+local letter = ARGV[2]
 if ARGV[4] ~= '' then
   local score = tonumber(redis.call('ZSCORE', KEYS[5], id))
   if not score or score ~= tonumber(ARGV[4]) then return 0 end
@@ -37,10 +44,18 @@ if ARGV[4] ~= '' then
     redis.call('LTRIM', KEYS[6], 0, 15)
     return 0
   end
+  if ARGV[5] == '1' then
+    local body = redis.call('HGET', KEYS[7], id)
+    if body then
+      local wire = string.match(body, '^%d+|(.*)$') or body
+      letter = string.sub(letter, 1, -2) .. ',"raw":' .. cjson.encode(wire) .. '}'
+    end
+  end
   redis.call('ZREM', KEYS[5], id)
   redis.call('HDEL', KEYS[7], id)
   redis.call('HDEL', KEYS[8], id)
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], letter)
 redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[1])
+redis.call('HDEL', KEYS[9], ARGV[1])
 return 1
