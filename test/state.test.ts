@@ -743,7 +743,7 @@ describe('MemoryStore change feed', () => {
       expect(e.version).toBe(26 + i);
     });
     await store.close();
-  });
+  }, 120_000);
 });
 
 describe('OwnCommits (telling own feed events from other writers\')', () => {

@@ -163,9 +163,9 @@ describe.runIf(redisUp)('concord mcp: two LLM clients as two agents on one bus',
     expect(priority).toMatchObject({ code: 'validation', field: 'priority', message: `priority must be an integer 0..10, got \`${PRIORITY_MAX + 1}\`` });
     const type = await callError(alice.client, 'send_message', { recipient: 'bob', payload: {}, type: 'shout' });
     expect(type).toMatchObject({ code: 'validation', field: 'type' });
-    expect(type['message']).toMatch(/^type must be one of task, result, status, error, feedback, control, got `shout`/);
+    expect(type['message']).toMatch(/^type must be one of task, result, status, error, feedback, control, got the string `'shout'`/);
     const payload = await callError(alice.client, 'send_message', { recipient: 'bob', payload: 'hello' });
-    expect(payload).toMatchObject({ code: 'validation', field: 'payload', message: 'payload must be a JSON object or array, got `hello`' });
+    expect(payload).toMatchObject({ code: 'validation', field: 'payload', message: "payload must be a JSON object or array, got the string `'hello'`" });
 
     const nobody = await callError(alice.client, 'send_message', { recipient: 'nobody', payload: { x: 1 } });
     expect(nobody).toMatchObject({ code: 'recipient_not_found', recipient: 'nobody' });
