@@ -40,6 +40,8 @@ export interface ResearchResult {
   passages: Passage[];
   /** How much was indexed. */
   indexed: { files: number; passages: number };
+  /** Source files not read, each with the reason (too large, not text, a link leaving the folder). */
+  skipped?: Array<{ source: string; reason: string }>;
 }
 
 /** One numbered citation of a document: `[n]` in the text, `[n] source:line-endLine` in References. */

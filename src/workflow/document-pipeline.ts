@@ -102,7 +102,7 @@ export function documentPipeline(options: DocumentPipelineOptions = {}): Workflo
           }
           const sources = [...new Set(r.passages.map((p) => p.source))].sort();
           return {
-            output: { passages: json(r.passages), indexed: json(r.indexed), sources },
+            output: { passages: json(r.passages), indexed: json(r.indexed), sources, skipped: json(r.skipped ?? []) },
             score: Math.min(1, r.passages.length / limit),
             metadata: { research: { passages: r.passages.length, sources } },
           };

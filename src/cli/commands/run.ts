@@ -10,7 +10,7 @@ import { createProgress, type ProgressDisplay } from '../progress.js';
 import { json, score, scores, shellQuote } from '../format.js';
 import { collect, fraction, integer, withBus, withState } from '../options.js';
 import { busUrl, cliCommand, isSharedBus, openBus, openState, samplesDir, stateUrl, DEFAULT_STATE_URL, type OpenBus, type OpenState } from '../runtime.js';
-import { AGENT_NAMES, registerDocumentAgents } from '../agents.js';
+import { AGENT_NAMES, registerDocumentAgents, skipWarning } from '../agents.js';
 
 /** The topic `concord demo` writes about. */
 export const DEMO_TOPIC = 'Reliable coordination of multi-agent systems';
@@ -82,6 +82,7 @@ async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxI
   const stateAt = stateUrl(flags.state);
   const busAt = busUrl(flags.bus);
   const remote = flags.agents === 'remote';
+  let progress: ProgressDisplay | undefined;
   if (remote && !isSharedBus(busAt)) {
     throw new ValidationError(
       '--agents remote needs a bus shared between processes (--bus redis://host:6379/0): a memory:// bus only reaches agents in this process',
@@ -109,14 +110,17 @@ async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxI
       if (flags.progress !== false) process.stderr.write(`agents: remote, serving on ${bus.transport.url}\n`);
     } else {
       if (!sourcesDir) throw new ValidationError('local agents need the sources directory', { field: 'sources' });
-      registerDocumentAgents(bus.bus, sourcesDir);
+      // Skipped sources are warned about above the live progress line (it exists by then).
+      registerDocumentAgents(bus.bus, sourcesDir, undefined, (s) =>
+        progress ? progress.note(skipWarning(s)) : process.stderr.write(skipWarning(s) + '\n'),
+      );
     }
   } catch (err) {
     await bus.close().catch(() => {});
     await state.close().catch(() => {});
     throw err;
   }
-  const progress = flags.progress === false ? undefined : createProgress({
+  progress = flags.progress === false ? undefined : createProgress({
     stream: process.stderr,
     messages: () => bus.bus.metrics().messagesSent,
     maxIterations,
