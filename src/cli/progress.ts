@@ -29,7 +29,7 @@ export function createProgress(options: ProgressOptions): ProgressDisplay {
 }
 
 /** A human line for an event, or null for events that only update the live line. */
-function describe(event: WorkflowEvent, maxIterations: number): string | null {
+export function describe(event: WorkflowEvent, maxIterations: number): string | null {
   switch (event.type) {
     case 'lease_wait':
       return `workflow ${event.workflowId} is held by another run; waiting up to ${Math.ceil(event.waitMs / 1000)} s for it to finish or for its lease to run out`;

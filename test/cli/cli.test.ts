@@ -90,8 +90,8 @@ describe('concord demo (what npm start runs)', () => {
 
   it('workflows and stats report the run', async () => {
     const workflows = await runCli(['workflows'], { cwd: tmp.dir });
-    expect(workflows.stdout).toMatch(/^WORKFLOW\s+STATUS\s+STAGE\s+ITERATION\s+SCORES/);
-    expect(workflows.stdout).toMatch(/wf-\S+\s+completed\s+done\s+\d+\s+research \d\.\d\d/);
+    expect(workflows.stdout).toMatch(/^WORKFLOW\s+STATUS\s+STAGE\s+ITERATION\s+THRESHOLD\s+SCORES/);
+    expect(workflows.stdout).toMatch(/wf-\S+\s+completed\s+done\s+\d+\s+met\s+research \d\.\d\d/);
     const list = JSON.parse((await runCli(['workflows', '--json'], { cwd: tmp.dir })).stdout) as Array<Record<string, unknown>>;
     expect(list).toHaveLength(1);
     expect(list[0]).toMatchObject({ status: 'completed', documentId, completedStages: ['research', 'writing', 'editing', 'verification'] });

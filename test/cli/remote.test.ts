@@ -42,6 +42,19 @@ describe.runIf(redisUp)('each agent in its own process over Redis', () => {
     expect(JSON.parse(remote.stdout).scores).toEqual(JSON.parse(local.stdout).scores);
   });
 
+  it('each agent process prints one line per message it handles, saying what it answered', async () => {
+    // The first test's run went through every agent at least once.
+    await agents[0]!.waitFor(/agent research: task \S+ from orchestrator → \d+ passages \(\d+ ms\)/);
+    await agents[1]!.waitFor(/agent writing: task \S+ from orchestrator → \d+ citations.* \(\d+ ms\)/);
+    await agents[2]!.waitFor(/agent editing: task \S+ from orchestrator → \d+ edits, \d+ words \(\d+ ms\)/);
+    await agents[3]!.waitFor(/agent verification: task \S+ from orchestrator → score \d\.\d\d, \d+ problems, \d+ words \(\d+ ms\)/);
+    for (const a of agents) {
+      const handled = a.stdout().split('\n').filter((l) => / from orchestrator → /.test(l));
+      const ids = handled.map((l) => / (\S+) from orchestrator/.exec(l)?.[1]);
+      expect(new Set(ids).size).toBe(ids.length);
+    }
+  });
+
   it('the state can live in Redis too', async () => {
     const state = `${SERVICES.redis.url}?namespace=${namespaces[1]}`;
     const run = await runCli(['run', 'Shared state', '--sources', SOURCES, '--bus', bus, '--agents', 'remote', '--state', state, '--json', '--out', 'shared.md'], {

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { ValidationError } from '../../errors.js';
 import { integer, withBus } from '../options.js';
 import { busUrl, cliLogger, isSharedBus, openBus, openState, samplesDir, type OpenBus, type OpenState } from '../runtime.js';
-import { AGENT_NAMES, registerDocumentAgents } from '../agents.js';
+import { AGENT_NAMES, maxSourceBytes, skipWarning } from '../agents.js';
 import { createDocumentAgents, type DocumentAgents } from '../../agents/index.js';
 import { defineAgent, type Agent } from '../../bus/agent.js';
 
@@ -31,6 +31,42 @@ function pauseFirstDelivery(agent: Agent): Agent {
       if (!pause) return agent.handleMessage(message, ctx);
       process.stderr.write(`concord: test pause in ${agent.name} handling ${message.id} (pid ${process.pid})\n`);
       return new Promise<never>(() => setInterval(() => {}, 60_000));
+    },
+  });
+}
+
+/** A few words on what an agent answered, for its process's one line per message. */
+export function summariseResult(result: unknown): string {
+  if (result === undefined || result === null || typeof result !== 'object') return 'no reply';
+  const r = result as Record<string, unknown>;
+  const parts: string[] = [];
+  if (Array.isArray(r['passages'])) parts.push(`${r['passages'].length} passages`);
+  if (Array.isArray(r['skipped']) && r['skipped'].length) parts.push(`${r['skipped'].length} files skipped`);
+  if (Array.isArray(r['citations'])) parts.push(`${r['citations'].length} citations`);
+  if (Array.isArray(r['revisions']) && r['revisions'].length) parts.push(`${r['revisions'].length} revisions`);
+  if (Array.isArray(r['changes'])) parts.push(`${r['changes'].length} edits`);
+  if (typeof r['score'] === 'number') parts.push(`score ${r['score'].toFixed(2)}`);
+  if (Array.isArray(r['problems'])) parts.push(`${r['problems'].length} problems`);
+  if (typeof r['words'] === 'number') parts.push(`${r['words']} words`);
+  return parts.length ? parts.join(', ') : 'replied';
+}
+
+/** Wraps an agent so its process prints one line per message it handles (stdout), with the outcome and time. */
+function announced(agent: Agent, write: (line: string) => void = (l) => void process.stdout.write(l + '\n')): Agent {
+  return defineAgent({
+    name: agent.name,
+    ...(agent.concurrency !== undefined ? { concurrency: agent.concurrency } : {}),
+    async handleMessage(message, ctx) {
+      const started = Date.now();
+      const what = `agent ${agent.name}: ${message.type} ${message.id} from ${message.sender}${message.attempt > 1 ? ` (attempt ${message.attempt})` : ''}`;
+      try {
+        const result = await agent.handleMessage(message, ctx);
+        write(`${what} → ${summariseResult(result)} (${Date.now() - started} ms)`);
+        return result;
+      } catch (err) {
+        write(`${what} → failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)} (${Date.now() - started} ms)`);
+        throw err;
+      }
     },
   });
 }
@@ -72,9 +108,14 @@ export function registerAgentCommand(program: Command): void {
           ...(flags.lease !== undefined ? { leaseMs: flags.lease } : {}),
           logger: cliLogger('warn'),
         });
-        if (process.env['CONCORD_TEST_PAUSE_IN_HANDLER'] === name) {
-          bus.bus.registerAgent(name, pauseFirstDelivery(createDocumentAgents({ sourcesDir })[name as keyof DocumentAgents]));
-        } else registerDocumentAgents(bus.bus, sourcesDir, name);
+        const limit = maxSourceBytes();
+        const agent = createDocumentAgents({
+          sourcesDir,
+          onSkip: (s) => process.stderr.write(skipWarning(s) + '\n'),
+          ...(limit !== undefined ? { maxSourceBytes: limit } : {}),
+        })[name as keyof DocumentAgents];
+        const paused = process.env['CONCORD_TEST_PAUSE_IN_HANDLER'] === name ? pauseFirstDelivery(agent) : agent;
+        bus.bus.registerAgent(name, announced(paused));
         await bus.bus.ready();
       } catch (err) {
         await bus?.close().catch(() => {});

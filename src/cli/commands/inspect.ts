@@ -35,6 +35,20 @@ function orchestratorData(wf: WorkflowRecord): Partial<WorkflowData> {
   return (wf.data ?? {}) as Partial<WorkflowData>;
 }
 
+/**
+ * Whether a run met its threshold: `met`, `not met (0.797 < 0.80)`, or `-` while it runs. The
+ * score gets a third decimal when two would round it onto the threshold.
+ */
+export function thresholdCell(d: Partial<WorkflowData>): string {
+  if (d.status !== 'completed' || typeof d.accepted !== 'boolean') return '-';
+  const threshold = typeof d.input?.['threshold'] === 'number' ? d.input['threshold'] : undefined;
+  const gate = d.outputs?.['verification']?.score;
+  if (d.accepted) return 'met';
+  if (threshold === undefined || gate === undefined) return 'not met';
+  const shown = gate.toFixed(2) === threshold.toFixed(2) && gate !== threshold ? gate.toFixed(3) : gate.toFixed(2);
+  return `not met (${shown} < ${threshold.toFixed(2)})`;
+}
+
 /** `history`, `show`, `diff`, `workflows`, `stats`. */
 export function registerInspectCommands(program: Command): void {
   withJson(
@@ -146,7 +160,7 @@ export function registerInspectCommands(program: Command): void {
       }
       out(
         table(
-          ['WORKFLOW', 'STATUS', 'STAGE', 'ITERATION', 'SCORES', 'DOCUMENT', 'UPDATED'],
+          ['WORKFLOW', 'STATUS', 'STAGE', 'ITERATION', 'THRESHOLD', 'SCORES', 'DOCUMENT', 'UPDATED'],
           workflows.map((wf) => {
             const d = orchestratorData(wf);
             const stage = wf.stage === null ? '-' : `${wf.stage}${wf.completedStages.includes(wf.stage) ? '' : ' (in progress)'}`;
@@ -155,6 +169,7 @@ export function registerInspectCommands(program: Command): void {
               d.status ?? '-',
               d.status === 'completed' ? 'done' : stage,
               String(d.iteration ?? wf.iteration),
+              thresholdCell(d),
               scores(wf.qualityScores, wf.stages),
               d.documentId ?? '-',
               timestamp(wf.updatedAt),

@@ -6,10 +6,10 @@ import { Orchestrator, slugify, type OrchestratorHooks } from '../../workflow/or
 import { DOCUMENT_PIPELINE, documentPipeline } from '../../workflow/document-pipeline.js';
 import type { WorkflowOutcome } from '../../workflow/types.js';
 import { DEFAULT_WORDS } from '../../agents/protocol.js';
-import { createProgress, type ProgressDisplay } from '../progress.js';
+import { createProgress, describe, type ProgressDisplay } from '../progress.js';
 import { json, score, scores, shellQuote } from '../format.js';
 import { collect, fraction, integer, withBus, withState } from '../options.js';
-import { busUrl, cliCommand, isSharedBus, openBus, openState, samplesDir, stateUrl, DEFAULT_STATE_URL, type OpenBus, type OpenState } from '../runtime.js';
+import { busUrl, cliCommand, cliLogger, isSharedBus, openBus, openState, samplesDir, stateUrl, DEFAULT_STATE_URL, type OpenBus, type OpenState } from '../runtime.js';
 import { AGENT_NAMES, registerDocumentAgents, skipWarning } from '../agents.js';
 
 /** The topic `concord demo` writes about. */
@@ -169,7 +169,22 @@ function writeOut(outcome: WorkflowOutcome, out: string): void {
   writeFileSync(out, outcome.content.endsWith('\n') ? outcome.content : outcome.content + '\n');
 }
 
-function report(outcome: WorkflowOutcome, out: string | undefined, stateAt: string, options: { json: boolean; demo: boolean }): number {
+/** Exit code of a run that completed below its verification threshold. */
+export const EXIT_BELOW_THRESHOLD = 3;
+
+/** The one line a run below its threshold ends with (stderr), naming the score and the threshold. */
+function belowThresholdLine(outcome: WorkflowOutcome): string {
+  const threshold = documentPipelineThreshold(outcome.data);
+  const value = outcome.scores['verification'];
+  return `concord: the document did not pass verification: score ${againstThreshold(value, threshold)} is below the threshold ${score(threshold)} after ${outcome.iterations} round${outcome.iterations === 1 ? '' : 's'}`;
+}
+
+function report(
+  outcome: WorkflowOutcome,
+  out: string | undefined,
+  stateAt: string,
+  options: { json: boolean; demo: boolean; diff: [number, number] | null },
+): number {
   const data = outcome.data;
   const verification = data.outputs['verification'];
   const subScores = (verification?.output['scores'] ?? {}) as Record<string, number>;
@@ -189,7 +204,9 @@ function report(outcome: WorkflowOutcome, out: string | undefined, stateAt: stri
         historyCommand: cliAfter(`history ${outcome.documentId}`, stateAt),
       }) + '\n',
     );
-    return outcome.status === 'completed' ? 0 : 1;
+    if (outcome.status !== 'completed') return 1;
+    if (!outcome.accepted) process.stderr.write(belowThresholdLine(outcome) + '\n');
+    return outcome.accepted ? 0 : EXIT_BELOW_THRESHOLD;
   }
   if (outcome.status !== 'completed') {
     process.stderr.write(
@@ -199,11 +216,7 @@ function report(outcome: WorkflowOutcome, out: string | undefined, stateAt: stri
     return 1;
   }
   const threshold = typeof verification !== 'undefined' ? documentPipelineThreshold(data) : undefined;
-  // The first draft and the final one: the diff between them is what editing and revisions did.
-  const firstDraft = data.steps.find((s) => s.stage === 'writing' && typeof s.version === 'number')?.version ?? 1;
-  const finalDraft = data.outputs['editing']?.version ?? outcome.documentVersion;
-  const edits = data.outputs['editing']?.output['changes'];
-  const changed = data.revisions.length > 0 || (Array.isArray(edits) && edits.length > 0);
+  const firstDraft = options.diff?.[0] ?? data.steps.find((s) => s.stage === 'writing' && typeof s.version === 'number')?.version ?? 1;
   const lines = [
     '',
     `Document written to ${out ? showPath(out) : '(not written)'}`,
@@ -225,7 +238,7 @@ function report(outcome: WorkflowOutcome, out: string | undefined, stateAt: stri
     lines.push(
       `See its history:  ${cliAfter(`history ${outcome.documentId}`, stateAt)}`,
       `Read a version:   ${cliAfter(`show ${outcome.documentId} --version ${firstDraft}`, stateAt)}`,
-      ...(finalDraft !== firstDraft && changed ? [`Compare versions: ${cliAfter(`diff ${outcome.documentId} ${firstDraft} ${finalDraft}`, stateAt)}`] : []),
+      ...(options.diff ? [`Compare versions: ${cliAfter(`diff ${outcome.documentId} ${options.diff[0]} ${options.diff[1]}`, stateAt)}`] : []),
       '',
     );
   }
@@ -233,7 +246,27 @@ function report(outcome: WorkflowOutcome, out: string | undefined, stateAt: stri
     lines.push(`Verification passed at once. To watch it send problems back to the writer: ${cliCommand()} demo --threshold 0.99`, '');
   }
   process.stdout.write(lines.join('\n'));
+  if (!outcome.accepted) {
+    process.stderr.write(belowThresholdLine(outcome) + '\n');
+    return EXIT_BELOW_THRESHOLD;
+  }
   return 0;
+}
+
+/**
+ * The first draft's version and the latest version whose content differs from it (what editing
+ * and revisions changed), or null when no later version changed the text.
+ */
+async function draftsThatDiffer(outcome: WorkflowOutcome, state: OpenState['state']): Promise<[number, number] | null> {
+  const first = outcome.data.steps.find((s) => s.stage === 'writing' && typeof s.version === 'number')?.version;
+  if (typeof first !== 'number') return null;
+  const a = await state.getDocumentAtVersion(outcome.documentId, first).catch(() => null);
+  if (!a) return null;
+  for (let v = outcome.documentVersion; v > first; v--) {
+    const b = await state.getDocumentAtVersion(outcome.documentId, v).catch(() => null);
+    if (b && b.content !== a.content) return [first, v];
+  }
+  return null;
 }
 
 /** A score to two decimals, or three when two would hide which side of the threshold it is on. */
@@ -281,6 +314,7 @@ async function execute(
     }
   }
 
+  const log = cliLogger();
   const session = await openSession(flags, sourcesDir, maxIterations);
   let workflowId: string | undefined = 'resume' in start ? start.resume : undefined;
   const release = onInterrupt(session, () => workflowId);
@@ -292,6 +326,8 @@ async function execute(
       onEvent: (event) => {
         if (event.type === 'workflow_started') workflowId = event.workflowId;
         session.progress?.handle(event);
+        const line = describe(event, maxIterations);
+        if (line) (event.type === 'workflow_failed' || event.type === 'stage_retry' ? log.warn : log.info).call(log, { event: event.type }, line);
       },
       hooks: testHooks(),
       ...(flags.lease ? { lease: { ttlMs: flags.lease } } : {}),
@@ -323,7 +359,8 @@ async function execute(
     }
     session.progress?.stop();
     if (outcome.status === 'completed' && out) writeOut(outcome, out);
-    return report(outcome, out, stateAt, { json: flags.json === true, demo: 'demo' in start && start.demo === true });
+    const diff = outcome.status === 'completed' ? await draftsThatDiffer(outcome, session.state.state) : null;
+    return report(outcome, out, stateAt, { json: flags.json === true, demo: 'demo' in start && start.demo === true, diff });
   } finally {
     release();
     await session.close();
