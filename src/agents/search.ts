@@ -114,7 +114,21 @@ export function splitPassages(file: SourceFile): Passage[] {
     else if (start < 0) start = i;
   }
   flush(lines.length);
+  const title = firstHeading(lines);
+  if (title) for (const p of passages) p.title = title;
   return passages;
+}
+
+/** The text of a file's first heading outside code blocks and front matter, if any. */
+function firstHeading(lines: readonly string[]): string | undefined {
+  let fenced = false;
+  for (const line of lines) {
+    if (FENCE.test(line)) fenced = !fenced;
+    if (fenced) continue;
+    const h = HEADING.exec(line);
+    if (h && (h[1] ?? '').trim()) return (h[1] ?? '').trim();
+  }
+  return undefined;
 }
 
 /** MiniSearch term processing: stopwords out, the shared light stem in. */

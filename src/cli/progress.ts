@@ -45,6 +45,8 @@ export function describe(event: WorkflowEvent, maxIterations: number): string | 
       return `stage ${event.stage} done: score ${score(event.score)}${event.version !== null ? `, document version ${event.version}` : ''}`;
     case 'revision':
       return `${event.stage} scored ${score(event.score) === score(event.threshold) ? event.score.toFixed(3) : score(event.score)} < ${score(event.threshold)}: ${event.problems} problem${event.problems === 1 ? '' : 's'} sent back to ${event.to} (iteration ${event.fromIteration + 1}/${maxIterations})`;
+    case 'revision_stopped':
+      return `no further revision: ${event.reason}`;
     case 'workflow_completed':
       return `workflow ${event.outcome.workflowId} completed after ${event.outcome.iterations} iteration${event.outcome.iterations === 1 ? '' : 's'}`;
     case 'workflow_failed':

@@ -20,8 +20,12 @@ describe('honest exit codes and status', () => {
     expect(below.code, below.stdout + below.stderr).toBe(3);
     const lines = below.stderr.split('\n').filter((l) => l.startsWith('concord: '));
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^concord: the document did not pass verification: score 0\.\d{2,3} is below the threshold 0\.95 after 2 rounds$/);
+    expect(lines[0]).toMatch(/^concord: the document did not pass verification: score 0\.\d{2,3} is below the threshold 0\.95 after 1 round$/);
     expect(below.stdout).toMatch(/threshold 0\.95: NOT met/);
+    // What was wrong, with the draft version judged, and why no second round ran.
+    expect(below.stdout).toMatch(/^Problems verification found in version \d+ \(score 0\.\d\d, threshold 0\.95\):$/m);
+    expect(below.stdout).toMatch(/^  - topic: the sources do not cover the topic 'Idempotency keys and quantum chromodynamics': 'quantum', 'chromodynamics' appear in none of the \d+ researched passages/m);
+    expect(below.stdout).toMatch(/^Revisions stopped after round 1: the sources do not cover the topic, and no rewrite can change that$/m);
   });
 
   it('--json exits 3 too, with accepted false', async () => {
@@ -34,8 +38,8 @@ describe('honest exit codes and status', () => {
     const ok = await runCli(['run', 'Idempotency keys', '--sources', SOURCES, '--words', '200', '--threshold', '0.5', '--no-progress'], { cwd: tmp.dir });
     expect(ok.code, ok.stderr).toBe(0);
     const list = await runCli(['workflows'], { cwd: tmp.dir });
-    expect(list.stdout).toMatch(/^WORKFLOW\s+STATUS\s+STAGE\s+ITERATION\s+THRESHOLD\s+SCORES/);
-    expect(list.stdout).toMatch(/^wf-idempotency-keys-and-quantum\S*\s+completed\s+done\s+2\s+not met \(0\.\d{2,3} < 0\.95\)/m);
+    expect(list.stdout).toMatch(/^WORKFLOW\s+STATUS\s+STAGE\s+ITERATION\s+THRESHOLD\s+PROBLEMS\s+SCORES/);
+    expect(list.stdout).toMatch(/^wf-idempotency-keys-and-quantum\S*\s+completed\s+done\s+1\s+not met \(0\.\d{2,3} < 0\.95\)\s+\d+ \(v\d+\)/m);
     expect(list.stdout).toMatch(/^wf-idempotency-keys-\w+\s+completed\s+done\s+\d\s+met\s/m);
   });
 

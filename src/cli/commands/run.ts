@@ -220,7 +220,7 @@ function report(
   const lines = [
     '',
     `Document written to ${out ? showPath(out) : '(not written)'}`,
-    ...(outcome.accepted ? [] : [`Note: the document stayed below the verification threshold after ${outcome.iterations} rounds.`]),
+    ...(outcome.accepted ? [] : [`Note: the document stayed below the verification threshold after ${outcome.iterations} round${outcome.iterations === 1 ? '' : 's'}.`]),
     `  topic      ${data.topic}`,
     `  quality    verification ${againstThreshold(outcome.scores['verification'], threshold)}` +
       (threshold !== undefined ? ` (threshold ${score(threshold)}: ${outcome.accepted ? 'met' : 'NOT met'})` : '') +
@@ -245,12 +245,27 @@ function report(
   if (options.demo && data.revisions.length === 0) {
     lines.push(`Verification passed at once. To watch it send problems back to the writer: ${cliCommand()} demo --threshold 0.99`, '');
   }
+  if (!outcome.accepted) lines.push(...problemLines(data), '');
   process.stdout.write(lines.join('\n'));
   if (!outcome.accepted) {
     process.stderr.write(belowThresholdLine(outcome) + '\n');
     return EXIT_BELOW_THRESHOLD;
   }
   return 0;
+}
+
+/** What the last verdict found wrong, with the draft version it judged, and why revising stopped early. */
+export function problemLines(data: WorkflowOutcome['data'], max = 10): string[] {
+  const last = data.judgements?.at(-1);
+  if (!last) return [];
+  const out = [`Problems verification found in version ${last.draftVersion} (score ${last.score.toFixed(2)}, threshold ${last.threshold.toFixed(2)}):`];
+  for (const p of last.problems.slice(0, max)) {
+    const o = (p ?? {}) as { kind?: string; message?: string };
+    out.push(`  - ${o.kind ?? 'problem'}: ${o.message ?? JSON.stringify(p)}`);
+  }
+  if (last.problems.length > max) out.push(`  … and ${last.problems.length - max} more (concord workflows --json shows them all)`);
+  if (data.stopped) out.push(`Revisions stopped after round ${data.stopped.iteration}: ${data.stopped.reason}`);
+  return out;
 }
 
 /**
