@@ -10,11 +10,14 @@ import { createResearchAgent } from './research.js';
 import { createVerificationAgent } from './verification.js';
 import { createWritingAgent } from './writing.js';
 import type { SkippedSource } from './sources.js';
+import type { ChatModel, ModelConfig } from './model.js';
 
 export * from './protocol.js';
 export { createResearchAgent, type ResearchAgentOptions } from './research.js';
-export { createWritingAgent } from './writing.js';
-export { createEditingAgent } from './editing.js';
+export { createWritingAgent, type WritingAgentOptions } from './writing.js';
+export { createEditingAgent, type EditingAgentOptions } from './editing.js';
+export { createChatModel, modelConfigFromEnv, parseModelConfig, type ChatMessage, type ChatModel, type ModelConfig } from './model.js';
+export { draftMessages, editWithModel, fromKeys, passageKey, revisionMessages, toKeys, writeWithModel } from './model-writer.js';
 export { createVerificationAgent, readCitedSources } from './verification.js';
 export { DEFAULT_MAX_SOURCE_BYTES, readSource, sourcesRoot, type SkippedSource, type SourceRead, type SourceReadOptions } from './sources.js';
 export { PassageIndex, loadSources, type LoadSourcesOptions, research, researchQueries, splitPassages, type SourceFile } from './search.js';
@@ -52,6 +55,20 @@ export interface DocumentAgentsOptions {
   maxSourceBytes?: number;
   /** Called for each source file research skips (too large, not text, a link leaving the folder). */
   onSkip?: (skipped: SkippedSource) => void;
+  /**
+   * A chat model (an OpenAI-compatible endpoint, see `ModelConfig`) the writing and editing agents
+   * work through. Without one everything runs offline and deterministically. Verification stays
+   * deterministic either way.
+   */
+  model?: ModelConfig | ChatModel;
+  /** Text the model streams, as it arrives, with the agent it streams for (for a progress display). */
+  onToken?: (agent: 'writing' | 'editing', text: string) => void;
+}
+
+function withModel(options: DocumentAgentsOptions, agent: 'writing' | 'editing'): { model?: ModelConfig | ChatModel; onToken?: (text: string) => void } {
+  if (options.model === undefined) return {};
+  const onToken = options.onToken;
+  return { model: options.model, ...(onToken ? { onToken: (text: string) => onToken(agent, text) } : {}) };
 }
 
 /**
@@ -67,8 +84,8 @@ export function createDocumentAgents(options: DocumentAgentsOptions = {}): Docum
   const limit = options.maxSourceBytes !== undefined ? { maxSourceBytes: options.maxSourceBytes } : {};
   return {
     research: createResearchAgent({ sourcesDir, ...limit, ...(options.onSkip ? { onSkip: options.onSkip } : {}) }),
-    writing: createWritingAgent(),
-    editing: createEditingAgent(),
+    writing: createWritingAgent(withModel(options, 'writing')),
+    editing: createEditingAgent(withModel(options, 'editing')),
     verification: createVerificationAgent({ sourcesDir, ...limit }),
   };
 }

@@ -30,6 +30,9 @@ import {
   support,
 } from './text.js';
 
+/** The highest score a document gets while any citation leads nowhere (below every sensible threshold). */
+export const UNRESOLVED_CITATION_CAP = 0.5;
+
 /** Weights of the overall score. */
 export const SCORE_WEIGHTS = { citations: 0.35, coverage: 0.25, length: 0.15, coherence: 0.15, structure: 0.1 } as const;
 
@@ -427,7 +430,9 @@ export function verifyDocument(task: VerificationTask, sources?: SourceLines): V
     SCORE_WEIGHTS.structure * structure +
     SCORE_WEIGHTS.coherence * coherence;
   // A topic the sources do not cover caps everything: well-cited text about something else is not the document asked for.
-  const score = round(weighted * topic);
+  // A citation that leads nowhere (no reference, no such file or lines) is a fabrication: the draft cannot pass.
+  const fabricated = citationProblems.some((p) => p.sentence !== undefined && /has no entry in References| is not a file in the sources|which has \d+ lines|none of the researched passages/u.test(p.message));
+  const score = round(Math.min(weighted * topic, fabricated ? UNRESOLVED_CITATION_CAP : 1));
   const repetition = structureProblems.filter((p) => p.kind === 'repetition');
   const problems = [
     ...topicProblems,

@@ -1,6 +1,6 @@
 import type { MessageBus } from '../bus/bus.js';
 import { ValidationError } from '../errors.js';
-import { createDocumentAgents, DOCUMENT_AGENT_NAMES, type SkippedSource } from '../agents/index.js';
+import { createDocumentAgents, DOCUMENT_AGENT_NAMES, type ModelConfig, type SkippedSource } from '../agents/index.js';
 
 /** The agents of the document pipeline, in stage order. */
 export const AGENT_NAMES: readonly string[] = DOCUMENT_AGENT_NAMES;
@@ -23,17 +23,28 @@ export function skipWarning(s: SkippedSource): string {
 
 /**
  * Registers the four document agents (over `sourcesDir`) on `bus`, or only `only` when given.
- * `onSkip` hears of each source file research will not read (default: a warning on stderr).
+ * `onSkip` hears of each source file research will not read (default: a warning on stderr);
+ * `model` makes writing and editing work through a chat model, streaming to `onToken`.
  */
 export function registerDocumentAgents(
   bus: MessageBus,
   sourcesDir: string,
-  only?: string,
-  onSkip: (s: SkippedSource) => void = (s) => process.stderr.write(skipWarning(s) + '\n'),
+  options: {
+    only?: string;
+    onSkip?: (s: SkippedSource) => void;
+    model?: ModelConfig;
+    onToken?: (agent: 'writing' | 'editing', text: string) => void;
+  } = {},
 ): void {
   const limit = maxSourceBytes();
-  const agents = createDocumentAgents({ sourcesDir, onSkip, ...(limit !== undefined ? { maxSourceBytes: limit } : {}) });
+  const agents = createDocumentAgents({
+    sourcesDir,
+    onSkip: options.onSkip ?? ((s) => process.stderr.write(skipWarning(s) + '\n')),
+    ...(limit !== undefined ? { maxSourceBytes: limit } : {}),
+    ...(options.model ? { model: options.model } : {}),
+    ...(options.onToken ? { onToken: options.onToken } : {}),
+  });
   for (const agent of Object.values(agents)) {
-    if (only === undefined || agent.name === only) bus.registerAgent(agent.name, agent);
+    if (options.only === undefined || agent.name === options.only) bus.registerAgent(agent.name, agent);
   }
 }

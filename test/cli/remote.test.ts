@@ -64,12 +64,15 @@ describe.runIf(redisUp)('each agent in its own process over Redis', () => {
     const { documentId } = JSON.parse(run.stdout) as { documentId: string };
     const history = await runCli(['history', documentId, '--state', state, '--json'], { cwd: tmp.dir });
     const actors = (JSON.parse(history.stdout) as { versions: Array<{ actor: string }> }).versions.map((v) => v.actor);
-    expect(actors).toEqual(['orchestrator', 'research', 'writing', 'editing', 'verification']);
+    // Editing writes a version only when it changed the draft.
+    expect(actors.filter((a) => a !== 'editing')).toEqual(['orchestrator', 'research', 'writing', 'verification']);
+    expect(actors.filter((a) => a === 'editing').length).toBeLessThanOrEqual(1);
   });
 
   it('resume goes back to the remote agents and the bus the run used, without being told again', async () => {
     const stateUrl = `sqlite:${join(tmp.dir, 'resume.db')}`;
-    const run = startCli(['run', 'Resuming remote runs', '--sources', SOURCES, '--bus', bus, '--agents', 'remote', '--state', stateUrl, '--lease', '500'], {
+    // A topic the sample notes cover (one they do not now ends below the threshold, exit 3).
+    const run = startCli(['run', 'Recovering workflows', '--sources', SOURCES, '--bus', bus, '--agents', 'remote', '--state', stateUrl, '--lease', '500'], {
       cwd: tmp.dir,
       env: { CONCORD_TEST_PAUSE_AFTER_STAGE: 'research' },
     });

@@ -5,10 +5,11 @@ import { ValidationError } from '../../errors.js';
 import { integer, withBus } from '../options.js';
 import { busUrl, cliLogger, isSharedBus, openBus, openState, samplesDir, type OpenBus, type OpenState } from '../runtime.js';
 import { AGENT_NAMES, maxSourceBytes, skipWarning } from '../agents.js';
-import { createDocumentAgents, type DocumentAgents } from '../../agents/index.js';
+import { createDocumentAgents, modelConfigFromEnv, parseModelConfig, type DocumentAgents } from '../../agents/index.js';
 import { defineAgent, type Agent } from '../../bus/agent.js';
 
 interface AgentFlags {
+  model?: string;
   bus?: string;
   state?: string;
   sources?: string;
@@ -82,6 +83,7 @@ export function registerAgentCommand(program: Command): void {
   )
     .option('--state <url>', 'state store handed to the agent as ctx.state (optional)')
     .option('--sources <dir>', 'sources directory (research and verification read it; default: the bundled samples)')
+    .option('--model <name>', 'writing and editing: work through this chat model (see `concord run --help`; default: offline, or $CONCORD_MODEL)')
     .option('--lease <ms>', 'how long this worker owns a message before another worker may take it over (default 60000)', integer('--lease', 100, 86_400_000))
     .action(async (name: string, flags: AgentFlags) => {
       if (!AGENT_NAMES.includes(name)) {
@@ -109,10 +111,12 @@ export function registerAgentCommand(program: Command): void {
           logger: cliLogger('warn'),
         });
         const limit = maxSourceBytes();
+        const model = modelConfigFromEnv(flags.model);
         const agent = createDocumentAgents({
           sourcesDir,
           onSkip: (s) => process.stderr.write(skipWarning(s) + '\n'),
           ...(limit !== undefined ? { maxSourceBytes: limit } : {}),
+          ...(model ? { model: parseModelConfig(model) } : {}),
         })[name as keyof DocumentAgents];
         const paused = process.env['CONCORD_TEST_PAUSE_IN_HANDLER'] === name ? pauseFirstDelivery(agent) : agent;
         bus.bus.registerAgent(name, announced(paused));

@@ -6,6 +6,7 @@ import { Orchestrator, slugify, type OrchestratorHooks } from '../../workflow/or
 import { DOCUMENT_PIPELINE, documentPipeline } from '../../workflow/document-pipeline.js';
 import type { WorkflowOutcome } from '../../workflow/types.js';
 import { DEFAULT_WORDS } from '../../agents/protocol.js';
+import { modelConfigFromEnv, parseModelConfig, type ModelConfig } from '../../agents/model.js';
 import { createProgress, describe, type ProgressDisplay } from '../progress.js';
 import { json, score, scores, shellQuote } from '../format.js';
 import { collect, fraction, integer, withBus, withState } from '../options.js';
@@ -18,6 +19,7 @@ export const DEMO_TOPIC = 'Reliable coordination of multi-agent systems';
 export const DEMO_REQUIREMENTS = ['delivery guarantees', 'idempotency', 'workflow recovery', 'observability'];
 
 interface RunFlags {
+  model?: string;
   sources?: string;
   out?: string;
   state?: string;
@@ -78,7 +80,7 @@ interface Session {
   close(): Promise<void>;
 }
 
-async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxIterations: number): Promise<Session> {
+async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxIterations: number, model: ModelConfig | undefined): Promise<Session> {
   const stateAt = stateUrl(flags.state);
   const busAt = busUrl(flags.bus);
   const remote = flags.agents === 'remote';
@@ -111,9 +113,10 @@ async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxI
     } else {
       if (!sourcesDir) throw new ValidationError('local agents need the sources directory', { field: 'sources' });
       // Skipped sources are warned about above the live progress line (it exists by then).
-      registerDocumentAgents(bus.bus, sourcesDir, undefined, (s) =>
-        progress ? progress.note(skipWarning(s)) : process.stderr.write(skipWarning(s) + '\n'),
-      );
+      registerDocumentAgents(bus.bus, sourcesDir, {
+        onSkip: (s) => (progress ? progress.note(skipWarning(s)) : process.stderr.write(skipWarning(s) + '\n')),
+        ...(model ? { model, onToken: (agent, text) => progress?.token(agent, text) } : {}),
+      });
     }
   } catch (err) {
     await bus.close().catch(() => {});
@@ -124,6 +127,7 @@ async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxI
     stream: process.stderr,
     messages: () => bus.bus.metrics().messagesSent,
     maxIterations,
+    ...(model ? { model: modelLabel(model) } : {}),
   });
   let closed = false;
   return {
@@ -305,6 +309,7 @@ async function execute(
   let threshold = flags.threshold ?? 0.8;
   let sourcesDir = 'resume' in start ? undefined : start.sourcesDir;
   let out = 'resume' in start ? undefined : start.out;
+  let recordedModel: string | undefined;
 
   // A resumed run takes its settings from what the first run recorded.
   if ('resume' in start) {
@@ -317,6 +322,8 @@ async function execute(
         throw new ValidationError(`workflow \`${start.resume}\` is not a document pipeline run`, { field: 'workflowId' });
       }
       if (typeof input['maxIterations'] === 'number') maxIterations = input['maxIterations'];
+      // A run written by a model goes on with it (the endpoint and key come from the environment again).
+      if (typeof input['model'] === 'string') recordedModel = input['model'];
       if (typeof input['threshold'] === 'number') threshold = input['threshold'];
       if (typeof input['sourcesDir'] === 'string') sourcesDir = flags.sources ? checkSources(flags.sources) : input['sourcesDir'];
       if (typeof input['out'] === 'string') out = flags.out ? resolve(flags.out) : input['out'];
@@ -330,7 +337,12 @@ async function execute(
   }
 
   const log = cliLogger();
-  const session = await openSession(flags, sourcesDir, maxIterations);
+  const model = modelConfigFromEnv(flags.model ?? recordedModel);
+  if (model) parseModelConfig(model);
+  if (model && flags.agents === 'remote') {
+    throw new ValidationError('--model applies to agents in this process; with --agents remote, start the agents with `concord agent writing --model NAME`', { field: 'model' });
+  }
+  const session = await openSession(flags, sourcesDir, maxIterations, model);
   let workflowId: string | undefined = 'resume' in start ? start.resume : undefined;
   const release = onInterrupt(session, () => workflowId);
   try {
@@ -366,6 +378,7 @@ async function execute(
           threshold,
           maxIterations,
           agents: flags.agents ?? 'local',
+          ...(model ? { model: model.model } : {}),
           ...(recordableBus(busUrl(flags.bus)) ? { bus: busUrl(flags.bus) } : {}),
         },
         requirements: { requirements: start.requirements, words: start.words },
@@ -379,6 +392,15 @@ async function execute(
   } finally {
     release();
     await session.close();
+  }
+}
+
+/** `name@host` of a model, for the progress display (no credentials). */
+function modelLabel(model: ModelConfig): string {
+  try {
+    return `${model.model}@${new URL(model.baseURL ?? 'https://api.openai.com/v1').host}`;
+  } catch {
+    return model.model;
   }
 }
 
@@ -405,6 +427,10 @@ export function registerRunCommands(program: Command): void {
         '--lease <ms>',
         "how long this run's claim on the workflow lasts unrenewed: a crashed run's claim runs out after it (default 10000)",
         integer('--lease', 100, 600_000),
+      )
+      .option(
+        '--model <name>',
+        'write and edit through this chat model on an OpenAI-compatible endpoint: CONCORD_MODEL_BASE_URL or OPENAI_BASE_URL (e.g. http://127.0.0.1:11434/v1 for Ollama), key from CONCORD_MODEL_API_KEY or OPENAI_API_KEY (default: no model, offline; or $CONCORD_MODEL)',
       )
       .option('--no-progress', 'print no progress')
       .option('--json', 'print the outcome as JSON');
