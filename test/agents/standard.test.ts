@@ -15,6 +15,8 @@ import {
   type WritingResult,
 } from '../../src/agents/index.js';
 import { MessageBus } from '../../src/bus/bus.js';
+import { defineAgent, type Agent, type AgentContext } from '../../src/bus/agent.js';
+import type { Message } from '../../src/message.js';
 import { StateManager } from '../../src/state/index.js';
 import { Orchestrator } from '../../src/workflow/orchestrator.js';
 import { documentPipeline } from '../../src/workflow/document-pipeline.js';
@@ -121,6 +123,41 @@ describe('documents held to a reader\'s standard', () => {
       const editingVersion = outcome.data.outputs['editing']?.version;
       expect(verdict?.draftVersion).toBe(editingVersion ?? writingVersion);
       expect((verdict?.problems ?? []).some((p) => (p as { kind: string }).kind === 'topic')).toBe(true);
+    } finally {
+      await bus.close();
+      await state.close();
+    }
+  });
+
+  it('a revision round that cannot change the draft ends the loop early, with the reason recorded', async () => {
+    const bus = new MessageBus();
+    const state = new StateManager();
+    const agents = createDocumentAgents({ sourcesDir: SAMPLES });
+    // A writer that cannot act on feedback (hands the draft back as it was) and a verifier never satisfied.
+    const stuck = defineAgent({
+      name: 'writing',
+      async handleMessage(msg: Message, ctx: AgentContext) {
+        if (msg.type !== 'feedback') return agents.writing.handleMessage(msg, ctx);
+        const draft = String((msg.payload as { draft: string }).draft);
+        await ctx.reply({ content: draft, citations: parseDocument(draft).references.map((r) => ({ n: r.n, passageId: `${r.source}:${r.line}`, source: r.source, line: r.line, endLine: r.endLine })), revisions: [] });
+        return undefined;
+      },
+    });
+    const strict = defineAgent({
+      name: 'verification',
+      handleMessage: () => ({ score: 0.5, scores: { citations: 0.5, length: 0.5, coverage: 0.5, structure: 0.5, coherence: 0.5 }, problems: [{ kind: 'coverage', term: 'backpressure', message: "key term 'backpressure' appears in no cited sentence" }], words: 400, terms: ['backpressure'] }),
+    });
+    for (const agent of [agents.research, stuck, agents.editing, strict]) bus.registerAgent(agent.name, agent as Agent);
+    try {
+      const outcome = await new Orchestrator({ bus, state, definition: documentPipeline({ maxIterations: 5 }) }).start({ topic: 'Reliable coordination of multi-agent systems', input: { words: 400 } });
+      expect(outcome.status).toBe('completed');
+      expect(outcome.accepted).toBe(false);
+      expect(outcome.iterations).toBe(2);
+      expect(outcome.data.stopped).toEqual({ stage: 'writing', iteration: 2, reason: 'the writer could not change the draft on the 1 problem verification sent back' });
+      // The unchanged revision wrote no version: one writing version in all.
+      const history = await state.getStateHistory(outcome.documentId);
+      expect(history.filter((h) => h.actor === 'writing')).toHaveLength(1);
+      expect(outcome.data.judgements?.map((j) => j.iteration)).toEqual([1, 2]);
     } finally {
       await bus.close();
       await state.close();

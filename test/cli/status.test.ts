@@ -28,6 +28,19 @@ describe('honest exit codes and status', () => {
     expect(below.stdout).toMatch(/^Revisions stopped after round 1: the sources do not cover the topic, and no rewrite can change that$/m);
   });
 
+  it('concord show prints the verdict on the version shown, and --json carries it', async () => {
+    const documentId = /history (doc-\S+)/.exec(below.stdout)?.[1] ?? '';
+    const judged = Number(/^Problems verification found in version (\d+)/m.exec(below.stdout)?.[1]);
+    const shown = await runCli(['show', documentId, '--version', String(judged)], { cwd: tmp.dir });
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(/^# Idempotency keys and quantum chromodynamics/);
+    expect(shown.stderr).toMatch(new RegExp(`^verification of version ${judged} \\(round 1\\): score 0\\.\\d\\d, threshold 0\\.95 NOT met, \\d+ problems?$`, 'm'));
+    expect(shown.stderr).toMatch(/^  - topic: the sources do not cover the topic/m);
+    const json = JSON.parse((await runCli(['show', documentId, '--version', String(judged), '--json'], { cwd: tmp.dir })).stdout) as { verification: { draftVersion: number; problems: Array<{ kind: string }> } };
+    expect(json.verification.draftVersion).toBe(judged);
+    expect(json.verification.problems.map((p) => p.kind)).toContain('topic');
+  });
+
   it('--json exits 3 too, with accepted false', async () => {
     const r = await runCli(['run', OFF, '--sources', SOURCES, '--threshold', '0.95', '--max-iterations', '1', '--json', '--state', 'memory://'], { cwd: tmp.dir });
     expect(r.code).toBe(3);
