@@ -246,8 +246,12 @@ function report(
       '',
     );
   }
-  if (options.demo && data.revisions.length === 0) {
-    lines.push(`Verification passed at once. To watch it send problems back to the writer: ${cliCommand()} demo --threshold 0.99`, '');
+  if (options.demo && data.revisions.length === 0 && outcome.accepted) {
+    // A suggestion that really makes verification send problems back: a threshold above this
+    // score, or (at full marks) a length the sample notes cannot fill.
+    const got = outcome.scores['verification'] ?? 1;
+    const harder = got < 0.995 ? `--threshold ${(Math.floor(got * 100) + 1) / 100}` : '--words 2000 --threshold 0.9';
+    lines.push(`Verification passed at once. To watch it send problems back to the writer: ${cliCommand()} demo ${harder}`, '');
   }
   if (!outcome.accepted) lines.push(...problemLines(data), '');
   process.stdout.write(lines.join('\n'));
