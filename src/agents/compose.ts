@@ -19,15 +19,11 @@ import {
   contentStems,
   countWords,
   isRepeat,
-  isContentWord,
   MAX_QUOTES_PER_PASSAGE,
   joinList,
   leansOnContext,
   sentenceKey,
-  stem,
-  stripCitations,
   support,
-  tokenize,
 } from './text.js';
 
 /** A source sentence the writer may quote. */
@@ -260,46 +256,6 @@ function paragraphs(sentences: readonly { text: string; source?: string }[]): st
   }
   if (current.length) out.push(current);
   return out.map((p) => p.join(' '));
-}
-
-/**
- * Key phrases of some sentences: runs of one or two content words, the most frequent first (two
- * words weigh more), none sharing a stem with `exclude` or with a phrase already chosen.
- */
-export function keyPhrases(sentences: readonly string[], exclude: ReadonlySet<string>, max = 3): string[] {
-  const counts = new Map<string, { n: number; first: number; stems: string[] }>();
-  let position = 0;
-  for (const sentence of sentences) {
-    const runs: string[][] = [[]];
-    for (const token of tokenize(stripCitations(sentence))) {
-      if (isContentWord(token) && !/^\d/u.test(token)) (runs[runs.length - 1] as string[]).push(token);
-      else runs.push([]);
-    }
-    for (const run of runs) {
-      for (let i = 0; i < run.length; i++) {
-        for (const len of [1, 2]) {
-          const words = run.slice(i, i + len);
-          if (words.length < len) continue;
-          const phrase = words.join(' ');
-          const entry = counts.get(phrase) ?? { n: 0, first: position++, stems: words.map(stem) };
-          entry.n++;
-          counts.set(phrase, entry);
-        }
-      }
-    }
-  }
-  const ranked = [...counts.entries()]
-    .filter(([, e]) => e.stems.every((st) => !exclude.has(st)) && e.n > 1)
-    .sort((a, b) => b[1].n * b[1].stems.length - a[1].n * a[1].stems.length || a[1].first - b[1].first);
-  const chosen: string[] = [];
-  const used = new Set<string>();
-  for (const [phrase, e] of ranked) {
-    if (e.stems.some((st) => used.has(st))) continue;
-    chosen.push(phrase);
-    for (const st of e.stems) used.add(st);
-    if (chosen.length >= max) break;
-  }
-  return chosen;
 }
 
 /**

@@ -7,7 +7,6 @@ import { type Candidate, type SentenceQuery, MAX_SENTENCES_PER_PARAGRAPH, Materi
 import { headingCase, keyStems, trimToLength } from './edit.js';
 import {
   type DocumentModel,
-  attachCitation,
   citationsOf,
   citedNumbers,
   cloneDocument,
