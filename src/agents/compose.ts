@@ -19,14 +19,19 @@ import {
   contentStems,
   countWords,
   isRepeat,
+  MAX_QUOTES_PER_PASSAGE,
   joinList,
+  leansOnContext,
   sentenceKey,
   support,
 } from './text.js';
 
 /** A source sentence the writer may quote. */
 export interface Candidate {
+  /** The sentence, or a sentence and the one it leans on, joined. */
   text: string;
+  /** The source sentences it is made of, in order (two when a sentence travels with its antecedent). */
+  parts: string[];
   passage: Passage;
   /** Position in the material: passage rank, then sentence order. Breaks every tie. */
   order: number;
@@ -42,38 +47,49 @@ export interface SentenceQuery {
 /** Paragraphs the writer builds hold at most this many sentences. */
 export const MAX_SENTENCES_PER_PARAGRAPH = 4;
 
-// A sentence opening with one of these leans on the sentence before it in its source; quoted
-// elsewhere it would point at nothing ("They exchange messages..."), so it is not quotable alone.
-const ANAPHORA = new Set(
-  'this these those that they them it its their such both either neither otherwise instead then thus hence however likewise similarly conversely meanwhile here'.split(' '),
-);
-
-/** True when a sentence cannot stand on its own (it opens by pointing back: `This`, `They`, `However`). */
-export function leansOnContext(sentence: string): boolean {
-  const first = /^["'(“‘]?([\p{L}]+)/u.exec(sentence)?.[1]?.toLowerCase();
-  return first !== undefined && ANAPHORA.has(first);
-}
+/** Re-exported: the rule lives with the other text primitives so verification applies the same one. */
+export { leansOnContext };
 
 /**
  * The quotable sentences of the passages: complete sentences of 6..50 words starting with a
- * capital or digit that stand on their own, first occurrence only, in passage order.
+ * capital or digit, first occurrence only, in passage order. A sentence that leans on the one
+ * before it (`Most systems therefore choose...`) is only quotable together with that one.
  */
 export function candidateSentences(passages: readonly Passage[]): Candidate[] {
   const out: Candidate[] = [];
   const keys = new Set<string>();
+  const complete = (text: string): boolean =>
+    /[.!?]["')\]”’]?$/u.test(text) && /^["'(“‘]?[\p{Lu}\p{N}]/u.test(text);
   passages.forEach((passage, pi) => {
-    paragraphSentences(passage.text).forEach((text, si) => {
-      const words = countWords(text);
-      if (words < 6 || words > 50) return;
-      if (!/[.!?]["')\]”’]?$/u.test(text) || !/^["'(“‘]?[\p{Lu}\p{N}]/u.test(text)) return;
-      if (leansOnContext(text)) return;
-      const key = sentenceKey(text);
+    const sentences = paragraphSentences(passage.text);
+    sentences.forEach((text, si) => {
+      let parts = [text];
+      if (leansOnContext(text)) {
+        const before = sentences[si - 1];
+        if (before === undefined || leansOnContext(before) || !complete(before)) return;
+        parts = [before, text];
+      }
+      const joined = parts.join(' ');
+      const words = countWords(joined);
+      if (words < 6 || words > (parts.length > 1 ? 80 : 50)) return;
+      if (!parts.every(complete)) return;
+      const key = sentenceKey(joined);
       if (keys.has(key)) return;
       keys.add(key);
-      out.push({ text, passage, order: pi * 1000 + si, stems: new Set(contentStems(text)) });
+      out.push({ text: joined, parts, passage, order: pi * 1000 + si, stems: new Set(contentStems(joined)) });
     });
   });
   return out;
+}
+
+/** A candidate as it goes into a document: each of its sentences cited `[n]`. */
+export function citeCandidate(c: Candidate, n: number): string {
+  return c.parts.map((part) => attachCitation(part, n)).join(' ');
+}
+
+/** The reference for a passage: `[n] Title, file, lines`. */
+export function referenceFor(p: Passage, n: number): Reference {
+  return { n, source: p.source, line: p.line, endLine: p.endLine, ...(p.title ? { title: p.title } : {}) };
 }
 
 /** The passages as material to write from: candidate sentences with IDF weights. */
@@ -101,10 +117,11 @@ export class Material {
 
   /** How well a candidate answers a query; 0 when no primary stem matches. */
   score(c: Candidate, query: SentenceQuery): number {
-    const primary = this.weight(c.stems, query.primary);
-    if (primary === 0) return 0;
+    // The source's own heading counts: a sentence under "Times by tea type" is about times.
     const heading = new Set(contentStems(c.passage.heading ?? ''));
-    return primary + 0.5 * this.weight(heading, query.primary) + (query.secondary ? 0.2 * this.weight(c.stems, query.secondary) : 0);
+    const primary = this.weight(c.stems, query.primary) + 0.5 * this.weight(heading, query.primary);
+    if (primary === 0) return 0;
+    return primary + (query.secondary ? 0.2 * this.weight(c.stems, query.secondary) : 0);
   }
 
   /** The best candidate for `query` that repeats none of `taken` and passes `accept`. */
@@ -163,6 +180,13 @@ function lowerFirst(text: string): string {
   return /^\p{Lu}\p{Ll}/u.test(t) ? t.charAt(0).toLowerCase() + t.slice(1) : t;
 }
 
+/** The stems that set a section's heading apart from the topic (all of them when it is nothing but topic words). */
+export function sectionStems(heading: string, topic: ReadonlySet<string>): Set<string> {
+  const all = stems(heading);
+  const own = new Set([...all].filter((s) => !topic.has(s)));
+  return own.size ? own : all;
+}
+
 /** Up to `max` distinct headings of the passages, best-ranked passage first: the themes of a topic without requirements. */
 function passageThemes(passages: readonly Passage[], max: number): string[] {
   const themes: string[] = [];
@@ -194,7 +218,8 @@ export function buildOutline(topic: string, requirements: readonly string[], pas
     sections: [
       { heading: 'Introduction', role: 'introduction', query: { primary: topicStems, secondary: allStems }, budget: Math.round(words * 0.2) },
       ...themes.map((t): OutlineSection => {
-        const primary = stems(t);
+        // What sets the section apart: a heading's topic words ("tea" in "Times by tea type") match everything.
+        const primary = sectionStems(t, topicStems);
         return { heading: headingCase(t), role: 'body', query: { primary: primary.size ? primary : topicStems, secondary: topicStems }, budget: body };
       }),
       { heading: 'Conclusion', role: 'conclusion', query: { primary: allStems }, budget: Math.round(words * 0.15) },
@@ -233,7 +258,36 @@ function paragraphs(sentences: readonly { text: string; source?: string }[]): st
   return out.map((p) => p.join(' '));
 }
 
-/** Writes a first draft. */
+/**
+ * The conclusion's summary of one body section, from what that section drew on: the headings of
+ * the source sections its sentences came from (`covered idempotency keys; naturally idempotent
+ * operations`), else its most repeated phrases. Uncited, and nothing the body did not say.
+ */
+export function summarySentence(heading: string, picks: readonly Candidate[]): string | undefined {
+  const key = sentenceKey(heading);
+  const seen = new Set<string>();
+  const items: string[] = [];
+  for (const c of picks) {
+    const h = c.passage.heading?.trim();
+    if (!h || h === c.passage.title || sentenceKey(h) === key || seen.has(sentenceKey(h))) continue;
+    seen.add(sentenceKey(h));
+    items.push(lowerFirst(h));
+    if (items.length >= 3) break;
+  }
+  if (items.length === 0) return undefined;
+  return `The section on ${lowerFirst(heading)} covered ${items.join('; ')}.`;
+}
+
+/** How many sentences of `picks` come from the passage `c` comes from. */
+function quotes(picks: readonly Candidate[], c: Candidate): number {
+  return picks.filter((p) => p.passage.id === c.passage.id).reduce((n, p) => n + p.parts.length, 0);
+}
+
+/**
+ * Writes a first draft. Each quotable sentence goes to the body section it is most about (the
+ * introduction only takes what no body section wants); a section with nothing to say is left out;
+ * the conclusion sums up what the body said, with no new facts.
+ */
 export function composeDocument(task: WritingTask): WritingResult {
   const words = task.words ?? DEFAULT_WORDS;
   const material = new Material(task.passages);
@@ -246,38 +300,82 @@ export function composeDocument(task: WritingTask): WritingResult {
     if (n === undefined) {
       n = numbers.size + 1;
       numbers.set(p.id, n);
-      references.push({ n, source: p.source, line: p.line, endLine: p.endLine });
+      references.push(referenceFor(p, n));
     }
     return n;
   };
 
-  // Choose every section's sentences first (in outline order, so earlier sections get first pick)...
+  // Where each candidate belongs: the body section whose query it answers best (earlier wins ties).
+  const body = outline.sections.filter((s) => s.role === 'body');
+  const home = new Map<Candidate, OutlineSection>();
+  for (const c of material.candidates) {
+    let best: OutlineSection | undefined;
+    let bestScore = 0;
+    for (const section of body) {
+      const score = material.score(c, section.query);
+      if (score > bestScore) {
+        best = section;
+        bestScore = score;
+      }
+    }
+    if (best) home.set(c, best);
+  }
+
+  // Choose the introduction's and the body's sentences (in outline order)...
   const chosen = outline.sections.map((section) => {
-    const framing =
-      section.role === 'introduction' ? openingSentence(task.topic, task.requirements)
-      : section.role === 'conclusion' ? closingSentence(task.topic, task.requirements)
-      : undefined;
+    const framing = section.role === 'introduction' ? openingSentence(task.topic, task.requirements) : undefined;
     let count = framing ? countWords(framing) : 0;
     const picks: Candidate[] = [];
-    while (count < section.budget) {
-      const c = material.pick(section.query, taken);
-      if (!c) break;
-      const w = countWords(c.text);
-      if (count + w > section.budget * 1.25 && count >= section.budget * 0.6) break;
-      picks.push(c);
-      taken.push(c.text);
-      count += w;
+    if (section.role !== 'conclusion') {
+      const belongs = (c: Candidate): boolean =>
+        (section.role === 'introduction' ? !home.has(c) : home.get(c) === section) && quotes(picks, c) + c.parts.length <= MAX_QUOTES_PER_PASSAGE;
+      while (count < section.budget) {
+        const c = material.pick(section.query, taken, belongs);
+        if (!c) break;
+        const w = countWords(c.text);
+        if (count + w > section.budget * 1.25 && count >= section.budget * 0.6) break;
+        picks.push(c);
+        taken.push(c.text);
+        count += w;
+      }
     }
     picks.sort((a, b) => a.order - b.order);
     return { section, framing, picks };
   });
 
-  // ...then number citations in reading order.
+  // Short of the target: body sections take their next best sentences wherever those were homed.
+  let total = chosen.reduce((n, c) => n + (c.framing ? countWords(c.framing) : 0) + c.picks.reduce((m, p) => m + countWords(p.text), 0), 0);
+  for (let open = true; open && total < words * 0.95; ) {
+    open = false;
+    for (const entry of chosen) {
+      if (entry.section.role !== 'body' || total >= words * 0.95) continue;
+      const c = material.pick(entry.section.query, taken, (x) => home.get(x) === entry.section && quotes(entry.picks, x) + x.parts.length <= MAX_QUOTES_PER_PASSAGE);
+      if (!c) continue;
+      entry.picks.push(c);
+      taken.push(c.text);
+      total += countWords(c.text);
+      open = true;
+    }
+  }
+  for (const entry of chosen) entry.picks.sort((a, b) => a.order - b.order);
+
+  // ...then number citations in reading order, leaving out body sections with nothing to say.
   const model: DocumentModel = { title: outline.title, lead: [], sections: [], referencesHeading: 'References', references, malformedReferences: [] };
+  const summaries: string[] = [];
   for (const { section, framing, picks } of chosen) {
-    const sentences = picks.map((c) => ({ text: attachCitation(c.text, cite(c.passage)), source: c.passage.source }));
+    if (section.role === 'conclusion') {
+      const paras = [closingSentence(task.topic, task.requirements), ...summaries];
+      model.sections.push({ heading: section.heading, level: 2, paragraphs: paragraphs(paras.map((text) => ({ text }))) });
+      continue;
+    }
+    if (section.role === 'body' && picks.length === 0) continue;
+    const sentences = picks.map((c) => ({ text: citeCandidate(c, cite(c.passage)), source: c.passage.source }));
     if (framing) sentences.unshift({ text: framing, source: picks[0]?.passage.source ?? '' });
     model.sections.push({ heading: section.heading, level: 2, paragraphs: paragraphs(sentences) });
+    if (section.role === 'body') {
+      const summary = summarySentence(section.heading, picks);
+      if (summary) summaries.push(summary);
+    }
   }
   return { content: renderDocument(model), citations: citationsOf(model), revisions: [] };
 }

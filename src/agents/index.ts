@@ -9,13 +9,18 @@ import type { EditingResult, ResearchResult, VerificationResult, WritingResult }
 import { createResearchAgent } from './research.js';
 import { createVerificationAgent } from './verification.js';
 import { createWritingAgent } from './writing.js';
+import type { SkippedSource } from './sources.js';
+import type { ChatModel, ModelConfig } from './model.js';
 
 export * from './protocol.js';
 export { createResearchAgent, type ResearchAgentOptions } from './research.js';
-export { createWritingAgent } from './writing.js';
-export { createEditingAgent } from './editing.js';
+export { createWritingAgent, type WritingAgentOptions } from './writing.js';
+export { createEditingAgent, type EditingAgentOptions } from './editing.js';
+export { createChatModel, modelConfigFromEnv, parseModelConfig, type ChatMessage, type ChatModel, type ModelConfig } from './model.js';
+export { draftMessages, editWithModel, fromKeys, passageKey, revisionMessages, toKeys, writeWithModel } from './model-writer.js';
 export { createVerificationAgent, readCitedSources } from './verification.js';
-export { PassageIndex, loadSources, research, researchQueries, splitPassages, type SourceFile } from './search.js';
+export { DEFAULT_MAX_SOURCE_BYTES, readSource, sourcesRoot, type SkippedSource, type SourceRead, type SourceReadOptions } from './sources.js';
+export { PassageIndex, loadSources, type LoadSourcesOptions, research, researchQueries, splitPassages, type SourceFile } from './search.js';
 export { buildOutline, composeDocument, type Outline, type OutlineSection } from './compose.js';
 export { reviseDocument, write } from './revise.js';
 export { editDocument, headingCase, normaliseHeadings, removeRepeats, trimToLength } from './edit.js';
@@ -42,6 +47,30 @@ export interface DocumentAgents {
   verification: Agent<VerificationResult | undefined>;
 }
 
+/** Options of {@link createDocumentAgents}. */
+export interface DocumentAgentsOptions {
+  /** The notes to research and verify against (default: the bundled samples). */
+  sourcesDir?: string;
+  /** Largest source file read, in bytes (default 8 MiB). */
+  maxSourceBytes?: number;
+  /** Called for each source file research skips (too large, not text, a link leaving the folder). */
+  onSkip?: (skipped: SkippedSource) => void;
+  /**
+   * A chat model (an OpenAI-compatible endpoint, see `ModelConfig`) the writing and editing agents
+   * work through. Without one everything runs offline and deterministically. Verification stays
+   * deterministic either way.
+   */
+  model?: ModelConfig | ChatModel;
+  /** Text the model streams, as it arrives, with the agent it streams for (for a progress display). */
+  onToken?: (agent: 'writing' | 'editing', text: string) => void;
+}
+
+function withModel(options: DocumentAgentsOptions, agent: 'writing' | 'editing'): { model?: ModelConfig | ChatModel; onToken?: (text: string) => void } {
+  if (options.model === undefined) return {};
+  const onToken = options.onToken;
+  return { model: options.model, ...(onToken ? { onToken: (text: string) => onToken(agent, text) } : {}) };
+}
+
 /**
  * Creates the research, writing, editing and verification agents over one sources directory
  * (the sample notes by default).
@@ -50,12 +79,13 @@ export interface DocumentAgents {
  * const agents = createDocumentAgents({ sourcesDir: './notes' });
  * for (const agent of Object.values(agents)) bus.registerAgent(agent.name, agent);
  */
-export function createDocumentAgents(options: { sourcesDir?: string } = {}): DocumentAgents {
+export function createDocumentAgents(options: DocumentAgentsOptions = {}): DocumentAgents {
   const sourcesDir = options.sourcesDir ?? defaultSourcesDir();
+  const limit = options.maxSourceBytes !== undefined ? { maxSourceBytes: options.maxSourceBytes } : {};
   return {
-    research: createResearchAgent({ sourcesDir }),
-    writing: createWritingAgent(),
-    editing: createEditingAgent(),
-    verification: createVerificationAgent({ sourcesDir }),
+    research: createResearchAgent({ sourcesDir, ...limit, ...(options.onSkip ? { onSkip: options.onSkip } : {}) }),
+    writing: createWritingAgent(withModel(options, 'writing')),
+    editing: createEditingAgent(withModel(options, 'editing')),
+    verification: createVerificationAgent({ sourcesDir, ...limit }),
   };
 }

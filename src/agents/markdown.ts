@@ -15,12 +15,17 @@ export interface Section {
   paragraphs: string[];
 }
 
-/** One entry of the reference list: `[n] source:line-endLine`. */
+/**
+ * One entry of the reference list: `[n] Title, source.md, lines 3-5` (a reader can follow it), or
+ * `[n] source:line-endLine` when the source has no title.
+ */
 export interface Reference {
   n: number;
   source: string;
   line: number;
   endLine: number;
+  /** The source's title (its first heading), when known. */
+  title?: string;
 }
 
 /** A parsed document. */
@@ -40,6 +45,7 @@ export interface DocumentModel {
 const HEADING = /^(#{1,6})\s+(.*?)(?:\s+#+)?\s*$/u;
 const FENCE = /^\s*(```|~~~)/u;
 const REFERENCE_LINE = /^\s*(?:[-*]\s+)?\[(\d+)\]\s+(\S+?):(\d+)(?:-(\d+))?(?:\s.*)?$/u;
+const TITLED_REFERENCE_LINE = /^\s*(?:[-*]\s+)?\[(\d+)\]\s+(?:(.+?),\s+)?(\S+?),\s+lines?\s+(\d+)(?:[-–](\d+))?\.?\s*$/u;
 const REFERENCES_HEADING = /^(references|sources|bibliography)[\s.:]*$/iu;
 
 /** True for the heading of a reference list (`References`, `Sources`, `Bibliography`). */
@@ -49,14 +55,26 @@ export function isReferencesHeading(heading: string): boolean {
 
 /** Parses one reference line, or returns null. */
 export function parseReferenceLine(line: string): Reference | null {
+  const t = TITLED_REFERENCE_LINE.exec(line);
+  if (t) {
+    const first = Number(t[4]);
+    const ref: Reference = { n: Number(t[1]), source: t[3] ?? '', line: first, endLine: t[5] === undefined ? first : Number(t[5]) };
+    const title = t[2]?.trim().replace(/^[*_"“](.*)[*_"”]$/u, '$1');
+    if (title) ref.title = title;
+    return ref;
+  }
   const m = REFERENCE_LINE.exec(line);
   if (!m) return null;
   const first = Number(m[3]);
   return { n: Number(m[1]), source: m[2] ?? '', line: first, endLine: m[4] === undefined ? first : Number(m[4]) };
 }
 
-/** `[n] source:line-endLine`. */
+/** `[n] Title, source.md, lines 3-5` when the title is known, else `[n] source:line-endLine`. */
 export function formatReference(ref: Reference): string {
+  if (ref.title) {
+    const lines = ref.line === ref.endLine ? `line ${ref.line}` : `lines ${ref.line}-${ref.endLine}`;
+    return `[${ref.n}] ${ref.title.replace(/\s+/gu, ' ')}, ${ref.source}, ${lines}`;
+  }
   return `[${ref.n}] ${ref.source}:${ref.line}-${ref.endLine}`;
 }
 

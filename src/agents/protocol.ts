@@ -22,6 +22,8 @@ export interface Passage {
   score: number;
   /** The nearest heading above the paragraph in its file, when there is one. */
   heading?: string;
+  /** The file's title: its first heading, when it has one (named in References). */
+  title?: string;
 }
 
 /** What the research agent is asked. */
@@ -40,6 +42,8 @@ export interface ResearchResult {
   passages: Passage[];
   /** How much was indexed. */
   indexed: { files: number; passages: number };
+  /** Source files not read, each with the reason (too large, not text, a link leaving the folder). */
+  skipped?: Array<{ source: string; reason: string }>;
 }
 
 /** One numbered citation of a document: `[n]` in the text, `[n] source:line-endLine` in References. */
@@ -52,8 +56,12 @@ export interface Citation {
   endLine: number;
 }
 
-/** The kinds of problem verification reports (and the writer acts on). */
-export type ProblemKind = 'citation' | 'length' | 'coverage' | 'structure' | 'repetition';
+/**
+ * The kinds of problem verification reports (and the writer acts on). `topic`: the sources do not
+ * cover the topic (no revision can fix it); `coherence`: a sentence leans on one that is not there,
+ * a section strays from its heading, or the conclusion says what the body did not.
+ */
+export type ProblemKind = 'citation' | 'length' | 'coverage' | 'structure' | 'repetition' | 'coherence' | 'topic';
 
 /** One concrete problem found in a document. */
 export interface Problem {
@@ -143,11 +151,19 @@ export interface VerificationScores {
   coverage: number;
   /** Share of the structural checks passed (title, sections, references, no repeats). */
   structure: number;
+  /**
+   * Share of the reading checks passed: no sentence leaning on one that is not there, every body
+   * section about its heading, nothing in the conclusion the body did not say.
+   */
+  coherence: number;
 }
 
 /** What the verification agent answers. */
 export interface VerificationResult {
-  /** Weighted mean of `scores` (citations 0.4, coverage 0.3, length 0.2, structure 0.1), in [0, 1]. */
+  /**
+   * Weighted mean of `scores` (citations 0.35, coverage 0.25, length 0.15, coherence 0.15, structure 0.1),
+   * times the share of the topic's key terms the sources mention at all, in [0, 1].
+   */
   score: number;
   scores: VerificationScores;
   /** Empty when nothing is wrong; otherwise one entry per concrete problem, in document order. */
@@ -214,6 +230,8 @@ export function parsePassage(value: unknown, field = 'passage', what = 'passage'
   };
   const heading = optional(o['heading'], (v) => text(what, `${field}.heading`, v, { empty: true }));
   if (heading !== undefined) passage.heading = heading;
+  const title = optional(o['title'], (v) => text(what, `${field}.title`, v, { empty: true }));
+  if (title !== undefined) passage.title = title;
   return passage;
 }
 
@@ -222,7 +240,7 @@ function passages(what: string, value: unknown): Passage[] {
   return value.map((p, i) => parsePassage(p, `passages[${i}]`, what));
 }
 
-const KINDS: ReadonlySet<string> = new Set(['citation', 'length', 'coverage', 'structure', 'repetition']);
+const KINDS: ReadonlySet<string> = new Set(['citation', 'length', 'coverage', 'structure', 'repetition', 'coherence', 'topic']);
 
 /** Checks one problem. */
 export function parseProblem(value: unknown, field = 'problem', what = 'problem'): Problem {

@@ -3,11 +3,10 @@
  * coverage, length), the rest of the draft left as it was. Facts only ever come from the passages:
  * a point no passage can answer is reported in `revisions` and left alone.
  */
-import { type Candidate, type SentenceQuery, MAX_SENTENCES_PER_PARAGRAPH, Material, composeDocument, stems } from './compose.js';
+import { type Candidate, type SentenceQuery, MAX_SENTENCES_PER_PARAGRAPH, Material, citeCandidate, composeDocument, referenceFor, sectionStems, stems } from './compose.js';
 import { headingCase, keyStems, trimToLength } from './edit.js';
 import {
   type DocumentModel,
-  attachCitation,
   citationsOf,
   citedNumbers,
   cloneDocument,
@@ -36,7 +35,7 @@ import {
   support,
 } from './text.js';
 
-const ORDER: Record<Problem['kind'], number> = { repetition: 0, citation: 1, structure: 2, coverage: 3, length: 4 };
+const ORDER: Record<Problem['kind'], number> = { topic: 0, repetition: 1, citation: 2, coherence: 3, structure: 4, coverage: 5, length: 6 };
 
 /** What a revision works on. */
 interface Revision {
@@ -67,7 +66,7 @@ function sectionQuery(heading: string, task: WritingTask): SentenceQuery {
   const key = sentenceKey(heading);
   if (key === 'introduction' || key === '') return { primary: topic, secondary: all };
   if (key === 'conclusion') return { primary: all };
-  const h = stems(heading);
+  const h = sectionStems(heading, topic);
   return { primary: h.size ? h : topic, secondary: topic };
 }
 
@@ -76,7 +75,7 @@ function citeNumber(model: DocumentModel, passage: Passage): number {
   const existing = model.references.find((r) => r.source === passage.source && r.line === passage.line && r.endLine === passage.endLine);
   if (existing) return existing.n;
   const n = Math.max(0, ...model.references.map((r) => r.n), ...citedNumbers(model)) + 1;
-  model.references.push({ n, source: passage.source, line: passage.line, endLine: passage.endLine });
+  model.references.push(referenceFor(passage, n));
   return n;
 }
 
@@ -113,7 +112,7 @@ function addSentence(r: Revision, section: number, query: SentenceQuery, accept:
     return !ref || quotesOf(r.model, section, ref.n) < MAX_QUOTES_PER_PASSAGE;
   });
   if (!c) return undefined;
-  appendSentence(r.model, section, attachCitation(c.text, citeNumber(r.model, c.passage)));
+  appendSentence(r.model, section, citeCandidate(c, citeNumber(r.model, c.passage)));
   return c;
 }
 
@@ -218,6 +217,40 @@ function fixCitation(r: Revision, problem: Problem): void {
   }
 }
 
+/**
+ * A sentence that leans on one that is not there, or a conclusion sentence the body never said:
+ * it goes. A section that strays from its heading keeps only the sentences about the heading
+ * (length is restored later from material that is).
+ */
+function fixCoherence(r: Revision, problem: Problem): void {
+  const target = problem.sentence === undefined ? undefined : sentenceKey(problem.sentence);
+  if (target !== undefined) {
+    r.model = mapSentences(r.model, (s) => {
+      if (sentenceKey(s.text) !== target) return s.text;
+      r.notes.push(`removed from '${s.heading}' ${short(s.text)}: ${problem.message.replace(/^".*?" in '.*?' /u, '')}`);
+      return null;
+    });
+    return;
+  }
+  const section = sectionIndex(r.model, problem.section);
+  if (section === undefined || section < 0) {
+    r.notes.push(`could not act on: ${problem.message}`);
+    return;
+  }
+  const h = stems(headingOf(r.model, section));
+  let dropped = 0;
+  r.model = mapSentences(r.model, (s) => {
+    if (s.section !== section || citationNumbers(s.text).length === 0) return s.text;
+    if (contentStems(stripCitations(s.text)).some((st) => h.has(st))) return s.text;
+    const ref = r.model.references.find((x) => x.n === citationNumbers(s.text)[0]);
+    const passage = ref && r.material.passageFor(ref);
+    if (passage && contentStems(passage.heading ?? '').some((st) => h.has(st))) return s.text;
+    dropped++;
+    return null;
+  });
+  r.notes.push(`removed ${dropped} sentence${dropped === 1 ? '' : 's'} of '${headingOf(r.model, section)}' that were not about its heading`);
+}
+
 function fixStructure(r: Revision, problem: Problem): void {
   const m = r.model;
   if (m.title === null) {
@@ -249,6 +282,12 @@ function fixStructure(r: Revision, problem: Problem): void {
     if (!c) break;
     added += countWords(c.text);
   }
+  if (added === 0 && section.paragraphs.length === 0) {
+    // An empty heading helps no reader: leave the requirement unmet and say so.
+    m.sections.splice(i, 1);
+    r.notes.push(`found no passage for '${section.heading}': left it out rather than leave an empty section`);
+    return;
+  }
   r.notes.push(added ? `wrote ${added} cited words for '${section.heading}'` : `found no passage for '${section.heading}'`);
 }
 
@@ -274,13 +313,15 @@ function fixCoverage(r: Revision, problem: Problem): void {
   let best = sectionIndex(r.model, problem.section) ?? (r.model.sections.length ? 0 : -1);
   let bestWeight = best >= 0 ? r.material.weight(c.stems, sectionQuery(headingOf(r.model, best), r.task).primary) : 0;
   r.model.sections.forEach((s, i) => {
+    // The conclusion sums up the body; a new fact goes to the body.
+    if (sentenceKey(s.heading) === 'conclusion') return;
     const w = r.material.weight(c.stems, sectionQuery(s.heading, r.task).primary);
     if (w > bestWeight) {
       best = i;
       bestWeight = w;
     }
   });
-  appendSentence(r.model, best, attachCitation(c.text, citeNumber(r.model, c.passage)));
+  appendSentence(r.model, best, citeCandidate(c, citeNumber(r.model, c.passage)));
   r.notes.push(`covered '${term}' in '${headingOf(r.model, best)}' with ${short(c.text)} (${c.passage.id})`);
 }
 
@@ -297,7 +338,10 @@ function fixLength(r: Revision, problem: Problem): void {
   // Body sections first, smallest first; then the introduction and conclusion; then any on-topic sentence.
   const all = stems([r.task.topic, ...r.task.requirements].join(' '));
   const body = bodySections(r.model);
-  const rest = [-1, ...r.model.sections.map((_, i) => i)].filter((i) => !body.includes(i) && (i >= 0 || r.model.lead.length > 0));
+  // Never the conclusion: it sums up the body and takes no new facts.
+  const rest = [-1, ...r.model.sections.map((_, i) => i)].filter(
+    (i) => !body.includes(i) && (i >= 0 || r.model.lead.length > 0) && sentenceKey(headingOf(r.model, i)) !== 'conclusion',
+  );
   const sectionWords = (i: number): number =>
     (i < 0 ? r.model.lead : (r.model.sections[i]?.paragraphs ?? [])).reduce((n, p) => n + countWords(p), 0);
   for (const [pool, broad] of [[body, false], [rest, false], [[...body, ...rest], true]] as const) {
@@ -330,6 +374,8 @@ export function reviseDocument(task: WritingTask): WritingResult {
     else if (p.kind === 'citation') fixCitation(r, p);
     else if (p.kind === 'structure') fixStructure(r, p);
     else if (p.kind === 'coverage') fixCoverage(r, p);
+    else if (p.kind === 'coherence') fixCoherence(r, p);
+    else if (p.kind === 'topic') r.notes.push(`cannot fix by rewriting: ${p.message}`);
     else fixLength(r, p);
   }
   const cited = citedNumbers(r.model);

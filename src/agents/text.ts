@@ -66,7 +66,8 @@ export function stem(word: string): string {
   const w = word.toLowerCase();
   if (w.length <= 3 || /\d/u.test(w)) return w;
   if (w.includes('-')) return w.split('-').map(stem).join('-');
-  let current = w;
+  // Fold the noun onto its adjective first: idempotency/idempotence → idempotent, consistency → consistent.
+  let current = w.length > 6 ? w.replace(/en(?:cy|ce|cies|ces)$/u, 'ent') : w;
   for (let i = 0; i < 3; i++) {
     const next = stripOnce(current);
     if (next === current) break;
@@ -202,3 +203,53 @@ export function joinList(items: readonly string[]): string {
   if (items.length <= 1) return items.join('');
   return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
 }
+
+// A sentence opening with one of these leans on the sentence before it in its source; quoted
+// elsewhere it would point at nothing ("They exchange messages..."), so it is not quotable alone.
+const ANAPHORA = new Set(
+  ('this these those that they them it its their such both either neither otherwise instead then thus hence however ' +
+    'likewise similarly conversely meanwhile here therefore consequently accordingly moreover furthermore additionally ' +
+    'also besides nevertheless nonetheless so but and yet still finally second third lastly').split(' '),
+);
+// Connectives that point back from inside a sentence's opening: "Most systems therefore choose...".
+const INNER_CONNECTIVE = /^(?:\S+\s+){0,7}?(therefore|thus|hence|consequently|accordingly|also|in turn|as a result|in addition|by contrast|in contrast)\b/iu;
+// "...belong there as well." / "..., too.": the sentence adds to one before it.
+const TRAILING_CONNECTIVE = /\b(as well|too)[.!?]?["')\]”’]?$/iu;
+// "around such operations": `such` pointing back at something named before (not `such as`).
+const SUCH = /\b(such)\s+(?!as\b)[\p{L}]/iu;
+// "This document covers...": the writer's own framing names what it points at.
+const SELF_REFERENCE = /^(this|the present|these) (document|article|report|section|notes?|guide)\b/iu;
+
+/**
+ * The word by which a sentence leans on the one before it (`This`, `They`, `However`, or a
+ * connective early on: `Most systems therefore choose...`), or null when it stands on its own.
+ */
+export function contextWord(sentence: string): string | null {
+  const plain = stripCitations(sentence).replace(/^["'(“‘]+/u, '');
+  if (SELF_REFERENCE.test(plain)) return null;
+  const first = /^([\p{L}]+)/u.exec(plain)?.[1]?.toLowerCase();
+  if (first !== undefined && ANAPHORA.has(first)) return first;
+  return (INNER_CONNECTIVE.exec(plain)?.[1] ?? TRAILING_CONNECTIVE.exec(plain)?.[1] ?? SUCH.exec(plain)?.[1])?.toLowerCase() ?? null;
+}
+
+/** True when a sentence cannot stand on its own (see `contextWord`). */
+export function leansOnContext(sentence: string): boolean {
+  return contextWord(sentence) !== null;
+}
+
+/**
+ * Words a writer may use to frame a summary ("Taken together, ... covered here") that are not
+ * claims about the subject; the new-claims check of a conclusion ignores them.
+ */
+export const FRAMING_WORDS: ReadonlySet<string> = new Set(
+  'taken together document covers covered cover notes sources source stress stressed key points point summary short main part parts describe described came comes down section sections above'
+    .split(' ')
+    .map((w) => stem(w)),
+);
+
+/** Topic words that name a kind of text rather than a subject: the sources need not mention them. */
+export const GENERIC_TOPIC_WORDS: ReadonlySet<string> = new Set(
+  'overview introduction guide notes basics principles practice practices primer summary handbook tutorial essentials fundamentals'
+    .split(' ')
+    .map((w) => stem(w)),
+);

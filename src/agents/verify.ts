@@ -15,19 +15,26 @@ import {
   LENGTH_TOLERANCE,
   MAX_QUOTES_PER_PASSAGE,
   SUPPORT_THRESHOLD,
+  FRAMING_WORDS,
+  GENERIC_TOPIC_WORDS,
   citationNumbers,
   contentStems,
+  contextWord,
   isRepeat,
   keyTerms,
   lengthBounds,
   sentenceKey,
+  splitSentences,
   stem,
   stripCitations,
   support,
 } from './text.js';
 
+/** The highest score a document gets while any citation leads nowhere (below every sensible threshold). */
+export const UNRESOLVED_CITATION_CAP = 0.5;
+
 /** Weights of the overall score. */
-export const SCORE_WEIGHTS = { citations: 0.4, coverage: 0.3, length: 0.2, structure: 0.1 } as const;
+export const SCORE_WEIGHTS = { citations: 0.35, coverage: 0.25, length: 0.15, coherence: 0.15, structure: 0.1 } as const;
 
 /**
  * The text of the source files the document cites, by path relative to the sources directory:
@@ -217,10 +224,160 @@ function checkStructure(model: DocumentModel, task: VerificationTask, problems: 
   return passed / checks;
 }
 
+const isFrame = (heading: string): boolean => ['introduction', 'conclusion'].includes(sentenceKey(heading));
+
+/** The researched passage a reference points into, if any. */
+function passageOf(ref: Reference | undefined, passages: readonly Passage[]): Passage | undefined {
+  return ref && passages.find((p) => p.source === ref.source && p.line <= ref.line && ref.endLine <= p.endLine);
+}
+
+/**
+ * What a reader trips over: a sentence leaning on one that is not there (a paragraph opening
+ * "Most systems therefore..."), a body section that strays from its heading, a conclusion that
+ * says what the body did not. Returns the share of checks passed.
+ */
+function checkCoherence(model: DocumentModel, task: VerificationTask, problems: Problem[]): number {
+  let checks = 0;
+  let passed = 0;
+  const sentences = documentSentences(model);
+
+  // Each paragraph: every sentence that leans on context follows one citing the same source.
+  const paragraphs = new Map<string, typeof sentences>();
+  for (const s of sentences) {
+    const key = `${s.section}:${s.paragraph}`;
+    paragraphs.set(key, [...(paragraphs.get(key) ?? []), s]);
+  }
+  for (const list of paragraphs.values()) {
+    checks++;
+    let ok = true;
+    list.forEach((s, i) => {
+      const word = contextWord(s.text);
+      if (word === null) return;
+      const previous = list[i - 1];
+      const mine = citationNumbers(s.text);
+      const theirs = previous ? citationNumbers(previous.text) : [];
+      const follows = previous !== undefined && (mine.length === 0 ? theirs.length === 0 : mine.some((n) => theirs.includes(n)));
+      if (follows) return;
+      ok = false;
+      problems.push({
+        kind: 'coherence',
+        section: s.heading,
+        sentence: s.text,
+        message: `${excerpt(s.text)} in ${place(s.heading)} leans on '${word}' but ${previous ? 'the sentence before it comes from another source' : 'opens its paragraph'}: nothing it could refer to precedes it`,
+      });
+    });
+    if (ok) passed++;
+  }
+
+  // Each body section: at least half its cited sentences are about its heading.
+  const byNumber = new Map(model.references.map((r) => [r.n, r] as const));
+  model.sections.forEach((section, i) => {
+    if (isFrame(section.heading)) return;
+    // The heading's own words: its topic words ("tea" in "Times by tea type") say nothing about where a sentence belongs.
+    const all = new Set(contentStems(section.heading));
+    const topic = new Set(contentStems(task.topic));
+    const h = new Set([...all].filter((st) => !topic.has(st)));
+    if (h.size === 0) return;
+    const cited = sentences.filter((s) => s.section === i && citationNumbers(s.text).length > 0);
+    if (cited.length === 0) return;
+    checks++;
+    const about = cited.filter((s) => {
+      if (contentStems(stripCitations(s.text)).some((st) => h.has(st))) return true;
+      const p = passageOf(byNumber.get(citationNumbers(s.text)[0] ?? -1), task.passages);
+      return p !== undefined && contentStems(p.heading ?? '').some((st) => h.has(st));
+    }).length;
+    if (about * 2 >= cited.length) passed++;
+    else {
+      problems.push({
+        kind: 'coherence',
+        section: section.heading,
+        message: `section '${section.heading}' strays from its heading: only ${about} of its ${cited.length} cited sentences are about ${[...h].join(', ')}`,
+      });
+    }
+  });
+
+  // The conclusion: nothing the body did not say.
+  const last = model.sections.length - 1;
+  const conclusion = model.sections[last];
+  if (conclusion && sentenceKey(conclusion.heading) === 'conclusion') {
+    const body = sentences.filter((s) => s.section !== last);
+    const bodyStems = new Set([
+      ...body.flatMap((s) => contentStems(stripCitations(s.text))),
+      ...model.sections.flatMap((s) => contentStems(s.heading)),
+      ...contentStems([model.title ?? '', task.topic, ...(task.requirements ?? [])].join(' ')),
+      // The headings of the source sections the body cites: what the body drew on.
+      ...body.flatMap((s) => citationNumbers(s.text)).flatMap((n) => contentStems(passageOf(byNumber.get(n), task.passages)?.heading ?? '')),
+    ]);
+    const bodyCitations = new Set(body.flatMap((s) => citationNumbers(s.text)));
+    for (const s of sentences.filter((x) => x.section === last)) {
+      checks++;
+      const fresh = [...new Set(contentStems(stripCitations(s.text)))].filter((st) => !bodyStems.has(st) && !FRAMING_WORDS.has(st));
+      const all = new Set(contentStems(stripCitations(s.text))).size;
+      const newSources = citationNumbers(s.text).filter((n) => !bodyCitations.has(n));
+      if (newSources.length === 0 && fresh.length <= Math.floor(all * 0.2)) {
+        passed++;
+        continue;
+      }
+      problems.push({
+        kind: 'coherence',
+        section: conclusion.heading,
+        sentence: s.text,
+        message:
+          `${excerpt(s.text)} in ${place(conclusion.heading)} says what the body did not` +
+          (newSources.length ? ` (it cites [${newSources.join(', ')}], which no earlier section cites)` : ` (${fresh.slice(0, 4).map((w) => `'${w}'`).join(', ')} appear nowhere above)`) +
+          ': a conclusion sums up, it adds no new facts',
+      });
+    }
+  }
+  return checks === 0 ? 1 : passed / checks;
+}
+
+/**
+ * Do the sources cover the topic? Each of the topic's key terms (generic words such as `overview`
+ * aside) must name a heading of the researched material, be what some sentence is about (among
+ * its first content words), or appear in at least two researched passages: a word met once in passing (`never store tea next to coffee beans`) does not make
+ * notes on tea a source on coffee. Returns the share of terms covered; each term not covered is a
+ * `topic` problem no revision can fix.
+ */
+function checkTopic(task: VerificationTask, problems: Problem[]): number {
+  const terms = keyTerms(task.topic).filter((t) => !GENERIC_TOPIC_WORDS.has(stem(t)));
+  if (terms.length === 0) return 1;
+  const headings = new Set(task.passages.flatMap((p) => contentStems(`${p.title ?? ''}\n${p.heading ?? ''}`)));
+  const mentions = new Map<string, number>();
+  // What sentences are about: the first content words of each (their subject, roughly).
+  const subjects = new Set<string>();
+  for (const p of task.passages) {
+    for (const st of new Set(contentStems(p.text))) mentions.set(st, (mentions.get(st) ?? 0) + 1);
+    for (const sentence of splitSentences(p.text)) for (const st of contentStems(sentence).slice(0, 3)) subjects.add(st);
+  }
+  const missing: string[] = [];
+  const passing: string[] = [];
+  for (const t of terms) {
+    const st = stem(t);
+    const n = mentions.get(st) ?? 0;
+    if (headings.has(st) || subjects.has(st) || n >= 2) continue;
+    (n === 0 ? missing : passing).push(t);
+  }
+  const uncovered = [...missing, ...passing];
+  if (uncovered.length > 0) {
+    const quote = (list: string[]) => list.map((t) => `'${t}'`).join(', ');
+    const why = [
+      missing.length ? `${quote(missing)} appear${missing.length === 1 ? 's' : ''} in none of the ${task.passages.length} researched passages` : '',
+      passing.length ? `${quote(passing)} ${passing.length === 1 ? 'is' : 'are'} mentioned only in passing (in one passage, in no heading, the subject of no sentence)` : '',
+    ].filter(Boolean);
+    problems.push({
+      kind: 'topic',
+      term: uncovered[0] as string,
+      message: `the sources do not cover the topic '${task.topic}': ${why.join('; ')}. A document drawn from them would be about something else: choose a topic they cover, or add sources`,
+    });
+  }
+  return (terms.length - uncovered.length) / terms.length;
+}
+
 /**
  * Verifies a document. With `sources` (the cited files' lines) every reference is checked against
  * the file itself; without, against the researched passages. Problems come in this order:
- * structure, repetition, citations (in document order), length, coverage.
+ * topic, structure, repetition, citations (in document order), coherence, length, coverage.
  */
 export function verifyDocument(task: VerificationTask, sources?: SourceLines): VerificationResult {
   const model = parseDocument(task.content);
@@ -260,15 +417,29 @@ export function verifyDocument(task: VerificationTask, sources?: SourceLines): V
   }
   const coverage = terms.length ? (terms.length - coverageProblems.length) / terms.length : 1;
 
-  const scores = { citations: round(citations), length: round(length), coverage: round(coverage), structure: round(structure) };
-  const score = round(
-    SCORE_WEIGHTS.citations * citations + SCORE_WEIGHTS.coverage * coverage + SCORE_WEIGHTS.length * length + SCORE_WEIGHTS.structure * structure,
-  );
+  const coherenceProblems: Problem[] = [];
+  const coherence = checkCoherence(model, task, coherenceProblems);
+  const topicProblems: Problem[] = [];
+  const topic = checkTopic(task, topicProblems);
+
+  const scores = { citations: round(citations), length: round(length), coverage: round(coverage), structure: round(structure), coherence: round(coherence) };
+  const weighted =
+    SCORE_WEIGHTS.citations * citations +
+    SCORE_WEIGHTS.coverage * coverage +
+    SCORE_WEIGHTS.length * length +
+    SCORE_WEIGHTS.structure * structure +
+    SCORE_WEIGHTS.coherence * coherence;
+  // A topic the sources do not cover caps everything: well-cited text about something else is not the document asked for.
+  // A citation that leads nowhere (no reference, no such file or lines) is a fabrication: the draft cannot pass.
+  const fabricated = citationProblems.some((p) => p.sentence !== undefined && /has no entry in References| is not a file in the sources|which has \d+ lines|none of the researched passages/u.test(p.message));
+  const score = round(Math.min(weighted * topic, fabricated ? UNRESOLVED_CITATION_CAP : 1));
   const repetition = structureProblems.filter((p) => p.kind === 'repetition');
   const problems = [
+    ...topicProblems,
     ...structureProblems.filter((p) => p.kind !== 'repetition'),
     ...repetition,
     ...citationProblems,
+    ...coherenceProblems,
     ...lengthProblems,
     ...coverageProblems,
   ];

@@ -6,6 +6,8 @@ export interface ProgressDisplay {
   handle(event: WorkflowEvent): void;
   /** Prints a line of its own (keeps the live line below it). */
   note(line: string): void;
+  /** Text a model streams for `agent`, as it arrives. */
+  token(agent: string, text: string): void;
   /** Clears the live line and stops redrawing. Idempotent. */
   stop(): void;
 }
@@ -18,6 +20,8 @@ export interface ProgressOptions {
   maxIterations: number;
   /** Force plain lines even on a TTY. */
   plain?: boolean;
+  /** The model writing and editing stream from (`name@host`), when there is one. */
+  model?: string;
 }
 
 const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
@@ -29,7 +33,7 @@ export function createProgress(options: ProgressOptions): ProgressDisplay {
 }
 
 /** A human line for an event, or null for events that only update the live line. */
-function describe(event: WorkflowEvent, maxIterations: number): string | null {
+export function describe(event: WorkflowEvent, maxIterations: number): string | null {
   switch (event.type) {
     case 'lease_wait':
       return `workflow ${event.workflowId} is held by another run; waiting up to ${Math.ceil(event.waitMs / 1000)} s for it to finish or for its lease to run out`;
@@ -45,6 +49,8 @@ function describe(event: WorkflowEvent, maxIterations: number): string | null {
       return `stage ${event.stage} done: score ${score(event.score)}${event.version !== null ? `, document version ${event.version}` : ''}`;
     case 'revision':
       return `${event.stage} scored ${score(event.score) === score(event.threshold) ? event.score.toFixed(3) : score(event.score)} < ${score(event.threshold)}: ${event.problems} problem${event.problems === 1 ? '' : 's'} sent back to ${event.to} (iteration ${event.fromIteration + 1}/${maxIterations})`;
+    case 'revision_stopped':
+      return `no further revision: ${event.reason}`;
     case 'workflow_completed':
       return `workflow ${event.outcome.workflowId} completed after ${event.outcome.iterations} iteration${event.outcome.iterations === 1 ? '' : 's'}`;
     case 'workflow_failed':
@@ -54,18 +60,40 @@ function describe(event: WorkflowEvent, maxIterations: number): string | null {
 
 class PlainProgress implements ProgressDisplay {
   readonly #o: ProgressOptions;
+  /** The agent whose model output is being streamed onto the current line. */
+  #streaming: string | undefined;
+  #tokens = 0;
   constructor(options: ProgressOptions) {
     this.#o = options;
   }
+  token(agent: string, text: string): void {
+    if (this.#streaming !== agent) {
+      this.#endStream();
+      this.#streaming = agent;
+      this.#o.stream.write(`${agent} ← ${this.#o.model ?? 'model'}: `);
+    }
+    this.#tokens++;
+    this.#o.stream.write(text);
+  }
+  #endStream(): void {
+    if (this.#streaming === undefined) return;
+    this.#o.stream.write(`\n${this.#streaming} ← ${this.#o.model ?? 'model'}: ${this.#tokens} tokens streamed\n`);
+    this.#streaming = undefined;
+    this.#tokens = 0;
+  }
   handle(event: WorkflowEvent): void {
+    this.#endStream();
     let line = describe(event, this.#o.maxIterations);
     if (line && (event.type === 'workflow_completed' || event.type === 'workflow_failed')) line += ` (${this.#o.messages()} messages sent)`;
     if (line) this.#o.stream.write(line + '\n');
   }
   note(line: string): void {
+    this.#endStream();
     this.#o.stream.write(line + '\n');
   }
-  stop(): void {}
+  stop(): void {
+    this.#endStream();
+  }
 }
 
 class LiveProgress implements ProgressDisplay {
@@ -76,6 +104,8 @@ class LiveProgress implements ProgressDisplay {
   #iteration = 1;
   #timer: NodeJS.Timeout | undefined;
   #drawn = false;
+  /** The tail of what the model is streaming, shown on the live line. */
+  #stream = '';
 
   constructor(options: ProgressOptions) {
     this.#o = options;
@@ -85,6 +115,7 @@ class LiveProgress implements ProgressDisplay {
 
   handle(event: WorkflowEvent): void {
     if (event.type === 'stage_started') {
+      this.#stream = '';
       this.#stage = `${event.stage} (${event.agent})`;
       this.#iteration = event.iteration;
     } else if (event.type === 'revision') {
@@ -95,6 +126,11 @@ class LiveProgress implements ProgressDisplay {
       const line = describe(event, this.#o.maxIterations);
       if (line) this.note((event.type === 'stage_completed' ? '✓ ' : event.type === 'workflow_failed' ? '✗ ' : '  ') + line);
     }
+    this.#draw();
+  }
+
+  token(_agent: string, text: string): void {
+    this.#stream = (this.#stream + text).replace(/\s+/gu, ' ').slice(-60);
     this.#draw();
   }
 
@@ -118,7 +154,9 @@ class LiveProgress implements ProgressDisplay {
   #draw(): void {
     if (!this.#timer) return;
     const frame = FRAMES[this.#frame++ % FRAMES.length] ?? '*';
-    const text = `${frame} ${this.#stage} · iteration ${this.#iteration}/${this.#o.maxIterations} · ${this.#o.messages()} messages · ${duration(Date.now() - this.#started)}`;
+    const text =
+      `${frame} ${this.#stage} · iteration ${this.#iteration}/${this.#o.maxIterations} · ${this.#o.messages()} messages · ${duration(Date.now() - this.#started)}` +
+      (this.#stream ? ` · ${this.#o.model ?? 'model'}: …${this.#stream}` : '');
     const width = this.#o.stream.columns ?? 80;
     this.#o.stream.write('\r\x1b[2K' + text.slice(0, Math.max(10, width - 1)));
     this.#drawn = true;

@@ -48,9 +48,47 @@ export function sqlitePath(url: string): string | null {
   return path === '' || path === ':memory:' ? null : path;
 }
 
-/** A logger for the bus and agents: silent unless `CONCORD_LOG_LEVEL` asks (logs go to stderr). */
+/** The levels `CONCORD_LOG_LEVEL` takes, and the names people also try (`verbose`, `warning`). */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const LOG_LEVEL_ALIASES: Record<string, (typeof LOG_LEVELS)[number]> = { verbose: 'debug', warning: 'warn', all: 'trace', off: 'silent', none: 'silent' };
+
+/** A log level name as pino knows it: case-insensitive, common aliases mapped, anything else refused. */
+export function logLevel(value: string): (typeof LOG_LEVELS)[number] {
+  const v = value.trim().toLowerCase();
+  const level = (LOG_LEVELS as readonly string[]).includes(v) ? (v as (typeof LOG_LEVELS)[number]) : LOG_LEVEL_ALIASES[v];
+  if (level === undefined) {
+    throw new ValidationError(`CONCORD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (or verbose = debug), got \`${value}\``, { field: 'CONCORD_LOG_LEVEL' });
+  }
+  return level;
+}
+
+const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+
+/** One readable line per log entry: `12:00:01 INFO  message  key=value ...` (for a terminal). */
+export function prettyLogLine(json: string): string {
+  let entry: Record<string, unknown>;
+  try {
+    entry = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json.trimEnd();
+  }
+  const { level, time, msg, pid: _pid, hostname: _host, ...rest } = entry;
+  const at = typeof time === 'number' ? new Date(time).toISOString().slice(11, 19) : '';
+  const fields = Object.entries(rest)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`)
+    .join(' ');
+  return `${at} ${(LEVEL_NAMES[Number(level)] ?? String(level)).padEnd(5)} ${String(msg ?? '')}${fields ? `  ${fields}` : ''}`;
+}
+
+/**
+ * A logger for the bus, agents and runs: silent unless `CONCORD_LOG_LEVEL` asks (logs go to
+ * stderr): readable lines on a terminal, JSON lines otherwise (for log collectors and tests).
+ */
 export function cliLogger(defaultLevel = 'silent'): Logger {
-  const level = process.env['CONCORD_LOG_LEVEL'] ?? defaultLevel;
+  const level = logLevel(process.env['CONCORD_LOG_LEVEL'] ?? defaultLevel);
+  if (process.stderr.isTTY === true) {
+    return pino({ level, base: { pid: process.pid } }, { write: (line: string) => void process.stderr.write(prettyLogLine(line) + '\n') });
+  }
   return pino({ level, base: { pid: process.pid } }, pino.destination(2));
 }
 

@@ -102,7 +102,7 @@ export function documentPipeline(options: DocumentPipelineOptions = {}): Workflo
           }
           const sources = [...new Set(r.passages.map((p) => p.source))].sort();
           return {
-            output: { passages: json(r.passages), indexed: json(r.indexed), sources },
+            output: { passages: json(r.passages), indexed: json(r.indexed), sources, skipped: json(r.skipped ?? []) },
             score: Math.min(1, r.passages.length / limit),
             metadata: { research: { passages: r.passages.length, sources } },
           };
@@ -126,11 +126,18 @@ export function documentPipeline(options: DocumentPipelineOptions = {}): Workflo
           const r = reply<WritingResult>('writing', payload, (p) => isString(p['content']) && Array.isArray(p['citations']), 'content and citations');
           const known = new Set(passagesOf(ctx).map((p) => p.id));
           const resolved = r.citations.filter((c) => known.has(c.passageId)).length;
-          return {
-            content: r.content,
-            output: { citations: r.citations.length, revisions: json(r.revisions ?? []) },
-            score: r.citations.length === 0 ? 0 : resolved / r.citations.length,
-          };
+          const score = r.citations.length === 0 ? 0 : resolved / r.citations.length;
+          const output = { citations: r.citations.length, revisions: json(r.revisions ?? []) };
+          if (ctx.feedback && r.content === ctx.document.content) {
+            // A revision that changed nothing: another round would spin without progress.
+            const notes = (r.revisions ?? []).filter((n) => /^(cannot|could not|no passage|found no|no unused)/u.test(n));
+            return {
+              output: { ...output, unchanged: true },
+              score,
+              stop: `the writer could not change the draft on the ${ctx.feedback.problems.length} problem${ctx.feedback.problems.length === 1 ? '' : 's'} verification sent back${notes.length ? ` (${notes.join('; ')})` : ''}`,
+            };
+          }
+          return { content: r.content, output, score };
         },
       },
       {
@@ -143,11 +150,14 @@ export function documentPipeline(options: DocumentPipelineOptions = {}): Workflo
         },
         result(payload, ctx): StageResult {
           const r = reply<EditingResult>('editing', payload, (p) => isString(p['content']) && typeof p['words'] === 'number', 'content and words');
-          return {
-            content: r.content,
+          const result: StageResult = {
             output: { changes: json(r.changes ?? []), words: r.words },
             score: lengthScore(r.words, inputOf(ctx).words),
           };
+          // Nothing to edit is recorded as such (no changes), not as a new version identical to the last.
+          if (r.content !== ctx.document.content) result.content = r.content;
+          else result.output['nothingToEdit'] = true;
+          return result;
         },
       },
       {
@@ -160,10 +170,13 @@ export function documentPipeline(options: DocumentPipelineOptions = {}): Workflo
           const { topic, words, requirements } = inputOf(ctx);
           return { payload: { content: ctx.document.content, topic, requirements, words, passages: passagesOf(ctx) } };
         },
-        result(payload): StageResult {
+        result(payload, ctx): StageResult {
           const r = reply<VerificationResult>('verification', payload, (p) => typeof p['score'] === 'number' && Array.isArray(p['problems']), 'a score and problems');
+          // No rewrite makes notes on tea cover coffee: revising would only spin.
+          const topic = r.problems.find((p) => p.kind === 'topic');
           return {
-            output: { scores: json(r.scores), words: r.words, terms: json(r.terms ?? []), problems: r.problems.length },
+            ...(topic ? { stop: 'the sources do not cover the topic, and no rewrite can change that' } : {}),
+            output: { scores: json(r.scores), words: r.words, terms: json(r.terms ?? []), problems: r.problems.length, draftVersion: ctx.document.version },
             score: r.score,
             problems: json(r.problems) as Json[],
             metadata: { verification: { score: r.score, scores: json(r.scores), problems: r.problems.length } },

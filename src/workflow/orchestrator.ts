@@ -293,7 +293,11 @@ export class Orchestrator {
 
       // Every stage has a recorded output for this round: another round, or the end.
       const gate = this.#failingGate(data);
-      if (gate && data.iteration < this.#def.maxIterations) {
+      const stopped = data.stopped?.iteration === data.iteration ? data.stopped : undefined;
+      if (gate && stopped && data.iteration < this.#def.maxIterations) {
+        this.#emit({ type: 'revision_stopped', stage: stopped.stage, iteration: data.iteration, reason: stopped.reason });
+      }
+      if (gate && !stopped && data.iteration < this.#def.maxIterations) {
         const rec = data.outputs[gate.name] as StageRecord;
         const target = gate.revise as string;
         data.feedback = {
@@ -447,6 +451,11 @@ export class Orchestrator {
         rec = { ...rec, version: written.version };
       }
       data.outputs[stage.name] = rec;
+      if (result.stop !== undefined) data.stopped = { stage: stage.name, iteration, reason: result.stop };
+      if (stage.threshold !== undefined) {
+        // Every verdict with the draft it judged, so what was wrong with each version stays readable.
+        (data.judgements ??= []).push({ stage: stage.name, iteration, draftVersion: doc.version, score: rec.score, threshold: stage.threshold, problems: rec.problems ?? [] });
+      }
       Object.assign(step, { finishedAt: new Date().toISOString(), outcome: 'recorded', score: rec.score, version: rec.version });
       await this.#writeData(workflowId, data);
       await this.#hooks.beforeComplete?.(stage.name, iteration);

@@ -57,6 +57,11 @@ export interface StageResult {
   metadata?: Record<string, Json>;
   /** What a gating stage found wrong: sent back as feedback when its score is below threshold. */
   problems?: Json[];
+  /**
+   * Ends the revision loop after this round, for the reason given (e.g. a revision that could not
+   * change the draft): no further round starts, and the reason is kept in `WorkflowData.stopped`.
+   */
+  stop?: string;
 }
 
 /**
@@ -100,6 +105,17 @@ export interface Feedback {
   fromIteration: number;
   /** The stage that judged it. */
   stage: string;
+  score: number;
+  threshold: number;
+  problems: Json[];
+}
+
+/** One verdict of a gating stage, kept with the draft version it judged. */
+export interface Judgement {
+  stage: string;
+  iteration: number;
+  /** The document version the stage judged. */
+  draftVersion: number;
   score: number;
   threshold: number;
   problems: Json[];
@@ -154,6 +170,10 @@ export interface WorkflowData {
   revisions: Array<{ fromIteration: number; stage: string; to: string; score: number; problems: number }>;
   /** Whether every threshold was met when the run completed. */
   accepted: boolean | null;
+  /** Every verdict of a gating stage: the draft version it judged, its score and every problem it found. */
+  judgements?: Judgement[];
+  /** Why the revision loop ended before `maxIterations`, when a stage said it cannot make progress. */
+  stopped?: { stage: string; iteration: number; reason: string } | null;
   finalScores: Record<string, number> | null;
   error: { stage: string; iteration: number; message: string; code: string } | null;
   startedAt: string;
@@ -192,5 +212,6 @@ export type WorkflowEvent =
   | { type: 'stage_retry'; stage: string; iteration: number; attempt: number; error: string }
   | { type: 'stage_completed'; stage: string; agent: string; iteration: number; score: number; version: number | null }
   | { type: 'revision'; stage: string; to: string; fromIteration: number; score: number; threshold: number; problems: number }
+  | { type: 'revision_stopped'; stage: string; iteration: number; reason: string }
   | { type: 'workflow_completed'; outcome: WorkflowOutcome }
   | { type: 'workflow_failed'; outcome: WorkflowOutcome };

@@ -71,14 +71,20 @@ describe('outline', () => {
 });
 
 describe('candidate sentences', () => {
-  it('keeps complete sentences that stand on their own', () => {
+  it('keeps complete sentences that stand on their own, and one that leans on the sentence before only together with it', () => {
     const p: Passage = {
       id: 'a:1', source: 'a', line: 1, endLine: 2, score: 1,
       text: 'A lease hides a message from other consumers for a while.\nThey retry later with a growing delay each time.\nToo short here.\nA sentence that never comes to an end',
     };
-    expect(candidateSentences([p, { ...p, id: 'a:9', line: 9, endLine: 10 }]).map((c) => c.text)).toEqual([
-      'A lease hides a message from other consumers for a while.',
+    const candidates = candidateSentences([p, { ...p, id: 'a:9', line: 9, endLine: 10 }]);
+    expect(candidates.map((c) => c.parts)).toEqual([
+      ['A lease hides a message from other consumers for a while.'],
+      ['A lease hides a message from other consumers for a while.', 'They retry later with a growing delay each time.'],
     ]);
+    expect(candidates.every((c) => c.passage.id === 'a:1')).toBe(true);
+    expect(leansOnContext('Most reliable systems therefore choose at-least-once delivery.')).toBe(true);
+    expect(leansOnContext('Messages that expire belong there as well.')).toBe(true);
+    expect(leansOnContext('This document covers queues.')).toBe(false);
     expect(leansOnContext('This keeps order.')).toBe(true);
     expect(leansOnContext('Thistles grow.')).toBe(false);
   });
@@ -102,10 +108,16 @@ describe('first draft', () => {
     for (const c of citations) expect(passages.some((p) => p.id === c.passageId && p.endLine === c.endLine)).toBe(true);
   });
 
-  it('cites every sentence except the two framing ones, and lands near the word target', () => {
+  it('cites every sentence except the framing ones and the summary in the conclusion, and lands near the word target', () => {
     const doc = parseDocument(composeDocument(task).content);
     const uncited = documentSentences(doc).filter((s) => citationNumbers(s.text).length === 0);
-    expect(uncited.map((s) => s.text)).toEqual([openingSentence(TOPIC, REQUIREMENTS), closingSentence(TOPIC, REQUIREMENTS)]);
+    expect(uncited.slice(0, 2).map((s) => s.text)).toEqual([openingSentence(TOPIC, REQUIREMENTS), closingSentence(TOPIC, REQUIREMENTS)]);
+    // The rest sums up the body in the conclusion: one sentence per body section, nothing cited.
+    expect(uncited.length).toBeGreaterThan(2);
+    for (const s of uncited.slice(2)) {
+      expect(s.heading).toBe('Conclusion');
+      expect(s.text).toMatch(/^The section on [a-z].* (covered|came back to) /);
+    }
     expect(documentWords(doc)).toBeGreaterThan(300);
     expect(documentWords(doc)).toBeLessThan(500);
   });

@@ -9,7 +9,7 @@ import {
   type VerificationResult,
   type WritingResult,
 } from '../../src/agents/index.js';
-import { documentSentences, parseDocument } from '../../src/agents/markdown.js';
+import { documentSentences, formatReference, parseDocument } from '../../src/agents/markdown.js';
 import { citationNumbers, stripCitations, support } from '../../src/agents/text.js';
 import { REQUIREMENTS, SAMPLES, TOPIC, call } from './helpers.js';
 
@@ -22,11 +22,12 @@ interface Round {
 }
 
 /** research → writing → editing → verification, then revisions fed by verification, as the orchestrator runs it. */
-async function pipeline(maxIterations = 3): Promise<{ passages: Passage[]; rounds: Round[] }> {
+async function pipeline(maxIterations = 3, damage: (draft: string) => string = (d) => d): Promise<{ passages: Passage[]; rounds: Round[] }> {
   const agents = createDocumentAgents({ sourcesDir: SAMPLES });
   const { passages } = (await call(agents.research, { topic: TOPIC, requirements: REQUIREMENTS })).result as ResearchResult;
   const rounds: Round[] = [];
   let written = (await call(agents.writing, { topic: TOPIC, requirements: REQUIREMENTS, words: WORDS, passages })).result as WritingResult;
+  written = { ...written, content: damage(written.content) };
   for (let i = 0; i < maxIterations; i++) {
     const edited = (await call(agents.editing, { content: written.content, words: WORDS, topic: TOPIC, requirements: REQUIREMENTS }))
       .result as EditingResult;
@@ -89,7 +90,16 @@ describe('the document pipeline on the sample notes', () => {
   });
 
   it('scores in [0, 1], and feeding the problems back never lowers the score', async () => {
-    const { rounds } = await pipeline();
+    // The first draft of the sample topic is clean now, so the loop is exercised on a draft with a
+    // reader's problems put in: a paragraph opening with a dangling connective, a conclusion with a new fact.
+    const clean = await pipeline();
+    expect(clean.rounds).toHaveLength(1);
+    expect(clean.rounds[0]?.verified.problems).toEqual([]);
+    const { rounds } = await pipeline(3, (draft) =>
+      draft
+        .replace(/(## Message delivery guarantees\n\n)/u, '$1These therefore decide how agents must be written.\n\n')
+        .replace(/(## Conclusion\n\n)/u, '$1Backpressure slows producers down when a queue fills up [1].\n\n'),
+    );
     const scores = rounds.map((r) => r.verified.score);
     for (const r of rounds) {
       for (const s of [r.verified.score, ...Object.values(r.verified.scores)]) {
@@ -128,7 +138,8 @@ describe('the document pipeline on the sample notes', () => {
     const first = doc.references[0];
     const other = doc.references.find((r) => r.source !== first?.source);
     expect(first && other).toBeTruthy();
-    const tampered = content.replace(`[1] ${first?.source}:${first?.line}-${first?.endLine}`, `[1] ${other?.source}:${other?.line}-${other?.endLine}`);
+    const tampered = content.replace(formatReference(first!), formatReference({ ...other!, n: 1 }));
+    expect(tampered).not.toBe(content);
     const agents = createDocumentAgents({ sourcesDir: SAMPLES });
     const { result } = await call(agents.verification, { content: tampered, topic: TOPIC, requirements: REQUIREMENTS, words: WORDS, passages });
     expect(result?.score).toBeLessThan(1);

@@ -65,7 +65,7 @@ describe('payload guards', () => {
     );
     rejects(
       () => parseWritingTask({ topic: 't', passages: [passage], draft: '# d', feedback: [{ kind: 'style', message: 'x' }] }),
-      "writing task: feedback[0].kind must be one of citation, length, coverage, structure, repetition, got the string `'style'`",
+      "writing task: feedback[0].kind must be one of citation, length, coverage, structure, repetition, coherence, topic, got the string `'style'`",
     );
     rejects(() => parseEditingTask({ content: 42 }), 'editing task: content must be a string, got `42`');
     rejects(() => parseVerificationTask({ content: '', topic: 't' }), 'verification task: passages must be an array of passages, got `undefined`');

@@ -55,7 +55,7 @@ describe('verifyDocument', () => {
     const result = verifyDocument(task(GOOD), SOURCES);
     expect(result).toEqual({
       score: 1,
-      scores: { citations: 1, length: 1, coverage: 1, structure: 1 },
+      scores: { citations: 1, length: 1, coverage: 1, structure: 1, coherence: 1 },
       problems: [],
       words: 38,
       terms: ['queues', 'leases'],

@@ -1,9 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** One `[n] source:line-endLine` entry of a References section. */
+/** One `[n] Title, source, lines line-endLine` entry of a References section. */
 export interface ReferenceEntry {
   n: number;
+  /** The source's title (its first heading). */
+  title: string;
   source: string;
   line: number;
   endLine: number;
@@ -23,9 +25,10 @@ export function readCitations(markdown: string): { sentences: CitedSentence[]; r
   const references: ReferenceEntry[] = [];
   for (const line of markdown.slice(at).split('\n').slice(1)) {
     if (line.trim() === '') continue;
-    const m = /^\[(\d+)\]\s+(\S+?):(\d+)(?:-(\d+))?\s*$/.exec(line.trim());
-    if (!m) throw new Error(`unreadable reference line: ${line}`);
-    references.push({ n: Number(m[1]), source: m[2]!, line: Number(m[3]), endLine: Number(m[4] ?? m[3]) });
+    // `[n] Title, file.md, lines 3-5` (or `line 3`): what a reader can follow.
+    const m = /^\[(\d+)\]\s+(.+),\s+(\S+\.(?:md|markdown|txt)),\s+lines?\s+(\d+)(?:-(\d+))?$/.exec(line.trim());
+    if (!m) throw new Error(`unreadable reference line (expected \`[n] Title, file, lines a-b\`): ${line}`);
+    references.push({ n: Number(m[1]), title: m[2]!, source: m[3]!, line: Number(m[4]), endLine: Number(m[5] ?? m[4]) });
   }
   const sentences: CitedSentence[] = [];
   for (const paragraph of body.split(/\n\s*\n/)) {
@@ -65,6 +68,8 @@ export function citationProblems(markdown: string, sourcesDir: string, minOverla
       continue;
     }
     const lines = readFileSync(file, 'utf8').split('\n');
+    const heading = lines.find((l) => /^#{1,6}\s/.test(l))?.replace(/^#+\s+/, '').trim();
+    if (heading !== undefined && ref.title !== heading) problems.push(`[${ref.n}] is titled '${ref.title}', but ${ref.source} is headed '${heading}'`);
     if (ref.line < 1 || ref.endLine < ref.line || ref.endLine > lines.length) {
       problems.push(`[${ref.n}] ${ref.source}:${ref.line}-${ref.endLine} is outside the file's ${lines.length} lines`);
     } else if (lines.slice(ref.line - 1, ref.endLine).join(' ').trim() === '') {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { diffStat, unifiedDiff } from '../../src/cli/diff.js';
 import { createProgress } from '../../src/cli/progress.js';
 import { table } from '../../src/cli/format.js';
+import { logLevel, prettyLogLine } from '../../src/cli/runtime.js';
 import type { WorkflowEvent } from '../../src/index.js';
 
 /** A stand-in for process.stderr that records what is written. */
@@ -82,5 +83,52 @@ describe('progress display', () => {
 describe('table', () => {
   it('pads every column but the last', () => {
     expect(table(['A', 'BB'], [['xxx', 'y'], ['z', 'long value']])).toBe('A    BB\nxxx  y\nz    long value');
+  });
+});
+
+describe('streamed model tokens in the progress display', () => {
+  it('plain: the text as it comes, then how many pieces were streamed', () => {
+    const stream = fakeStream(false);
+    const progress = createProgress({ stream, messages: () => 1, maxIterations: 3, model: 'qwen@127.0.0.1:11434' });
+    progress.handle({ type: 'stage_started', stage: 'writing', agent: 'writing', iteration: 1, attempt: 1 });
+    for (const t of ['# Ti', 'tle\n', 'Body']) progress.token('writing', t);
+    progress.handle({ type: 'stage_completed', stage: 'writing', agent: 'writing', iteration: 1, score: 1, version: 3 });
+    expect(stream.text().split('\n')).toEqual([
+      'stage writing → agent writing (iteration 1/3)',
+      'writing ← qwen@127.0.0.1:11434: # Title',
+      'Body',
+      'writing ← qwen@127.0.0.1:11434: 3 tokens streamed',
+      'stage writing done: score 1.00, document version 3',
+      '',
+    ]);
+  });
+
+  it('live: the tail of the stream on the live line', () => {
+    const stream = fakeStream(true);
+    const before = process.env['CI'];
+    delete process.env['CI'];
+    try {
+      const progress = createProgress({ stream, messages: () => 1, maxIterations: 3, model: 'qwen@host' });
+      progress.handle({ type: 'stage_started', stage: 'writing', agent: 'writing', iteration: 1, attempt: 1 });
+      progress.token('writing', 'Leases expire\nafter a while');
+      progress.stop();
+    } finally {
+      if (before !== undefined) process.env['CI'] = before;
+    }
+    expect(stream.text()).toContain('qwen@host: …Leases expire after a while');
+  });
+});
+
+describe('log levels and lines', () => {
+  it('takes pino levels in any case and the usual aliases, and refuses the rest', () => {
+    expect(logLevel('INFO')).toBe('info');
+    expect(logLevel('verbose')).toBe('debug');
+    expect(logLevel('warning')).toBe('warn');
+    expect(() => logLevel('loud')).toThrow(/CONCORD_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent \(or verbose = debug\), got `loud`/);
+  });
+
+  it('renders a JSON log line readably for a terminal', () => {
+    const line = JSON.stringify({ level: 30, time: Date.UTC(2026, 0, 2, 3, 4, 5), pid: 1, hostname: 'h', msg: 'stage research done', stage: 'research', note: 'two words' });
+    expect(prettyLogLine(line)).toBe('03:04:05 INFO  stage research done  stage=research note="two words"');
   });
 });

@@ -4,11 +4,12 @@ import type { Command } from 'commander';
 import { ValidationError } from '../../errors.js';
 import { integer, withBus } from '../options.js';
 import { busUrl, cliLogger, isSharedBus, openBus, openState, samplesDir, type OpenBus, type OpenState } from '../runtime.js';
-import { AGENT_NAMES, registerDocumentAgents } from '../agents.js';
-import { createDocumentAgents, type DocumentAgents } from '../../agents/index.js';
+import { AGENT_NAMES, maxSourceBytes, skipWarning } from '../agents.js';
+import { createDocumentAgents, modelConfigFromEnv, parseModelConfig, type DocumentAgents } from '../../agents/index.js';
 import { defineAgent, type Agent } from '../../bus/agent.js';
 
 interface AgentFlags {
+  model?: string;
   bus?: string;
   state?: string;
   sources?: string;
@@ -35,6 +36,42 @@ function pauseFirstDelivery(agent: Agent): Agent {
   });
 }
 
+/** A few words on what an agent answered, for its process's one line per message. */
+export function summariseResult(result: unknown): string {
+  if (result === undefined || result === null || typeof result !== 'object') return 'no reply';
+  const r = result as Record<string, unknown>;
+  const parts: string[] = [];
+  if (Array.isArray(r['passages'])) parts.push(`${r['passages'].length} passages`);
+  if (Array.isArray(r['skipped']) && r['skipped'].length) parts.push(`${r['skipped'].length} files skipped`);
+  if (Array.isArray(r['citations'])) parts.push(`${r['citations'].length} citations`);
+  if (Array.isArray(r['revisions']) && r['revisions'].length) parts.push(`${r['revisions'].length} revisions`);
+  if (Array.isArray(r['changes'])) parts.push(`${r['changes'].length} edits`);
+  if (typeof r['score'] === 'number') parts.push(`score ${r['score'].toFixed(2)}`);
+  if (Array.isArray(r['problems'])) parts.push(`${r['problems'].length} problems`);
+  if (typeof r['words'] === 'number') parts.push(`${r['words']} words`);
+  return parts.length ? parts.join(', ') : 'replied';
+}
+
+/** Wraps an agent so its process prints one line per message it handles (stdout), with the outcome and time. */
+function announced(agent: Agent, write: (line: string) => void = (l) => void process.stdout.write(l + '\n')): Agent {
+  return defineAgent({
+    name: agent.name,
+    ...(agent.concurrency !== undefined ? { concurrency: agent.concurrency } : {}),
+    async handleMessage(message, ctx) {
+      const started = Date.now();
+      const what = `agent ${agent.name}: ${message.type} ${message.id} from ${message.sender}${message.attempt > 1 ? ` (attempt ${message.attempt})` : ''}`;
+      try {
+        const result = await agent.handleMessage(message, ctx);
+        write(`${what} → ${summariseResult(result)} (${Date.now() - started} ms)`);
+        return result;
+      } catch (err) {
+        write(`${what} → failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)} (${Date.now() - started} ms)`);
+        throw err;
+      }
+    },
+  });
+}
+
 /** `concord agent <name>`: one document agent as its own worker process, until SIGTERM or SIGINT. */
 export function registerAgentCommand(program: Command): void {
   withBus(
@@ -46,6 +83,7 @@ export function registerAgentCommand(program: Command): void {
   )
     .option('--state <url>', 'state store handed to the agent as ctx.state (optional)')
     .option('--sources <dir>', 'sources directory (research and verification read it; default: the bundled samples)')
+    .option('--model <name>', 'writing and editing: work through this chat model (see `concord run --help`; default: offline, or $CONCORD_MODEL)')
     .option('--lease <ms>', 'how long this worker owns a message before another worker may take it over (default 60000)', integer('--lease', 100, 86_400_000))
     .action(async (name: string, flags: AgentFlags) => {
       if (!AGENT_NAMES.includes(name)) {
@@ -72,9 +110,16 @@ export function registerAgentCommand(program: Command): void {
           ...(flags.lease !== undefined ? { leaseMs: flags.lease } : {}),
           logger: cliLogger('warn'),
         });
-        if (process.env['CONCORD_TEST_PAUSE_IN_HANDLER'] === name) {
-          bus.bus.registerAgent(name, pauseFirstDelivery(createDocumentAgents({ sourcesDir })[name as keyof DocumentAgents]));
-        } else registerDocumentAgents(bus.bus, sourcesDir, name);
+        const limit = maxSourceBytes();
+        const model = modelConfigFromEnv(flags.model);
+        const agent = createDocumentAgents({
+          sourcesDir,
+          onSkip: (s) => process.stderr.write(skipWarning(s) + '\n'),
+          ...(limit !== undefined ? { maxSourceBytes: limit } : {}),
+          ...(model ? { model: parseModelConfig(model) } : {}),
+        })[name as keyof DocumentAgents];
+        const paused = process.env['CONCORD_TEST_PAUSE_IN_HANDLER'] === name ? pauseFirstDelivery(agent) : agent;
+        bus.bus.registerAgent(name, announced(paused));
         await bus.bus.ready();
       } catch (err) {
         await bus?.close().catch(() => {});

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { DocumentNotFoundError } from '../../errors.js';
 import type { WorkflowRecord } from '../../state/store.js';
-import type { WorkflowData } from '../../workflow/types.js';
+import type { Judgement, WorkflowData } from '../../workflow/types.js';
 import { unifiedDiff, diffStat } from '../diff.js';
 import { json, scores, table, timestamp } from '../format.js';
 import { integer, withJson, withState } from '../options.js';
@@ -33,6 +33,46 @@ function parseVersion(name: string): (value: string) => number {
 /** The orchestrator's data of a workflow record, when it has some. */
 function orchestratorData(wf: WorkflowRecord): Partial<WorkflowData> {
   return (wf.data ?? {}) as Partial<WorkflowData>;
+}
+
+/**
+ * Whether a run met its threshold: `met`, `not met (0.797 < 0.80)`, or `-` while it runs. The
+ * score gets a third decimal when two would round it onto the threshold.
+ */
+export function thresholdCell(d: Partial<WorkflowData>): string {
+  if (d.status !== 'completed' || typeof d.accepted !== 'boolean') return '-';
+  const threshold = typeof d.input?.['threshold'] === 'number' ? d.input['threshold'] : undefined;
+  const gate = d.outputs?.['verification']?.score;
+  if (d.accepted) return 'met';
+  if (threshold === undefined || gate === undefined) return 'not met';
+  const shown = gate.toFixed(2) === threshold.toFixed(2) && gate !== threshold ? gate.toFixed(3) : gate.toFixed(2);
+  return `not met (${shown} < ${threshold.toFixed(2)})`;
+}
+
+/** The verdict on a version of a document: the judgement of that draft, or of the latest draft when none is named. */
+async function verdictFor(store: OpenState['store'], documentId: string, version: number | undefined): Promise<Judgement | undefined> {
+  const runs = (await store.listWorkflows()).map(orchestratorData).filter((d) => d.documentId === documentId);
+  const judgements = runs.flatMap((d) => d.judgements ?? []);
+  return version === undefined ? judgements.at(-1) : judgements.filter((j) => j.draftVersion === version).at(-1);
+}
+
+/** Human lines for a verdict: score against threshold, then one line per problem. */
+export function verdictLines(j: Judgement): string[] {
+  const met = j.score >= j.threshold;
+  return [
+    `${j.stage} of version ${j.draftVersion} (round ${j.iteration}): score ${j.score.toFixed(2)}, threshold ${j.threshold.toFixed(2)} ${met ? 'met' : 'NOT met'}, ${j.problems.length} problem${j.problems.length === 1 ? '' : 's'}`,
+    ...j.problems.map((p) => {
+      const o = (p ?? {}) as { kind?: string; message?: string };
+      return `  - ${o.kind ?? 'problem'}: ${o.message ?? JSON.stringify(p)}`;
+    }),
+  ];
+}
+
+/** The last verdict's problems: `3 (v7)` (count and the draft version judged), `0`, or `-`. */
+export function problemsCell(d: Partial<WorkflowData>): string {
+  const last = d.judgements?.at(-1);
+  if (!last) return '-';
+  return last.problems.length === 0 ? '0' : `${last.problems.length} (v${last.draftVersion})`;
 }
 
 /** `history`, `show`, `diff`, `workflows`, `stats`. */
@@ -72,12 +112,17 @@ export function registerInspectCommands(program: Command): void {
         .option('--version <n>', 'the version to show', parseVersion('--version')),
     ),
   ).action(async (documentId: string, flags: StateFlags & { version?: number }) => {
-    await withOpenState(flags, async ({ state }) => {
+    await withOpenState(flags, async ({ state, store }) => {
       const doc =
         flags.version !== undefined ? await state.getDocumentAtVersion(documentId, flags.version) : await state.getDocumentState(documentId);
       if (!doc) throw new DocumentNotFoundError(documentId);
-      if (flags.json) out(json(doc));
-      else out(doc.content);
+      const verdict = await verdictFor(store, documentId, flags.version);
+      if (flags.json) out(json({ ...doc, verification: verdict ?? null }));
+      else {
+        out(doc.content);
+        // On stderr, so `concord show DOC > doc.md` still writes only the document.
+        if (verdict) process.stderr.write(verdictLines(verdict).join('\n') + '\n');
+      }
     });
   });
 
@@ -131,6 +176,8 @@ export function registerInspectCommands(program: Command): void {
                 documentId: d.documentId ?? null,
                 topic: d.topic ?? null,
                 accepted: d.accepted ?? null,
+                judgements: d.judgements ?? [],
+                stopped: d.stopped ?? null,
                 error: d.error ?? null,
                 createdAt: wf.createdAt,
                 updatedAt: wf.updatedAt,
@@ -146,7 +193,7 @@ export function registerInspectCommands(program: Command): void {
       }
       out(
         table(
-          ['WORKFLOW', 'STATUS', 'STAGE', 'ITERATION', 'SCORES', 'DOCUMENT', 'UPDATED'],
+          ['WORKFLOW', 'STATUS', 'STAGE', 'ITERATION', 'THRESHOLD', 'PROBLEMS', 'SCORES', 'DOCUMENT', 'UPDATED'],
           workflows.map((wf) => {
             const d = orchestratorData(wf);
             const stage = wf.stage === null ? '-' : `${wf.stage}${wf.completedStages.includes(wf.stage) ? '' : ' (in progress)'}`;
@@ -155,6 +202,8 @@ export function registerInspectCommands(program: Command): void {
               d.status ?? '-',
               d.status === 'completed' ? 'done' : stage,
               String(d.iteration ?? wf.iteration),
+              thresholdCell(d),
+              problemsCell(d),
               scores(wf.qualityScores, wf.stages),
               d.documentId ?? '-',
               timestamp(wf.updatedAt),
@@ -162,6 +211,11 @@ export function registerInspectCommands(program: Command): void {
           }),
         ),
       );
+      // What was wrong, where verification found something: the latest verdict of each such run.
+      for (const wf of workflows) {
+        const last = orchestratorData(wf).judgements?.at(-1);
+        if (last && last.problems.length > 0) out(`\n${wf.workflowId}: ${verdictLines(last).join('\n')}`);
+      }
     });
   });
 

@@ -6,11 +6,12 @@ import { Orchestrator, slugify, type OrchestratorHooks } from '../../workflow/or
 import { DOCUMENT_PIPELINE, documentPipeline } from '../../workflow/document-pipeline.js';
 import type { WorkflowOutcome } from '../../workflow/types.js';
 import { DEFAULT_WORDS } from '../../agents/protocol.js';
-import { createProgress, type ProgressDisplay } from '../progress.js';
+import { modelConfigFromEnv, parseModelConfig, type ModelConfig } from '../../agents/model.js';
+import { createProgress, describe, type ProgressDisplay } from '../progress.js';
 import { json, score, scores, shellQuote } from '../format.js';
 import { collect, fraction, integer, withBus, withState } from '../options.js';
-import { busUrl, checkBusUrl, cliCommand, isSharedBus, openBus, openState, samplesDir, stateUrl, DEFAULT_STATE_URL, type OpenBus, type OpenState } from '../runtime.js';
-import { AGENT_NAMES, registerDocumentAgents } from '../agents.js';
+import { busUrl, checkBusUrl, cliCommand, cliLogger, isSharedBus, openBus, openState, samplesDir, stateUrl, DEFAULT_STATE_URL, type OpenBus, type OpenState } from '../runtime.js';
+import { AGENT_NAMES, registerDocumentAgents, skipWarning } from '../agents.js';
 
 /** The topic `concord demo` writes about. */
 export const DEMO_TOPIC = 'Reliable coordination of multi-agent systems';
@@ -18,6 +19,7 @@ export const DEMO_TOPIC = 'Reliable coordination of multi-agent systems';
 export const DEMO_REQUIREMENTS = ['delivery guarantees', 'idempotency', 'workflow recovery', 'observability'];
 
 interface RunFlags {
+  model?: string;
   sources?: string;
   out?: string;
   state?: string;
@@ -148,10 +150,11 @@ interface Session {
   close(): Promise<void>;
 }
 
-async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxIterations: number): Promise<Session> {
+async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxIterations: number, model: ModelConfig | undefined): Promise<Session> {
   const stateAt = stateUrl(flags.state);
   const busAt = await checkBusUrl(busUrl(flags.bus), '--bus');
   const remote = flags.agents === 'remote';
+  let progress: ProgressDisplay | undefined;
   if (remote && !isSharedBus(busAt)) {
     throw new ValidationError(
       '--agents remote needs a bus shared between processes (--bus redis://host:6379/0): a memory:// bus only reaches agents in this process',
@@ -179,17 +182,22 @@ async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxI
       if (flags.progress !== false) process.stderr.write(`agents: remote, serving on ${bus.transport.url}\n`);
     } else {
       if (!sourcesDir) throw new ValidationError('local agents need the sources directory', { field: 'sources' });
-      registerDocumentAgents(bus.bus, sourcesDir);
+      // Skipped sources are warned about above the live progress line (it exists by then).
+      registerDocumentAgents(bus.bus, sourcesDir, {
+        onSkip: (s) => (progress ? progress.note(skipWarning(s)) : process.stderr.write(skipWarning(s) + '\n')),
+        ...(model ? { model, onToken: (agent, text) => progress?.token(agent, text) } : {}),
+      });
     }
   } catch (err) {
     await bus.close().catch(() => {});
     await state.close().catch(() => {});
     throw err;
   }
-  const progress = flags.progress === false ? undefined : createProgress({
+  progress = flags.progress === false ? undefined : createProgress({
     stream: process.stderr,
     messages: () => bus.bus.metrics().messagesSent,
     maxIterations,
+    ...(model ? { model: modelLabel(model) } : {}),
   });
   let closed = false;
   return {
@@ -235,7 +243,22 @@ function writeOut(outcome: WorkflowOutcome, out: string): void {
   writeFileSync(out, outcome.content.endsWith('\n') ? outcome.content : outcome.content + '\n');
 }
 
-function report(outcome: WorkflowOutcome, out: string | undefined, stateAt: string, options: { json: boolean; demo: boolean }): number {
+/** Exit code of a run that completed below its verification threshold. */
+export const EXIT_BELOW_THRESHOLD = 3;
+
+/** The one line a run below its threshold ends with (stderr), naming the score and the threshold. */
+function belowThresholdLine(outcome: WorkflowOutcome): string {
+  const threshold = documentPipelineThreshold(outcome.data);
+  const value = outcome.scores['verification'];
+  return `concord: the document did not pass verification: score ${againstThreshold(value, threshold)} is below the threshold ${score(threshold)} after ${outcome.iterations} round${outcome.iterations === 1 ? '' : 's'}`;
+}
+
+function report(
+  outcome: WorkflowOutcome,
+  out: string | undefined,
+  stateAt: string,
+  options: { json: boolean; demo: boolean; diff: [number, number] | null },
+): number {
   const data = outcome.data;
   const verification = data.outputs['verification'];
   const subScores = (verification?.output['scores'] ?? {}) as Record<string, number>;
@@ -255,7 +278,9 @@ function report(outcome: WorkflowOutcome, out: string | undefined, stateAt: stri
         historyCommand: cliAfter(`history ${outcome.documentId}`, stateAt),
       }) + '\n',
     );
-    return outcome.status === 'completed' ? 0 : 1;
+    if (outcome.status !== 'completed') return 1;
+    if (!outcome.accepted) process.stderr.write(belowThresholdLine(outcome) + '\n');
+    return outcome.accepted ? 0 : EXIT_BELOW_THRESHOLD;
   }
   if (outcome.status !== 'completed') {
     process.stderr.write(
@@ -265,15 +290,11 @@ function report(outcome: WorkflowOutcome, out: string | undefined, stateAt: stri
     return 1;
   }
   const threshold = typeof verification !== 'undefined' ? documentPipelineThreshold(data) : undefined;
-  // The first draft and the final one: the diff between them is what editing and revisions did.
-  const firstDraft = data.steps.find((s) => s.stage === 'writing' && typeof s.version === 'number')?.version ?? 1;
-  const finalDraft = data.outputs['editing']?.version ?? outcome.documentVersion;
-  const edits = data.outputs['editing']?.output['changes'];
-  const changed = data.revisions.length > 0 || (Array.isArray(edits) && edits.length > 0);
+  const firstDraft = options.diff?.[0] ?? data.steps.find((s) => s.stage === 'writing' && typeof s.version === 'number')?.version ?? 1;
   const lines = [
     '',
     `Document written to ${out ? showPath(out) : '(not written)'}`,
-    ...(outcome.accepted ? [] : [`Note: the document stayed below the verification threshold after ${outcome.iterations} rounds.`]),
+    ...(outcome.accepted ? [] : [`Note: the document stayed below the verification threshold after ${outcome.iterations} round${outcome.iterations === 1 ? '' : 's'}.`]),
     `  topic      ${data.topic}`,
     `  quality    verification ${againstThreshold(outcome.scores['verification'], threshold)}` +
       (threshold !== undefined ? ` (threshold ${score(threshold)}: ${outcome.accepted ? 'met' : 'NOT met'})` : '') +
@@ -291,15 +312,54 @@ function report(outcome: WorkflowOutcome, out: string | undefined, stateAt: stri
     lines.push(
       `See its history:  ${cliAfter(`history ${outcome.documentId}`, stateAt)}`,
       `Read a version:   ${cliAfter(`show ${outcome.documentId} --version ${firstDraft}`, stateAt)}`,
-      ...(finalDraft !== firstDraft && changed ? [`Compare versions: ${cliAfter(`diff ${outcome.documentId} ${firstDraft} ${finalDraft}`, stateAt)}`] : []),
+      ...(options.diff ? [`Compare versions: ${cliAfter(`diff ${outcome.documentId} ${options.diff[0]} ${options.diff[1]}`, stateAt)}`] : []),
       '',
     );
   }
-  if (options.demo && data.revisions.length === 0) {
-    lines.push(`Verification passed at once. To watch it send problems back to the writer: ${cliCommand()} demo --threshold 0.99`, '');
+  if (options.demo && data.revisions.length === 0 && outcome.accepted) {
+    // A suggestion that really makes verification send problems back: a threshold above this
+    // score, or (at full marks) a length the sample notes cannot fill.
+    const got = outcome.scores['verification'] ?? 1;
+    const harder = got < 0.995 ? `--threshold ${(Math.floor(got * 100) + 1) / 100}` : '--words 2000 --threshold 0.9';
+    lines.push(`Verification passed at once. To watch it send problems back to the writer: ${cliCommand()} demo ${harder}`, '');
   }
+  if (!outcome.accepted) lines.push(...problemLines(data), '');
   process.stdout.write(lines.join('\n'));
+  if (!outcome.accepted) {
+    process.stderr.write(belowThresholdLine(outcome) + '\n');
+    return EXIT_BELOW_THRESHOLD;
+  }
   return 0;
+}
+
+/** What the last verdict found wrong, with the draft version it judged, and why revising stopped early. */
+export function problemLines(data: WorkflowOutcome['data'], max = 10): string[] {
+  const last = data.judgements?.at(-1);
+  if (!last) return [];
+  const out = [`Problems verification found in version ${last.draftVersion} (score ${last.score.toFixed(2)}, threshold ${last.threshold.toFixed(2)}):`];
+  for (const p of last.problems.slice(0, max)) {
+    const o = (p ?? {}) as { kind?: string; message?: string };
+    out.push(`  - ${o.kind ?? 'problem'}: ${o.message ?? JSON.stringify(p)}`);
+  }
+  if (last.problems.length > max) out.push(`  … and ${last.problems.length - max} more (concord workflows --json shows them all)`);
+  if (data.stopped) out.push(`Revisions stopped after round ${data.stopped.iteration}: ${data.stopped.reason}`);
+  return out;
+}
+
+/**
+ * The first draft's version and the latest version whose content differs from it (what editing
+ * and revisions changed), or null when no later version changed the text.
+ */
+async function draftsThatDiffer(outcome: WorkflowOutcome, state: OpenState['state']): Promise<[number, number] | null> {
+  const first = outcome.data.steps.find((s) => s.stage === 'writing' && typeof s.version === 'number')?.version;
+  if (typeof first !== 'number') return null;
+  const a = await state.getDocumentAtVersion(outcome.documentId, first).catch(() => null);
+  if (!a) return null;
+  for (let v = outcome.documentVersion; v > first; v--) {
+    const b = await state.getDocumentAtVersion(outcome.documentId, v).catch(() => null);
+    if (b && b.content !== a.content) return [first, v];
+  }
+  return null;
 }
 
 /** A score to two decimals, or three when two would hide which side of the threshold it is on. */
@@ -323,6 +383,7 @@ async function execute(
   let threshold = flags.threshold ?? 0.8;
   let sourcesDir = 'resume' in start ? undefined : start.sourcesDir;
   let out = 'resume' in start ? undefined : start.out;
+  let recordedModel: string | undefined;
 
   // A resumed run takes its settings from what the first run recorded.
   if ('resume' in start) {
@@ -342,6 +403,8 @@ async function execute(
       else if (input['sourcesDir'] !== undefined && input['sourcesDir'] !== null) sourcesDir = (await recorded(id, input, 'sourcesDir', '--sources')) as string;
       if (flags.out) out = checkOut(flags.out);
       else if (input['out'] !== undefined) out = (await recorded(id, input, 'out', '--out')) as string;
+      // A run written by a model goes on with it (the endpoint and key come from the environment again).
+      if (typeof input['model'] === 'string') recordedModel = input['model'];
       // Remote agents serve on a shared bus: a resume goes back to them unless told otherwise.
       // The bus URL is only recorded without a password, so one with a password must be given again.
       if (flags.agents === undefined && input['agents'] === 'remote') flags = { ...flags, agents: 'remote' };
@@ -353,7 +416,13 @@ async function execute(
     }
   }
 
-  const session = await openSession(flags, sourcesDir, maxIterations);
+  const log = cliLogger();
+  const model = modelConfigFromEnv(flags.model ?? recordedModel);
+  if (model) parseModelConfig(model);
+  if (model && flags.agents === 'remote') {
+    throw new ValidationError('--model applies to agents in this process; with --agents remote, start the agents with `concord agent writing --model NAME`', { field: 'model' });
+  }
+  const session = await openSession(flags, sourcesDir, maxIterations, model);
   let workflowId: string | undefined = 'resume' in start ? start.resume : undefined;
   const release = onInterrupt(session, () => workflowId);
   try {
@@ -364,6 +433,8 @@ async function execute(
       onEvent: (event) => {
         if (event.type === 'workflow_started') workflowId = event.workflowId;
         session.progress?.handle(event);
+        const line = describe(event, maxIterations);
+        if (line) (event.type === 'workflow_failed' || event.type === 'stage_retry' ? log.warn : log.info).call(log, { event: event.type }, line);
       },
       hooks: testHooks(),
       ...(flags.lease ? { lease: { ttlMs: flags.lease } } : {}),
@@ -387,6 +458,7 @@ async function execute(
           threshold,
           maxIterations,
           agents: flags.agents ?? 'local',
+          ...(model ? { model: model.model } : {}),
           ...(recordableBus(busUrl(flags.bus)) ? { bus: busUrl(flags.bus) } : {}),
         },
         requirements: { requirements: start.requirements, words: start.words },
@@ -395,10 +467,20 @@ async function execute(
     }
     session.progress?.stop();
     if (outcome.status === 'completed' && out) writeOut(outcome, out);
-    return report(outcome, out, stateAt, { json: flags.json === true, demo: 'demo' in start && start.demo === true });
+    const diff = outcome.status === 'completed' ? await draftsThatDiffer(outcome, session.state.state) : null;
+    return report(outcome, out, stateAt, { json: flags.json === true, demo: 'demo' in start && start.demo === true, diff });
   } finally {
     release();
     await session.close();
+  }
+}
+
+/** `name@host` of a model, for the progress display (no credentials). */
+function modelLabel(model: ModelConfig): string {
+  try {
+    return `${model.model}@${new URL(model.baseURL ?? 'https://api.openai.com/v1').host}`;
+  } catch {
+    return model.model;
   }
 }
 
@@ -420,6 +502,10 @@ export function registerRunCommands(program: Command): void {
         '--lease <ms>',
         "how long this run's claim on the workflow lasts unrenewed: a crashed run's claim runs out after it (default 10000)",
         integer('--lease', 100, 600_000),
+      )
+      .option(
+        '--model <name>',
+        'write and edit through this chat model on an OpenAI-compatible endpoint: CONCORD_MODEL_BASE_URL or OPENAI_BASE_URL (e.g. http://127.0.0.1:11434/v1 for Ollama), key from CONCORD_MODEL_API_KEY or OPENAI_API_KEY (default: no model, offline; or $CONCORD_MODEL)',
       )
       .option('--no-progress', 'print no progress')
       .option('--json', 'print the outcome as JSON');
