@@ -152,6 +152,8 @@ describe.runIf(up)('concord dashboard in Chromium', () => {
     expect(text).toMatch(/score \d\.\d\d/);
     expect(text).toMatch(/iteration \d/);
     expect(text).toMatch(/met its thresholds|did not meet its thresholds/);
+    // Each verdict verification gave, with the version it judged and the problems it found.
+    expect(text).toMatch(/verification round \d+ judged v\d+: \d\.\d\d against 0\.99/);
     await shot('workflows');
   });
 

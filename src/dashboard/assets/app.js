@@ -256,7 +256,14 @@ async function loadWorkflows() {
             d.runs?.[s] ? h('div', { class: 'muted' }, `${d.runs[s]} run${d.runs[s] === 1 ? '' : 's'}`) : null,
           ))),
         (d.revisions ?? []).length ? h('div', {}, h('b', {}, 'Revisions: '), d.revisions.map((r) => `round ${r.fromIteration}: ${r.stage} scored ${r.score} → back to ${r.to} (${r.problems} problems)`).join('; ')) : null,
-        d.feedback?.problems?.length ? h('pre', {}, JSON.stringify(d.feedback.problems, null, 2)) : null,
+        (d.judgements ?? []).length
+          ? h('div', { class: 'judgements' }, h('b', {}, 'Verdicts: '),
+              h('ul', {}, d.judgements.map((j) =>
+                h('li', { class: j.score >= j.threshold ? 'met' : 'unmet' },
+                  `${j.stage} round ${j.iteration} judged v${j.draftVersion}: ${Number(j.score).toFixed(2)} against ${j.threshold}`,
+                  j.problems.length ? h('ul', {}, j.problems.map((p) => h('li', { class: 'problem' }, typeof p === 'object' && p !== null ? `${p.kind ?? 'problem'}: ${p.message ?? JSON.stringify(p)}` : String(p)))) : null))))
+          : d.feedback?.problems?.length ? h('pre', {}, JSON.stringify(d.feedback.problems, null, 2)) : null,
+        d.stopped ? h('p', { class: 'unmet' }, `revisions stopped after round ${d.stopped.iteration} (${d.stopped.stage}): ${d.stopped.reason}`) : null,
         d.error ? h('p', { class: 'unmet' }, `failed in ${d.error.stage}: ${d.error.message}`) : null,
       );
     }),
