@@ -16,6 +16,7 @@ import { RecentVersions, VersionedCache } from './cache.js';
 import { copyDocument, copyEvent, copyJson, ImmutableDate, newChange, sealChange } from './copy.js';
 import { LockLostError, lockStoreKey, StateLocks, type LockHandle, type LockOptions } from './locks.js';
 import { OwnCommits } from './own-commits.js';
+import { tracedCommit, tracedConflict } from '../observability/tracing.js';
 import { countableLines, lineDiffStats, lineDiffStatsOfLines, summarizeStats, threeWayMerge } from './merge.js';
 import { makeSnapshot, verifySnapshot } from './snapshot.js';
 import type { CommitRequest, CommitResult, DocumentRecord, StateStore, WorkflowCommitResult, WorkflowRecord } from './store.js';
@@ -400,13 +401,13 @@ export class StateManager {
     }
     const merged = threeWayMerge({ base: base.content, ours: content, theirs: current.content });
     if (!merged.ok) {
-      throw new StateConflictError(documentId, expectedVersion, current.version, {
+      throw tracedConflict(new StateConflictError(documentId, expectedVersion, current.version, {
         current: await this.#currentState(store, current),
         conflicts: merged.conflicts,
         message:
           `document \`${documentId}\` is at version ${current.version}, expected version ${expectedVersion}; ` +
           `the edit overlaps changes made since in ${merged.conflicts.length} region(s), so it was not merged`,
-      });
+      }));
     }
     return {
       content: merged.content,
@@ -739,7 +740,7 @@ export class StateManager {
     const own = this.#own.begin('document', documentId, 1);
     let result: CommitResult | undefined;
     try {
-      result = await store.commitDocument(request);
+      result = await tracedCommit(store, request);
     } finally {
       this.#own.end(own, result?.ok === true);
     }
@@ -779,7 +780,7 @@ export class StateManager {
         if (!merge || expectedVersion > base.record.version) {
           // A fresh base was just read with its history window: no need to read it again.
           const current = base.history ? copyDocument({ ...base.record, history: base.history }) : await this.#currentState(store, base.record);
-          throw new StateConflictError(documentId, expectedVersion, base.record.version, { current });
+          throw tracedConflict(new StateConflictError(documentId, expectedVersion, base.record.version, { current }));
         }
       }
       const plan_ = plan(base.record);
@@ -800,7 +801,7 @@ export class StateManager {
       const own = this.#own.begin('document', documentId, version);
       let result: CommitResult | undefined;
       try {
-        result = await store.commitDocument(request);
+        result = await tracedCommit(store, request);
       } finally {
         this.#own.end(own, result?.ok === true);
       }

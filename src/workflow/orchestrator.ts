@@ -1,6 +1,8 @@
 import { ClosedError, ConcordError, LockTimeoutError, RemoteError, RequestTimeoutError, ValidationError, WorkflowBusyError, WorkflowNotFoundError } from '../errors.js';
 import type { LockHandle, LockOptions } from '../state/locks.js';
 import { childTraceparent, newTraceparent } from '../message.js';
+import { type Span, SpanStatusCode } from '@opentelemetry/api';
+import { RoundTrace, startInternalSpan, traced, traceparentContext, traceparentOf, workflowOutcome } from '../observability/tracing.js';
 import type { DocumentState, WorkflowState } from '../state/types.js';
 import type {
   Json,
@@ -156,6 +158,8 @@ export class Orchestrator {
     const workflowId = options.workflowId ?? `wf-${slugify(options.topic, 32)}-${suffix}`;
     const documentId = options.documentId ?? `doc-${slugify(options.topic, 32)}-${suffix}`;
     const now = new Date().toISOString();
+    // The run's span (when tracing) is the trace the workflow keeps: its traceparent is persisted, so a resume joins it.
+    const span = startInternalSpan(`workflow ${this.#def.name}`, { 'concord.workflow.id': workflowId, 'concord.workflow.definition': this.#def.name, 'concord.document.id': documentId });
     const data: WorkflowData = {
       definition: this.#def.name,
       status: 'running',
@@ -174,15 +178,17 @@ export class Orchestrator {
       startedAt: now,
       completedAt: null,
       resumes: 0,
-      traceparent: newTraceparent(),
+      traceparent: span ? traceparentOf(span.spanContext()) : newTraceparent(),
     };
     // The workflow first: it names the document, so a crash between the two writes leaves a
     // workflow that resume can finish (it creates the missing document).
-    return this.#leased(workflowId, async () => {
-      await this.#state.createWorkflowState({ workflowId, stages: this.#def.stages.map((s) => s.name), data: toRecord(data) });
-      await this.#ensureDocument(data, options);
-      return this.#run(workflowId, false);
-    });
+    const run = () =>
+      this.#leased(workflowId, async () => {
+        await this.#state.createWorkflowState({ workflowId, stages: this.#def.stages.map((s) => s.name), data: toRecord(data) });
+        await this.#ensureDocument(data, options);
+        return this.#run(workflowId, false);
+      });
+    return traced(span, run, workflowOutcome);
   }
 
   /**
@@ -243,7 +249,12 @@ export class Orchestrator {
     data.error = null;
     await this.#writeData(workflowId, data);
     await this.#ensureDocument(data, { topic: data.topic });
-    return this.#run(workflowId, true);
+    const span = startInternalSpan(
+      `workflow ${this.#def.name}`,
+      { 'concord.workflow.id': workflowId, 'concord.workflow.definition': this.#def.name, 'concord.document.id': data.documentId, 'concord.workflow.resumes': data.resumes },
+      traceparentContext(data.traceparent),
+    );
+    return traced(span, () => this.#run(workflowId, true), workflowOutcome);
   }
 
   async #ensureDocument(data: WorkflowData, options: Pick<StartOptions, 'topic' | 'requirements' | 'context'>): Promise<void> {
@@ -259,6 +270,16 @@ export class Orchestrator {
   }
 
   async #run(workflowId: string, resumed: boolean): Promise<WorkflowOutcome> {
+    const round = new RoundTrace(workflowId);
+    try {
+      return await this.#rounds(workflowId, resumed, round);
+    } catch (err) {
+      round.end('error', {}, err);
+      throw err;
+    }
+  }
+
+  async #rounds(workflowId: string, resumed: boolean, round: RoundTrace): Promise<WorkflowOutcome> {
     let wf = await this.#mustGet(workflowId);
     let data = readData(wf);
     this.#emit({ type: 'workflow_started', workflowId, documentId: data.documentId, resumed, stages: wf.stages });
@@ -280,10 +301,16 @@ export class Orchestrator {
       const next = this.#def.stages.find((s) => !this.#isRecorded(s, data));
       this.#runLeases.get(workflowId)?.signal.throwIfAborted();
       if (next) {
-        const result = await this.#runStage(next, wf, data);
+        const stageSpan = startInternalSpan(
+          `stage ${next.name}`,
+          { 'concord.workflow.id': workflowId, 'concord.workflow.stage': next.name, 'concord.workflow.agent': next.agent, 'concord.workflow.iteration': data.iteration },
+          round.stageParent(data.iteration),
+        );
+        const result = await traced(stageSpan, () => this.#runStage(next, wf, data), (span, r) => stageOutcome(span, next.name, r.data));
         wf = result.wf;
         data = result.data;
         if (data.status === 'failed') {
+          round.end('failed', {}, data.error ?? undefined);
           const outcome = await this.#outcome(wf, data);
           this.#emit({ type: 'workflow_failed', outcome });
           return outcome;
@@ -297,6 +324,7 @@ export class Orchestrator {
       if (gate && stopped && data.iteration < this.#def.maxIterations) {
         this.#emit({ type: 'revision_stopped', stage: stopped.stage, iteration: data.iteration, reason: stopped.reason });
       }
+      const roundEnd = gate ? { 'concord.workflow.gate': gate.name, 'concord.workflow.score': (data.outputs[gate.name] as StageRecord).score, 'concord.workflow.threshold': gate.threshold as number } : {};
       if (gate && !stopped && data.iteration < this.#def.maxIterations) {
         const rec = data.outputs[gate.name] as StageRecord;
         const target = gate.revise as string;
@@ -308,6 +336,7 @@ export class Orchestrator {
           problems: rec.problems ?? [],
         };
         data.revisions.push({ fromIteration: data.iteration, stage: gate.name, to: target, score: rec.score, problems: rec.problems?.length ?? 0 });
+        round.end('revise', { ...roundEnd, 'concord.workflow.revise_to': target, 'concord.workflow.problems': rec.problems?.length ?? 0 });
         data.iteration += 1;
         wf = await this.#writeData(workflowId, data);
         this.#emit({
@@ -328,6 +357,7 @@ export class Orchestrator {
         this.#def.stages.flatMap((s) => (data.outputs[s.name] ? [[s.name, (data.outputs[s.name] as StageRecord).score]] : [])),
       );
       data.completedAt = new Date().toISOString();
+      round.end(stopped ? 'stopped' : data.accepted ? 'accept' : 'out_of_rounds', { ...roundEnd, 'concord.workflow.accepted': data.accepted });
       wf = await this.#writeData(workflowId, data);
       const outcome = await this.#outcome(wf, data);
       this.#emit({ type: 'workflow_completed', outcome });
@@ -642,4 +672,18 @@ export function slugify(text: string, max = 48): string {
 
 function shortId(): string {
   return Date.now().toString(36).slice(-4) + Math.random().toString(36).slice(2, 6);
+}
+
+/** What a stage run reports on its span: its score and document version, or the error it failed with. */
+function stageOutcome(span: Span, stage: string, data: WorkflowData): void {
+  const rec = data.outputs[stage];
+  if (data.status === 'failed' && data.error !== null) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: data.error.message });
+    span.setAttribute('error.type', data.error.code);
+    return;
+  }
+  if (rec !== undefined) {
+    span.setAttribute('concord.workflow.score', rec.score);
+    if (rec.version !== null) span.setAttribute('concord.document.version', rec.version);
+  }
 }
