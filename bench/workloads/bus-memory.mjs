@@ -112,6 +112,9 @@ if (subject === 'heap-limit') {
     return process.hrtime.bigint() - t0;
   };
 } else if (subject === 'concord') {
+  // `--otel`: an OpenTelemetry SDK is registered first (bench/lib/otel.mjs), to measure tracing's cost.
+  const { maybeRegisterOtel } = await import('../lib/otel.mjs');
+  const stopOtel = await maybeRegisterOtel(args);
   const { requireConcord, busDefaults } = await import('../lib/concord.mjs');
   const { MessageBus } = await requireConcord(['MessageBus']);
   const bus = new MessageBus({ ...busDefaults });
@@ -139,7 +142,10 @@ if (subject === 'heap-limit') {
     await done.promise;
     return process.hrtime.bigint() - t0;
   };
-  close = () => bus.close();
+  close = async () => {
+    await bus.close();
+    await stopOtel();
+  };
 } else {
   throw new Error(`unknown subject ${subject}`);
 }

@@ -17,13 +17,19 @@ if (subject === 'eventemitter') {
   const rpc = eventEmitterRpc(respond, { timeoutMs: 5000 });
   run = (i) => rpc.request(peerMessage(i, 5));
 } else if (subject === 'concord') {
+  // `--otel`: an OpenTelemetry SDK is registered first (bench/lib/otel.mjs), to measure tracing's cost.
+  const { maybeRegisterOtel } = await import('../lib/otel.mjs');
+  const stopOtel = await maybeRegisterOtel(args);
   const { requireConcord, busDefaults } = await import('../lib/concord.mjs');
   const { MessageBus } = await requireConcord(['MessageBus']);
   const bus = new MessageBus({ ...busDefaults });
   bus.registerAgent('worker', { name: 'worker', handleMessage: respond });
   // What a user writes (the peer gets its message made by peerMessage, the same fields).
   run = (i) => bus.request({ sender: 'planner', recipient: 'worker', payload: taskPayload(i), priority: 5, timeout: 5000 });
-  close = () => bus.close();
+  close = async () => {
+    await bus.close();
+    await stopOtel();
+  };
 } else {
   throw new Error(`unknown subject ${subject}`);
 }
