@@ -17,7 +17,12 @@ const reps = Number(opts.reps ?? 5);
 const base = typeof opts.base === 'string' ? opts.base : undefined;
 
 const CASES = [
-  { id: 'bus-memory/interleaved', file: 'bus-memory.mjs', args: ['--mode', 'interleaved', '--n', String(opts.n ?? 200_000)], metric: 'msgs_per_s' },
+  {
+    id: 'bus-memory/interleaved',
+    file: 'bus-memory.mjs',
+    args: ['--mode', 'interleaved', '--n', String(opts.n ?? 200_000)],
+    metric: 'msgs_per_s',
+  },
   { id: 'bus-memory/backlog', file: 'bus-memory.mjs', args: ['--mode', 'backlog', '--n', String(opts.n ?? 200_000)], metric: 'msgs_per_s' },
   { id: 'request-memory', file: 'request-memory.mjs', args: ['--n', String(opts.requests ?? 20_000)], metric: 'ops_per_s' },
 ];
@@ -65,7 +70,15 @@ for (const c of CASES.filter((c) => !only || only.some((p) => c.id.startsWith(p)
     for (const v of VARIANTS) {
       const xs = got[v.name][metric];
       const m = median(xs);
-      table.push({ workload: c.id, metric, variant: v.name, median: m, min: Math.min(...xs), max: Math.max(...xs), ratio: ref ? m / ref : undefined });
+      table.push({
+        workload: c.id,
+        metric,
+        variant: v.name,
+        median: m,
+        min: Math.min(...xs),
+        max: Math.max(...xs),
+        ratio: ref ? m / ref : undefined,
+      });
     }
   }
 }
@@ -74,5 +87,7 @@ console.log(`\n${reps} repetition(s), alternating; ratio = median ÷ base median
 console.log('| workload | metric | variant | median | min | max | ÷ base |');
 console.log('| --- | --- | --- | ---: | ---: | ---: | ---: |');
 for (const r of table) {
-  console.log(`| ${r.workload} | ${r.metric} | ${r.variant} | ${fmt(r.median)} | ${fmt(r.min)} | ${fmt(r.max)} | ${r.ratio === undefined ? '' : `${r.ratio.toFixed(3)}×`} |`);
+  console.log(
+    `| ${r.workload} | ${r.metric} | ${r.variant} | ${fmt(r.median)} | ${fmt(r.min)} | ${fmt(r.max)} | ${r.ratio === undefined ? '' : `${r.ratio.toFixed(3)}×`} |`,
+  );
 }

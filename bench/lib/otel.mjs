@@ -18,7 +18,9 @@ export async function maybeRegisterOtel(args) {
     shutdown: async () => {},
     forceFlush: async () => {},
   };
-  const provider = new TracerProvider({ spanProcessors: [new BatchSpanProcessor({ exporter, maxQueueSize: 65_536, maxExportBatchSize: 4096 })] });
+  const provider = new TracerProvider({
+    spanProcessors: [new BatchSpanProcessor({ exporter, maxQueueSize: 65_536, maxExportBatchSize: 4096 })],
+  });
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   trace.setGlobalTracerProvider(provider);
   return async () => {
