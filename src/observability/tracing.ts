@@ -119,33 +119,46 @@ function messageAttributes(message: Message, operationType: string, operationNam
 }
 
 /**
- * Starts the PRODUCER span of sending `message` to `destination` (a queue, or a topic when
- * publishing) and writes the span's context into the message's `traceparent`, so the consumer's
- * span becomes its child. Its parent is the active span (a handler's CONSUMER span, a workflow
- * stage, the application's own span); without one, the `traceparent` the caller gave
- * (`callerParent`: it continues a trace started elsewhere); else it is a root. A redrive keeps
- * the message's header (the trace it was sent in) and only links to it.
+ * Starts the PRODUCER span of sending `message` to `queue` (or publishing it on a topic) and writes
+ * the span's context into the message's `traceparent`, so the consumer's span becomes its child.
+ * Its parent is `parent` when the bus knows it (the delivery a handler is handling, or the
+ * `traceparent` the caller put on the message: {@link messageContext}), else the active span,
+ * else none. The span is named after the recipient (a reply's queue may be a requester's inbox).
  */
-export function startProducerSpan(
-  t: Tracer,
-  message: Message,
-  operation: ProducerOperation,
-  destination: string,
-  callerParent: boolean,
-): Span {
-  const redrive = operation === 'redrive';
-  let parent = context.active();
-  if (trace.getSpan(parent) === undefined) parent = (callerParent || redrive ? messageContext(message) : undefined) ?? ROOT_CONTEXT;
+export function startProducerSpan(t: Tracer, message: Message, operation: ProducerOperation, queue: string, parent?: Context): Span {
   const span = t.startSpan(
-    `${operation} ${destination}`,
-    { kind: SpanKind.PRODUCER, attributes: messageAttributes(message, 'send', operation, destination) },
-    parent,
+    `${operation} ${message.recipient || queue}`,
+    { kind: SpanKind.PRODUCER, attributes: messageAttributes(message, 'send', operation, queue) },
+    parent ?? context.active(),
   );
-  if (!redrive) {
-    const sc = span.spanContext();
-    if (trace.isSpanContextValid(sc)) message.headers['traceparent'] = traceparentOf(sc);
-  }
+  if (queue !== message.recipient && message.recipient !== '') span.setAttribute('messaging.destination.temporary', true);
+  const sc = span.spanContext();
+  if (trace.isSpanContextValid(sc)) message.headers['traceparent'] = traceparentOf(sc);
   return span;
+}
+
+/**
+ * The PRODUCER span of redriving a dead letter to `queue`: a child of the context the message was
+ * first sent in. The message keeps its `traceparent`, so its processing stays in that trace.
+ */
+export function redriveSpan(t: Tracer, message: Message, queue: string): Span {
+  const span = t.startSpan(
+    `redrive ${queue}`,
+    { kind: SpanKind.PRODUCER, attributes: messageAttributes(message, 'send', 'redrive', queue) },
+    messageContext(message) ?? ROOT_CONTEXT,
+  );
+  span.end();
+  return span;
+}
+
+/**
+ * The span of settling a message without a handler's span around it (dead-lettered because it
+ * expired or ran out of attempts): a child of the context it was sent in.
+ */
+export function settleSpan(t: Tracer, message: Message, queue: string, outcome: string, reason: string): void {
+  const attributes = messageAttributes(message, 'settle', outcome, queue);
+  attributes['messaging.concord.dead_letter.reason'] = reason;
+  t.startSpan(`settle ${queue}`, { kind: SpanKind.CLIENT, attributes }, messageContext(message) ?? ROOT_CONTEXT).end();
 }
 
 /**
@@ -387,4 +400,11 @@ export class RoundTrace {
     span.setAttribute('concord.workflow.decision', decision);
     endSpan(span, error);
   }
+}
+
+/** The `traceparent` of the active span when tracing, else undefined (to pass a span on as a message header). */
+export function activeTraceparent(): string | undefined {
+  if (activeTracer() === undefined) return undefined;
+  const sc = trace.getSpanContext(context.active());
+  return sc !== undefined && trace.isSpanContextValid(sc) ? traceparentOf(sc) : undefined;
 }

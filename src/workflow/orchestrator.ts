@@ -2,7 +2,7 @@ import { ClosedError, ConcordError, LockTimeoutError, RemoteError, RequestTimeou
 import type { LockHandle, LockOptions } from '../state/locks.js';
 import { childTraceparent, newTraceparent } from '../message.js';
 import { type Span, SpanStatusCode } from '@opentelemetry/api';
-import { RoundTrace, startInternalSpan, traced, traceparentContext, traceparentOf, workflowOutcome } from '../observability/tracing.js';
+import { activeTraceparent, RoundTrace, startInternalSpan, traced, traceparentContext, traceparentOf, workflowOutcome } from '../observability/tracing.js';
 import type { DocumentState, WorkflowState } from '../state/types.js';
 import type {
   Json,
@@ -443,7 +443,8 @@ export class Orchestrator {
           ...(request.type !== undefined ? { type: request.type } : {}),
           timeout: stage.timeoutMs ?? DEFAULT_TIMEOUT_MS,
           correlationId: workflowId,
-          headers: { traceparent: childTraceparent(data.traceparent) },
+          // The stage's span when tracing (the request nests under it), else a child of the workflow's trace.
+          headers: { traceparent: activeTraceparent() ?? childTraceparent(data.traceparent) },
         });
         result = await stage.result(reply.payload, ctx);
         checkResult(stage, result);
