@@ -32,3 +32,10 @@ describe.runIf(up)('the wire corpus in Python: jsonschema and concord_client agr
     expect(readFileSync(CLIENT_DIR + 'concord_client/message.schema.json', 'utf8')).toBe(readFileSync(SCHEMA, 'utf8'));
   });
 });
+
+describe.runIf(up)('the Python client\'s own unit tests (unittest)', () => {
+  it('pass', { timeout: 60_000 }, async () => {
+    const { stderr } = await runPython(['-m', 'unittest', 'discover', '-s', 'tests', '-t', '.'], {}, 50_000);
+    expect(stderr).toMatch(/Ran \d+ tests[\s\S]*\nOK/);
+  });
+});
