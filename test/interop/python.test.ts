@@ -3,12 +3,13 @@
  * through the published concord_v1 functions) and Concord's TypeScript bus (its internal scripts).
  * Real processes, the shared Redis, a namespace of their own.
  */
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MessageBus, MessageType, RemoteError, defineAgent, type Message } from '../../src/index.js';
 import { createRedisTransport } from '../../src/backends/redis/index.js';
 import { serviceAvailable, testNamespace, waitFor } from '../helpers/services.js';
 import { cleanupNamespace, redisUrl } from '../redis/helpers.js';
-import { SCENARIOS, pythonAvailable, runPython, startPython, type PythonProcess } from './python.js';
+import { CLIENT_DIR, SCENARIOS, pythonAvailable, runPython, startPython, type PythonProcess } from './python.js';
 
 const up = (await serviceAvailable('redis')) && pythonAvailable();
 
@@ -93,6 +94,19 @@ describe.runIf(up)('a Python agent and a TypeScript agent on one bus', () => {
     const letter = letters.find((l) => l.message.id === remote.requestId);
     expect(letter?.reason).toBe('max_attempts');
     expect(letter?.error).toBe('python says no');
+  });
+
+  it('the Python README\'s ten-line example runs and prints what it shows', async () => {
+    const example = /```python\n([\s\S]*?)```/.exec(readFileSync(CLIENT_DIR + 'README.md', 'utf8'))![1]!;
+    expect(example.trim().split('\n')).toHaveLength(10);
+    const file = `${CLIENT_DIR}tests/.readme-example-${ns}.py`;
+    writeFileSync(file, example.replace('namespace=docs', `namespace=${ns}`));
+    try {
+      const { stdout } = await runPython([file]);
+      expect(stdout.trim()).toBe(/print\(reply\["payload"\]\)\s+# (.*)/.exec(example)![1]);
+    } finally {
+      rmSync(file, { force: true });
+    }
   });
 
   it('STATUS publications are seen both ways', async () => {
