@@ -16,12 +16,16 @@ const SCHEMA = fileURLToPath(new URL('../../schema/message.schema.json', import.
 describe.runIf(up)('the wire corpus in Python: jsonschema and concord_client agree with ajv and the decoder', () => {
   it('gives every case its verdict', { timeout: 120_000 }, async () => {
     const { stdout } = await runPython([CLIENT_DIR + 'tests/corpus_check.py', CORPUS, SCHEMA], {}, 110_000);
-    const verdicts = stdout.trim().split('\n').map((l) => JSON.parse(l) as { name: string; schema: boolean; client: boolean; error: string | null });
+    const verdicts = stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { name: string; schema: boolean; client: boolean; error: string | null });
     expect(verdicts.map((v) => v.name)).toEqual(corpus.cases.map((c) => c.name));
     const wrong = corpus.cases.flatMap((c, i) => {
       const v = verdicts[i]!;
       const out: string[] = [];
-      if (v.schema !== (c.schemaValid ?? c.valid)) out.push(`${c.name}: Python jsonschema says ${v.schema}, expected ${c.schemaValid ?? c.valid}`);
+      if (v.schema !== (c.schemaValid ?? c.valid))
+        out.push(`${c.name}: Python jsonschema says ${v.schema}, expected ${c.schemaValid ?? c.valid}`);
       if (v.client !== c.valid) out.push(`${c.name}: concord_client says ${v.client} (${v.error ?? 'accepted'}), expected ${c.valid}`);
       return out;
     });
@@ -33,7 +37,7 @@ describe.runIf(up)('the wire corpus in Python: jsonschema and concord_client agr
   });
 });
 
-describe.runIf(up)('the Python client\'s own unit tests (unittest)', () => {
+describe.runIf(up)("the Python client's own unit tests (unittest)", () => {
   it('pass', { timeout: 60_000 }, async () => {
     const { stderr } = await runPython(['-m', 'unittest', 'discover', '-s', 'tests', '-t', '.'], {}, 50_000);
     expect(stderr).toMatch(/Ran \d+ tests[\s\S]*\nOK/);

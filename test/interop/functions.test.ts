@@ -55,7 +55,9 @@ describe.runIf(up)('the concord_v1 function library and the protocol version', (
     expect(err).toBeInstanceOf(TransportError);
     expect((err as Error).message).toMatch(/speaks Concord wire protocol "2".*this Concord speaks protocol 1/);
     await transport.close();
-    await expect(fcall(n, 'concord_v1_enqueue', 'agent', wire('agent'), 0, 0, 0)).rejects.toThrow(/CONCORD_PROTOCOL .*speaks Concord wire protocol 2/);
+    await expect(fcall(n, 'concord_v1_enqueue', 'agent', wire('agent'), 0, 0, 0)).rejects.toThrow(
+      /CONCORD_PROTOCOL .*speaks Concord wire protocol 2/,
+    );
     await expect(fcall(n, 'concord_v1_lease', 'agent', 1, 1000)).rejects.toThrow(/CONCORD_PROTOCOL/);
     // Nothing was written next to the protocol key.
     expect(await raw.keys(`concord:{${n}}:*`)).toEqual([`concord:{${n}}:protocol`]);
@@ -73,7 +75,10 @@ describe.runIf(up)('the concord_v1 function library and the protocol version', (
     expect(await fcall(n, 'concord_v1_enqueue', 'ts-agent', wire('ts-agent', { p: 'later' }), 300, 0, 1)).toEqual(['enqueued']);
     const dup = wire('ts-agent', { p: 'once' }, { id: 'same-id' });
     expect(await fcall(n, 'concord_v1_enqueue', 'ts-agent', dup, 0, 60_000, 1)).toEqual(['enqueued']);
-    expect(await fcall(n, 'concord_v1_enqueue', 'ts-agent', wire('ts-agent', { p: 'twice' }, { id: 'same-id' }), 0, 60_000, 1)).toEqual(['duplicate', dup]);
+    expect(await fcall(n, 'concord_v1_enqueue', 'ts-agent', wire('ts-agent', { p: 'twice' }, { id: 'same-id' }), 0, 60_000, 1)).toEqual([
+      'duplicate',
+      dup,
+    ]);
     expect(await fcall(n, 'concord_v1_enqueue', 'nobody', wire('nobody'), 0, 0, 1)).toEqual(['no_recipient']);
     bus.registerAgent('ts-agent', defineAgent({ name: 'ts-agent', handleMessage: (m: Message) => void got.push(m) }));
     await waitFor(() => got.length === 4, 'four deliveries', 5000);
@@ -113,15 +118,25 @@ describe.runIf(up)('the concord_v1 function library and the protocol version', (
     bus.registerAgent('foreign');
     await bus.ready();
     const pending = bus.request({ sender: 'ts', recipient: 'foreign', payload: { q: 1 } });
-    const leased = await waitFor(async () => {
+    const leased = (await waitFor(async () => {
       const [, entries] = (await fcall(n, 'concord_v1_lease', 'foreign', 1, 5000)) as [number, [string, string, number, string][]];
       return entries[0];
-    }, 'the request leased');
+    }, 'the request leased')) as [string, string, number, string];
     const request = JSON.parse(leased[1]) as { id: string; headers: Record<string, string>; correlationId: string };
     const reply = encodeMessage({
-      ...createMessage({ sender: 'foreign', recipient: 'ts', type: MessageType.RESULT, payload: { a: 42 }, correlationId: request.correlationId, headers: { inReplyTo: request.id } }),
+      ...createMessage({
+        sender: 'foreign',
+        recipient: 'ts',
+        type: MessageType.RESULT,
+        payload: { a: 42 },
+        correlationId: request.correlationId,
+        headers: { inReplyTo: request.id },
+      }),
     });
-    expect(await fcall(n, 'concord_v1_reply', request.headers['replyTo']!, reply, 0, 'foreign', leased[0], leased[3])).toEqual(['enqueued', 1]);
+    expect(await fcall(n, 'concord_v1_reply', request.headers['replyTo']!, reply, 0, 'foreign', leased[0], leased[3])).toEqual([
+      'enqueued',
+      1,
+    ]);
     expect((await pending).payload).toEqual({ a: 42 });
 
     const doomed = await bus.send({ sender: 'ts', recipient: 'foreign', type: MessageType.TASK, payload: { bad: 1 } });
@@ -133,7 +148,9 @@ describe.runIf(up)('the concord_v1 function library and the protocol version', (
     expect(letters).toHaveLength(1);
     expect(letters[0]).toMatchObject({ queue: 'foreign', reason: 'max_attempts', error: 'gave up', attempts: 1 });
     expect(letters[0]!.message.id).toBe(doomed.id);
-    await expect(fcall(n, 'concord_v1_dead_letter', 'foreign', id, '', 'bored', '', 1, body, '')).rejects.toThrow(/CONCORD_USAGE reason must be one of/);
+    await expect(fcall(n, 'concord_v1_dead_letter', 'foreign', id, '', 'bored', '', 1, body, '')).rejects.toThrow(
+      /CONCORD_USAGE reason must be one of/,
+    );
     await bus.close();
   });
 });

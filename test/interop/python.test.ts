@@ -96,7 +96,7 @@ describe.runIf(up)('a Python agent and a TypeScript agent on one bus', () => {
     expect(letter?.error).toBe('python says no');
   });
 
-  it('the Python README\'s ten-line example runs and prints what it shows', async () => {
+  it("the Python README's ten-line example runs and prints what it shows", async () => {
     const example = /```python\n([\s\S]*?)```/.exec(readFileSync(CLIENT_DIR + 'README.md', 'utf8'))![1]!;
     expect(example.trim().split('\n')).toHaveLength(10);
     const file = `${CLIENT_DIR}tests/.readme-example-${ns}.py`;

@@ -18,10 +18,12 @@ export function pythonAvailable(): boolean {
   if (!existsSync(PYTHON)) problem = `${PYTHON} does not exist`;
   else {
     const r = spawnSync(PYTHON, ['-c', 'import redis, jsonschema'], { encoding: 'utf8' });
-    if (r.status !== 0) problem = `${PYTHON} cannot import redis and jsonschema (apt-get install python3-redis python3-jsonschema): ${r.stderr.trim().split('\n').pop()}`;
+    if (r.status !== 0)
+      problem = `${PYTHON} cannot import redis and jsonschema (apt-get install python3-redis python3-jsonschema): ${r.stderr.trim().split('\n').pop()}`;
   }
   if (problem === undefined) return true;
-  if (process.env['CONCORD_REQUIRE_SERVICES'] === '1') throw new Error(`the Python client is required (CONCORD_REQUIRE_SERVICES=1): ${problem}`);
+  if (process.env['CONCORD_REQUIRE_SERVICES'] === '1')
+    throw new Error(`the Python client is required (CONCORD_REQUIRE_SERVICES=1): ${problem}`);
   const line = `!!! ${problem}: the Python interop suite is SKIPPED`;
   console.warn('\n' + '!'.repeat(line.length) + '\n' + line + '\n' + '!'.repeat(line.length) + '\n');
   return false;
@@ -48,10 +50,12 @@ export function startPython(args: string[], env: Record<string, string> = {}): P
   child.stderr!.on('data', (d: Buffer) => {
     err += d.toString();
   });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => {
-    for (const l of listeners) l();
-    resolve(code);
-  }));
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      for (const l of listeners) l();
+      resolve(code);
+    }),
+  );
   return {
     child,
     stdout: () => out,
@@ -66,7 +70,11 @@ export function startPython(args: string[], env: Record<string, string> = {}): P
             resolve(m);
           } else if (child.exitCode !== null || child.signalCode !== null) {
             done();
-            reject(new Error(`python exited (${child.exitCode ?? child.signalCode}) before printing ${pattern}\nstdout:\n${out}\nstderr:\n${err}`));
+            reject(
+              new Error(
+                `python exited (${child.exitCode ?? child.signalCode}) before printing ${pattern}\nstdout:\n${out}\nstderr:\n${err}`,
+              ),
+            );
           }
         };
         const timer = setTimeout(() => {
@@ -85,7 +93,11 @@ export function startPython(args: string[], env: Record<string, string> = {}): P
 }
 
 /** Runs a Python program to its end; rejects with its output when it fails. */
-export async function runPython(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ stdout: string; stderr: string }> {
+export async function runPython(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 60_000,
+): Promise<{ stdout: string; stderr: string }> {
   const p = startPython(args, env);
   const timer = setTimeout(() => p.child.kill('SIGKILL'), timeoutMs);
   const code = await p.exited;

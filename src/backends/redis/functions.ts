@@ -55,7 +55,11 @@ async function checkProtocol(client: Redis, config: RedisConfig): Promise<void> 
     if (got === undefined || got[0] !== null) throw got?.[0] ?? new Error('no reply');
     version = got[1] as string | null;
   } catch (err) {
-    throw new TransportError(config.url, `reading the protocol version of namespace \`${config.namespace}\` failed: ${(err as Error).message}`, { cause: err });
+    throw new TransportError(
+      config.url,
+      `reading the protocol version of namespace \`${config.namespace}\` failed: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
   if (version !== String(PROTOCOL_MAJOR)) {
     throw new TransportError(
@@ -67,7 +71,9 @@ async function checkProtocol(client: Redis, config: RedisConfig): Promise<void> 
   try {
     await installFunctions(client);
   } catch (err) {
-    throw new TransportError(config.url, `loading the ${FUNCTION_LIBRARY} function library failed: ${(err as Error).message}`, { cause: err });
+    throw new TransportError(config.url, `loading the ${FUNCTION_LIBRARY} function library failed: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 
