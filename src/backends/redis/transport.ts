@@ -25,6 +25,7 @@ import {
   type RedisConfig,
 } from './connection.js';
 import { SCRIPTS, isNoScript } from './scripts.js';
+import { ensureProtocol } from './functions.js';
 import { Coalescer } from './batch.js';
 import { RecentMap } from './recent.js';
 import { MAX_TIMER_MS } from '../../timers.js';
@@ -236,7 +237,7 @@ export class RedisTransport implements Transport {
   /** Connects the command connection; `TransportError` naming the URL when Redis is unreachable. Idempotent. */
   connect(): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('redis transport'));
-    this.#connecting ??= connectClient(this.#cmd, this.#config).catch((err: unknown) => {
+    this.#connecting ??= connectClient(this.#cmd, this.#config).then(() => ensureProtocol(this.#cmd, this.#config)).catch((err: unknown) => {
       this.#connecting = undefined;
       throw err;
     });
