@@ -1,8 +1,8 @@
 /** The research agent: finds the passages of local notes that best match a topic. */
 import { type Agent, type AgentContext, defineAgent } from '../bus/agent.js';
 import { type Message, MessageType } from '../message.js';
-import { type ResearchResult, parseResearchTask } from './protocol.js';
-import { PassageIndex, loadSources, research } from './search.js';
+import { type ResearchResult, parseResearchTask } from './payloads.js';
+import { PassageIndex, loadSources, research } from './passages.js';
 import type { SkippedSource } from './sources.js';
 
 /** Options of {@link createResearchAgent}. */

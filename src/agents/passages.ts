@@ -6,7 +6,7 @@ import { readdir, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import MiniSearch from 'minisearch';
 import { ValidationError } from '../errors.js';
-import { DEFAULT_LIMIT, type Passage, type ResearchTask } from './protocol.js';
+import { DEFAULT_LIMIT, type Passage, type ResearchTask } from './payloads.js';
 import { type SkippedSource, type SourceReadOptions, readSource, sourcesRoot } from './sources.js';
 import { isContentWord, stem, tokenize } from './text.js';
 

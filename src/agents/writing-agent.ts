@@ -5,7 +5,7 @@ import { type Message, MessageType } from '../message.js';
 import { type ChatModel, type ModelConfig, createChatModel } from './model.js';
 import { writeWithModel } from './model-writer.js';
 import { write } from './revise.js';
-import { type WritingResult, parseWritingTask } from './protocol.js';
+import { type WritingResult, parseWritingTask } from './payloads.js';
 
 /** Options of {@link createWritingAgent}. */
 export interface WritingAgentOptions {

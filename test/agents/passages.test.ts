@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/errors.js';
-import { PassageIndex, loadSources, research, researchQueries, splitPassages } from '../../src/agents/search.js';
+import { PassageIndex, loadSources, research, researchQueries, splitPassages } from '../../src/agents/passages.js';
 import { SAMPLES } from './helpers.js';
 
 describe('sources and passages', () => {

@@ -13,7 +13,7 @@ import {
   renderDocument,
   renumberCitations,
 } from './markdown.js';
-import type { EditingResult } from './protocol.js';
+import type { EditingResult } from './payloads.js';
 import {
   LENGTH_TOLERANCE,
   STOPWORDS,

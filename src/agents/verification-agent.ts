@@ -3,9 +3,9 @@ import { resolve } from 'node:path';
 import { type Agent, type AgentContext, defineAgent } from '../bus/agent.js';
 import { type Message, MessageType } from '../message.js';
 import { parseDocument } from './markdown.js';
-import { type VerificationResult, parseVerificationTask } from './protocol.js';
+import { type VerificationResult, parseVerificationTask } from './payloads.js';
 import { type SourceReadOptions, readSource, sourcesRoot } from './sources.js';
-import { type SourceLines, verifyDocument } from './verify.js';
+import { type SourceLines, verifyDocument } from './checks.js';
 
 /**
  * Reads the files a document's references name, relative to `sourcesDir`, through the same

@@ -1,11 +1,11 @@
 /** The editing agent: removes repeats, normalises headings, enforces the length. */
 import { type Agent, type AgentContext, defineAgent } from '../bus/agent.js';
 import { type Message, MessageType } from '../message.js';
-import { editDocument } from './edit.js';
+import { editDocument } from './edits.js';
 import type { ChatModel, ModelConfig } from './model.js';
 import { editWithModel } from './model-writer.js';
-import { type EditingResult, parseEditingTask } from './protocol.js';
-import { chatModel } from './writing.js';
+import { type EditingResult, parseEditingTask } from './payloads.js';
+import { chatModel } from './writing-agent.js';
 
 /** Options of {@link createEditingAgent}. */
 export interface EditingAgentOptions {

@@ -7,7 +7,7 @@ import {
   parseResearchTask,
   parseVerificationTask,
   parseWritingTask,
-} from '../../src/agents/protocol.js';
+} from '../../src/agents/payloads.js';
 
 const passage = { id: 'a.md:3', source: 'a.md', line: 3, endLine: 5, text: 'Leases expire.', score: 1.5 };
 

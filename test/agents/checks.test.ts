@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Passage, VerificationTask } from '../../src/agents/protocol.js';
-import { readCitedSources } from '../../src/agents/verification.js';
-import { headingCovers, lengthScore, verifyDocument, type SourceLines } from '../../src/agents/verify.js';
+import type { Passage, VerificationTask } from '../../src/agents/payloads.js';
+import { readCitedSources } from '../../src/agents/verification-agent.js';
+import { headingCovers, lengthScore, verifyDocument, type SourceLines } from '../../src/agents/checks.js';
 
 const FILE = [
   '# Queues', // 1

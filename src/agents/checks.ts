@@ -10,7 +10,7 @@ import {
   type Problem,
   type VerificationResult,
   type VerificationTask,
-} from './protocol.js';
+} from './payloads.js';
 import {
   LENGTH_TOLERANCE,
   MAX_QUOTES_PER_PASSAGE,

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { editDocument, headingCase, normaliseHeadings, removeRepeats, trimToLength } from '../../src/agents/edit.js';
+import { editDocument, headingCase, normaliseHeadings, removeRepeats, trimToLength } from '../../src/agents/edits.js';
 import { documentSentences, documentWords, parseDocument, renderDocument } from '../../src/agents/markdown.js';
 import { citationNumbers, isRepeat, sentenceKey, stem, stripCitations } from '../../src/agents/text.js';
 
