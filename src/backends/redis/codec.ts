@@ -1,5 +1,14 @@
 import { ValidationError } from '../../errors.js';
-import { DEFAULT_PRIORITY, MessageType, decodeMessage, encodeMessage, isValidName, newId, parseWireTimestamp, type Message } from '../../message.js';
+import {
+  DEFAULT_PRIORITY,
+  MessageType,
+  decodeMessage,
+  encodeMessage,
+  isValidName,
+  newId,
+  parseWireTimestamp,
+  type Message,
+} from '../../message.js';
 import type { DeadLetter, DeadLetterReason } from '../../bus/transport.js';
 
 // The stored formats of the Redis transport that are not Lua's business: a queue's stored body
@@ -70,7 +79,9 @@ export function encodeDeadLetter(letter: DeadLetter): { json: string; attachBody
   try {
     m = encodeMessage(letter.message);
   } catch (err) {
-    m = encodeMessage(standIn(letter.message as unknown as Record<string, unknown>, letter.message.id, letter.queue, letter.message.attempt));
+    m = encodeMessage(
+      standIn(letter.message as unknown as Record<string, unknown>, letter.message.id, letter.queue, letter.message.attempt),
+    );
     error = `${error === undefined ? '' : error + '; '}the message could not be encoded (${err instanceof Error ? err.message : String(err)}): this letter holds a stand-in, its raw field the message as stored`;
     attachBody = letter.raw === undefined;
   }

@@ -108,7 +108,14 @@ export class Scripts {
 
   queueKeys(queue: string): QueueKeys {
     const q = `${this.#prefix}q:${keySegment(queue)}:`;
-    return { ready: q + 'ready', delayed: q + 'delayed', inflight: q + 'inflight', signal: q + 'signal', body: q + 'body', tries: q + 'tries' };
+    return {
+      ready: q + 'ready',
+      delayed: q + 'delayed',
+      inflight: q + 'inflight',
+      signal: q + 'signal',
+      body: q + 'body',
+      tries: q + 'tries',
+    };
   }
 
   /** The list of a reply inbox. */
@@ -216,7 +223,8 @@ export class Scripts {
     const n = Number(raw[3]);
     // Messages leased before: their attempt and token, by position.
     let again: Map<number, [number, string]> | undefined;
-    for (let j = 4 + 2 * n; j + 2 < raw.length; j += 3) (again ??= new Map()).set(Number(raw[j]) - 1, [Number(raw[j + 1]), String(raw[j + 2])]);
+    for (let j = 4 + 2 * n; j + 2 < raw.length; j += 3)
+      (again ??= new Map()).set(Number(raw[j]) - 1, [Number(raw[j + 1]), String(raw[j + 2])]);
     let malformed: MalformedEntry[] | undefined;
     for (let k = 0; k < n; k++) {
       const body = withoutOrder(raw[5 + 2 * k]);
@@ -246,7 +254,11 @@ export class Scripts {
 
   extendLease(lease: Lease, ms: number): Call {
     const k = this.queueKeys(lease.queue);
-    return { script: 'extend-lease', keys: [k.ready, k.inflight, k.signal, k.tries, k.body], args: [keySegment(lease.message.id), lease.token, Math.ceil(ms)] };
+    return {
+      script: 'extend-lease',
+      keys: [k.ready, k.inflight, k.signal, k.tries, k.body],
+      args: [keySegment(lease.message.id), lease.token, Math.ceil(ms)],
+    };
   }
 
   /** Stores `letter`; with `lease`, removes the leased message in the same step. */
@@ -272,12 +284,20 @@ export class Scripts {
   }
 
   claimDeadLetter(messageId: string, claimMs: number, nonce: string): Call {
-    return { script: 'claim-dead-letter', keys: [this.#prefix + 'dlq', this.#prefix + 'dlq:claims'], args: [messageId, Math.max(1, Math.ceil(claimMs)), nonce] };
+    return {
+      script: 'claim-dead-letter',
+      keys: [this.#prefix + 'dlq', this.#prefix + 'dlq:claims'],
+      args: [messageId, Math.max(1, Math.ceil(claimMs)), nonce],
+    };
   }
 
   settleDeadLetter(messageId: string, token: string, remove: boolean): Call {
     const p = this.#prefix;
-    return { script: 'settle-dead-letter', keys: [p + 'dlq', p + 'dlq:order', p + 'dlq:claims'], args: [messageId, token, remove ? '1' : '0'] };
+    return {
+      script: 'settle-dead-letter',
+      keys: [p + 'dlq', p + 'dlq:order', p + 'dlq:claims'],
+      args: [messageId, token, remove ? '1' : '0'],
+    };
   }
 
   purgeDeadLetters(): Call {

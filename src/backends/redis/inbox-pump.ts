@@ -1,9 +1,16 @@
 import type { Redis } from 'ioredis';
-import type { Lease } from '../../bus/transport.js';
+import type { DeadLetter, Lease } from '../../bus/transport.js';
+import { decodeMessage } from '../../message.js';
+import { salvage } from './codec.js';
+import { keySegment } from './connection.js';
 import { MAX_TIMER_MS } from '../../timers.js';
 import { type BlockingLine, MAX_BLOCK_MS } from './lines.js';
 import { corked } from './pipeline.js';
 import type { PumpRoom } from './queue-pump.js';
+
+/** The token of a reply taken from an inbox (no lease is held in Redis), and of one acked. */
+export const INBOX_TOKEN = 'inbox';
+const INBOX_SETTLED = 'inbox:settled';
 
 /** What an inbox pump needs of the transport for its inbox. */
 export interface InboxSide {
@@ -176,3 +183,53 @@ export class InboxPump {
   }
 }
 
+/**
+ * Replies from an inbox list's entries (attempt 1, token INBOX_TOKEN); entries that do not
+ * decode are dead-lettered as malformed. Synchronous unless one is.
+ */
+export function inboxLeases(
+  queue: string,
+  leaseMs: number,
+  raw: readonly string[],
+  deadLetter: (letter: DeadLetter, idseg: string) => Promise<unknown>,
+): Lease[] | Promise<Lease[]> {
+  const deadline = Date.now() + leaseMs;
+  const leases: Lease[] = [];
+  let bad: Promise<unknown>[] | undefined;
+  for (const body of raw) {
+    try {
+      const message = decodeMessage(body);
+      message.attempt = 1;
+      leases.push({ queue, message, token: INBOX_TOKEN, deadline });
+    } catch (err) {
+      const message = salvage(body, '', queue, 1);
+      const letter: DeadLetter = {
+        message,
+        queue,
+        reason: 'malformed',
+        error: err instanceof Error ? err.message : String(err),
+        attempts: 1,
+        deadAt: new Date(),
+        raw: body,
+      };
+      (bad ??= []).push(
+        deadLetter(letter, keySegment(message.id)).catch(() => {
+          // Redis is failing: a malformed reply is dropped (an inbox is at most once).
+        }),
+      );
+    }
+  }
+  return bad === undefined ? leases : Promise.all(bad).then(() => leases);
+}
+
+/** Whether `lease` is of a reply taken from an inbox (settled or not): nothing of it is held in Redis. */
+export function isInboxLease(lease: Lease): boolean {
+  return lease.token === INBOX_TOKEN || lease.token === INBOX_SETTLED;
+}
+
+/** Settles a reply taken from an inbox (ack, requeue or dead letter): true the first time only. */
+export function settleInboxLease(lease: Lease): boolean {
+  if (lease.token !== INBOX_TOKEN) return false;
+  lease.token = INBOX_SETTLED;
+  return true;
+}

@@ -351,4 +351,3 @@ export class SharedWait {
     this.#line = undefined;
   }
 }
-

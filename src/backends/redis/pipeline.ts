@@ -206,8 +206,17 @@ export class CommandPipeline {
    * `answered` is told first.
    */
   issue(client: Redis, c: ScriptCall, answered?: () => void): void {
-    const reply = c.name === 'publish' ? client.publish(c.keys[0]!, String(c.args[0])) : client.evalsha(QUEUE_SCRIPTS[c.name].sha, c.keys.length, ...c.keys, ...c.args);
-    const resolve = answered === undefined ? c.resolve : (r: unknown) => (answered(), c.resolve(r));
+    const reply =
+      c.name === 'publish'
+        ? client.publish(c.keys[0]!, String(c.args[0]))
+        : client.evalsha(QUEUE_SCRIPTS[c.name].sha, c.keys.length, ...c.keys, ...c.args);
+    const resolve =
+      answered === undefined
+        ? c.resolve
+        : (r: unknown) => {
+            answered();
+            c.resolve(r);
+          };
     const reject = (err: unknown) => {
       answered?.();
       c.reject(asTransportError(this.#config, c.name, err));

@@ -236,7 +236,11 @@ export class QueuePump {
           if (err) {
             failed++;
             // A restarted server forgot the script: load it and look again without blocking.
-            if (isNoScript(err)) await this.#room.pipeline.loadScript('lease').then(() => (block = false), () => undefined);
+            if (isNoScript(err))
+              await this.#room.pipeline.loadScript('lease').then(
+                () => (block = false),
+                () => undefined,
+              );
             continue;
           }
           const parsed = this.#side.readLeases(leaseMs, reply);
@@ -313,4 +317,3 @@ export class QueuePump {
     for (const w of [...this.#waiters]) w.settle([]);
   }
 }
-

@@ -18,8 +18,9 @@ export class LuaScript {
   constructor(name: string) {
     this.name = name;
     // `--#include NAME` lines pull in `./scripts/lib/NAME.lua` (Lua code shared by scripts).
-    this.lua = readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8').replace(/^--#include ([a-z-]+)$/gm, (_, lib: string) =>
-      readFileSync(new URL(`./scripts/lib/${lib}.lua`, import.meta.url), 'utf8'),
+    this.lua = readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8').replace(
+      /^--#include ([a-z-]+)$/gm,
+      (_, lib: string) => readFileSync(new URL(`./scripts/lib/${lib}.lua`, import.meta.url), 'utf8'),
     );
     this.sha = createHash('sha1').update(this.lua).digest('hex');
   }

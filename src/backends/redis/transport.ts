@@ -12,21 +12,18 @@ import {
   type Transport,
 } from '../../bus/transport.js';
 import { ClosedError, ValidationError } from '../../errors.js';
-import { decodeMessage, encodeMessage, type Message, newId } from '../../message.js';
+import { encodeMessage, type Message, newId } from '../../message.js';
 import type { Coalescer } from './batch.js';
 import { decodeDeadLetter, salvage } from './codec.js';
 import { type PublishingEntry, type RoundResult, Scripts } from './commands.js';
 import { connectClient, createClient, fromKeySegment, keySegment, parseRedisUrl, type RedisConfig } from './connection.js';
-import { InboxPump, type InboxSide } from './inbox-pump.js';
+import { INBOX_TOKEN, InboxPump, type InboxSide, inboxLeases, isInboxLease, settleInboxLease } from './inbox-pump.js';
 import { inspectQueue } from './inspect.js';
 import { AbortWatch, LinePool } from './lines.js';
 import { CommandPipeline, type ScriptCall } from './pipeline.js';
+import { PrefetchStash } from './prefetch.js';
 import { Subscriptions } from './pubsub.js';
 import { type ParsedRound, QueuePump, type QueueSide } from './queue-pump.js';
-
-/** The token of a reply taken from an inbox (no lease is held in Redis), and of one acked. */
-const INBOX_TOKEN = 'inbox';
-const INBOX_SETTLED = 'inbox:settled';
 
 /**
  * How long leases taken ahead for a busy consumer (see `#leaseAhead`) wait for it to ask: it asks
@@ -39,12 +36,6 @@ const AHEAD_HOLD_MS = 1000;
  * it idle (bench/NOTES.md).
  */
 const AHEAD_BATCHES = 2;
-
-/** Leases taken ahead for the next `lease()` on their queue (see `#stash`). */
-interface Prefetched {
-  leaseMs: number;
-  leases: Lease[];
-}
 
 /** A lease attempt asked of the lease coalescer. */
 interface LeaseAsk {
@@ -117,8 +108,8 @@ export class RedisTransport implements Transport {
   readonly #due = new Map<string, number>();
   /** Queues a consumer loop waits on in this process (lease calls that may wait), with its lease length. */
   readonly #consumers = new Map<string, number>();
-  /** Leases taken in the same round trip as an ack, for the consumer that is about to ask again (see `#stash`). */
-  readonly #prefetched = new Map<string, Prefetched>();
+  /** Leases taken in the same round trip as an ack, or ahead, for the consumer that is about to ask again. */
+  readonly #prefetched = new PrefetchStash((lease) => this.#undo(lease));
   /** A lease taken ahead for a busy consumer, on its way (see `#leaseAhead`), per queue. */
   readonly #ahead = new Map<string, { leaseMs: number; round: Promise<unknown> }>();
   /** Concurrent calls of one tick become one script call each. */
@@ -142,9 +133,11 @@ export class RedisTransport implements Transport {
         // (ioredis's own blockingTimeout would do the same with a timer per blocking command.)
         open: () => createClient(this.#config, 'block', { maxRetriesPerRequest: 1 }),
         kick: (key) => {
-          this.#pipeline.direct('kick', (c) => c.multi().lpush(key, '1').pexpire(key, 60_000).exec()).catch(() => {
-            // Redis is failing: the round ends on its own timeout.
-          });
+          this.#pipeline
+            .direct('kick', (c) => c.multi().lpush(key, '1').pexpire(key, 60_000).exec())
+            .catch(() => {
+              // Redis is failing: the round ends on its own timeout.
+            });
         },
       },
       this.#config,
@@ -249,13 +242,17 @@ export class RedisTransport implements Transport {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#armOrRun(queue, asks.length, (resolve, reject) => ({ name: call.script, keys: call.keys, args: call.args, resolve, reject })).then(
-      (reply) => {
-        const results = this.#scripts.enqueueResults(batches, reply);
-        const acked = this.#scripts.ackedOf(call, reply);
-        return asks.map((_, i) => ({ results: results[i]!, acked: acked[at[i]!] === 1 }));
-      },
-    );
+    return this.#armOrRun(queue, asks.length, (resolve, reject) => ({
+      name: call.script,
+      keys: call.keys,
+      args: call.args,
+      resolve,
+      reject,
+    })).then((reply) => {
+      const results = this.#scripts.enqueueResults(batches, reply);
+      const acked = this.#scripts.ackedOf(call, reply);
+      return asks.map((_, i) => ({ results: results[i]!, acked: acked[at[i]!] === 1 }));
+    });
   }
 
   // ------------------------------------------------------------------ lease
@@ -295,7 +292,8 @@ export class RedisTransport implements Transport {
 
   #leaseOrWait(queue: string, leaseMs: number, waitMs: number, max: number, signal: AbortSignal | undefined): Promise<Lease[]> {
     const coming = this.#ahead.get(queue);
-    if (coming !== undefined && coming.leaseMs === leaseMs) return coming.round.then(() => this.#leaseOrWaitNow(queue, leaseMs, waitMs, max, signal));
+    if (coming !== undefined && coming.leaseMs === leaseMs)
+      return coming.round.then(() => this.#leaseOrWaitNow(queue, leaseMs, waitMs, max, signal));
     return this.#leaseOrWaitNow(queue, leaseMs, waitMs, max, signal);
   }
 
@@ -303,7 +301,7 @@ export class RedisTransport implements Transport {
   // adopts it, which would cost two more turns once its message comes).
   #leaseOrWaitNow(queue: string, leaseMs: number, waitMs: number, max: number, signal: AbortSignal | undefined): Promise<Lease[]> {
     if (this.#closed || signal?.aborted) return Promise.resolve([]);
-    const ahead = this.#takePrefetched(queue, leaseMs, max);
+    const ahead = this.#prefetched.take(queue, leaseMs, max);
     if (ahead.length > 0) return Promise.resolve(ahead);
     // A queue that was empty last time is most likely empty now, and a pump armed by this
     // consumer's ack is already fetching: skip the immediate try and wait in the pump (its BLPOP
@@ -340,7 +338,7 @@ export class RedisTransport implements Transport {
     const round = this.#leases.submit(`${leaseMs}:${queue}`, { queue, leaseMs, max }).then(
       (r) => {
         this.#ahead.delete(queue);
-        if (r.leases.length > 0) this.#stash(queue, leaseMs, r.leases, AHEAD_HOLD_MS);
+        if (r.leases.length > 0) this.#prefetched.keep(queue, leaseMs, r.leases, AHEAD_HOLD_MS);
       },
       () => {
         // Redis is failing: the consumer's own next call sees it.
@@ -354,62 +352,7 @@ export class RedisTransport implements Transport {
   /** A consumer loop on `queue` stopped waiting for good (its signal aborted): leases taken ahead for it go back. @internal */
   forgetConsumer(queue: string): void {
     this.#consumers.delete(queue);
-    const ahead = this.#prefetched.get(queue);
-    if (ahead !== undefined) {
-      this.#prefetched.delete(queue);
-      void this.#undoAll(ahead.leases);
-    }
-  }
-
-  /** Up to `max` leases prefetched for `queue` with this lease length (the rest stay for the next call). */
-  #takePrefetched(queue: string, leaseMs: number, max: number): Lease[] {
-    const ahead = this.#prefetched.get(queue);
-    if (ahead === undefined || ahead.leaseMs !== leaseMs) return [];
-    if (ahead.leases.length <= max) {
-      this.#prefetched.delete(queue);
-      return ahead.leases;
-    }
-    return ahead.leases.splice(0, max);
-  }
-
-  /**
-   * Keeps leases that arrived for nobody in particular (a pump armed by an ack got them before
-   * its consumer asked again, or they were leased ahead) for the next `lease()` on `queue`.
-   * Whatever nobody claims by the end of this turn of the event loop, or within `holdMs` when
-   * given (the consumer stopped), is put back as if never leased.
-   */
-  #stash(queue: string, leaseMs: number, leases: Lease[], holdMs?: number): void {
-    if (this.#closed) {
-      void this.#undoAll(leases);
-      return;
-    }
-    const ahead = this.#prefetched.get(queue);
-    if (ahead !== undefined && ahead.leaseMs === leaseMs) ahead.leases.push(...leases);
-    else {
-      if (ahead !== undefined) void this.#undoAll(ahead.leases);
-      this.#prefetched.set(queue, { leaseMs, leases: [...leases] });
-    }
-    const unclaimedBack = () => {
-      const still = this.#prefetched.get(queue);
-      if (still === undefined) return;
-      const unclaimed = still.leases.filter((l) => leases.includes(l));
-      if (unclaimed.length === 0) return;
-      still.leases = still.leases.filter((l) => !leases.includes(l));
-      if (still.leases.length === 0) this.#prefetched.delete(queue);
-      void this.#undoAll(unclaimed);
-    };
-    if (holdMs === undefined) setImmediate(unclaimedBack);
-    else setTimeout(unclaimedBack, holdMs).unref();
-  }
-
-  #undoAll(leases: Lease[]): Promise<unknown> {
-    return Promise.all(
-      leases.map((lease) =>
-        this.#undo(lease).catch(() => {
-          // Redis is failing: the lease runs out and the message is delivered again then.
-        }),
-      ),
-    );
+    this.#prefetched.drop(queue);
   }
 
   async #leaseMany(asks: LeaseAsk[]): Promise<RoundResult[]> {
@@ -464,7 +407,14 @@ export class RedisTransport implements Transport {
     await this.#pipeline.run(this.#scripts.requeue(lease, 0, true), true);
   }
 
-  async #deadLetterMalformed(queue: string, idseg: string, body: string | null, attempt: number, token: string, err: unknown): Promise<void> {
+  async #deadLetterMalformed(
+    queue: string,
+    idseg: string,
+    body: string | null,
+    attempt: number,
+    token: string,
+    err: unknown,
+  ): Promise<void> {
     const raw = body ?? '';
     const message = salvage(raw, fromKeySegment(idseg), queue, attempt);
     const letter: DeadLetter = {
@@ -497,7 +447,14 @@ export class RedisTransport implements Transport {
   async #ackMany(queue: string, leases: Lease[]): Promise<boolean[]> {
     const call = this.#scripts.ackMany(queue, leases);
     const fuse = { ackSegment: keySegment(queue), count: leases.length };
-    const acked = (await this.#armOrRun(queue, leases.length, (resolve, reject) => ({ name: call.script, keys: call.keys, args: call.args, resolve, reject, fuse }))) as number[];
+    const acked = (await this.#armOrRun(queue, leases.length, (resolve, reject) => ({
+      name: call.script,
+      keys: call.keys,
+      args: call.args,
+      resolve,
+      reject,
+      fuse,
+    }))) as number[];
     return call.at.map((i) => acked[i] === 1);
   }
 
@@ -506,9 +463,14 @@ export class RedisTransport implements Transport {
    * the wait for what its busy consumer asks for next, when that connection is free; else with
    * the tick's commands.
    */
-  #armOrRun(queue: string, count: number, call: (resolve: (reply: unknown) => void, reject: (err: unknown) => void) => ScriptCall): Promise<unknown> {
+  #armOrRun(
+    queue: string,
+    count: number,
+    call: (resolve: (reply: unknown) => void, reject: (err: unknown) => void) => ScriptCall,
+  ): Promise<unknown> {
     const leaseMs = this.#consumers.get(queue);
-    const pump = leaseMs === undefined || this.#closed || this.#prefetched.has(queue) || this.#ahead.has(queue) ? undefined : this.#pump(queue);
+    const pump =
+      leaseMs === undefined || this.#closed || this.#prefetched.has(queue) || this.#ahead.has(queue) ? undefined : this.#pump(queue);
     return new Promise<unknown>((resolve, reject) => {
       const c = call(resolve, reject);
       if (this.#closed) reject(new ClosedError('redis transport'));
@@ -524,7 +486,7 @@ export class RedisTransport implements Transport {
         leaseRound: (leaseMs, max) => this.#leases.submit(`${leaseMs}:${queue}`, { queue, leaseMs, max }),
         readLeases: (leaseMs, reply) => this.#readLeases(queue, leaseMs, reply),
         dueAt: () => this.#due.get(queue) ?? Infinity,
-        keep: (leaseMs, leases) => this.#stash(queue, leaseMs, leases),
+        keep: (leaseMs, leases) => this.#prefetched.keep(queue, leaseMs, leases),
         undo: (lease) => {
           this.#undo(lease).catch(() => {
             // Redis is failing: the lease runs out and the message is delivered again then.
@@ -548,38 +510,12 @@ export class RedisTransport implements Transport {
       const key = this.#scripts.inboxKey(queue);
       const side: InboxSide = {
         pop: (max) => this.#pipeline.direct('lease', async (c) => (await c.lpop(key, max)) ?? []),
-        read: (leaseMs, raw) => this.#inboxLeases(queue, leaseMs, raw),
+        read: (leaseMs, raw) => inboxLeases(queue, leaseMs, raw, (letter, idseg) => this.#deadLetterRaw(letter, idseg, undefined)),
       };
       inbox = new InboxPump(key, side, this.#room);
       this.#inboxes.set(queue, inbox);
     }
     return inbox;
-  }
-
-  /**
-   * Replies from an inbox list's entries (attempt 1, token INBOX_TOKEN); entries that do not
-   * decode are dead-lettered as malformed. Synchronous unless one is (see `#readLeases`).
-   */
-  #inboxLeases(queue: string, leaseMs: number, raw: readonly string[]): Lease[] | Promise<Lease[]> {
-    const deadline = Date.now() + leaseMs;
-    const leases: Lease[] = [];
-    let bad: Promise<unknown>[] | undefined;
-    for (const body of raw) {
-      try {
-        const message = decodeMessage(body);
-        message.attempt = 1;
-        leases.push({ queue, message, token: INBOX_TOKEN, deadline });
-      } catch (err) {
-        const message = salvage(body, '', queue, 1);
-        const letter: DeadLetter = { message, queue, reason: 'malformed', error: err instanceof Error ? err.message : String(err), attempts: 1, deadAt: new Date(), raw: body };
-        (bad ??= []).push(
-          this.#deadLetterRaw(letter, keySegment(message.id), undefined).catch(() => {
-            // Redis is failing: a malformed reply is dropped (an inbox is at most once).
-          }),
-        );
-      }
-    }
-    return bad === undefined ? leases : Promise.all(bad).then(() => leases);
   }
 
   /** Puts a leased message back, visible after `delayMs`, in its original place; false if the lease was lost. */
@@ -596,7 +532,8 @@ export class RedisTransport implements Transport {
 
   /** Moves the lease deadline to now + `ms`; false if the lease was lost. */
   async extendLease(lease: Lease, ms: number): Promise<boolean> {
-    if (!(ms > 0) || !Number.isFinite(ms)) throw new ValidationError(`lease extension must be a positive number of ms, got ${ms}`, { field: 'ms' });
+    if (!(ms > 0) || !Number.isFinite(ms))
+      throw new ValidationError(`lease extension must be a positive number of ms, got ${ms}`, { field: 'ms' });
     if (isInboxLease(lease)) {
       if (lease.token !== INBOX_TOKEN) return false;
       lease.deadline = Date.now() + ms;
@@ -727,9 +664,8 @@ export class RedisTransport implements Transport {
     this.#closed = true;
     this.#pipeline.close();
     // Leases taken ahead that nobody will claim now: back to their queues before the connection goes.
-    const ahead = [...this.#prefetched.values()].flatMap((p) => p.leases);
-    this.#prefetched.clear();
-    const undone = this.#connecting && ahead.length > 0 ? this.#undoAll(ahead) : undefined;
+    const ahead = this.#prefetched.close();
+    const undone = this.#connecting && ahead.length > 0 ? this.#prefetched.undoAll(ahead) : undefined;
     const pumps = [...this.#pumps.values()];
     this.#pumps.clear();
     for (const pump of pumps) pump.close();
@@ -750,16 +686,4 @@ export class RedisTransport implements Transport {
       this.#cmd.disconnect();
     }
   }
-}
-
-/** Whether `lease` is of a reply taken from an inbox (settled or not): nothing of it is held in Redis. */
-function isInboxLease(lease: Lease): boolean {
-  return lease.token === INBOX_TOKEN || lease.token === INBOX_SETTLED;
-}
-
-/** Settles a reply taken from an inbox (ack, requeue or dead letter): true the first time only. */
-function settleInboxLease(lease: Lease): boolean {
-  if (lease.token !== INBOX_TOKEN) return false;
-  lease.token = INBOX_SETTLED;
-  return true;
 }
