@@ -15,7 +15,7 @@ import type { DeadLetter, DeadLetterReason } from '../../bus/transport.js';
 // and a dead letter's JSON record (see scripts/enqueue-2.lua and scripts/dead-letter-9.lua).
 
 /**
- * The encoded message of a stored body `'<order>|<message>'` (see scripts/enqueue.lua); a body
+ * The encoded message of a stored body `'<order>|<message>'` (see scripts/enqueue-2.lua); a body
  * without that prefix (written by something else) as it is; null when there is none.
  */
 export function withoutOrder(stored: unknown): string | null {

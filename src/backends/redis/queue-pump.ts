@@ -34,6 +34,12 @@ export interface QueueSide {
   stopped(): void;
 }
 
+/** The waiters of one lease length, and how many messages they want together. */
+interface Group {
+  want: number;
+  waiters: Waiter[];
+}
+
 /** A `lease()` call waiting for a message (or, provisional, the call a busy consumer is about to make). */
 interface Waiter {
   max: number;
@@ -159,6 +165,23 @@ export class QueuePump {
     });
   }
 
+  /** Per lease length, what every waiter wants together; and the earliest deadline among them. */
+  #groups(): { groups: Map<number, Group>; earliest: number } {
+    const groups = new Map<number, Group>();
+    let earliest = Infinity;
+    for (const w of this.#waiters) {
+      earliest = Math.min(earliest, w.deadline);
+      const g = groups.get(w.leaseMs);
+      if (g) {
+        g.want += w.max;
+        g.waiters.push(w);
+      } else groups.set(w.leaseMs, { want: w.max, waiters: [w] });
+    }
+    return { groups, earliest };
+  }
+
+  // One function on purpose (~85 lines): a round is on the path of every message, and each helper
+  // awaited in it would add a promise and a turn per round.
   async #loop(): Promise<void> {
     this.#running = true;
     let block = true;
@@ -171,17 +194,7 @@ export class QueuePump {
         const turn = Date.now();
         for (const w of this.#waiters) if (w.deadline <= turn) w.settle([]);
         if (this.#waiters.size === 0) break;
-        // Ask, per lease length, for what every waiter wants together.
-        const groups = new Map<number, { want: number; waiters: Waiter[] }>();
-        let earliest = Infinity;
-        for (const w of this.#waiters) {
-          earliest = Math.min(earliest, w.deadline);
-          const g = groups.get(w.leaseMs);
-          if (g) {
-            g.want += w.max;
-            g.waiters.push(w);
-          } else groups.set(w.leaseMs, { want: w.max, waiters: [w] });
-        }
+        const { groups, earliest } = this.#groups();
         const now = Date.now();
         // At least 1 ms when blocking: BLPOP's timeout 0 would mean forever, and a deadline that
         // just passed is about to be settled by its own timer.
@@ -265,7 +278,7 @@ export class QueuePump {
    * the signal lists of every such queue), then the lease goes out with the tick's commands.
    * False when it should look again at once.
    */
-  async #sharedRound(blockMs: number, leaseMsList: number[], groups: Map<number, { want: number; waiters: Waiter[] }>): Promise<boolean> {
+  async #sharedRound(blockMs: number, leaseMsList: number[], groups: Map<number, Group>): Promise<boolean> {
     if (this.#pre.length > 0) {
       this.#room.pipeline.push(...this.#pre);
       this.#pre = [];
