@@ -1,5 +1,5 @@
 --[[
-  enqueue: adds a batch of messages to their queues atomically and in order.
+  enqueue-2 (2 keys): adds a batch of messages to their queues atomically and in order.
 
   KEYS[1]  {prefix}seq          sequence counter giving FIFO order inside a priority
   KEYS[2]  {prefix}recipients   SET of registered recipient queues
@@ -31,24 +31,25 @@
                                 a body and a ready entry, lease pops it and writes an inflight
                                 entry, ack removes both.
   ARGV[2]  n                    number of entries
-  ARGV[3]  m                    number of pub/sub channels to look at, then m channel names:
-                                whether anybody listens on them (see the return value)
+  ARGV[3]  m                    number of topic channels entries publish on, then m channel names
+                                ({prefix}topic:<message type>, what subscribe listens on; a
+                                subscriber of '*' listens on the pattern {prefix}topic:*)
   then 4 ARGV per entry (few: passing an argument costs Redis about as much as a small command):
     queue name, or '' for the queue of the entry before (the first entry always names one)
     id segment (escaped, as in key names)
-    encoded message
-    meta: priority + 11 * requireRecipient (a number 0..21) when the entry has no delay and no
-          dedupe window, else 'priority,requireRecipient,delayMs,dedupeWindowMs' ('5,1,250,0')
+    encoded message (stored and published as it is)
+    meta: '<priority>[r][p<j>][/<delayMs>/<dedupeWindowMs>]', e.g. '5', '5rp1', '0r/250/0':
+          priority 0..10; r = refuse unless the queue is a registered recipient; p<j> = once
+          enqueued, PUBLISH the encoded message on channel j (1-based, of the m above), at most
+          once and only when somebody may observe it; delay and dedupe window default to 0
 
   then, optionally (a reply and the requests it answers, in one atomic step):
     a                           number of leases to ack once the entries are enqueued (0 or absent: none)
     queue segment (escaped)     the queue those leases are of
-    then the acks, to the end, grouped by lease token as for ack-many.lua
+    then the acks, to the end, grouped by lease token as for ack-many-5.lua
 
   Returns one item per entry: 1 = enqueued, 2 = no_recipient, or the first body (string) = duplicate;
-  then one more item: a list of m flags, 1 when that channel has a subscriber or some pattern
-  subscription exists on the server (a publication there may be observed), else 0; then, when
-  a > 0, a list of a ack flags (1, or 0 when that lease was lost).
+  then, when a > 0, a list of a ack flags (1, or 0 when that lease was lost).
 ]]
 --#include order
 --#include ack
@@ -88,6 +89,18 @@ end
 -- a plain list {prefix}q:<queue>:list its owner pops with BLMPOP, nothing else.
 local inboxes = {}
 
+-- Per channel j, whether a publication there may be observed (a subscriber of it, or any pattern
+-- subscription): looked up once per call, the first time an entry publishes. A publication nobody
+-- can observe is never made (it would still be replicated and written to the AOF).
+local listened = nil
+local function listeners()
+  local out = {}
+  local patterns = redis.call('PUBSUB', 'NUMPAT') > 0
+  local counts = redis.call('PUBSUB', 'NUMSUB', unpack(ARGV, 4, 3 + m))
+  for j = 1, m do out[j] = patterns or counts[2 * j] > 0 end
+  return out
+end
+
 local queue, qseg, inbox
 for i = 0, n - 1 do
   local base = start + i * 4
@@ -99,13 +112,10 @@ for i = 0, n - 1 do
   local idseg = ARGV[base + 1]
   local meta = ARGV[base + 3]
   local priority, required, delay, dedupe
-  local code = tonumber(meta)
-  if code then
-    priority, required, delay, dedupe = code % 11, code >= 11, 0, 0
-  else
-    local p, r, d, w = string.match(meta, '^(%d+),([01]),(%d+),(%d+)$')
-    priority, required, delay, dedupe = tonumber(p), r == '1', tonumber(d), tonumber(w)
-  end
+  local p, r, channel, d, w = string.match(meta, '^(%d+)(r?)p?(%d*)/?(%d*)/?(%d*)$')
+  if p == nil then return redis.error_reply('ERR enqueue: bad entry meta ' .. meta) end
+  local priority, required = tonumber(p), r == 'r'
+  local delay, dedupe = tonumber(d) or 0, tonumber(w) or 0
   local result = nil
 
   if dedupe > 0 then
@@ -159,6 +169,11 @@ for i = 0, n - 1 do
       end
     end
     result = 1
+    if channel ~= '' then
+      local j = tonumber(channel)
+      if listened == nil then listened = listeners() end
+      if listened[j] then redis.call('PUBLISH', ARGV[3 + j], body) end
+    end
   end
   out[#out + 1] = result
 end
@@ -199,14 +214,6 @@ for _, qseg in ipairs(order) do
     redis.call('LTRIM', k .. 'signal', 0, SIGNAL_CAP - 1)
   end
 end
-
-local listened = {}
-if m > 0 then
-  local patterns = redis.call('PUBSUB', 'NUMPAT') > 0
-  local counts = redis.call('PUBSUB', 'NUMSUB', unpack(ARGV, 4, 3 + m))
-  for j = 1, m do listened[j] = (patterns or counts[2 * j] > 0) and 1 or 0 end
-end
-out[#out + 1] = listened
 
 local acksAt = start + n * 4
 local a = tonumber(ARGV[acksAt] or '0')

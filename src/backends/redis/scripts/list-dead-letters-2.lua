@@ -1,5 +1,5 @@
 --[[
-  list-dead-letters: the oldest dead letters first.
+  list-dead-letters-2 (2 keys): the oldest dead letters first.
 
   KEYS[1]  {prefix}dlq        HASH message id -> dead letter JSON
   KEYS[2]  {prefix}dlq:order  ZSET message id -> sequence

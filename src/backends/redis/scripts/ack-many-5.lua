@@ -1,7 +1,7 @@
 --[[
-  ack-many: removes leased messages of one queue for good, each only if its lease is still
+  ack-many-5 (5 keys): removes leased messages of one queue for good, each only if its lease is still
   held. A lease whose deadline passed is lost even before another consumer takes the message:
-  it is made visible again here. (Keys and their contents: see enqueue.lua.)
+  it is made visible again here. (Keys and their contents: see enqueue-2.lua.)
 
   KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order
   KEYS[2]  {prefix}q:<queue>:inflight  ZSET id -> deadline * 1024 + min(attempt, 1023)

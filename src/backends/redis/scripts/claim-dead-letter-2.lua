@@ -1,6 +1,6 @@
 --[[
-  claim-dead-letter: claims one dead letter for a redrive, leaving it stored (see
-  Transport.claimDeadLetter): the redrive enqueues the message, then settle-dead-letter.lua
+  claim-dead-letter-2 (2 keys): claims one dead letter for a redrive, leaving it stored (see
+  Transport.claimDeadLetter): the redrive enqueues the message, then settle-dead-letter-3.lua
   removes the letter, so a failure in between never loses it.
 
   KEYS[1]  {prefix}dlq         HASH message id -> dead letter JSON

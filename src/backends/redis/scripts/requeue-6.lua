@@ -1,6 +1,6 @@
 --[[
-  requeue: returns a leased message to its queue, visible again after delayMs, under its own
-  order (it keeps its place). A lease whose deadline passed is lost. (Keys: see enqueue.lua.)
+  requeue-6 (6 keys): returns a leased message to its queue, visible again after delayMs, under its own
+  order (it keeps its place). A lease whose deadline passed is lost. (Keys: see enqueue-2.lua.)
 
   KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order
   KEYS[2]  {prefix}q:<queue>:delayed   ZSET id -> visibleAt

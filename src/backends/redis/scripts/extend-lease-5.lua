@@ -1,6 +1,6 @@
 --[[
-  extend-lease: moves a held lease's deadline to now + ms. A lease whose deadline passed is
-  lost (and made visible again here). (Keys: see enqueue.lua.)
+  extend-lease-5 (5 keys): moves a held lease's deadline to now + ms. A lease whose deadline passed is
+  lost (and made visible again here). (Keys: see enqueue-2.lua.)
 
   KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order
   KEYS[2]  {prefix}q:<queue>:inflight  ZSET id -> deadline * 1024 + min(attempt, 1023)

@@ -1,5 +1,5 @@
 --[[
-  depth: how many messages of one queue are ready, delayed and leased, as of now
+  depth-3 (3 keys): how many messages of one queue are ready, delayed and leased, as of now
   (a due delayed message counts as ready, an expired lease as ready).
 
   KEYS[1]  {prefix}q:<queue>:ready     ZSET

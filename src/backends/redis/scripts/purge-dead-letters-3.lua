@@ -1,5 +1,5 @@
 --[[
-  purge-dead-letters: removes every dead letter.
+  purge-dead-letters-3 (3 keys): removes every dead letter.
 
   KEYS[1]  {prefix}dlq        HASH message id -> dead letter JSON
   KEYS[2]  {prefix}dlq:order  ZSET message id -> sequence

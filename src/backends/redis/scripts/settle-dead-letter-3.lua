@@ -1,7 +1,7 @@
 --[[
-  settle-dead-letter: ends a redrive's claim on a dead letter (see claim-dead-letter.lua): with
+  settle-dead-letter-3 (3 keys): ends a redrive's claim on a dead letter (see claim-dead-letter-2.lua): with
   remove = '1', deletes the letter too. Nothing happens unless the claim still holds: a letter
-  stored since for the same id (dead-letter.lua ends claims) is never deleted by an older redrive.
+  stored since for the same id (dead-letter-9.lua ends claims) is never deleted by an older redrive.
 
   KEYS[1]  {prefix}dlq         HASH message id -> dead letter JSON
   KEYS[2]  {prefix}dlq:order   ZSET message id -> sequence

@@ -1,5 +1,5 @@
 --[[
-  take-dead-letter: removes and returns one dead letter (for redrive).
+  take-dead-letter-3 (3 keys): removes and returns one dead letter (for redrive).
 
   KEYS[1]  {prefix}dlq        HASH message id -> dead letter JSON
   KEYS[2]  {prefix}dlq:order  ZSET message id -> sequence

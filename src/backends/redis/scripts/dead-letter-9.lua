@@ -1,12 +1,12 @@
 --[[
-  dead-letter: stores a dead letter; with a lease token, removes the leased message in the
+  dead-letter-9 (9 keys): stores a dead letter; with a lease token, removes the leased message in the
   same step (and stores nothing if that lease was lost: wrong token or deadline passed).
   A later letter for the same message id replaces the earlier one, moves to the end and ends
-  any redrive claim on it (see claim-dead-letter.lua).
+  any redrive claim on it (see claim-dead-letter-2.lua).
   With ARGV[5] = '1' (the message could not be encoded: the letter holds a stand-in), the
   leased message's stored wire form is added to the letter as its `raw` field, so the
   original bytes are kept.
-  (Queue keys and their contents: see enqueue.lua.)
+  (Queue keys and their contents: see enqueue-2.lua.)
 
   KEYS[1]  {prefix}dlq                 HASH message id -> dead letter JSON
   KEYS[2]  {prefix}dlq:order           ZSET message id -> sequence (oldest first)

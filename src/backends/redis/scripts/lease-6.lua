@@ -1,8 +1,8 @@
 --[[
-  lease: leases up to `max` visible messages of one queue, highest priority first, FIFO inside one.
+  lease-6 (6 keys): leases up to `max` visible messages of one queue, highest priority first, FIFO inside one.
   First makes due delayed messages visible and reclaims in-flight messages whose lease deadline
   passed (a crashed or hung consumer): both go back to `ready` under their own order, so they
-  keep their place. (Keys and their contents: see enqueue.lua.)
+  keep their place. (Keys and their contents: see enqueue-2.lua.)
 
   KEYS[1]  {prefix}q:<queue>:ready     ZSET id -> order
   KEYS[2]  {prefix}q:<queue>:delayed   ZSET id -> visibleAt
