@@ -4,7 +4,7 @@
  * stand, each with a numbered citation), a reference list, and revisions that act on each
  * criticised point and leave the rest of the draft alone.
  */
-import { headingCase } from './edit.js';
+import { headingCase } from './edits.js';
 import {
   type DocumentModel,
   type Reference,
@@ -13,7 +13,7 @@ import {
   paragraphSentences,
   renderDocument,
 } from './markdown.js';
-import { DEFAULT_WORDS, type Passage, type WritingResult, type WritingTask } from './protocol.js';
+import { DEFAULT_WORDS, type Passage, type WritingResult, type WritingTask } from './payloads.js';
 import {
   SUPPORT_THRESHOLD,
   contentStems,

@@ -1,30 +1,30 @@
 /**
  * The reference document agents the `concord` command runs: research → writing → editing →
- * verification, deterministic and offline. See `protocol.ts` for the payloads they exchange.
+ * verification, deterministic and offline. See `payloads.ts` for the payloads they exchange.
  */
 import { fileURLToPath } from 'node:url';
 import type { Agent } from '../bus/agent.js';
-import { createEditingAgent } from './editing.js';
-import type { EditingResult, ResearchResult, VerificationResult, WritingResult } from './protocol.js';
-import { createResearchAgent } from './research.js';
-import { createVerificationAgent } from './verification.js';
-import { createWritingAgent } from './writing.js';
+import { createEditingAgent } from './editing-agent.js';
+import type { EditingResult, ResearchResult, VerificationResult, WritingResult } from './payloads.js';
+import { createResearchAgent } from './research-agent.js';
+import { createVerificationAgent } from './verification-agent.js';
+import { createWritingAgent } from './writing-agent.js';
 import type { SkippedSource } from './sources.js';
 import type { ChatModel, ModelConfig } from './model.js';
 
-export * from './protocol.js';
-export { createResearchAgent, type ResearchAgentOptions } from './research.js';
-export { createWritingAgent, type WritingAgentOptions } from './writing.js';
-export { createEditingAgent, type EditingAgentOptions } from './editing.js';
+export * from './payloads.js';
+export { createResearchAgent, type ResearchAgentOptions } from './research-agent.js';
+export { createWritingAgent, type WritingAgentOptions } from './writing-agent.js';
+export { createEditingAgent, type EditingAgentOptions } from './editing-agent.js';
 export { createChatModel, modelConfigFromEnv, parseModelConfig, type ChatMessage, type ChatModel, type ModelConfig } from './model.js';
 export { draftMessages, editWithModel, fromKeys, passageKey, revisionMessages, toKeys, writeWithModel } from './model-writer.js';
-export { createVerificationAgent, readCitedSources } from './verification.js';
+export { createVerificationAgent, readCitedSources } from './verification-agent.js';
 export { DEFAULT_MAX_SOURCE_BYTES, readSource, sourcesRoot, type SkippedSource, type SourceRead, type SourceReadOptions } from './sources.js';
-export { PassageIndex, loadSources, type LoadSourcesOptions, research, researchQueries, splitPassages, type SourceFile } from './search.js';
+export { PassageIndex, loadSources, type LoadSourcesOptions, research, researchQueries, splitPassages, type SourceFile } from './passages.js';
 export { buildOutline, composeDocument, type Outline, type OutlineSection } from './compose.js';
 export { reviseDocument, write } from './revise.js';
-export { editDocument, headingCase, normaliseHeadings, removeRepeats, trimToLength } from './edit.js';
-export { SCORE_WEIGHTS, lengthScore, verifyDocument, type SourceLines } from './verify.js';
+export { editDocument, headingCase, normaliseHeadings, removeRepeats, trimToLength } from './edits.js';
+export { SCORE_WEIGHTS, lengthScore, verifyDocument, type SourceLines } from './checks.js';
 export { documentWords, parseDocument, renderDocument, type DocumentModel, type Reference, type Section } from './markdown.js';
 export { LENGTH_TOLERANCE, keyTerms } from './text.js';
 

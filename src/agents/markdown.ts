@@ -3,7 +3,7 @@
  * parsed into a title, sections of paragraphs and a numbered reference list, and rendered back.
  * Paragraphs nobody touches keep their exact text, so parse → render is stable.
  */
-import type { Citation } from './protocol.js';
+import type { Citation } from './payloads.js';
 import { CITATION_MARKER, citationNumbers, countWords, splitSentences } from './text.js';
 
 /** A `##` section (or any heading other than the title and References). */

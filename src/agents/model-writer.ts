@@ -4,11 +4,11 @@
  * list built from the passages (never from anything the model wrote). A key it made up gets a
  * number with no reference, so verification fails the draft instead of trusting it.
  */
-import { editDocument } from './edit.js';
+import { editDocument } from './edits.js';
 import { referenceFor } from './compose.js';
 import { type DocumentModel, type Reference, citationsOf, parseDocument, renderDocument } from './markdown.js';
 import type { ChatMessage, ChatModel } from './model.js';
-import { DEFAULT_WORDS, type EditingResult, type Passage, type WritingResult, type WritingTask } from './protocol.js';
+import { DEFAULT_WORDS, type EditingResult, type Passage, type WritingResult, type WritingTask } from './payloads.js';
 import { CITATION_MARKER } from './text.js';
 
 /** How a model call reports progress and stops. */

@@ -4,7 +4,7 @@
  * a point no passage can answer is reported in `revisions` and left alone.
  */
 import { type Candidate, type SentenceQuery, MAX_SENTENCES_PER_PARAGRAPH, Material, citeCandidate, composeDocument, referenceFor, sectionStems, stems } from './compose.js';
-import { headingCase, keyStems, trimToLength } from './edit.js';
+import { headingCase, keyStems, trimToLength } from './edits.js';
 import {
   type DocumentModel,
   citationsOf,
@@ -20,7 +20,7 @@ import {
   renderDocument,
   renumberCitations,
 } from './markdown.js';
-import { DEFAULT_WORDS, type Passage, type Problem, type WritingResult, type WritingTask } from './protocol.js';
+import { DEFAULT_WORDS, type Passage, type Problem, type WritingResult, type WritingTask } from './payloads.js';
 import {
   MAX_QUOTES_PER_PASSAGE,
   SUPPORT_THRESHOLD,

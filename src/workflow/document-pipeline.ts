@@ -8,7 +8,7 @@ import {
   type ResearchResult,
   type VerificationResult,
   type WritingResult,
-} from '../agents/protocol.js';
+} from '../agents/payloads.js';
 import type { Json, StageContext, StageResult, WorkflowDefinition } from './types.js';
 
 /** Options of the document pipeline. */

@@ -9,8 +9,8 @@ import {
 } from '../../src/agents/compose.js';
 import { reviseDocument } from '../../src/agents/revise.js';
 import { documentSentences, documentWords, parseDocument } from '../../src/agents/markdown.js';
-import type { Passage, WritingTask } from '../../src/agents/protocol.js';
-import { PassageIndex, loadSources, research } from '../../src/agents/search.js';
+import type { Passage, WritingTask } from '../../src/agents/payloads.js';
+import { PassageIndex, loadSources, research } from '../../src/agents/passages.js';
 import { citationNumbers, contentStems, stem, stripCitations } from '../../src/agents/text.js';
 import { REQUIREMENTS, SAMPLES, TOPIC } from './helpers.js';
 

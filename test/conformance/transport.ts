@@ -329,6 +329,41 @@ export function runTransportConformance(name: string, factory: TransportFactory)
         await offProbe();
       });
 
+      it('an entry with publish: true reaches subscribers of its type and of *, once it is enqueued', async () => {
+        const a = await space.connect();
+        const b = await space.connect();
+        await a.addRecipient('pq');
+        const onType: string[] = [];
+        const onOther: string[] = [];
+        const onAll: string[] = [];
+        const offType = await b.subscribe(MessageType.STATUS, (m) => onType.push(m.id));
+        const offOther = await b.subscribe(MessageType.TASK, (m) => onOther.push(m.id));
+        const offAll = await a.subscribe('*', (m) => onAll.push(m.id));
+        const published = msg({ recipient: 'pq', type: MessageType.STATUS });
+        const quiet = msg({ recipient: 'pq', type: MessageType.STATUS });
+        const refused = msg({ recipient: 'nobody', type: MessageType.STATUS });
+        // The publish flag is the port's (EnqueueEntry.publish); built loosely until every port carries it.
+        const entries = [
+          { ...entry(published), publish: true },
+          entry(quiet),
+          { ...entry(refused, { requireRecipient: true }), publish: true },
+        ] as EnqueueEntry[];
+        expect((await a.enqueue(entries)).map((r) => r.status)).toEqual(['enqueued', 'enqueued', 'no_recipient']);
+        await waitFor(() => onType.length === 1 && onAll.length === 1, 'the published entry observed by both subscribers');
+        // A marker published after it: once it is seen, anything else the enqueue published would have been too.
+        const marker = msg({ recipient: '', type: MessageType.STATUS });
+        await a.publish(MessageType.STATUS, marker);
+        await waitFor(() => onType.length === 2 && onAll.length === 2, 'the marker observed');
+        expect(onType).toEqual([published.id, marker.id]);
+        expect(onAll).toEqual([published.id, marker.id]);
+        expect(onOther).toEqual([]);
+        const [lease] = await a.lease('pq', { leaseMs: 5_000, waitMs: 0 });
+        expect(lease?.message).toMatchObject({ id: published.id, type: MessageType.STATUS, priority: published.priority });
+        await offType();
+        await offOther();
+        await offAll();
+      });
+
       it('wakes a waiting lease with [] on close', async () => {
         const t = await space.connect();
         const waiting = t.lease('q', { leaseMs: 5_000, waitMs: 30_000 });

@@ -338,12 +338,12 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
     await t.enqueue([entry(q, m)]);
     const seen: string[] = [];
     const off = await watcher.subscribe(MessageType.STATUS, (x) => void seen.push(x.id));
-    // The enqueue found no subscriber (so the bus's publication right after it is skipped);
-    // a publication later than that still reaches the subscriber that came since.
-    await waitFor(() => Date.now() > m.timestamp.getTime() + 50, 'the skip window to pass');
+    // The enqueue came before any subscriber; a publication later than that still reaches the
+    // subscriber that came since (a moment later, as a bus's publish() would).
+    await waitFor(() => Date.now() > m.timestamp.getTime() + 50, 'a moment to pass');
     await t.publish(MessageType.STATUS, m);
     await waitFor(() => seen.length === 1, 'the publication');
-    // With a subscriber present, the enqueue says so and the publication right after is sent.
+    // With a subscriber present, a publication right after the enqueue is seen too.
     const m2 = msg(q, { n: 6, type: MessageType.STATUS });
     await t.enqueue([entry(q, m2)]);
     await t.publish(MessageType.STATUS, m2);

@@ -287,6 +287,8 @@ export class MemoryTransport implements Transport {
     }
     if (e.dedupeWindowMs > 0) this.#dedupe.set(message.id, { message, expiresAt: this.#now() + e.dedupeWindowMs });
     this.#putInto = q;
+    // Publishing is part of enqueue (the port's `publish` flag): once enqueued, to its type's subscribers.
+    if ((e as { publish?: boolean }).publish === true) this.publishNow(message.type, message);
     return ENQUEUED;
   }
 

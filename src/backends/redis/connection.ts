@@ -65,7 +65,8 @@ export function parseRedisUrl(url: string): RedisConfig {
   }
   const dbText = u.pathname.replace(/^\//, '');
   const db = dbText === '' ? 0 : Number(dbText);
-  if (!Number.isInteger(db) || db < 0) throw new ValidationError(`Redis database must be a non-negative integer, got \`${dbText}\``, { field: 'db' });
+  if (!Number.isInteger(db) || db < 0)
+    throw new ValidationError(`Redis database must be a non-negative integer, got \`${dbText}\``, { field: 'db' });
   const tls = parsed.scheme === 'rediss';
   const port = u.port === '' ? 6379 : Number(u.port);
   const namespace = parsed.namespace ?? 'default';
@@ -105,7 +106,10 @@ export function keySegment(name: string): string {
   // Most names (ULIDs, agent names) need no escaping: skip the regex passes (hot per message).
   if (name.indexOf('%') < 0 && name.indexOf(':') < 0 && isWellFormed(name)) return name;
   // A lone surrogate becomes %uXXXX: Redis would get U+FFFD, and two names would become one.
-  return name.replace(/%/g, '%25').replace(/:/g, '%3A').replace(LONE_SURROGATE, (c) => `%u${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return name
+    .replace(/%/g, '%25')
+    .replace(/:/g, '%3A')
+    .replace(LONE_SURROGATE, (c) => `%u${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
@@ -113,7 +117,10 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 /** Inverse of `keySegment`. */
 export function fromKeySegment(segment: string): string {
   if (segment.indexOf('%') < 0) return segment;
-  return segment.replace(/%u([0-9A-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))).replace(/%3A/g, ':').replace(/%25/g, '%');
+  return segment
+    .replace(/%u([0-9A-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+    .replace(/%3A/g, ':')
+    .replace(/%25/g, '%');
 }
 
 let clientCounter = 0;
@@ -158,7 +165,11 @@ export async function connectClient(client: Redis, config: RedisConfig): Promise
     await client.connect();
   } catch (err) {
     client.disconnect();
-    throw new TransportError(config.url, `cannot connect to Redis${config.tls ? ' (TLS)' : ''} at ${config.host}:${config.port}: ${(err as Error).message}`, { cause: err });
+    throw new TransportError(
+      config.url,
+      `cannot connect to Redis${config.tls ? ' (TLS)' : ''} at ${config.host}:${config.port}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 

@@ -18,13 +18,14 @@ export class LuaScript {
   constructor(name: string) {
     this.name = name;
     // `--#include NAME` lines pull in `./scripts/lib/NAME.lua` (Lua code shared by scripts).
-    this.lua = readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8').replace(/^--#include ([a-z-]+)$/gm, (_, lib: string) =>
-      readFileSync(new URL(`./scripts/lib/${lib}.lua`, import.meta.url), 'utf8'),
+    this.lua = readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8').replace(
+      /^--#include ([a-z-]+)$/gm,
+      (_, lib: string) => readFileSync(new URL(`./scripts/lib/${lib}.lua`, import.meta.url), 'utf8'),
     );
     this.sha = createHash('sha1').update(this.lua).digest('hex');
   }
 
-  /** Runs the script with `keys` and `args` on `client` (autopipelined with its neighbours). */
+  /** Runs the script with `keys` and `args` on `client`: EVALSHA, then EVAL when the server does not know it. */
   async run(client: Redis, keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
     try {
       return await client.evalsha(this.sha, keys.length, ...keys, ...args);
@@ -49,19 +50,8 @@ function load<const N extends string>(names: readonly N[]): Record<N, LuaScript>
   return out;
 }
 
+/** The state store's scripts (the transport's are in `./commands.ts`). */
 export const SCRIPTS = load([
-  'enqueue',
-  'lease',
-  'ack-many',
-  'requeue',
-  'extend-lease',
-  'dead-letter',
-  'take-dead-letter',
-  'claim-dead-letter',
-  'settle-dead-letter',
-  'list-dead-letters',
-  'purge-dead-letters',
-  'depth',
   'get-document',
   'commit-document',
   'get-history',

@@ -5,7 +5,7 @@ import { redactUrl, ValidationError, WorkflowNotFoundError } from '../../errors.
 import { Orchestrator, slugify, type OrchestratorHooks } from '../../workflow/orchestrator.js';
 import { DOCUMENT_PIPELINE, documentPipeline } from '../../workflow/document-pipeline.js';
 import type { WorkflowOutcome } from '../../workflow/types.js';
-import { DEFAULT_WORDS } from '../../agents/protocol.js';
+import { DEFAULT_WORDS } from '../../agents/payloads.js';
 import { modelConfigFromEnv, parseModelConfig, type ModelConfig } from '../../agents/model.js';
 import { createProgress, describe, type ProgressDisplay } from '../progress.js';
 import { json, score, scores, shellQuote } from '../format.js';

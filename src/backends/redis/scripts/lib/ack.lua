@@ -1,4 +1,4 @@
--- Shared by ack-many.lua and enqueue.lua (included where a script says `--#include ack`).
+-- Shared by ack-many-5.lua and enqueue-2.lua (included where a script says `--#include ack`).
 -- Removes leased messages of one queue for good, each only if its lease is still held. A lease
 -- whose deadline passed is lost even before another consumer takes the message: it is made
 -- visible again here. `k` names the queue's keys (ready, inflight, signal, body, tries); `now` is
