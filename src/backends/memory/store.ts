@@ -5,13 +5,14 @@ import type {
   CommitResult,
   DocumentRecord,
   DocumentSummary,
+  HistoryRange,
   LockGrant,
   StateStore,
   WorkflowCommitResult,
   WorkflowRecord,
 } from '../../state/store.js';
 import type { ChangeAction, ChangeEvent, StateChange } from '../../state/types.js';
-import { checkCommitShape, ChangeFanout, CHANGE_FEED_RETENTION } from '../../state/store-kit.js';
+import { checkCommitShape, ChangeFanout, CHANGE_FEED_RETENTION, historySpan } from '../../state/store-kit.js';
 import { copyJson, sameJson } from '../../state/copy.js';
 
 /**
@@ -241,14 +242,15 @@ export class MemoryStore implements StateStore {
     return { ok: true, revision };
   }
 
-  /** Kept history entries, oldest first. */
-  async getHistory(documentId: string, options?: { limit?: number }): Promise<StateChange[]> {
+  /** Kept history entries in a range, oldest first (see the port): found by arithmetic, not a walk. */
+  async getHistory(documentId: string, options?: HistoryRange): Promise<StateChange[]> {
     this.#open();
     const doc = this.#documents.get(documentId);
     if (!doc) return [];
-    const from = options?.limit !== undefined ? Math.max(doc.head, doc.kept.length - Math.max(0, options.limit)) : doc.head;
+    const oldest = doc.kept[doc.head]!.version;
+    const { from, to } = historySpan(oldest, currentOf(doc).version, options);
     const out: StateChange[] = [];
-    for (let i = from; i < doc.kept.length; i++) out.push(toChange(doc.kept[i]!));
+    for (let v = from; v <= to; v++) out.push(toChange(doc.kept[doc.head + v - oldest]!));
     return out;
   }
 
