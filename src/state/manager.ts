@@ -13,7 +13,7 @@ import {
 import { resolveStore, STORE_URLS } from '../backends/resolve.js';
 import { parseBackendUrl } from '../backends/url.js';
 import { RecentVersions, VersionedCache } from './cache.js';
-import { copyDocument, copyEvent, copyJson, ImmutableDate, newChange, sealChange } from './copy.js';
+import { copyDocument, copyEvent, copyJson, ImmutableDate, newChange, sealOwnChange } from './copy.js';
 import { LockLostError, lockStoreKey, StateLocks, type LockHandle, type LockOptions } from './locks.js';
 import { OwnCommits } from './own-commits.js';
 import { countableLines, lineDiffStats, lineDiffStatsOfLines, summarizeStats, threeWayMerge } from './merge.js';
@@ -505,8 +505,7 @@ export class StateManager {
       const oldest = await store.oldestVersion(id);
       throw new VersionNotFoundError(id, n, oldest, current.version);
     }
-    const history = await store.getHistory(id, { before: n + 1, limit: this.#historyWindow });
-    return { ...record, history: this.#window(history, n) };
+    return { ...record, history: await this.#windowAt(store, id, n) };
   }
 
   /**
@@ -901,10 +900,20 @@ export class StateManager {
     return state;
   }
 
-  /** A record plus its history window. History read after the record is cut at its version. */
+  /** A record plus its history window: a keyed read of exactly the window ending at its version. */
   async #stateOf(store: StateStore, record: DocumentRecord): Promise<DocumentState> {
-    const history = await store.getHistory(record.documentId, { limit: this.#historyWindow + 8 });
-    return { ...record, history: this.#window(history, record.version) };
+    return { ...record, history: await this.#windowAt(store, record.documentId, record.version) };
+  }
+
+  /**
+   * The sealed history window ending at `version`, read from the store: exactly the entries it
+   * shows (at most `historyWindow`), whatever the document's depth or later writes. The store's
+   * entries are new objects of this call's own, so they are sealed in place.
+   */
+  async #windowAt(store: StateStore, documentId: string, version: number): Promise<StateChange[]> {
+    const history = await store.getHistory(documentId, { before: version + 1, limit: this.#historyWindow });
+    for (let i = 0; i < history.length; i++) history[i] = sealOwnChange(history[i]!);
+    return history;
   }
 
   /** `#stateOf` for a record just read as current (a conflict's): remembered here, and a copy handed out. */
@@ -912,12 +921,6 @@ export class StateManager {
     const state = await this.#stateOf(store, record);
     this.#recent.set(record.documentId, state);
     return copyDocument(state);
-  }
-
-  /** The sealed history window ending at `version`, from entries read from the store. */
-  #window(history: StateChange[], version: number): StateChange[] {
-    const upTo = history.filter((h) => h.version <= version);
-    return upTo.slice(Math.max(0, upTo.length - this.#historyWindow)).map(sealChange);
   }
 
   async #conflict(store: StateStore, documentId: string, expectedVersion: number, current: DocumentRecord): Promise<StateConflictError> {
@@ -939,11 +942,7 @@ export class StateManager {
     lines?: string[],
   ): DocumentState | Promise<DocumentState> {
     this.#noteOwnWrite(document.version === 1 ? 'create' : 'update', 'document', revision);
-    if (!baseHistory) {
-      return store
-        .getHistory(document.documentId, { limit: this.#historyWindow + 8 })
-        .then((history) => this.#keep(document, this.#window(history, document.version), lines));
-    }
+    if (!baseHistory) return this.#windowAt(store, document.documentId, document.version).then((history) => this.#keep(document, history, lines));
     const keep = Math.min(this.#historyWindow, this.#historyLimit);
     const history = baseHistory.slice(Math.max(0, baseHistory.length + 1 - keep));
     history.push(change); // sealed by newChange
