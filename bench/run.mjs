@@ -15,7 +15,8 @@
 //   npm run bench -- --scale              runs the scale curves instead (bench/scale/*.mjs, one file
 //                                         per group of curves: see bench/scale/README.md) and writes
 //                                         the "Scale" section of docs/BENCHMARKS.md; with --only,
-//                                         curves whose id starts with a prefix (docs only with --docs)
+//                                         curves whose id starts with a prefix (with --docs, they
+//                                         replace their rows in the last full run's tables)
 //
 // A full run writes bench/results/latest.json (+ .meta.json) and docs/BENCHMARKS.md, whose
 // "Notes and profiling" section is bench/NOTES.md (edit that file: it survives regeneration).
@@ -28,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, redisClient, cleanupRedis } from './lib/common.mjs';
 import { WORKLOADS, TARGETS, HIGHER_IS_BETTER } from './workloads.mjs';
 import { summarise, evaluateTargets, machineInfo, versionsInfo, renderConsole, writeDocs } from './lib/report.mjs';
-import { readScaleSection, renderScale, runScale, saveScale, writeScaleSection } from './lib/scale.mjs';
+import { mergeScale, readScaleSection, renderScale, runScale, saveScale, writeScaleSection } from './lib/scale.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -62,7 +63,10 @@ if (opts.scale) {
   const meta = { date: new Date().toISOString(), reps, durationSeconds: Math.round((Date.now() - t0) / 1000), commit, only };
   console.log(`\nwrote bench/results/${saveScale(results, meta, !!only)}`);
   if (opts.docs === true || (!only && opts['no-docs'] !== true)) {
-    writeScaleSection(docsPath, renderScale(results, meta));
+    // A partial run with --docs replaces its curves in the last full run's tables.
+    const { results: all, meta: shown } = only ? mergeScale(results, meta) : { results, meta };
+    if (only) saveScale(all, shown, false);
+    writeScaleSection(docsPath, renderScale(all, shown));
     console.log('wrote the Scale section of docs/BENCHMARKS.md');
   }
   process.exit(0);

@@ -39,7 +39,9 @@ function fmtX(x) {
 
 /** Every curve of every file in bench/scale/, each with the file it came from. */
 export async function loadCurves() {
-  const files = readdirSync(scaleDir).filter((f) => f.endsWith('.mjs')).sort();
+  const files = readdirSync(scaleDir)
+    .filter((f) => f.endsWith('.mjs'))
+    .sort();
   const out = [];
   for (const file of files) {
     const mod = await import(pathToFileURL(join(scaleDir, file)).href);
@@ -49,10 +51,14 @@ export async function loadCurves() {
 }
 
 function runPoint(curve, x, reps, ns, timeoutMs) {
-  const child = spawn(process.execPath, [...(curve.node ?? []), join(here, 'scale-point.mjs'), curve.file, curve.id, JSON.stringify(x), String(reps), ns], {
-    cwd: join(benchDir, '..'),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(curve.node ?? []), join(here, 'scale-point.mjs'), curve.file, curve.id, JSON.stringify(x), String(reps), ns],
+    {
+      cwd: join(benchDir, '..'),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));
@@ -64,7 +70,11 @@ function runPoint(curve, x, reps, ns, timeoutMs) {
       if (curve.redis) await cleanupRedis(ns).catch(() => {});
       const line = out.split('\n').find((l) => l.startsWith('SCALE_RESULT '));
       if (line) resolve({ ok: true, ...JSON.parse(line.slice('SCALE_RESULT '.length)) });
-      else resolve({ ok: false, reason: `exit ${code}${signal ? ` (${signal})` : ''}: ${(err || out).trim().split('\n').slice(-6).join(' | ')}` });
+      else
+        resolve({
+          ok: false,
+          reason: `exit ${code}${signal ? ` (${signal})` : ''}: ${(err || out).trim().split('\n').slice(-6).join(' | ')}`,
+        });
     });
   });
 }
@@ -80,20 +90,37 @@ export async function runScale({ only, reps = 3, redisUp, timeoutMs = 300_000 })
     const points = [];
     if (curve.redis && !redisUp) {
       console.log('   SKIPPED (Redis not reachable)');
-      results.push({ id: curve.id, title: curve.title, unit: curve.unit, higherIsBetter: curve.higherIsBetter, xLabel: curve.xLabel, skipped: 'Redis not reachable', points });
+      results.push({
+        id: curve.id,
+        title: curve.title,
+        unit: curve.unit,
+        higherIsBetter: curve.higherIsBetter,
+        xLabel: curve.xLabel,
+        skipped: 'Redis not reachable',
+        points,
+      });
       continue;
     }
     for (const x of curve.points) {
       const r = await runPoint(curve, x, reps, `${token}-${seq++}`, timeoutMs);
       if (r.ok) {
         points.push({ x, median: median(r.values), values: r.values });
-        console.log(`   ${String(fmtX(x)).padStart(6)}  ${fmtValue(median(r.values)).padStart(10)} ${curve.unit}   (${r.values.map(fmtValue).join(', ')}; ${r.seconds.toFixed(1)} s)`);
+        console.log(
+          `   ${String(fmtX(x)).padStart(6)}  ${fmtValue(median(r.values)).padStart(10)} ${curve.unit}   (${r.values.map(fmtValue).join(', ')}; ${r.seconds.toFixed(1)} s)`,
+        );
       } else {
         points.push({ x, failed: r.reason });
         console.log(`   ${String(fmtX(x)).padStart(6)}  FAILED ${r.reason}`);
       }
     }
-    results.push({ id: curve.id, title: curve.title, unit: curve.unit, higherIsBetter: curve.higherIsBetter, xLabel: curve.xLabel, points });
+    results.push({
+      id: curve.id,
+      title: curve.title,
+      unit: curve.unit,
+      higherIsBetter: curve.higherIsBetter,
+      xLabel: curve.xLabel,
+      points,
+    });
   }
   return results;
 }
@@ -115,7 +142,7 @@ export function renderScale(results, meta) {
     'each). Every point runs in a fresh process and is measured ' + `${meta.reps} time(s)` + '; the table shows the median.',
     '**Growth** is the cost at the last point ÷ the cost at the first (for a rate: first ÷ last), so 1.0× is flat.',
     '',
-    `Run: ${meta.date} · ${meta.durationSeconds} s · commit ${meta.commit}`,
+    `Run: ${meta.date} · ${meta.durationSeconds} s · commit ${meta.commit}${meta.updated ? ` (${meta.updated})` : ''}`,
     '',
   );
   for (const c of results) {
@@ -155,6 +182,19 @@ export function writeScaleSection(docsPath, section) {
     text = at < 0 ? `${text.trimEnd()}\n\n${section}\n` : `${text.slice(0, at + 1)}${section}\n\n${text.slice(at + 1)}`;
   }
   writeFileSync(docsPath, text);
+}
+
+/**
+ * The curves of the last full run (bench/results/scale.json) with those of `results` in place
+ * of theirs (or added), so a partial run can update the docs without re-running every curve.
+ */
+export function mergeScale(results, meta) {
+  const path = join(benchDir, 'results', 'scale.json');
+  const last = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : { results: [], meta };
+  const merged = last.results.map((c) => results.find((r) => r.id === c.id) ?? c);
+  for (const r of results) if (!merged.some((c) => c.id === r.id)) merged.push(r);
+  const ids = results.map((r) => r.id).join(', ');
+  return { results: merged, meta: { ...last.meta, updated: `${ids} re-measured ${meta.date} at commit ${meta.commit}` } };
 }
 
 /** Saves the run as bench/results/scale.json (or scale-partial.json). */

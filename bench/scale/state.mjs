@@ -5,7 +5,10 @@
 import { join } from 'node:path';
 import { requireConcord } from '../lib/concord.mjs';
 
-const LINES = Array.from({ length: 8 }, (_, k) => `Section ${k + 1}: the agents summarise the findings of part ${k + 1} in about fifty words.`);
+const LINES = Array.from(
+  { length: 8 },
+  (_, k) => `Section ${k + 1}: the agents summarise the findings of part ${k + 1} in about fifty words.`,
+);
 const CONTENTS = Array.from({ length: 64 }, (_, i) => {
   const lines = LINES.slice();
   lines[i % 8] = `Section ${(i % 8) + 1}: revision ${i} rewrites this paragraph with the reviewer's feedback applied.`;
@@ -76,7 +79,12 @@ function documentsCurve(engine, points) {
 async function update(s) {
   const i = s.next;
   s.next = i + 1 === s.ids.length ? 0 : i + 1;
-  const doc = await s.state.updateDocumentContent({ documentId: s.ids[i], content: CONTENTS[(s.versions[i] + i) & 63], actor: 'writer', expectedVersion: s.versions[i] });
+  const doc = await s.state.updateDocumentContent({
+    documentId: s.ids[i],
+    content: CONTENTS[(s.versions[i] + i) & 63],
+    actor: 'writer',
+    expectedVersion: s.versions[i],
+  });
   s.versions[i] = doc.version;
 }
 
@@ -85,7 +93,9 @@ async function deepDocument(engine, n, ctx) {
   const state = await manager(engine, ctx, { historyLimit: Math.max(1000, n) });
   let version = (await state.createDocumentState({ documentId: 'deep', topic: 'scale', content: LINES.join('\n') })).version;
   while (version < n) {
-    version = (await state.updateDocumentContent({ documentId: 'deep', content: CONTENTS[version & 63], actor: 'writer', expectedVersion: version })).version;
+    version = (
+      await state.updateDocumentContent({ documentId: 'deep', content: CONTENTS[version & 63], actor: 'writer', expectedVersion: version })
+    ).version;
   }
   return state;
 }
@@ -101,10 +111,14 @@ function versionReadCurve(engine, points) {
     points,
     setup: (n, ctx) => deepDocument(engine, n, ctx),
     async measure(state) {
-      const { n, seconds } = await timed(async () => {
-        const doc = await state.getDocumentAtVersion('deep', 1);
-        if (doc.version !== 1) throw new Error(`read version ${doc.version}, expected 1`);
-      }, 300, 5);
+      const { n, seconds } = await timed(
+        async () => {
+          const doc = await state.getDocumentAtVersion('deep', 1);
+          if (doc.version !== 1) throw new Error(`read version ${doc.version}, expected 1`);
+        },
+        300,
+        5,
+      );
       return (seconds * 1000) / n;
     },
     teardown: (state) => state?.close(),

@@ -11,7 +11,8 @@ describe('concord history pages', () => {
     requireBuild();
     const state = new StateManager({ store: url });
     let doc = await state.createDocumentState({ documentId: 'd', topic: 't', content: 'v1' });
-    for (let v = 2; v <= 130; v++) doc = await state.updateDocumentContent({ documentId: 'd', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
+    for (let v = 2; v <= 130; v++)
+      doc = await state.updateDocumentContent({ documentId: 'd', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
     await state.close();
   });
 

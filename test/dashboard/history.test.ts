@@ -12,7 +12,8 @@ describe('dashboard document history', () => {
   beforeAll(async () => {
     dash = await createDashboard({ bus, transport, state: { manager: state, store } });
     let doc = await state.createDocumentState({ documentId: 'd', topic: 't', content: 'v1' });
-    for (let v = 2; v <= 150; v++) doc = await state.updateDocumentContent({ documentId: 'd', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
+    for (let v = 2; v <= 150; v++)
+      doc = await state.updateDocumentContent({ documentId: 'd', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
   });
 
   afterAll(async () => {
