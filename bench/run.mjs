@@ -12,6 +12,11 @@
 //   npm run bench -- --docs / --no-docs   force / prevent regenerating docs/BENCHMARKS.md
 //   npm run bench -- --render             runs nothing: rewrites docs/BENCHMARKS.md from the saved
 //                                         latest results and the current bench/NOTES.md
+//   npm run bench -- --scale              runs the scale curves instead (bench/scale/*.mjs, one file
+//                                         per group of curves: see bench/scale/README.md) and writes
+//                                         the "Scale" section of docs/BENCHMARKS.md; with --only,
+//                                         curves whose id starts with a prefix (with --docs, they
+//                                         replace their rows in the last full run's tables)
 //
 // A full run writes bench/results/latest.json (+ .meta.json) and docs/BENCHMARKS.md, whose
 // "Notes and profiling" section is bench/NOTES.md (edit that file: it survives regeneration).
@@ -24,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, redisClient, cleanupRedis } from './lib/common.mjs';
 import { WORKLOADS, TARGETS, HIGHER_IS_BETTER } from './workloads.mjs';
 import { summarise, evaluateTargets, machineInfo, versionsInfo, renderConsole, writeDocs } from './lib/report.mjs';
+import { mergeScale, readScaleSection, renderScale, runScale, saveScale, writeScaleSection } from './lib/scale.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -43,8 +49,26 @@ const notesPath = join(here, 'NOTES.md');
 if (opts.render) {
   const rows = JSON.parse(readFileSync(join(resultsDir, 'latest.json'), 'utf8'));
   const meta = JSON.parse(readFileSync(join(resultsDir, 'latest.meta.json'), 'utf8'));
+  const scale = readScaleSection(docsPath);
   writeDocs(docsPath, rows, meta, HIGHER_IS_BETTER, notesPath);
+  if (scale) writeScaleSection(docsPath, scale);
   console.log(`wrote docs/BENCHMARKS.md from the full run of ${meta.date} and bench/NOTES.md`);
+  process.exit(0);
+}
+
+if (opts.scale) {
+  const t0 = Date.now();
+  const results = await runScale({ only, reps, redisUp: await redisReachable() });
+  const commit = (await versionsInfo(root, false)).commit;
+  const meta = { date: new Date().toISOString(), reps, durationSeconds: Math.round((Date.now() - t0) / 1000), commit, only };
+  console.log(`\nwrote bench/results/${saveScale(results, meta, !!only)}`);
+  if (opts.docs === true || (!only && opts['no-docs'] !== true)) {
+    // A partial run with --docs replaces its curves in the last full run's tables.
+    const { results: all, meta: shown } = only ? mergeScale(results, meta) : { results, meta };
+    if (only) saveScale(all, shown, false);
+    writeScaleSection(docsPath, renderScale(all, shown));
+    console.log('wrote the Scale section of docs/BENCHMARKS.md');
+  }
   process.exit(0);
 }
 
@@ -180,7 +204,9 @@ writeFileSync(join(resultsDir, `${base}.json`), JSON.stringify(rows, null, 2) + 
 writeFileSync(join(resultsDir, `${base}.meta.json`), JSON.stringify({ ...meta, runs }, null, 2) + '\n');
 console.log(`\nwrote bench/results/${base}.json (${rows.length} rows) and bench/results/${base}.meta.json`);
 if (writeDocsToo) {
+  const scale = readScaleSection(docsPath); // the --scale run's section survives a regeneration
   writeDocs(docsPath, rows, { ...meta, runs }, HIGHER_IS_BETTER, notesPath);
+  if (scale) writeScaleSection(docsPath, scale);
   console.log('wrote docs/BENCHMARKS.md (notes from bench/NOTES.md)');
 } else {
   console.log(`docs/BENCHMARKS.md left as is (${quick ? 'quick' : 'partial'} run; pass --docs to regenerate it)`);

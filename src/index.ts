@@ -75,6 +75,7 @@ export {
   type CreateWorkflowInput,
   type WatchTarget,
   type StateSubscription,
+  type HistoryPageOptions,
 } from './state/manager.js';
 export { StateLocks, LockLostError, type LockHandle, type LockOptions } from './state/locks.js';
 export type { DocumentState, StateChange, WorkflowState, Snapshot, StateMetrics, ChangeEvent, ChangeAction } from './state/types.js';
@@ -91,7 +92,7 @@ export type {
   DeadLetterReason,
   QueueDepth,
 } from './bus/transport.js';
-export type { StateStore, DocumentRecord, CommitRequest, CommitResult, WorkflowRecord, LockGrant } from './state/store.js';
+export type { StateStore, DocumentRecord, CommitRequest, CommitResult, WorkflowRecord, LockGrant, HistoryRange } from './state/store.js';
 
 // Coordination patterns.
 export {

@@ -77,6 +77,8 @@ const TYPES = [
   'EnqueueResult',
   'Feedback',
   'ForkJoinOptions',
+  'HistoryPageOptions',
+  'HistoryRange',
   'Json',
   'Lease',
   'LeaseOptions',

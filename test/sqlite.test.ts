@@ -494,7 +494,7 @@ describe('SQLite store', () => {
       const state = managerOn(`sqlite:${file}`);
       const doc = await state.getDocumentState('doc');
       expect(doc?.version).toBe(301);
-      const history = await state.getStateHistory('doc');
+      const history = await state.getStateHistory('doc', { limit: 1000 }); // every entry (the default page is 100)
       expect(history.map((h) => h.version)).toEqual(Array.from({ length: 301 }, (_, i) => i + 1));
       expect(history.filter((h) => h.actor === 'p0')).toHaveLength(150);
       expect(history.filter((h) => h.actor === 'p1')).toHaveLength(150);

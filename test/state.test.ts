@@ -240,7 +240,7 @@ describe('history compaction defaults', () => {
     const state = manager();
     await state.createDocumentState({ documentId: 'd', topic: 't' });
     for (let i = 0; i < 1004; i++) await state.updateDocumentContent({ documentId: 'd', content: `c${i}`, actor: 'a' });
-    const history = await state.getStateHistory('d');
+    const history = await state.getStateHistory('d', { limit: 2000 }); // a page larger than what is kept
     expect(history).toHaveLength(1000);
     expect(history[0]?.version).toBe(6);
     expect((await state.getDocumentState('d'))?.version).toBe(1005);
@@ -708,6 +708,52 @@ describe('the write path asks the store only what it must', () => {
     expect(retried.version).toBe(3);
     expect(Object.fromEntries(calls)).toEqual({ commitDocument: 1 });
     await waitFor(() => b.metrics().totalStateChanges === 3 && a.metrics().totalStateChanges === 3, 'both to count 3 changes');
+  });
+});
+
+describe('reads cost what they return, not the depth of the history', () => {
+  /** A MemoryStore whose `getHistory` answers are tallied: entries handed back in all. */
+  function tallyingStore(inner: StateStore = new MemoryStore()): { store: StateStore; entriesRead: () => number } {
+    let entries = 0;
+    const store = new Proxy(inner, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        if (prop !== 'getHistory') return (value as (...a: unknown[]) => unknown).bind(target);
+        return async (...args: unknown[]) => {
+          const out = (await (value as (...a: unknown[]) => Promise<unknown[]>).apply(target, args)) as unknown[];
+          entries += out.length;
+          return out;
+        };
+      },
+    });
+    return { store, entriesRead: () => entries };
+  }
+
+  it('getDocumentAtVersion of the first of 300 versions reads only the history window ending at it', async () => {
+    const { store, entriesRead } = tallyingStore();
+    const state = manager({ store, historyWindow: 5 });
+    let doc = await state.createDocumentState({ documentId: 'd', topic: 't', content: 'v1' });
+    for (let v = 2; v <= 300; v++) doc = await state.updateDocumentContent({ documentId: 'd', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
+    const before = entriesRead();
+    const first = await state.getDocumentAtVersion('d', 1);
+    expect(first).toMatchObject({ version: 1, content: 'v1' });
+    expect(first.history.map((h) => h.version)).toEqual([1]);
+    const mid = await state.getDocumentAtVersion('d', 150);
+    expect(mid.history.map((h) => h.version)).toEqual([146, 147, 148, 149, 150]);
+    expect(entriesRead() - before).toBe(6);
+  });
+
+  it('a write whose base this manager does not know reads the history window once, and no more of it', async () => {
+    const shared = new MemoryStore();
+    const writer = manager({ store: shared });
+    let doc = await writer.createDocumentState({ documentId: 'd', topic: 't', content: 'v1' });
+    for (let v = 2; v <= 100; v++) doc = await writer.updateDocumentContent({ documentId: 'd', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
+    const { store, entriesRead } = tallyingStore(shared);
+    const reader = manager({ store, historyWindow: 20 });
+    const updated = await reader.updateDocumentContent({ documentId: 'd', content: 'v101', actor: 'r', expectedVersion: 100 });
+    expect(updated.history.map((h) => h.version)).toEqual(Array.from({ length: 20 }, (_, i) => i + 82));
+    expect(entriesRead()).toBe(20);
   });
 });
 

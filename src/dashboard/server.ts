@@ -248,7 +248,13 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
     const version = c.req.query('version');
     const doc = version === undefined ? await manager.getDocumentState(id) : await manager.getDocumentAtVersion(id, positive('version', version));
     if (!doc) return c.json({ error: `no document \`${id}\``, code: 'document_not_found' }, 404);
-    const history = await manager.getStateHistory(id);
+    // One page of the history (`?limit=` entries, default 100; `?before=V` pages back), never all of it.
+    const limit = c.req.query('limit');
+    const before = c.req.query('before');
+    const history = await manager.getStateHistory(id, {
+      ...(limit === undefined ? {} : { limit: positive('limit', limit) }),
+      ...(before === undefined ? {} : { before: positive('before', before) }),
+    });
     return c.json({ ...doc, history, createdAt: doc.createdAt.toISOString(), updatedAt: doc.updatedAt.toISOString() });
   });
   app.get('/api/documents/:id/diff', async (c) => {

@@ -171,7 +171,8 @@ export const updateDocumentInput = {
 
 export const historyInput = {
   documentId,
-  limit: optionalChecked({ type: 'integer', minimum: 1, description: 'only the most recent entries' }),
+  limit: optionalChecked({ type: 'integer', minimum: 1, description: 'page size: the most recent entries (default 100)' }),
+  before: optionalChecked({ type: 'integer', minimum: 1, description: 'only versions below this one (the page before it)' }),
 };
 
 export const diffInput = {

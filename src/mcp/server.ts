@@ -359,10 +359,19 @@ function registerStateTools(tool: ToolFn, state: StateManager, agent: string): v
     },
   );
 
-  tool('document_history', 'Every kept version of a document, oldest first: who changed it, how, and when.', s.historyInput, async (a) => {
-    const history = await state.getStateHistory(a.documentId as string, a.limit === undefined ? undefined : { limit: a.limit as number });
-    return { documentId: a.documentId, history: history.map(changeView) };
-  });
+  tool(
+    'document_history',
+    'A page of the kept versions of a document, oldest first: who changed it, how, and when. By default the 100 newest; ' +
+      'for older ones pass before: the first version of the page you have.',
+    s.historyInput,
+    async (a) => {
+      const history = await state.getStateHistory(a.documentId as string, {
+        ...(a.limit === undefined ? {} : { limit: a.limit as number }),
+        ...(a.before === undefined ? {} : { before: a.before as number }),
+      });
+      return { documentId: a.documentId, history: history.map(changeView) };
+    },
+  );
 
   tool('document_diff', 'A unified diff of a document between two versions (to the current one by default).', s.diffInput, async (a) => {
     const to = a.toVersion === undefined ? await current(a.documentId) : await state.getDocumentAtVersion(a.documentId as string, a.toVersion as number);

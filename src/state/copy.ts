@@ -108,6 +108,16 @@ export function sealChange(change: StateChange): StateChange {
   return Object.freeze(out);
 }
 
+/**
+ * `sealChange` for an entry nobody else holds (a store's fresh answer): sealed in place, so
+ * reading a history window allocates one object and one Date per entry, not two of each.
+ */
+export function sealOwnChange(change: StateChange): StateChange {
+  if (Object.isFrozen(change)) return sealChange(change);
+  change.timestamp = Object.freeze(new ImmutableDate(change.timestamp.getTime()));
+  return Object.freeze(change);
+}
+
 /** A new sealed history entry (see `sealChange`) stamped `timestamp`. */
 export function newChange(version: number, timestamp: ImmutableDate, actor: string, action: StateChange['action'], summary: string | undefined): StateChange {
   const change: StateChange = { version, timestamp, actor, action };

@@ -3,6 +3,7 @@ export {
   StateManager,
   DEFAULT_HISTORY_LIMIT,
   DEFAULT_HISTORY_WINDOW,
+  DEFAULT_HISTORY_PAGE,
   DEFAULT_LOCK_TTL_MS,
   DEFAULT_LOCK_WAIT_MS,
   type StateManagerOptions,
@@ -13,9 +14,10 @@ export {
   type CreateWorkflowInput,
   type WatchTarget,
   type StateSubscription,
+  type HistoryPageOptions,
 } from './manager.js';
 export { StateLocks, LockLostError, type LockHandle, type LockOptions } from './locks.js';
 export { threeWayMerge, lineDiffStats, summarizeStats, type MergeOutcome, type LineDiffStats } from './merge.js';
 export { makeSnapshot, verifySnapshot, snapshotChecksum, canonicalJson } from './snapshot.js';
-export { ChangeFanout, checkCommitShape, CHANGE_FEED_RETENTION } from './store-kit.js';
+export { ChangeFanout, checkCommitShape, CHANGE_FEED_RETENTION, historySpan } from './store-kit.js';
 export { MemoryStore } from '../backends/memory/store.js';

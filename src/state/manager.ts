@@ -13,13 +13,13 @@ import {
 import { resolveStore, STORE_URLS } from '../backends/resolve.js';
 import { parseBackendUrl } from '../backends/url.js';
 import { RecentVersions, VersionedCache } from './cache.js';
-import { copyDocument, copyEvent, copyJson, ImmutableDate, newChange, sealChange } from './copy.js';
+import { copyDocument, copyEvent, copyJson, ImmutableDate, newChange, sealOwnChange } from './copy.js';
 import { LockLostError, lockStoreKey, StateLocks, type LockHandle, type LockOptions } from './locks.js';
 import { OwnCommits } from './own-commits.js';
 import { tracedCommit, tracedConflict } from '../observability/tracing.js';
 import { countableLines, lineDiffStats, lineDiffStatsOfLines, summarizeStats, threeWayMerge } from './merge.js';
 import { makeSnapshot, verifySnapshot } from './snapshot.js';
-import type { CommitRequest, CommitResult, DocumentRecord, StateStore, WorkflowCommitResult, WorkflowRecord } from './store.js';
+import type { CommitRequest, CommitResult, DocumentRecord, HistoryRange, StateStore, WorkflowCommitResult, WorkflowRecord } from './store.js';
 import type { ChangeAction, ChangeEvent, DocumentState, Snapshot, StateChange, StateMetrics, WorkflowState } from './types.js';
 import * as v from './validate.js';
 import { checkOptionNames, optionNames } from '../options.js';
@@ -27,6 +27,10 @@ import * as wf from './workflow.js';
 
 /** Default number of history entries (and versions) kept per document. */
 export const DEFAULT_HISTORY_LIMIT = 1000;
+/** Entries `getStateHistory` returns when no `limit` is given (page with `before`/`after` for more). */
+export const DEFAULT_HISTORY_PAGE = 100;
+/** The largest `limit` of one `getStateHistory` page. */
+export const MAX_HISTORY_PAGE = 1_000_000;
 /** Default number of recent history entries carried in `DocumentState.history`. */
 export const DEFAULT_HISTORY_WINDOW = 20;
 /** Default lock lease and wait, in ms. */
@@ -79,6 +83,18 @@ export interface CreateDocumentInput {
   /** Who created it (history entry), default `system`. */
   actor?: string;
 }
+
+/** Options of `getStateHistory`: one page of the kept history. */
+export interface HistoryPageOptions {
+  /** Page size, default `DEFAULT_HISTORY_PAGE` (100). */
+  limit?: number;
+  /** Only versions below this one (page back from it). */
+  before?: number;
+  /** Only versions above this one (page forward from it; alone, the page starts right after it). */
+  after?: number;
+}
+
+const HISTORY_OPTIONS = optionNames<HistoryPageOptions>()(['limit', 'before', 'after']);
 
 /** Input of `updateDocumentContent`. */
 export interface UpdateContentInput {
@@ -445,19 +461,37 @@ export class StateManager {
     });
   }
 
-  /** Kept history, oldest first (at most `historyLimit` entries); `limit` keeps the most recent ones. */
-  async getStateHistory(documentId: string, options?: { limit?: number }): Promise<StateChange[]> {
+  /**
+   * One page of the kept history, oldest first: by default the `DEFAULT_HISTORY_PAGE` (100)
+   * newest entries. `limit` sets the page size; `before: v` pages back (the newest entries
+   * below version v), `after: v` forward (the oldest entries above v); with both, the newest
+   * entries between them. To walk the whole history, page back from the first entry of each
+   * page (`before: page[0].version`) until a page comes back short. Each page costs the same
+   * whatever the history's depth.
+   *
+   * @example
+   * let page = await state.getStateHistory('report', { limit: 500 });
+   * while (page.length === 500) page = await state.getStateHistory('report', { limit: 500, before: page[0]!.version });
+   * @throws DocumentNotFoundError
+   */
+  async getStateHistory(documentId: string, options?: HistoryPageOptions): Promise<StateChange[]> {
     const id = v.id(documentId, 'documentId');
     const opts = v.optionsObject(options, 'getStateHistory options');
-    const limit = v.optionalPositiveInteger(opts['limit'], 'limit');
+    checkOptionNames(opts, HISTORY_OPTIONS, 'getStateHistory options');
+    const range: HistoryRange = { limit: v.optionalPositiveInteger(opts['limit'], 'limit', MAX_HISTORY_PAGE) ?? DEFAULT_HISTORY_PAGE };
+    const before = v.optionalPositiveInteger(opts['before'], 'before');
+    const after = v.optionalNonNegativeInteger(opts['after'], 'after');
+    if (before !== undefined) range.before = before;
+    if (after !== undefined) range.after = after;
     const store = await this.#s();
-    const history = await store.getHistory(id, limit === undefined ? undefined : { limit });
+    const history = await store.getHistory(id, range);
     if (history.length === 0 && !(await store.getDocument(id))) throw new DocumentNotFoundError(id);
     return history;
   }
 
   /**
-   * The document as it was at `version`, for every version still kept.
+   * The document as it was at `version`, for every version still kept: a keyed read of that
+   * version and the history window ending at it, whatever its distance from the current one.
    *
    * @throws VersionNotFoundError naming the oldest kept version when `version` was compacted or never written.
    */
@@ -465,15 +499,14 @@ export class StateManager {
     const id = v.id(documentId, 'documentId');
     const n = v.positiveInteger(version, 'version');
     const store = await this.#s();
-    const current = await store.getDocument(id);
-    if (!current) throw new DocumentNotFoundError(id);
-    const record = n === current.version ? current : await store.getVersion(id, n);
+    const record = await store.getVersion(id, n);
     if (!record) {
+      const current = await store.getDocument(id);
+      if (!current) throw new DocumentNotFoundError(id);
       const oldest = await store.oldestVersion(id);
       throw new VersionNotFoundError(id, n, oldest, current.version);
     }
-    const history = await store.getHistory(id, { limit: current.version - n + this.#historyWindow });
-    return { ...record, history: this.#window(history, n) };
+    return { ...record, history: await this.#windowAt(store, id, n) };
   }
 
   /**
@@ -868,10 +901,20 @@ export class StateManager {
     return state;
   }
 
-  /** A record plus its history window. History read after the record is cut at its version. */
+  /** A record plus its history window: a keyed read of exactly the window ending at its version. */
   async #stateOf(store: StateStore, record: DocumentRecord): Promise<DocumentState> {
-    const history = await store.getHistory(record.documentId, { limit: this.#historyWindow + 8 });
-    return { ...record, history: this.#window(history, record.version) };
+    return { ...record, history: await this.#windowAt(store, record.documentId, record.version) };
+  }
+
+  /**
+   * The sealed history window ending at `version`, read from the store: exactly the entries it
+   * shows (at most `historyWindow`), whatever the document's depth or later writes. The store's
+   * entries are new objects of this call's own, so they are sealed in place.
+   */
+  async #windowAt(store: StateStore, documentId: string, version: number): Promise<StateChange[]> {
+    const history = await store.getHistory(documentId, { before: version + 1, limit: this.#historyWindow });
+    for (let i = 0; i < history.length; i++) history[i] = sealOwnChange(history[i]!);
+    return history;
   }
 
   /** `#stateOf` for a record just read as current (a conflict's): remembered here, and a copy handed out. */
@@ -879,12 +922,6 @@ export class StateManager {
     const state = await this.#stateOf(store, record);
     this.#recent.set(record.documentId, state);
     return copyDocument(state);
-  }
-
-  /** The sealed history window ending at `version`, from entries read from the store. */
-  #window(history: StateChange[], version: number): StateChange[] {
-    const upTo = history.filter((h) => h.version <= version);
-    return upTo.slice(Math.max(0, upTo.length - this.#historyWindow)).map(sealChange);
   }
 
   async #conflict(store: StateStore, documentId: string, expectedVersion: number, current: DocumentRecord): Promise<StateConflictError> {
@@ -906,11 +943,7 @@ export class StateManager {
     lines?: string[],
   ): DocumentState | Promise<DocumentState> {
     this.#noteOwnWrite(document.version === 1 ? 'create' : 'update', 'document', revision);
-    if (!baseHistory) {
-      return store
-        .getHistory(document.documentId, { limit: this.#historyWindow + 8 })
-        .then((history) => this.#keep(document, this.#window(history, document.version), lines));
-    }
+    if (!baseHistory) return this.#windowAt(store, document.documentId, document.version).then((history) => this.#keep(document, history, lines));
     const keep = Math.min(this.#historyWindow, this.#historyLimit);
     const history = baseHistory.slice(Math.max(0, baseHistory.length + 1 - keep));
     history.push(change); // sealed by newChange

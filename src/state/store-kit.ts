@@ -1,5 +1,5 @@
 import { ValidationError } from '../errors.js';
-import type { CommitRequest } from './store.js';
+import type { CommitRequest, HistoryRange } from './store.js';
 import type { ChangeEvent } from './types.js';
 import { copyEvent } from './copy.js';
 
@@ -27,6 +27,21 @@ export function checkCommitShape(request: CommitRequest): void {
   if (!Number.isInteger(historyLimit) || historyLimit < 1) {
     throw new ValidationError(`historyLimit must be an integer >= 1, got \`${String(historyLimit)}\``, { field: 'historyLimit' });
   }
+}
+
+/**
+ * The versions `[from, to]` of `range` within the kept versions `[oldest, current]` (from > to
+ * when none): what `getHistory` returns, for stores that address versions by number.
+ */
+export function historySpan(oldest: number, current: number, range: HistoryRange | undefined): { from: number; to: number } {
+  let from = Math.max(oldest, (range?.after ?? 0) + 1);
+  let to = Math.min(current, (range?.before ?? Number.MAX_SAFE_INTEGER) - 1);
+  const limit = range?.limit;
+  if (limit !== undefined) {
+    if (range?.after !== undefined && range.before === undefined) to = Math.min(to, from + Math.max(0, limit) - 1);
+    else from = Math.max(from, to - Math.max(0, limit) + 1);
+  }
+  return { from, to };
 }
 
 const RESOLVED = Promise.resolve();

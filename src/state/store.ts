@@ -25,8 +25,13 @@ export interface StateStore {
    */
   commitDocument(request: CommitRequest): Promise<CommitResult>;
 
-  /** Kept history, oldest first; `limit` keeps the most recent `limit` entries. */
-  getHistory(documentId: string, options?: { limit?: number }): Promise<StateChange[]>;
+  /**
+   * Kept history entries, oldest first: those with a version below `before` and above `after`
+   * (each optional). `limit` keeps `limit` of them: the newest, or, when only `after` is given,
+   * the oldest (the page right after `after`). A keyed range read: its cost depends on the
+   * entries returned, not on the document's history depth.
+   */
+  getHistory(documentId: string, options?: HistoryRange): Promise<StateChange[]>;
   /** A kept version's full record, or null when compacted or never written. */
   getVersion(documentId: string, version: number): Promise<DocumentRecord | null>;
   /** Oldest version still kept, or null if the document does not exist. */
@@ -65,6 +70,16 @@ export interface StateStore {
   stats(): Promise<{ documents: number; workflows: number; totalChanges: number; sumOfVersions: number }>;
 
   close(): Promise<void>;
+}
+
+/** A range of history entries (see `StateStore.getHistory`). */
+export interface HistoryRange {
+  /** At most this many entries. */
+  limit?: number;
+  /** Only versions below this one. */
+  before?: number;
+  /** Only versions above this one. */
+  after?: number;
 }
 
 export interface DocumentRecord {

@@ -17,8 +17,8 @@ export interface DocumentState {
   content: string;
   metadata: Record<string, unknown>;
   /**
-   * The most recent history entries (a bounded window); `getStateHistory` returns all that are
-   * kept. The array is the caller's own; its entries are immutable records, frozen and shared
+   * The most recent history entries (a bounded window, `historyWindow`); `getStateHistory`
+   * pages through all that are kept. The array is the caller's own; its entries are immutable records, frozen and shared
    * between the documents that show them (their `timestamp` is a Date whose setters throw).
    */
   history: StateChange[];

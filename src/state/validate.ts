@@ -75,6 +75,15 @@ export function optionalPositiveInteger(value: unknown, field: string, max?: num
   return value === undefined ? undefined : positiveInteger(value, field, max);
 }
 
+/** An integer in 0..max (a version to page after), or undefined when not given. */
+export function optionalNonNegativeInteger(value: unknown, field: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
+    throw new ValidationError(`${field} must be an integer 0..${max}, got ${describe(value)}`, { field });
+  }
+  return value;
+}
+
 /** A duration in ms: a finite number > 0. */
 export function duration(value: unknown, field: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {

@@ -323,6 +323,51 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect((await state.getStateHistory('doc', { limit: 3 })).map((h) => h.version)).toEqual([24, 25, 26]);
       });
 
+      it('getStateHistory pages: 100 newest by default, limit, before and after, and a walk back covers every kept entry once', async () => {
+        const state = await manager({ historyLimit: 250 });
+        let doc = await seed(state);
+        for (let v = 2; v <= 260; v++) doc = await state.updateDocumentContent({ documentId: 'doc', content: `c${v}`, actor: 'w', expectedVersion: doc.version });
+        const versions = (page: { version: number }[]) => page.map((h) => h.version);
+        const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+        expect(versions(await state.getStateHistory('doc'))).toEqual(range(161, 260));
+        expect(versions(await state.getStateHistory('doc', { limit: 3 }))).toEqual([258, 259, 260]);
+        expect(versions(await state.getStateHistory('doc', { limit: 3, before: 100 }))).toEqual([97, 98, 99]);
+        expect(versions(await state.getStateHistory('doc', { limit: 3, after: 100 }))).toEqual([101, 102, 103]);
+        expect(versions(await state.getStateHistory('doc', { limit: 5, after: 100, before: 104 }))).toEqual([101, 102, 103]);
+        expect(versions(await state.getStateHistory('doc', { after: 0, limit: 2 }))).toEqual([11, 12]); // compacted below 11
+        expect(versions(await state.getStateHistory('doc', { before: 12 }))).toEqual([11]);
+        expect(await state.getStateHistory('doc', { before: 11 })).toEqual([]);
+        expect(await state.getStateHistory('doc', { after: 260 })).toEqual([]);
+        const seen: number[] = [];
+        let page = await state.getStateHistory('doc', { limit: 64 });
+        for (;;) {
+          seen.unshift(...versions(page));
+          if (page.length < 64) break;
+          page = await state.getStateHistory('doc', { limit: 64, before: page[0]!.version });
+        }
+        expect(seen).toEqual(range(11, 260));
+        await rejects(state.getStateHistory('nope', { before: 5 }), DocumentNotFoundError);
+        expect((await rejects(state.getStateHistory('doc', { before: 0 }), ValidationError)).field).toBe('before');
+        expect((await rejects(state.getStateHistory('doc', { after: -1 }), ValidationError)).field).toBe('after');
+        expect((await rejects(state.getStateHistory('doc', { limit: 1.5 }), ValidationError)).field).toBe('limit');
+        expect((await rejects(state.getStateHistory('doc', { befor: 3 } as never), ValidationError)).message).toMatch(/unknown option `befor`/);
+      });
+
+      it('getDocumentAtVersion reads any kept version with its own history window, far from the current one too', async () => {
+        const state = await manager({ historyLimit: 500, historyWindow: 4 });
+        let doc = await seed(state, 'doc', 'c1');
+        for (let v = 2; v <= 300; v++) doc = await state.updateDocumentContent({ documentId: 'doc', content: `c${v}`, actor: `w${v}`, expectedVersion: doc.version });
+        for (const v of [1, 2, 150, 299, 300]) {
+          const at = await state.getDocumentAtVersion('doc', v);
+          expect(at.version).toBe(v);
+          expect(at.content).toBe(`c${v}`);
+          expect(at.history.map((h) => h.version)).toEqual(Array.from({ length: Math.min(4, v) }, (_, i) => v - Math.min(4, v) + 1 + i));
+        }
+        const err = await rejects(state.getDocumentAtVersion('doc', 301), VersionNotFoundError);
+        expect(err.latest).toBe(300);
+        await rejects(state.getDocumentAtVersion('nope', 1), DocumentNotFoundError);
+      });
+
       it('returned documents are copies: mutating them changes nothing stored', async () => {
         const state = await manager({ cache: { ttlMs: 60_000 } });
         const doc = await seed(state);
@@ -977,6 +1022,25 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect((await store.getHistory('raw')).map((h) => h.version)).toEqual([4, 5, 6]);
         expect((await store.getHistory('raw', { limit: 2 })).map((h) => h.version)).toEqual([5, 6]);
         expect(await store.listDocuments()).toEqual([{ documentId: 'raw', version: 6, updatedAt: record(6).updatedAt }]);
+      });
+
+      it('getHistory reads a range: before, after and limit, within the kept versions', async () => {
+        const store = await connect();
+        await store.commitDocument({ document: record(1), change: change(1), expectedVersion: null, historyLimit: 8 });
+        for (let v = 2; v <= 20; v++) await store.commitDocument({ document: record(v), change: change(v), expectedVersion: v - 1, historyLimit: 8 });
+        const versions = async (range: Parameters<StateStore['getHistory']>[1]) => (await store.getHistory('raw', range)).map((h) => h.version);
+        expect(await versions(undefined)).toEqual([13, 14, 15, 16, 17, 18, 19, 20]);
+        expect(await versions({ before: 16 })).toEqual([13, 14, 15]);
+        expect(await versions({ before: 16, limit: 2 })).toEqual([14, 15]);
+        expect(await versions({ after: 16 })).toEqual([17, 18, 19, 20]);
+        expect(await versions({ after: 2, limit: 2 })).toEqual([13, 14]);
+        expect(await versions({ after: 14, before: 19, limit: 3 })).toEqual([16, 17, 18]);
+        expect(await versions({ after: 14, before: 19 })).toEqual([15, 16, 17, 18]);
+        expect(await versions({ before: 13 })).toEqual([]);
+        expect(await versions({ after: 20 })).toEqual([]);
+        expect(await versions({ limit: 0 })).toEqual([]);
+        expect(await store.getHistory('raw', { before: 16, limit: 1 })).toEqual([change(15)]);
+        expect(await store.getHistory('missing', { before: 5 })).toEqual([]);
       });
 
       it('keeps a change feed with strictly increasing revisions, replayable with watch({ afterRevision })', async () => {

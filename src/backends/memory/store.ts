@@ -5,28 +5,28 @@ import type {
   CommitResult,
   DocumentRecord,
   DocumentSummary,
+  HistoryRange,
   LockGrant,
   StateStore,
   WorkflowCommitResult,
   WorkflowRecord,
 } from '../../state/store.js';
-import type { ChangeAction, ChangeEvent, StateChange } from '../../state/types.js';
-import { checkCommitShape, ChangeFanout, CHANGE_FEED_RETENTION } from '../../state/store-kit.js';
-import { copyJson, sameJson } from '../../state/copy.js';
+import type { ChangeEvent, StateChange } from '../../state/types.js';
+import { checkCommitShape, ChangeFanout, CHANGE_FEED_RETENTION, historySpan } from '../../state/store-kit.js';
+import { copyJson, sameJson, sealChange } from '../../state/copy.js';
 
 /**
- * One kept version with its history entry, as stored: flat, times as epoch ms (Dates are made
- * only for what is handed out), metadata a private deep copy.
+ * One kept version with its history entry, as stored: the update time as epoch ms, metadata a
+ * private deep copy, and the history entry sealed (frozen, with an immutable timestamp: see
+ * `sealChange`), so `getHistory` hands out the entry itself and reading a window allocates
+ * nothing per entry. The manager's entries come sealed and are kept as they are.
  */
 interface StoredVersion {
   version: number;
   content: string;
   metadata: Record<string, unknown>;
   updatedAt: number;
-  timestamp: number;
-  actor: string;
-  action: ChangeAction;
-  summary: string | undefined;
+  change: StateChange;
 }
 
 interface StoredDocument {
@@ -63,12 +63,6 @@ function toRecord(doc: StoredDocument, v: StoredVersion): DocumentRecord {
     createdAt: new Date(doc.createdAt),
     updatedAt: new Date(v.updatedAt),
   };
-}
-
-function toChange(v: StoredVersion): StateChange {
-  const change: StateChange = { version: v.version, timestamp: new Date(v.timestamp), actor: v.actor, action: v.action };
-  if (v.summary !== undefined) change.summary = v.summary;
-  return change;
 }
 
 /** One page of the change feed's ring: parallel columns, numbers in typed arrays. */
@@ -226,10 +220,7 @@ export class MemoryStore implements StateStore {
       content: document.content,
       metadata: previous !== undefined && sameJson(previous, document.metadata) ? previous : copyJson(document.metadata),
       updatedAt: document.updatedAt.getTime(),
-      timestamp,
-      actor: change.actor,
-      action: change.action,
-      summary: change.summary,
+      change: sealChange(change),
     });
     while (doc.kept.length - doc.head > historyLimit) doc.kept[doc.head++] = undefined;
     if (doc.head >= 64 && doc.head * 2 >= doc.kept.length) {
@@ -241,14 +232,15 @@ export class MemoryStore implements StateStore {
     return { ok: true, revision };
   }
 
-  /** Kept history entries, oldest first. */
-  async getHistory(documentId: string, options?: { limit?: number }): Promise<StateChange[]> {
+  /** Kept history entries in a range, oldest first (see the port): found by arithmetic, not a walk; sealed, so shared. */
+  async getHistory(documentId: string, options?: HistoryRange): Promise<StateChange[]> {
     this.#open();
     const doc = this.#documents.get(documentId);
     if (!doc) return [];
-    const from = options?.limit !== undefined ? Math.max(doc.head, doc.kept.length - Math.max(0, options.limit)) : doc.head;
+    const oldest = doc.kept[doc.head]!.version;
+    const { from, to } = historySpan(oldest, currentOf(doc).version, options);
     const out: StateChange[] = [];
-    for (let i = from; i < doc.kept.length; i++) out.push(toChange(doc.kept[i]!));
+    for (let v = from; v <= to; v++) out.push(doc.kept[doc.head + v - oldest]!.change);
     return out;
   }
 

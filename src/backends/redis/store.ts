@@ -6,6 +6,7 @@ import type {
   CommitResult,
   DocumentRecord,
   DocumentSummary,
+  HistoryRange,
   LockGrant,
   StateStore,
   WorkflowCommitResult,
@@ -178,12 +179,14 @@ export class RedisStore implements StateStore {
     };
   }
 
-  /** Kept history entries, oldest first; `limit` keeps the most recent ones. */
-  async getHistory(documentId: string, options?: { limit?: number }): Promise<StateChange[]> {
+  /** Kept history entries in a range, oldest first (see the port); the script reads only those. */
+  async getHistory(documentId: string, options?: HistoryRange): Promise<StateChange[]> {
     const k = this.#docKeys(documentId);
-    const limit = options?.limit === undefined ? 0 : Math.max(0, Math.floor(options.limit));
-    if (options?.limit !== undefined && limit === 0) return [];
-    const raw = (await this.#run('get-history', [k.doc, k.hist], [limit])) as string[];
+    const limit = options?.limit === undefined ? -1 : Math.max(0, Math.floor(options.limit));
+    if (limit === 0) return [];
+    const before = options?.before === undefined ? '' : String(options.before);
+    const after = options?.after === undefined ? '' : String(options.after);
+    const raw = (await this.#run('get-history', [k.doc, k.hist], [limit, before, after])) as string[];
     return raw.map(decodeChange);
   }
 

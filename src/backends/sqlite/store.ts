@@ -9,6 +9,7 @@ import type {
   CommitResult,
   DocumentRecord,
   DocumentSummary,
+  HistoryRange,
   LockGrant,
   StateStore,
   WorkflowCommitResult,
@@ -161,10 +162,20 @@ function prepare(db: BetterSqlite3.Database) {
         WHERE ns = @ns AND document_id = @documentId`,
     ),
     compact: db.prepare('DELETE FROM versions WHERE ns = ? AND document_id = ? AND version < ?'),
-    history: db.prepare<[string, string, number], HistoryRow>(
+    // A range of kept entries (version > after AND version < before), newest first: a range
+    // scan of the primary key that reads only the rows it returns.
+    history: db.prepare<[string, string, number, number, number], HistoryRow>(
       `SELECT v.version, CAST(v.actor AS BLOB) AS actor, v.action, CAST(v.summary AS BLOB) AS summary, v.changed_at
          FROM versions v JOIN documents d ON d.ns = v.ns AND d.document_id = v.document_id
-        WHERE v.ns = ? AND v.document_id = ? AND v.version >= d.oldest_version ORDER BY v.version DESC LIMIT ?`,
+        WHERE v.ns = ? AND v.document_id = ? AND v.version >= d.oldest_version AND v.version > ? AND v.version < ?
+        ORDER BY v.version DESC LIMIT ?`,
+    ),
+    // The same range oldest first: the page right after `after`.
+    historyAfter: db.prepare<[string, string, number, number, number], HistoryRow>(
+      `SELECT v.version, CAST(v.actor AS BLOB) AS actor, v.action, CAST(v.summary AS BLOB) AS summary, v.changed_at
+         FROM versions v JOIN documents d ON d.ns = v.ns AND d.document_id = v.document_id
+        WHERE v.ns = ? AND v.document_id = ? AND v.version >= d.oldest_version AND v.version > ? AND v.version < ?
+        ORDER BY v.version ASC LIMIT ?`,
     ),
     listDocuments: db.prepare<[string], { document_id: Buffer; version: number; updated_at: number }>(
       'SELECT CAST(document_id AS BLOB) AS document_id, version, updated_at FROM documents WHERE ns = ? ORDER BY document_id',
@@ -462,11 +473,17 @@ export class SqliteStore implements StateStore {
     return revision;
   }
 
-  /** Kept history entries, oldest first. */
-  async getHistory(documentId: string, options?: { limit?: number }): Promise<StateChange[]> {
+  /** Kept history entries in a range, oldest first (see the port). */
+  async getHistory(documentId: string, options?: HistoryRange): Promise<StateChange[]> {
     const { s } = await this.#ready();
-    const rows = await this.#retryBusy(() => s.history.all(this.#options.namespace, documentId, options?.limit ?? -1));
-    return rows.reverse().map((row) => {
+    const after = options?.after ?? 0;
+    const before = options?.before ?? Number.MAX_SAFE_INTEGER;
+    const limit = options?.limit === undefined ? -1 : Math.max(0, options.limit);
+    const forward = options?.after !== undefined && options.before === undefined;
+    const ns = this.#options.namespace;
+    const rows = await this.#retryBusy(() => (forward ? s.historyAfter : s.history).all(ns, documentId, after, before, limit));
+    if (!forward) rows.reverse();
+    return rows.map((row) => {
       const change: StateChange = {
         version: row.version,
         timestamp: new Date(row.changed_at),

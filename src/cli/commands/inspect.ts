@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { DocumentNotFoundError } from '../../errors.js';
+import { DEFAULT_HISTORY_PAGE } from '../../state/manager.js';
 import type { WorkflowRecord } from '../../state/store.js';
 import type { Judgement, WorkflowData } from '../../workflow/types.js';
 import { unifiedDiff, diffStat } from '../diff.js';
@@ -81,13 +82,15 @@ export function registerInspectCommands(program: Command): void {
     withState(
       program
         .command('history')
-        .description('list every version of a document: who wrote it, what changed, when')
+        .description('list the versions of a document, a page at a time: who wrote it, what changed, when')
         .argument('<documentId>', 'the document')
-        .option('--limit <n>', 'only the most recent N versions', integer('--limit', 1, 1_000_000)),
+        .option('--limit <n>', 'page size: the most recent N versions (default 100)', integer('--limit', 1, 1_000_000))
+        .option('--before <version>', 'only versions older than this one (the page before it)', parseVersion('--before')),
     ),
-  ).action(async (documentId: string, flags: StateFlags & { limit?: number }) => {
+  ).action(async (documentId: string, flags: StateFlags & { limit?: number; before?: number }) => {
     await withOpenState(flags, async ({ state }) => {
-      const history = await state.getStateHistory(documentId, flags.limit ? { limit: flags.limit } : undefined);
+      const limit = flags.limit ?? DEFAULT_HISTORY_PAGE;
+      const history = await state.getStateHistory(documentId, { limit, ...(flags.before === undefined ? {} : { before: flags.before }) });
       if (flags.json) {
         out(json({ documentId, versions: history }));
         return;
@@ -100,6 +103,9 @@ export function registerInspectCommands(program: Command): void {
       );
       const actors = [...new Set(history.map((h) => h.actor))];
       out(`\n${history.length} version${history.length === 1 ? '' : 's'} by ${actors.join(', ')}`);
+      // A full page may have older versions before it: say how to get them.
+      const first = history[0]?.version;
+      if (history.length === limit && first !== undefined && first > 1) out(`older versions: concord history ${documentId} --before ${first}`);
     });
   });
 
