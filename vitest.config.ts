@@ -4,7 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     // Any unhandledRejection or uncaughtException fails the test file (see the file).
-    setupFiles: ['test/setup/no-unhandled.ts'],
+    setupFiles: ['test/setup/no-unhandled.ts', 'test/setup/backends.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // 2-core machines: keep parallel files modest so timing-sensitive lease tests stay honest.

@@ -3,6 +3,7 @@ import type { Message } from '../message.js';
 /**
  * A value, or a promise of it. Per-message operations may answer synchronously when they need no
  * I/O (the memory transport); the bus handles both forms once per operation, never with a twin.
+ * A failure may be thrown or come as a rejected promise: the bus handles both alike.
  */
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -165,9 +166,9 @@ export interface EnqueueEntry {
   dedupeWindowMs: number;
   /**
    * Also fan the message out to subscribers of `message.type` and `'*'` (as `publish` does) when,
-   * and only when, it is enqueued (not a duplicate, not refused).
+   * and only when, it is enqueued (not a duplicate, not refused). Default false.
    */
-  publish: boolean;
+  publish?: boolean;
 }
 
 export type EnqueueResult =

@@ -1,7 +1,8 @@
 import { ClosedError, ValidationError } from '../../errors.js';
 import { MAX_TIMER_MS } from '../../timers.js'; // setTimeout waits no longer; longer waits re-arm
 import type { Message } from '../../message.js';
-import { BandedQueue, IndexedHeap, KeyedHeap, type HeapItem } from '../../bus/heap.js';
+import { IndexedHeap, type HeapItem } from '../../bus/heap.js';
+import { BandedQueue, KeyedHeap } from './heap.js';
 import type {
   DeadLetter,
   DeadLetterClaim,
@@ -145,9 +146,9 @@ export interface MemoryTransportOptions {
  * timer (for its earliest event), which keeps the process alive only while a consumer waits.
  * Waiting consumers are woken synchronously by `enqueue`, without polling. A queued message costs
  * no wrapper object (the ring holds the message and its order key); each delivery gets a shallow
- * copy carrying its `attempt`, sharing the payload, so treat payloads as immutable. It also offers
- * the port's synchronous twins (`enqueueNow`, `enqueueOneNow`, `leaseNow`, `leaseOneNow`, `ackNow`,
- * `publishNow`, `depthNow`), which the bus prefers. Nothing survives the process.
+ * copy carrying its `attempt`, sharing the payload, so treat payloads as immutable. Per-message
+ * operations answer synchronously (the port allows a value or a promise), so the bus runs without
+ * a suspended frame per message. Nothing survives the process.
  *
  * Several buses given the same instance share every queue, recipient, dead letter and topic, like
  * several processes on one Redis.
@@ -173,7 +174,7 @@ export class MemoryTransport implements Transport {
   /** Signals with our abort listener; the last one seen (consumer loops pass the same one every time). */
   readonly #listened = new WeakSet<AbortSignal>();
   #lastSignal: AbortSignal | undefined;
-  /** Subscriptions live on every topic (0 spares `publishNow` its lookups). */
+  /** Subscriptions live on every topic (0 spares a publication its lookups). */
   #subscriberCount = 0;
   #seq = 0;
   #tokens = 0;
@@ -210,16 +211,14 @@ export class MemoryTransport implements Transport {
     return this.#queues.get(queue)?.recipient === true;
   }
 
-  /** See {@link Transport.enqueue}. Wakes waiting consumers before it returns. */
-  enqueue(entries: EnqueueEntry[]): Promise<EnqueueResult[]> {
+  /**
+   * See {@link Transport.enqueue}: answers synchronously. Wakes waiting consumers, then fans the
+   * entries marked `publish` out to subscribers (in a microtask), before it returns.
+   */
+  enqueue(entries: EnqueueEntry[]): EnqueueResult[] | Promise<EnqueueResult[]> {
     if (this.#closed) return Promise.reject(new ClosedError('memory transport'));
-    return Promise.resolve(this.enqueueNow(entries));
-  }
-
-  /** `enqueue`, synchronously. */
-  enqueueNow(entries: EnqueueEntry[]): EnqueueResult[] {
-    this.#open();
     this.#clock = 0;
+    if (entries.length === 1) return [this.#putOne(entries[0] as EnqueueEntry)];
     const results: EnqueueResult[] = new Array(entries.length);
     let touched: QueueState | Set<QueueState> | undefined;
     for (let i = 0; i < entries.length; i++) {
@@ -238,16 +237,21 @@ export class MemoryTransport implements Transport {
       if (touched instanceof Set) for (const q of touched) this.#wake(q, now);
       else this.#wake(touched, now);
     }
+    if (this.#subscriberCount > 0) {
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i] as EnqueueEntry;
+        if (e.publish === true && results[i] === ENQUEUED) this.#fanOut(e.message.type, e.message);
+      }
+    }
     return results;
   }
 
-  /** `enqueueNow` of one entry, without the arrays; `entry` is not kept. */
-  enqueueOneNow(entry: EnqueueEntry): EnqueueResult {
-    this.#open();
-    this.#clock = 0;
+  /** One entry (the common case: a send), without the bookkeeping of several queues. */
+  #putOne(entry: EnqueueEntry): EnqueueResult {
     const result = this.#put(entry);
     const q = this.#putInto;
     if (q !== undefined && q.live > 0) this.#wake(q, this.#now());
+    if (entry.publish === true && result === ENQUEUED && this.#subscriberCount > 0) this.#fanOut(entry.message.type, entry.message);
     return result;
   }
 
@@ -290,93 +294,57 @@ export class MemoryTransport implements Transport {
     return ENQUEUED;
   }
 
-  /** See {@link Transport.lease}. */
-  lease(queue: string, options: LeaseOptions): Promise<Lease[]> {
-    if (this.#closed) return Promise.resolve([]);
+  /** See {@link Transport.lease}: synchronously when messages are visible or `waitMs` is 0, else a promise. */
+  lease(queue: string, options: LeaseOptions): Lease[] | Promise<Lease[]> {
+    if (this.#closed) return [];
     const { leaseMs, waitMs } = options;
     const max = options.max ?? 1;
     if (!(leaseMs > 0) || !(waitMs >= 0) || !(max >= 1)) {
-      return Promise.reject(
-        new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`),
-      );
+      return Promise.reject(new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`));
     }
-    const q = this.#queue(queue);
     const now = Date.now();
-    this.#reclaim(q, now);
-    if (q.ready.size > 0) {
-      // Consumers that waited longer go first.
-      if (q.live > 0) this.#serve(q, now);
-      if (q.ready.size > 0) return Promise.resolve(this.#take(q, max, leaseMs, now));
+    let q = this.#lookup(queue);
+    if (q !== undefined) {
+      this.#reclaim(q, now);
+      if (q.ready.size > 0) {
+        // Consumers that waited longer go first.
+        if (q.live > 0) this.#serve(q, now);
+        if (q.ready.size > 0) return max === 1 ? [this.#takeOne(q, leaseMs, now)] : this.#take(q, max, leaseMs, now);
+      }
     }
     const signal = options.signal;
-    if (waitMs === 0 || signal?.aborted) return Promise.resolve([]);
+    if (waitMs === 0 || signal?.aborted) return [];
+    q ??= this.#queue(queue);
+    const waiting = q;
     return new Promise<Lease[]>((resolve) => {
-      const waiter: Waiter = { queue: q, max, leaseMs, until: now + waitMs, signal, resolve, done: false };
-      q.waiters.push(waiter);
-      q.live++;
+      const waiter: Waiter = { queue: waiting, max, leaseMs, until: now + waitMs, signal, resolve, done: false };
+      waiting.waiters.push(waiter);
+      waiting.live++;
       if (signal !== undefined) this.#watchSignal(signal);
-      this.#arm(q, now);
+      this.#arm(waiting, now);
     });
   }
 
-  /** See {@link Transport.ack}. */
-  ack(lease: Lease): Promise<boolean> {
-    return Promise.resolve(this.ackNow(lease));
-  }
-
-  /** See {@link Transport.enqueueAndAck}: one synchronous step here, so nothing can come between. */
-  enqueueAndAck(entries: EnqueueEntry[], lease: Lease): Promise<{ results: EnqueueResult[]; acked: boolean }> {
-    if (this.#closed) return Promise.reject(new ClosedError('memory transport'));
-    const results = this.enqueueNow(entries);
-    return Promise.resolve({ results, acked: this.ackNow(lease) });
-  }
-
-  /** `ack`, synchronously. */
-  ackNow(lease: Lease, now?: number): boolean {
-    const entry = this.#owned(lease, now);
+  /** See {@link Transport.ack}: synchronous. */
+  ack(lease: Lease): boolean {
+    const entry = this.#owned(lease);
     if (entry === undefined) return false;
     entry.q.leased.remove(entry);
     entry.state = DETACHED;
     return true;
   }
 
-  /** `leaseNow` of at most one message, without the arrays: its lease, or undefined when none is visible. */
-  leaseOneNow(queue: string, leaseMs: number, clock?: number): Lease | undefined {
-    if (this.#closed) return undefined;
-    if (!(leaseMs > 0)) throw new ValidationError(`lease needs leaseMs > 0, got ${leaseMs}`);
-    const q = this.#lookup(queue);
-    if (q === undefined) return undefined;
-    const now = clock ?? Date.now();
-    this.#reclaim(q, now);
-    if (q.ready.size === 0) return undefined;
-    if (q.live > 0) {
-      this.#serve(q, now);
-      if (q.ready.size === 0) return undefined;
-    }
-    return this.#takeOne(q, leaseMs, now);
-  }
-
-  /** `lease` without waiting: the messages visible now, possibly none. */
-  leaseNow(queue: string, options: LeaseOptions): Lease[] {
-    if (this.#closed) return [];
-    const leaseMs = options.leaseMs;
-    const max = options.max ?? 1;
-    if (!(leaseMs > 0) || !(max >= 1)) {
-      throw new ValidationError(`lease needs leaseMs > 0 and max >= 1, got ${leaseMs}, ${max}`);
-    }
-    const q = this.#queues.get(queue);
-    if (q === undefined) return [];
-    const now = Date.now();
-    this.#reclaim(q, now);
-    if (q.ready.size === 0) return [];
-    if (q.live > 0) this.#serve(q, now);
-    return this.#take(q, max, leaseMs, now);
+  /** See {@link Transport.enqueueAndAck}: one synchronous step here, so nothing can come between. */
+  enqueueAndAck(entries: EnqueueEntry[], lease: Lease): { results: EnqueueResult[]; acked: boolean } | Promise<never> {
+    if (this.#closed) return Promise.reject(new ClosedError('memory transport'));
+    const results = this.enqueue(entries) as EnqueueResult[];
+    return { results, acked: this.ack(lease) };
   }
 
   /** See {@link Transport.requeue}. The message keeps its place in the priority/FIFO order. */
-  requeue(lease: Lease, options: { delayMs: number }): Promise<boolean> {
+  requeue(lease: Lease, options: { delayMs: number }): boolean {
     const entry = this.#owned(lease);
-    if (entry === undefined) return Promise.resolve(false);
+    if (entry === undefined) return false;
     const q = entry.q;
     const now = Date.now();
     q.leased.remove(entry);
@@ -390,18 +358,18 @@ export class MemoryTransport implements Transport {
       q.ready.push(entry.message, entry.key, entry.leases);
       if (q.live > 0) this.#wake(q, now);
     }
-    return Promise.resolve(true);
+    return true;
   }
 
   /** See {@link Transport.extendLease}. */
-  extendLease(lease: Lease, ms: number): Promise<boolean> {
+  extendLease(lease: Lease, ms: number): boolean | Promise<boolean> {
     if (!(ms > 0)) return Promise.reject(new ValidationError(`lease extension must be a positive number of ms, got ${ms}`));
     const entry = this.#owned(lease);
-    if (entry === undefined) return Promise.resolve(false);
+    if (entry === undefined) return false;
     entry.deadline = Date.now() + ms;
     entry.q.leased.update(entry);
     lease.deadline = entry.deadline;
-    return Promise.resolve(true);
+    return true;
   }
 
   /** See {@link Transport.deadLetter}. A later letter for the same message id replaces the earlier one. */
@@ -479,14 +447,12 @@ export class MemoryTransport implements Transport {
    */
   publish(topic: string, message: Message): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('memory transport'));
-    this.publishNow(topic, message);
+    if (this.#subscriberCount > 0) this.#fanOut(topic, message);
     return RESOLVED;
   }
 
-  /** `publish`, synchronously; subscribers are still called in a microtask. */
-  publishNow(topic: string, message: Message): void {
-    this.#open();
-    if (this.#subscriberCount === 0) return; // the common case: a send nobody observes
+  /** Calls the subscribers of `topic` and of `'*'` with `message`, in a microtask. */
+  #fanOut(topic: string, message: Message): void {
     const exact = this.#subscribers.get(topic);
     const all = topic === '*' ? undefined : this.#subscribers.get('*');
     if ((exact === undefined || exact.size === 0) && (all === undefined || all.size === 0)) return;
@@ -511,13 +477,8 @@ export class MemoryTransport implements Transport {
     };
   }
 
-  /** Ready, delayed and leased counts of `queue`. */
-  async depth(queue: string): Promise<QueueDepth> {
-    return this.depthNow(queue);
-  }
-
-  /** Same as `depth`, synchronously. */
-  depthNow(queue: string): QueueDepth {
+  /** Ready, delayed and leased counts of `queue`: synchronous. */
+  depth(queue: string): QueueDepth {
     const q = this.#queues.get(queue);
     if (q === undefined) return { ready: 0, delayed: 0, inFlight: 0 };
     this.#reclaim(q, Date.now());
