@@ -21,7 +21,7 @@ import { resolveBackoff } from './backoff.js';
 import { type BusOps, BusSubscription, type HandlerContext, PullDelivery, Registration } from './context.js';
 import { BusCore, VERDICT_OK } from './core.js';
 import { Consumers, LeaseWatch } from './delivery.js';
-import { andThen, isThenable } from './maybe.js';
+import { isThenable } from './maybe.js';
 import { BusCounters, BusLog, DepthGauge } from './metrics.js';
 import { Requests } from './requests.js';
 import { REDRIVE_CLAIM_MS, redriveMessage, requirePositive, requireTopic } from './rules.js';
@@ -675,7 +675,7 @@ export class MessageBus {
     if (message.recipient === '') return this.#publishOn(t, message.type, message).then(() => message);
     try {
       const core = this.#core;
-      const sent = andThen(core.enqueueOne(t, message.recipient, message, true, dedupe ? core.settings.dedupeMs : 0), (result) =>
+      const sent = core.enqueueOne(t, message.recipient, message, true, dedupe ? core.settings.dedupeMs : 0, (result) =>
         core.settleSend(t, message, result, message.recipient),
       );
       return isThenable(sent) ? sent : Promise.resolve(sent);

@@ -9,7 +9,7 @@ import {
   STAMP_TRACE,
 } from '../message.js';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
-import { andThen, isThenable, type MaybePromise } from './maybe.js';
+import { isThenable, type MaybePromise } from './maybe.js';
 import { type BusCounters, BusLog } from './metrics.js';
 import { asksForReply, errorPayload, errorText } from './rules.js';
 import { isFinalFailure } from './schema.js';
@@ -73,8 +73,19 @@ export class BusCore {
     return createTracedMessage(input, this.settings.maxPayloadBytes, flags) as Message;
   }
 
-  /** Enqueues `message` on `queue`, visible at once and published to its type's subscribers. */
-  enqueueOne(t: Transport, queue: string, message: Message, requireRecipient: boolean, dedupeWindowMs: number): MaybePromise<EnqueueResult> {
+  /**
+   * Enqueues `message` on `queue`, visible at once and published to its type's subscribers, then
+   * `settle(result)`: at once when the transport answers synchronously, else when its answer comes.
+   * A synchronous throw (of the transport or `settle`) propagates.
+   */
+  enqueueOne<R>(
+    t: Transport,
+    queue: string,
+    message: Message,
+    requireRecipient: boolean,
+    dedupeWindowMs: number,
+    settle: (result: EnqueueResult) => MaybePromise<R>,
+  ): MaybePromise<R> {
     const entries = this.#scratch ?? [newEntry()];
     this.#scratch = undefined;
     const entry = entries[0] as EnqueueEntry;
@@ -91,10 +102,10 @@ export class BusCore {
       throw err;
     }
     // A promise: the transport may still read the entry, so it is neither cleared nor reused.
-    if (isThenable(answer)) return answer.then(firstResult);
+    if (isThenable(answer)) return answer.then((results) => settle(results[0] as EnqueueResult));
     entry.message = NO_MESSAGE; // hold no message after the call
     this.#scratch = entries;
-    return answer[0] as EnqueueResult;
+    return settle(answer[0] as EnqueueResult);
   }
 
   /**
@@ -153,9 +164,7 @@ export class BusCore {
    */
   reply(t: Transport, request: Message, payload: unknown, options: ReplyOptions | undefined, auto: boolean): MaybePromise<Message | undefined> {
     const reply = this.prepareReply(request, payload, options);
-    return andThen(this.enqueueOne(t, reply.queue, reply.message, reply.requireRecipient, 0), (result) =>
-      this.settleReply(t, request, reply, result, auto),
-    );
+    return this.enqueueOne(t, reply.queue, reply.message, reply.requireRecipient, 0, (result) => this.settleReply(t, request, reply, result, auto));
   }
 
   /** After a reply's enqueue: count it, or drop an automatic reply nobody can get, or dead-letter it. */
@@ -278,8 +287,4 @@ export class BusCore {
 
 function newEntry(): EnqueueEntry {
   return { queue: '', message: NO_MESSAGE, visibleAt: IMMEDIATELY, requireRecipient: true, dedupeWindowMs: 0, publish: true };
-}
-
-function firstResult(results: EnqueueResult[]): EnqueueResult {
-  return results[0] as EnqueueResult;
 }

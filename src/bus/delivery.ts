@@ -176,13 +176,14 @@ export class Consumers {
       let leases: Lease[];
       try {
         const answer = t.lease(reg.name, options);
-        if (isThenable(answer)) {
+        leases = isThenable(answer) ? await answer : answer;
+        if (leases.length === 0) {
           pacer.waited();
-          leases = await answer;
-        } else {
-          leases = answer;
           // An empty answer without waiting (a closing transport): let the loop breathe.
-          if (leases.length === 0 || pacer.delivered(leases.length)) await yieldToEventLoop();
+          if (!isThenable(answer)) await yieldToEventLoop();
+        } else if (pacer.delivered(leases.length)) {
+          // A promise is no proof of waiting (it may settle in a microtask): pace every answer alike.
+          await yieldToEventLoop();
         }
       } catch (err) {
         if (reg.stopped) break;

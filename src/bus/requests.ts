@@ -77,14 +77,12 @@ export class Requests {
     } catch (err) {
       return Promise.reject(err);
     }
-    const settle = (result: Parameters<BusCore['settleSend']>[2]): void => {
-      const sent = this.#core.settleSend(t, message, result, message.recipient);
-      if (isThenable(sent)) sent.then(undefined, (err: unknown) => this.#enqueueFailed(pending, err));
-    };
     try {
-      const answer = this.#core.enqueueOne(t, message.recipient, message, true, 0);
-      if (isThenable(answer)) answer.then(settle, (err: unknown) => this.#enqueueFailed(pending, err));
-      else settle(answer);
+      // Only a failure matters here (a refused or failed enqueue): the reply settles the request.
+      const sent = this.#core.enqueueOne(t, message.recipient, message, true, 0, (result) =>
+        this.#core.settleSend(t, message, result, message.recipient),
+      );
+      if (isThenable(sent)) sent.then(undefined, (err: unknown) => this.#enqueueFailed(pending, err));
     } catch (err) {
       this.#enqueueFailed(pending, err);
     }
