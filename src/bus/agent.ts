@@ -102,7 +102,7 @@ export type TypedAgent<I extends SchemaLike | undefined, O extends SchemaLike | 
 export function defineAgent<I extends SchemaLike | undefined = undefined, O extends SchemaLike | undefined = undefined, R = unknown>(
   agent: TypedAgentDefinition<I, O, R> & ({ readonly input: I } | { readonly output: O }),
 ): TypedAgent<I, O, R>;
-export function defineAgent<R, A extends Agent<R>>(agent: A): A;
+export function defineAgent<R, A extends Agent<R> & { readonly input?: undefined; readonly output?: undefined }>(agent: A): A;
 export function defineAgent(agent: Agent & { input?: unknown; output?: unknown }): Agent {
   validateAgentName(agent?.name);
   if (typeof agent.handleMessage !== 'function') {

@@ -25,7 +25,7 @@ import { isThenable } from './maybe.js';
 import { BusCounters, BusLog, DepthGauge } from './metrics.js';
 import { Requests } from './requests.js';
 import { REDRIVE_CLAIM_MS, redriveMessage, requirePositive, requireTopic } from './rules.js';
-import { checkSchemaOption, validateWith, type InferOutput, type SchemaLike } from './schema.js';
+import { checkSchemaOption, type InferInput, type InferOutput, type SchemaLike, validateWith } from './schema.js';
 import { type EnqueueEntry, type EnqueueResult, INBOX_PREFIX, type Lease, type Transport } from './transport.js';
 import {
   AGENT_FIELDS,
@@ -387,10 +387,10 @@ export class MessageBus {
    * @throws ValidationError when the payload (or, with `schema.output`, the reply) does not fit.
    */
   request<I extends SchemaLike | undefined = undefined, O extends SchemaLike | undefined = undefined>(
-    input: RequestInput<InferOutput<I, Record<string, unknown>>> & { schema?: { input?: I; output?: O } },
+    input: RequestInput<InferInput<I, Record<string, unknown>>> & { schema?: { input?: I; output?: O } },
   ): Promise<Message<InferOutput<O, Record<string, unknown>>>>;
-  request<P = Record<string, unknown>>(input: RequestInput<P>): Promise<Message>;
-  request(input: RequestInput<unknown> & { schema?: { input?: SchemaLike; output?: SchemaLike } }): Promise<Message> {
+  request<P = Record<string, unknown>>(input: RequestInput<P> & { schema?: undefined }): Promise<Message>;
+  request(input: RequestInput<unknown>): Promise<Message> {
     let message: Message;
     let timeout: number;
     let output: SchemaLike | undefined;

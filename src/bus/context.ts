@@ -63,6 +63,8 @@ export class HandlerContext implements AgentContext {
   replied = false;
   /** Set once the handler settled. */
   finished = false;
+  /** The handler's promise, between `handleMessage` returning it and the consumer loop taking it. */
+  handling: PromiseLike<unknown> | undefined = undefined;
   readonly #ops: BusOps;
   readonly #lease: Lease;
   #controller: AbortController | undefined;

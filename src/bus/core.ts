@@ -171,7 +171,7 @@ export class BusCore {
   settleReply(t: Transport, request: Message, reply: OutgoingReply, result: EnqueueResult, auto: boolean): MaybePromise<Message | undefined> {
     if (auto && result.status === 'no_recipient') {
       this.counters.unroutable++;
-      this.log.message('automatic reply not sent: the sender is no agent', reply.message, { inReplyTo: request.id });
+      if (this.log.debugging) this.log.message('automatic reply not sent: the sender is no agent', reply.message, { inReplyTo: request.id });
       return undefined;
     }
     return this.settleSend(t, reply.message, result, reply.queue);
@@ -198,7 +198,7 @@ export class BusCore {
   delivered(m: Message, now: number, agent: string): void {
     this.counters.received++;
     this.counters.latency.record(now - m.timestamp.getTime());
-    this.log.message('message delivered', m, { agent });
+    if (this.log.debugging) this.log.message('message delivered', m, { agent });
   }
 
   /** Dead-letters a leased message the verdict refused (expired, or its leases kept running out). */

@@ -193,19 +193,44 @@ export class Consumers {
         continue;
       }
       for (let i = 0; i < leases.length; i++) {
-        const done = this.#deliver(t, reg, leases[i] as Lease);
-        if (inline && done !== undefined) await done;
+        const lease = leases[i] as Lease;
+        const step = this.#deliver(t, reg, lease);
+        if (step === undefined) continue;
+        if (!(step instanceof HandlerContext)) {
+          if (inline) await step;
+          continue;
+        }
+        // An asynchronous handler. Concurrently: settle it when it does. Inline: wait for it in
+        // this frame, one tick per delivery, as a producer awaiting each send spends one.
+        const handling = step.handling as PromiseLike<unknown>;
+        step.handling = undefined;
+        if (!inline) {
+          handling.then(
+            (value) => this.#handled(t, reg, lease, step, value),
+            (err: unknown) => this.#handlerFailed(t, reg, lease, step, err),
+          );
+          continue;
+        }
+        let done: Promise<void> | undefined;
+        try {
+          done = this.#handled(t, reg, lease, step, await handling);
+        } catch (err) {
+          done = this.#handlerFailed(t, reg, lease, step, err);
+        }
+        if (done !== undefined) await done;
       }
     }
   }
 
   /**
    * Runs one delivery through its agent: the checks, the handler, then ack (with the automatic
-   * reply), retry or dead letter. Never throws; undefined when all of it ran synchronously, else a
-   * promise of its end. Continuations rather than an async function: a frame suspended per delivery
-   * in flight is the biggest allocation of a busy consumer.
+   * reply), retry or dead letter. Never throws. Undefined when all of it ran synchronously; a
+   * promise of its end when only the settling is under way; the handler's context, holding its
+   * promise in `handling`, when the handler answered with a promise (the loop then waits for it
+   * and finishes with `#handled` or `#handlerFailed`). Continuations rather than an async
+   * function: a frame suspended per delivery in flight is the biggest allocation of a busy consumer.
    */
-  #deliver(t: Transport, reg: Registration, lease: Lease): Promise<void> | undefined {
+  #deliver(t: Transport, reg: Registration, lease: Lease): Promise<void> | HandlerContext | undefined {
     this.#enter(reg);
     const m = lease.message;
     let ctx: HandlerContext;
@@ -227,10 +252,8 @@ export class Consumers {
       return this.#handlerFailed(t, reg, lease, ctx, err);
     }
     if (isThenable(result)) {
-      return Promise.resolve(result).then(
-        (value) => this.#handled(t, reg, lease, ctx, value),
-        (err: unknown) => this.#handlerFailed(t, reg, lease, ctx, err),
-      );
+      ctx.handling = result;
+      return ctx;
     }
     return this.#handled(t, reg, lease, ctx, result);
   }

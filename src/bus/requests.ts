@@ -181,7 +181,7 @@ export class Requests {
     const core = this.#core;
     if (pending === undefined) {
       core.counters.lateReplies++;
-      core.log.message('reply for no waiting request', m, { inReplyTo: id });
+      if (core.log.debugging) core.log.message('reply for no waiting request', m, { inReplyTo: id });
       return;
     }
     this.#forget(pending);

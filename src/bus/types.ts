@@ -4,6 +4,7 @@ import { optionNames } from '../options.js';
 import type { StateManager } from '../state/manager.js';
 import type { Agent } from './agent.js';
 import type { BackoffOptions } from './backoff.js';
+import type { SchemaLike } from './schema.js';
 import type { DeadLetter, DeadLetterReason, Transport } from './transport.js';
 
 // The public types of the bus: its options, inputs and what it reports.
@@ -70,6 +71,12 @@ export interface RequestInput<P = Record<string, unknown>> {
   headers?: Record<string, string>;
   ttlMs?: number;
   id?: string;
+  /**
+   * Schemas (zod, or any Standard Schema: valibot, arktype...) of the payload sent (`input`) and of
+   * the reply's payload (`output`): both are validated, and typed, at the door. See "Typed messages"
+   * in the README.
+   */
+  schema?: { input?: SchemaLike; output?: SchemaLike };
 }
 
 /** Options of `receive`. */
@@ -202,6 +209,7 @@ export const REQUEST_OPTIONS = optionNames<RequestInput>()([
   'headers',
   'ttlMs',
   'id',
+  'schema',
 ]);
 export const RECEIVE_OPTIONS = optionNames<ReceiveOptions>()(['timeout', 'leaseMs']);
 export const CLOSE_OPTIONS = optionNames<CloseOptions>()(['drainTimeoutMs']);
