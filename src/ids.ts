@@ -238,4 +238,3 @@ function takeParent(p: string): boolean {
 export function traceIdOf(traceparent: string | undefined): string | undefined {
   return traceparent ? TRACEPARENT.exec(traceparent)?.[1] : undefined;
 }
-

@@ -1,5 +1,5 @@
 import { ValidationError } from './errors.js';
-import { childTraceparent, idAt, newId, newTraceparent, TRACEPARENT, traceIdOf } from './ids.js';
+import { childTraceparent, idAt, newId, newTraceparent, traceIdOf } from './ids.js';
 
 // Ids and trace context are made in src/ids.ts; re-exported here, where callers have always found them.
 export { childTraceparent, idAt, newId, newTraceparent, traceIdOf };
@@ -59,7 +59,6 @@ export const DEFAULT_PRIORITY = 5;
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 /** Longest name (sender, recipient, topic, header key) accepted; keeps keys and logs sane. */
 export const MAX_NAME_LENGTH = 256;
-
 
 /**
  * A received value as an error message shows it: its kind, and scalars quoted (long strings cut), so
@@ -131,14 +130,7 @@ export function validatePriority(value: unknown): number {
 
 export function validateType(value: unknown): MessageType {
   // Compared one by one: literal type strings are internalized, so each test is a pointer compare.
-  if (
-    value === 'task' ||
-    value === 'result' ||
-    value === 'status' ||
-    value === 'error' ||
-    value === 'feedback' ||
-    value === 'control'
-  ) {
+  if (value === 'task' || value === 'result' || value === 'status' || value === 'error' || value === 'feedback' || value === 'control') {
     return value;
   }
   if (typeof value !== 'string' || !TYPES.has(value)) {
@@ -273,7 +265,8 @@ function headerBound(k: string, v: unknown): number {
   if (typeof v !== 'string') throw new ValidationError(`headers.${k} must be a string, got ${describeValue(v)}`, { field: 'headers' });
   if (isForbiddenKey(k)) throw new ValidationError(`headers has the forbidden key \`${k}\``, { field: 'headers' });
   const problem = nameProblem(k, false);
-  if (problem !== undefined) throw new ValidationError(`a header key (\`${k.length > 60 ? k.slice(0, 60) + '…' : k}\`) ${problem}`, { field: 'headers' });
+  if (problem !== undefined)
+    throw new ValidationError(`a header key (\`${k.length > 60 ? k.slice(0, 60) + '…' : k}\`) ${problem}`, { field: 'headers' });
   return 6 + 6 * (k.length + v.length);
 }
 
@@ -347,7 +340,11 @@ export const STAMP_SELF_CORRELATED = 4;
  * `createMessage` as the bus stamps what it sends (`flags`: the STAMP_ constants, default a fresh
  * `traceparent` when absent). Builds the headers object once (most sends give no headers).
  */
-export function createTracedMessage<P>(input: MessageInput<P>, maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES, flags = STAMP_TRACE): Message<P> {
+export function createTracedMessage<P>(
+  input: MessageInput<P>,
+  maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES,
+  flags = STAMP_TRACE,
+): Message<P> {
   return build(input, maxPayloadBytes, flags);
 }
 
@@ -448,8 +445,21 @@ export function encodeMessage(message: Message<unknown>): string {
  * seconds 00..59 (no leap second: a Date cannot hold one), 1..9 fraction digits, `Z` or an offset.
  * Days beyond the month's length are refused after it (`validDay`), as the schema's pattern does.
  */
-const ISO_TIMESTAMP = /^(?!(?:0000|9999)-.*[+-]\d\d:\d\d$)\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
-const WIRE_KEYS = new Set(['id', 'type', 'sender', 'recipient', 'payload', 'timestamp', 'priority', 'correlationId', 'headers', 'attempt', 'ttlMs']);
+const ISO_TIMESTAMP =
+  /^(?!(?:0000|9999)-.*[+-]\d\d:\d\d$)\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+const WIRE_KEYS = new Set([
+  'id',
+  'type',
+  'sender',
+  'recipient',
+  'payload',
+  'timestamp',
+  'priority',
+  'correlationId',
+  'headers',
+  'attempt',
+  'ttlMs',
+]);
 const INVALID_DATE = new Date(NaN);
 
 /** Whether the day of an ISO_TIMESTAMP match exists in its month (Feb 29 only in leap years). */

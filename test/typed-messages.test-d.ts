@@ -33,6 +33,8 @@ describe('typed messages (types)', () => {
   });
 
   it('keeps untyped requests as they were', () => {
-    expectTypeOf(bus.request({ sender: 'me', recipient: 'x', payload: { a: 1 } })).toEqualTypeOf<Promise<Message<Record<string, unknown>>>>();
+    expectTypeOf(bus.request({ sender: 'me', recipient: 'x', payload: { a: 1 } })).toEqualTypeOf<
+      Promise<Message<Record<string, unknown>>>
+    >();
   });
 });

@@ -42,7 +42,12 @@ describe('typed messages', () => {
   it('validates and types a request and its reply with zod schemas', async () => {
     const bus = newBus();
     bus.registerAgent(counter.name, counter);
-    const reply = await bus.request({ sender: 'me', recipient: 'counter', payload: { text: 'a b c' }, schema: { input: Input, output: Output } });
+    const reply = await bus.request({
+      sender: 'me',
+      recipient: 'counter',
+      payload: { text: 'a b c' },
+      schema: { input: Input, output: Output },
+    });
     expect(reply.payload).toEqual({ words: 3 });
     const words: number = reply.payload.words; // typed: no cast
     expect(words).toBe(3);
@@ -84,7 +89,14 @@ describe('typed messages', () => {
   it('treats a result its output schema refuses as a handler failure: retried, then an ERROR', async () => {
     const bus = newBus();
     let calls = 0;
-    const sloppy = defineAgent({ name: 'sloppy', output: Output, handleMessage: () => (++calls, { words: 'many' }) as never });
+    const sloppy = defineAgent({
+      name: 'sloppy',
+      output: Output,
+      handleMessage: () => {
+        calls++;
+        return { words: 'many' } as never;
+      },
+    });
     bus.registerAgent(sloppy.name, sloppy);
     const err = await bus.request({ sender: 'me', recipient: 'sloppy', payload: {} }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RemoteError);
@@ -105,7 +117,9 @@ describe('typed messages', () => {
     bus.registerAgent(halver.name, halver);
     const ok = await bus.request({ sender: 'me', recipient: 'halver', payload: { n: 8 }, schema: { input: evenNumber } });
     expect(ok.payload).toEqual({ half: 4 });
-    await expect(bus.request({ sender: 'me', recipient: 'halver', payload: { n: 3 }, schema: { input: evenNumber } })).rejects.toMatchObject({
+    await expect(
+      bus.request({ sender: 'me', recipient: 'halver', payload: { n: 3 }, schema: { input: evenNumber } }),
+    ).rejects.toMatchObject({
       field: 'payload.n',
       message: 'payload.n: must be even',
     });
@@ -113,7 +127,9 @@ describe('typed messages', () => {
 
   it('refuses a schema option that is no schema', async () => {
     const bus = newBus();
-    await expect(bus.request({ sender: 'me', recipient: 'x', payload: {}, schema: { input: {} as unknown as SchemaLike } })).rejects.toMatchObject({ field: 'schema' });
+    await expect(
+      bus.request({ sender: 'me', recipient: 'x', payload: {}, schema: { input: {} as unknown as SchemaLike } }),
+    ).rejects.toMatchObject({ field: 'schema' });
     expect(() => defineAgent({ name: 'x', input: 5 as never, handleMessage: () => undefined })).toThrow(ValidationError);
   });
 

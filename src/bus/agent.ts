@@ -72,7 +72,9 @@ export interface TypedAgentDefinition<I extends SchemaLike | undefined, O extend
 }
 
 /** The agent `defineAgent` returns for a {@link TypedAgentDefinition}: its schemas stay readable. */
-export type TypedAgent<I extends SchemaLike | undefined, O extends SchemaLike | undefined, R> = Agent<O extends SchemaLike ? InferOutput<O> : R> & {
+export type TypedAgent<I extends SchemaLike | undefined, O extends SchemaLike | undefined, R> = Agent<
+  O extends SchemaLike ? InferOutput<O> : R
+> & {
   readonly input: I;
   readonly output: O;
 };
@@ -120,7 +122,8 @@ export function defineAgent(agent: Agent & { input?: unknown; output?: unknown }
 /** `agent.handleMessage` behind its schemas (only agents with schemas pay for it). */
 function checkedHandler(agent: Agent, input: SchemaLike | undefined, output: SchemaLike | undefined): Agent['handleMessage'] {
   const handle = agent.handleMessage.bind(agent);
-  const checkOutput = (value: unknown): unknown => (output === undefined || value === undefined ? value : validateWith(output, value, 'result'));
+  const checkOutput = (value: unknown): unknown =>
+    output === undefined || value === undefined ? value : validateWith(output, value, 'result');
   return (message, ctx) => {
     let m = message;
     if (input !== undefined) {

@@ -341,9 +341,12 @@ export class MessageBus {
     validateAgentName(agentName);
     if (options === null || typeof options !== 'object') {
       const hint = typeof options === 'number' ? `: pass \`{ timeout: ${options} }\` to wait ${options} ms` : '';
-      throw new ValidationError(`receive options must be an object such as \`{ timeout: 1000 }\`, got \`${String(options)}\` (${typeof options})${hint}`, {
-        field: 'options',
-      });
+      throw new ValidationError(
+        `receive options must be an object such as \`{ timeout: 1000 }\`, got \`${String(options)}\` (${typeof options})${hint}`,
+        {
+          field: 'options',
+        },
+      );
     }
     checkOptionNames(options, RECEIVE_OPTIONS, 'receive options');
     const timeout = requirePositive('timeout', options.timeout ?? 0, true);
@@ -485,7 +488,9 @@ export class MessageBus {
    */
   async redrive(id: string): Promise<Message | null> {
     if (typeof id !== 'string' || id.length === 0) {
-      throw new ValidationError(`redrive needs the id of a dead letter's message (a non-empty string), got ${describeValue(id)}`, { field: 'id' });
+      throw new ValidationError(`redrive needs the id of a dead letter's message (a non-empty string), got ${describeValue(id)}`, {
+        field: 'id',
+      });
     }
     if (this.#closing) throw new ClosedError('message bus');
     const t = await this.#transportReady();
@@ -515,7 +520,10 @@ export class MessageBus {
       await t.settleDeadLetter(id, token, true);
     } catch (err) {
       this.#counters.errors++;
-      this.#log.logger.error({ err, messageId: id }, 'message redriven, but its dead letter could not be removed: a later redrive would deliver it again');
+      this.#log.logger.error(
+        { err, messageId: id },
+        'message redriven, but its dead letter could not be removed: a later redrive would deliver it again',
+      );
     }
     this.#counters.sent++;
     this.#log.message('message redriven', message);
@@ -559,7 +567,8 @@ export class MessageBus {
     if (this.#closePromise === undefined) {
       let drainMs: number;
       try {
-        if (options === null || typeof options !== 'object') throw new ValidationError(`close options must be an object, got \`${String(options)}\``);
+        if (options === null || typeof options !== 'object')
+          throw new ValidationError(`close options must be an object, got \`${String(options)}\``);
         checkOptionNames(options, CLOSE_OPTIONS, 'close options');
         drainMs = requirePositive('drainTimeoutMs', options.drainTimeoutMs ?? this.#drainTimeoutMs, true);
       } catch (err) {
@@ -605,7 +614,10 @@ export class MessageBus {
     timer?.clear();
     consumers.onIdle = null;
     if (!drained) {
-      this.#log.logger.warn({ running: consumers.running, drainMs }, 'close: handlers still running after the drain timeout; aborting their signals');
+      this.#log.logger.warn(
+        { running: consumers.running, drainMs },
+        'close: handlers still running after the drain timeout; aborting their signals',
+      );
       this.#aborted = true;
       this.#watch.abortAll(new ClosedError('message bus'));
     }
@@ -675,9 +687,7 @@ export class MessageBus {
     if (message.recipient === '') return this.#publishOn(t, message.type, message).then(() => message);
     try {
       const core = this.#core;
-      const sent = core.enqueueOne(t, message.recipient, message, true, dedupe ? core.settings.dedupeMs : 0, (result) =>
-        core.settleSend(t, message, result, message.recipient),
-      );
+      const sent = core.enqueueOne(t, message.recipient, message, true, dedupe ? core.settings.dedupeMs : 0, core.settleSend);
       return isThenable(sent) ? sent : Promise.resolve(sent);
     } catch (err) {
       return Promise.reject(err);

@@ -10,7 +10,7 @@ import {
 } from '../message.js';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { isThenable, type MaybePromise } from './maybe.js';
-import { type BusCounters, BusLog } from './metrics.js';
+import type { BusCounters, BusLog } from './metrics.js';
 import { asksForReply, errorPayload, errorText } from './rules.js';
 import { isFinalFailure } from './schema.js';
 import type { DeadLetter, EnqueueEntry, EnqueueResult, Lease, Transport } from './transport.js';
@@ -84,7 +84,7 @@ export class BusCore {
     message: Message,
     requireRecipient: boolean,
     dedupeWindowMs: number,
-    settle: (result: EnqueueResult) => MaybePromise<R>,
+    settle: (t: Transport, message: Message, result: EnqueueResult, queue: string) => MaybePromise<R>,
   ): MaybePromise<R> {
     const entries = this.#scratch ?? [newEntry()];
     this.#scratch = undefined;
@@ -102,17 +102,17 @@ export class BusCore {
       throw err;
     }
     // A promise: the transport may still read the entry, so it is neither cleared nor reused.
-    if (isThenable(answer)) return answer.then((results) => settle(results[0] as EnqueueResult));
+    if (isThenable(answer)) return answer.then((results) => settle(t, message, results[0] as EnqueueResult, queue));
     entry.message = NO_MESSAGE; // hold no message after the call
     this.#scratch = entries;
-    return settle(answer[0] as EnqueueResult);
+    return settle(t, message, answer[0] as EnqueueResult, queue);
   }
 
   /**
    * After a send's enqueue: count it, or resolve a duplicate with the first message of its id, or
    * dead-letter a message nobody can receive (then reject with `RecipientNotFoundError`).
    */
-  settleSend(t: Transport, message: Message, result: EnqueueResult, queue: string): MaybePromise<Message> {
+  readonly settleSend = (t: Transport, message: Message, result: EnqueueResult, queue: string): MaybePromise<Message> => {
     if (result.status === 'enqueued') {
       this.counters.sent++;
       this.log.message('message sent', message);
@@ -124,7 +124,7 @@ export class BusCore {
       return result.original;
     }
     return this.#noRecipient(t, message, queue);
-  }
+  };
 
   async #noRecipient(t: Transport, message: Message, queue: string): Promise<never> {
     await t.deadLetter({ message, queue, reason: 'recipient_not_found', attempts: 0, deadAt: new Date() });
@@ -162,16 +162,31 @@ export class BusCore {
    * is no agent and left no inbox gets nothing (counted in `unroutableReplies`) instead of an error.
    * Throws (synchronously) what stamping throws.
    */
-  reply(t: Transport, request: Message, payload: unknown, options: ReplyOptions | undefined, auto: boolean): MaybePromise<Message | undefined> {
+  reply(
+    t: Transport,
+    request: Message,
+    payload: unknown,
+    options: ReplyOptions | undefined,
+    auto: boolean,
+  ): MaybePromise<Message | undefined> {
     const reply = this.prepareReply(request, payload, options);
-    return this.enqueueOne(t, reply.queue, reply.message, reply.requireRecipient, 0, (result) => this.settleReply(t, request, reply, result, auto));
+    return this.enqueueOne(t, reply.queue, reply.message, reply.requireRecipient, 0, (_t, _m, result) =>
+      this.settleReply(t, request, reply, result, auto),
+    );
   }
 
   /** After a reply's enqueue: count it, or drop an automatic reply nobody can get, or dead-letter it. */
-  settleReply(t: Transport, request: Message, reply: OutgoingReply, result: EnqueueResult, auto: boolean): MaybePromise<Message | undefined> {
+  settleReply(
+    t: Transport,
+    request: Message,
+    reply: OutgoingReply,
+    result: EnqueueResult,
+    auto: boolean,
+  ): MaybePromise<Message | undefined> {
     if (auto && result.status === 'no_recipient') {
       this.counters.unroutable++;
-      if (this.log.debugging) this.log.message('automatic reply not sent: the sender is no agent', reply.message, { inReplyTo: request.id });
+      if (this.log.debugging)
+        this.log.message('automatic reply not sent: the sender is no agent', reply.message, { inReplyTo: request.id });
       return undefined;
     }
     return this.settleSend(t, reply.message, result, reply.queue);
@@ -232,10 +247,20 @@ export class BusCore {
     const text = errorText(error);
     try {
       if (m.attempt >= this.settings.maxAttempts || isFinalFailure(error)) {
-        const letter: DeadLetter = { message: m, queue: lease.queue, reason: 'max_attempts', error: text, attempts: m.attempt, deadAt: new Date() };
+        const letter: DeadLetter = {
+          message: m,
+          queue: lease.queue,
+          reason: 'max_attempts',
+          error: text,
+          attempts: m.attempt,
+          deadAt: new Date(),
+        };
         if (!(await t.deadLetter(letter, lease))) return false;
         this.counters.deadLetters++;
-        this.log.logger.warn({ ...this.log.fields(m), reason: 'max_attempts', error: text }, 'message dead-lettered after its last attempt');
+        this.log.logger.warn(
+          { ...this.log.fields(m), reason: 'max_attempts', error: text },
+          'message dead-lettered after its last attempt',
+        );
         if (asksForReply(m)) await this.autoReply(t, m, errorPayload(error, m.attempt), MessageType.ERROR);
         return true;
       }

@@ -54,8 +54,10 @@ class YieldPacer {
     this.#sinceCheck = 0;
     const now = Date.now();
     const depth = this.#transport.depth(this.#queue);
+    let ready = 0;
     // A depth that needs I/O: the backlog cannot be judged here, so yield as if it drained.
-    const ready = isThenable(depth) ? (depth.then(undefined, () => undefined), 0) : depth.ready;
+    if (isThenable(depth)) depth.then(undefined, () => undefined);
+    else ready = depth.ready;
     if (this.#busySince === 0) {
       this.#busySince = now;
       this.#readyAtStart = isThenable(depth) ? Number.POSITIVE_INFINITY : ready;
@@ -314,7 +316,16 @@ export class Consumers {
     try {
       reply = core.prepareReply(m, resultPayload(result), { type: MessageType.RESULT, sender: reg.name });
       outcome = t.enqueueAndAck(
-        [{ queue: reply.queue, message: reply.message, visibleAt: 0, requireRecipient: reply.requireRecipient, dedupeWindowMs: 0, publish: true }],
+        [
+          {
+            queue: reply.queue,
+            message: reply.message,
+            visibleAt: 0,
+            requireRecipient: reply.requireRecipient,
+            dedupeWindowMs: 0,
+            publish: true,
+          },
+        ],
         lease,
       );
     } catch (err) {

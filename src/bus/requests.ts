@@ -79,9 +79,7 @@ export class Requests {
     }
     try {
       // Only a failure matters here (a refused or failed enqueue): the reply settles the request.
-      const sent = this.#core.enqueueOne(t, message.recipient, message, true, 0, (result) =>
-        this.#core.settleSend(t, message, result, message.recipient),
-      );
+      const sent = this.#core.enqueueOne(t, message.recipient, message, true, 0, this.#core.settleSend);
       if (isThenable(sent)) sent.then(undefined, (err: unknown) => this.#enqueueFailed(pending, err));
     } catch (err) {
       this.#enqueueFailed(pending, err);

@@ -40,10 +40,18 @@ export function checkSchemaOption(
 ): { input?: SchemaLike | undefined; output?: SchemaLike | undefined } | undefined {
   if (option === undefined) return undefined;
   const o = option as { input?: unknown; output?: unknown };
-  if (option === null || typeof option !== 'object' || (o.input !== undefined && !isSchema(o.input)) || (o.output !== undefined && !isSchema(o.output))) {
-    throw new ValidationError(`${what} must be \`{ input?, output? }\` of Standard Schemas (zod, valibot, arktype...), got ${String(option)}`, {
-      field: 'schema',
-    });
+  if (
+    option === null ||
+    typeof option !== 'object' ||
+    (o.input !== undefined && !isSchema(o.input)) ||
+    (o.output !== undefined && !isSchema(o.output))
+  ) {
+    throw new ValidationError(
+      `${what} must be \`{ input?, output? }\` of Standard Schemas (zod, valibot, arktype...), got ${String(option)}`,
+      {
+        field: 'schema',
+      },
+    );
   }
   return o as { input?: SchemaLike; output?: SchemaLike };
 }

@@ -171,10 +171,7 @@ export interface EnqueueEntry {
   publish?: boolean;
 }
 
-export type EnqueueResult =
-  | { status: 'enqueued' }
-  | { status: 'duplicate'; original: Message }
-  | { status: 'no_recipient' };
+export type EnqueueResult = { status: 'enqueued' } | { status: 'duplicate'; original: Message } | { status: 'no_recipient' };
 
 export interface LeaseOptions {
   /** How long the consumer owns each leased message before it is redelivered. */

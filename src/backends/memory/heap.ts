@@ -228,7 +228,7 @@ export class BandedQueue<T> {
     if (this.#mask === 0) return late;
     const ring = this.#rings[31 - Math.clz32(this.#mask & -this.#mask)] as KeyRing<T>;
     const key = ring.headKey();
-    return key < late ? key : late;
+    return Math.min(key, late);
   }
 
   /** Removes and returns the item with the smallest key (its key and aux in `poppedKey`/`poppedAux`). */

@@ -123,8 +123,29 @@ function deliveryCopy(m: Message, attempt: number): Message {
   // The same two literal shapes as `createMessage` makes (with and without a correlation).
   const copy: Message =
     c === undefined
-      ? { id: m.id, type: m.type, sender: m.sender, recipient: m.recipient, payload: m.payload, timestamp: m.timestamp, priority: m.priority, headers: m.headers, attempt }
-      : { id: m.id, type: m.type, sender: m.sender, recipient: m.recipient, payload: m.payload, timestamp: m.timestamp, priority: m.priority, headers: m.headers, attempt, correlationId: c };
+      ? {
+          id: m.id,
+          type: m.type,
+          sender: m.sender,
+          recipient: m.recipient,
+          payload: m.payload,
+          timestamp: m.timestamp,
+          priority: m.priority,
+          headers: m.headers,
+          attempt,
+        }
+      : {
+          id: m.id,
+          type: m.type,
+          sender: m.sender,
+          recipient: m.recipient,
+          payload: m.payload,
+          timestamp: m.timestamp,
+          priority: m.priority,
+          headers: m.headers,
+          attempt,
+          correlationId: c,
+        };
   if (m.ttlMs !== undefined) copy.ttlMs = m.ttlMs;
   return copy;
 }
@@ -487,7 +508,10 @@ export class MemoryTransport implements Transport {
 
   /** See {@link Transport.listQueues}. */
   async listQueues(): Promise<string[]> {
-    return [...this.#queues.values()].filter((q) => q.recipient).map((q) => q.name).sort();
+    return [...this.#queues.values()]
+      .filter((q) => q.recipient)
+      .map((q) => q.name)
+      .sort();
   }
 
   /** See {@link Transport.inspectQueue}: the leases only (the ready and delayed heaps are not walked). */
@@ -565,7 +589,10 @@ export class MemoryTransport implements Transport {
     else {
       // A lease object that did not come from this transport (copied or deserialised): find by token.
       const id = Number(lease.token);
-      entry = this.#queues.get(lease.queue)?.leased.values().find((e) => e.id === id);
+      entry = this.#queues
+        .get(lease.queue)
+        ?.leased.values()
+        .find((e) => e.id === id);
       if (entry === undefined) return undefined;
     }
     if (entry.state !== LEASED) return undefined;
