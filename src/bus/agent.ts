@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { ValidationError } from '../errors.js';
+import { checkMisspeltNames } from '../options.js';
 import type { Message, MessageInput, MessageType } from '../message.js';
 import type { StateManager } from '../state/manager.js';
 import { isThenable } from './maybe.js';
@@ -34,9 +35,10 @@ export interface Agent<R = unknown> {
   /** How many messages this agent handles at once (default 1). */
   readonly concurrency?: number;
   /**
-   * Handles one message. Resolving acks it; for a TASK, a returned value other than
-   * `undefined` is sent back to the sender as a RESULT (same correlation). Throwing retries
-   * with backoff; after the last attempt a TASK's sender gets an ERROR reply.
+   * Handles one message. Resolving acks it; for a message that asks for a reply (a TASK, or a
+   * FEEDBACK sent by `request()`), a returned value other than `undefined` is sent back as a
+   * RESULT (same correlation). Throwing retries with backoff; after the last attempt the asker
+   * gets an ERROR reply (docs/CONTRACT.md, "Request and reply").
    */
   handleMessage(message: Message, ctx: AgentContext): Promise<R> | R;
 }
@@ -138,4 +140,23 @@ function checkedHandler(agent: Agent, input: SchemaLike | undefined, output: Sch
     const result = handle(m, ctx);
     return isThenable(result) ? Promise.resolve(result).then(checkOutput) : checkOutput(result);
   };
+}
+
+/** Checks an agent given to `registerAgent(name, agent)`. */
+export function checkRegisteredAgent(name: string, agent: Agent, fields: readonly string[]): void {
+  if (agent === null || typeof agent.handleMessage !== 'function') {
+    throw new ValidationError(`agent \`${name}\` needs a handleMessage(message, ctx) function`, { field: 'handleMessage' });
+  }
+  if (agent.name !== undefined && agent.name !== name) {
+    throw new ValidationError(
+      `registerAgent(\`${name}\`) was given the agent named \`${String(agent.name)}\`: register an agent under its own name (registerAgent(agent.name, agent))`,
+      { field: 'name' },
+    );
+  }
+  // Agents may carry fields of their own; only a near miss of a known one is a mistake.
+  checkMisspeltNames(agent, fields, `agent \`${name}\``);
+  const c = agent.concurrency;
+  if (c !== undefined && (!Number.isInteger(c) || c < 1 || c > 10_000)) {
+    throw new ValidationError(`concurrency must be an integer 1..10000, got \`${String(c)}\``, { field: 'concurrency' });
+  }
 }

@@ -1,5 +1,5 @@
 import { type Logger, pino } from 'pino';
-import { ClosedError, ConcordError, RecipientNotFoundError, ValidationError } from '../errors.js';
+import { ClosedError, RecipientNotFoundError, ValidationError } from '../errors.js';
 import { newId } from '../ids.js';
 import {
   childTraceparent,
@@ -12,11 +12,11 @@ import {
   STAMP_SELF_CORRELATED,
   STAMP_TRACE,
 } from '../message.js';
-import { checkMisspeltNames, checkOptionNames } from '../options.js';
+import { checkOptionNames } from '../options.js';
 import { backendResolvers } from '../resolvers.js';
 import type { StateManager } from '../state/manager.js';
 import { startTimer, type Timer } from '../timers.js';
-import { type Agent, validateAgentName } from './agent.js';
+import { type Agent, checkRegisteredAgent, validateAgentName } from './agent.js';
 import { resolveBackoff } from './backoff.js';
 import { type BusOps, BusSubscription, type HandlerContext, PullDelivery, Registration } from './context.js';
 import { BusCore, VERDICT_OK } from './core.js';
@@ -24,9 +24,9 @@ import { Consumers, LeaseWatch } from './delivery.js';
 import { isThenable } from './maybe.js';
 import { BusCounters, BusLog, DepthGauge } from './metrics.js';
 import { Requests } from './requests.js';
-import { REDRIVE_CLAIM_MS, redriveMessage, requirePositive, requireTopic } from './rules.js';
+import { requirePositive, requireTopic } from './rules.js';
 import { checkSchemaOption, type InferInput, type InferOutput, type SchemaLike, validateWith } from './schema.js';
-import { type EnqueueEntry, type EnqueueResult, INBOX_PREFIX, type Lease, type Transport } from './transport.js';
+import type { EnqueueEntry, EnqueueResult, Lease, Transport } from './transport.js';
 import {
   AGENT_FIELDS,
   type AgentMetrics,
@@ -175,7 +175,7 @@ export class MessageBus {
   registerAgent(name: string, agent?: Agent): void {
     if (this.#closing) throw new ClosedError('message bus');
     validateAgentName(name);
-    if (agent !== undefined) checkAgent(name, agent);
+    if (agent !== undefined) checkRegisteredAgent(name, agent, AGENT_FIELDS);
     if (this.#agents.has(name)) {
       throw new ValidationError(`agent \`${name}\` is already registered on this bus`, { field: 'name' });
     }
@@ -255,7 +255,7 @@ export class MessageBus {
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i] as Message;
       if (m.recipient === '') {
-        await this.#publishOn(t, m.type, m);
+        await this.#core.publish(t, m.type, m);
         out[i] = m;
         continue;
       }
@@ -301,7 +301,7 @@ export class MessageBus {
       id: input.id,
     });
     const t = await this.#transportReady();
-    await this.#publishOn(t, topic ?? message.type, message);
+    await this.#core.publish(t, topic ?? message.type, message);
     return message as Message<P>;
   }
 
@@ -316,7 +316,7 @@ export class MessageBus {
     if (typeof handler !== 'function') throw new ValidationError(`subscribe needs a handler function, got ${typeof handler}`);
     const sub = new BusSubscription(topic, (s) => this.#subscriptions.delete(s));
     this.#subscriptions.add(sub);
-    const deliver = (message: Message): void => this.#runSubscriber(handler, message, topic);
+    const deliver = (message: Message): void => this.#core.runSubscriber(handler, message, topic);
     sub.ready = this.#track(
       (async () => {
         const t = await this.#connect();
@@ -493,41 +493,7 @@ export class MessageBus {
       });
     }
     if (this.#closing) throw new ClosedError('message bus');
-    const t = await this.#transportReady();
-    const claim = await t.claimDeadLetter(id, REDRIVE_CLAIM_MS);
-    if (claim === null) return null;
-    if (claim === 'claimed') throw new ConcordError('redrive_in_progress', `dead letter ${id} is being redriven by another call`);
-    const { letter, token } = claim;
-    const release = () =>
-      t.settleDeadLetter(id, token, false).catch((err: unknown) => {
-        this.#log.logger.warn({ err, messageId: id }, 'releasing a redrive claim failed; it lapses by itself');
-      });
-    let result: EnqueueResult | undefined;
-    let message: Message;
-    try {
-      message = redriveMessage(letter);
-      const requireRecipient = !letter.queue.startsWith(INBOX_PREFIX);
-      [result] = await t.enqueue([{ queue: letter.queue, message, visibleAt: 0, requireRecipient, dedupeWindowMs: 0, publish: false }]);
-    } catch (err) {
-      await release();
-      throw err;
-    }
-    if (result?.status === 'no_recipient') {
-      await release();
-      throw new RecipientNotFoundError(letter.queue, id);
-    }
-    try {
-      await t.settleDeadLetter(id, token, true);
-    } catch (err) {
-      this.#counters.errors++;
-      this.#log.logger.error(
-        { err, messageId: id },
-        'message redriven, but its dead letter could not be removed: a later redrive would deliver it again',
-      );
-    }
-    this.#counters.sent++;
-    this.#log.message('message redriven', message);
-    return message;
+    return this.#core.redrive(await this.#transportReady(), id);
   }
 
   /** Empties the dead-letter queue; resolves with how many letters were removed. */
@@ -684,7 +650,7 @@ export class MessageBus {
   #send(message: Message, dedupe: boolean): Promise<Message> {
     const t = this.#transport;
     if (t === undefined || this.#pending.size > 0) return this.#transportReady().then(() => this.#send(message, dedupe));
-    if (message.recipient === '') return this.#publishOn(t, message.type, message).then(() => message);
+    if (message.recipient === '') return this.#core.publish(t, message.type, message).then(() => message);
     try {
       const core = this.#core;
       const sent = core.enqueueOne(t, message.recipient, message, true, dedupe ? core.settings.dedupeMs : 0, core.settleSend);
@@ -694,30 +660,8 @@ export class MessageBus {
     }
   }
 
-  async #publishOn(t: Transport, topic: string, message: Message): Promise<void> {
-    await t.publish(topic, message);
-    this.#counters.published++;
-    if (this.#log.debugging) this.#log.logger.debug({ ...this.#log.fields(message), topic }, 'message published');
-  }
-
-  #runSubscriber(handler: SubscriptionHandler, message: Message, topic: string): void {
-    if (this.#core.closed) return;
-    try {
-      const result = handler(message);
-      if (isThenable(result)) result.then(undefined, (err: unknown) => this.#subscriberFailed(err, topic, message));
-    } catch (err) {
-      this.#subscriberFailed(err, topic, message);
-    }
-  }
-
-  #subscriberFailed(err: unknown, topic: string, message: Message): void {
-    this.#counters.errors++;
-    this.#counters.subscriberErrors++;
-    this.#log.logger.error({ err, topic, ...this.#log.fields(message) }, 'subscriber failed');
-  }
-
   /** A handler's `ctx.send`: from the agent, in the handled message's conversation and trace. */
-  sendFromHandler(ctx: HandlerContext, input: Omit<MessageInput<unknown>, 'sender'> & { sender?: string }): Promise<Message> {
+  #sendFromHandler(ctx: HandlerContext, input: Omit<MessageInput<unknown>, 'sender'> & { sender?: string }): Promise<Message> {
     if (this.#core.closed) return Promise.reject(new ClosedError('message bus'));
     if (input === null || typeof input !== 'object') {
       return Promise.reject(new ValidationError(`ctx.send takes an object, got ${String(input)}`));
@@ -742,7 +686,7 @@ export class MessageBus {
       logger,
       state,
       aborted: () => bus.#aborted,
-      sendFrom: (ctx, input) => bus.sendFromHandler(ctx, input),
+      sendFrom: (ctx, input) => bus.#sendFromHandler(ctx, input),
       reply: (request, payload, opts) => bus.#reply(request, payload, opts),
       extend: (lease, ms) => {
         requirePositive('ms', ms);
@@ -759,24 +703,5 @@ export class MessageBus {
     const ok = await (this.#transport as Transport).ack(lease);
     if (ok) this.#counters.acked++;
     return ok;
-  }
-}
-
-/** Checks an agent given to `registerAgent(name, agent)`. */
-function checkAgent(name: string, agent: Agent): void {
-  if (agent === null || typeof agent.handleMessage !== 'function') {
-    throw new ValidationError(`agent \`${name}\` needs a handleMessage(message, ctx) function`, { field: 'handleMessage' });
-  }
-  if (agent.name !== undefined && agent.name !== name) {
-    throw new ValidationError(
-      `registerAgent(\`${name}\`) was given the agent named \`${String(agent.name)}\`: register an agent under its own name (registerAgent(agent.name, agent))`,
-      { field: 'name' },
-    );
-  }
-  // Agents may carry fields of their own; only a near miss of a known one is a mistake.
-  checkMisspeltNames(agent, AGENT_FIELDS, `agent \`${name}\``);
-  const c = agent.concurrency;
-  if (c !== undefined && (!Number.isInteger(c) || c < 1 || c > 10_000)) {
-    throw new ValidationError(`concurrency must be an integer 1..10000, got \`${String(c)}\``, { field: 'concurrency' });
   }
 }

@@ -1,4 +1,4 @@
-import { ClosedError, RecipientNotFoundError, ValidationError } from '../errors.js';
+import { ClosedError, ConcordError, RecipientNotFoundError, ValidationError } from '../errors.js';
 import {
   childTraceparent,
   createTracedMessage,
@@ -11,10 +11,10 @@ import {
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { isThenable, type MaybePromise } from './maybe.js';
 import type { BusCounters, BusLog } from './metrics.js';
-import { asksForReply, errorPayload, errorText } from './rules.js';
+import { asksForReply, errorPayload, errorText, REDRIVE_CLAIM_MS, redriveMessage } from './rules.js';
 import { isFinalFailure } from './schema.js';
-import type { DeadLetter, EnqueueEntry, EnqueueResult, Lease, Transport } from './transport.js';
-import type { ReplyOptions } from './types.js';
+import { type DeadLetter, type EnqueueEntry, type EnqueueResult, INBOX_PREFIX, type Lease, type Transport } from './transport.js';
+import type { ReplyOptions, SubscriptionHandler } from './types.js';
 
 /** `visibleAt` of an enqueue that is visible at once (any past time is; 0 spares a clock read). */
 export const IMMEDIATELY = 0;
@@ -200,6 +200,71 @@ export class BusCore {
       this.counters.errors++;
       this.log.logger.error({ err, ...this.log.fields(request) }, `sending the ${type} reply failed`);
     }
+  }
+
+  /**
+   * Enqueues the message of dead letter `id` again (see `MessageBus.redrive`): claim the letter,
+   * enqueue, then remove it; a failure anywhere releases the claim and leaves the letter stored.
+   */
+  async redrive(t: Transport, id: string): Promise<Message | null> {
+    const claim = await t.claimDeadLetter(id, REDRIVE_CLAIM_MS);
+    if (claim === null) return null;
+    if (claim === 'claimed') throw new ConcordError('redrive_in_progress', `dead letter ${id} is being redriven by another call`);
+    const { letter, token } = claim;
+    const release = () =>
+      t.settleDeadLetter(id, token, false).catch((err: unknown) => {
+        this.log.logger.warn({ err, messageId: id }, 'releasing a redrive claim failed; it lapses by itself');
+      });
+    let result: EnqueueResult | undefined;
+    let message: Message;
+    try {
+      message = redriveMessage(letter);
+      const requireRecipient = !letter.queue.startsWith(INBOX_PREFIX);
+      [result] = await t.enqueue([{ queue: letter.queue, message, visibleAt: 0, requireRecipient, dedupeWindowMs: 0, publish: false }]);
+    } catch (err) {
+      await release();
+      throw err;
+    }
+    if (result?.status === 'no_recipient') {
+      await release();
+      throw new RecipientNotFoundError(letter.queue, id);
+    }
+    try {
+      await t.settleDeadLetter(id, token, true);
+    } catch (err) {
+      this.counters.errors++;
+      this.log.logger.error(
+        { err, messageId: id },
+        'message redriven, but its dead letter could not be removed: a later redrive would deliver it again',
+      );
+    }
+    this.counters.sent++;
+    this.log.message('message redriven', message);
+    return message;
+  }
+
+  /** Publishes `message` on `topic` (`bus.publish`, and `send` to recipient `''`). */
+  async publish(t: Transport, topic: string, message: Message): Promise<void> {
+    await t.publish(topic, message);
+    this.counters.published++;
+    if (this.log.debugging) this.log.logger.debug({ ...this.log.fields(message), topic }, 'message published');
+  }
+
+  /** Runs a subscriber on one message: its failure is logged and counted, never thrown. */
+  runSubscriber(handler: SubscriptionHandler, message: Message, topic: string): void {
+    if (this.closed) return;
+    try {
+      const result = handler(message);
+      if (isThenable(result)) result.then(undefined, (err: unknown) => this.subscriberFailed(err, topic, message));
+    } catch (err) {
+      this.subscriberFailed(err, topic, message);
+    }
+  }
+
+  subscriberFailed(err: unknown, topic: string, message: Message): void {
+    this.counters.errors++;
+    this.counters.subscriberErrors++;
+    this.log.logger.error({ err, topic, ...this.log.fields(message) }, 'subscriber failed');
   }
 
   /** Whether a leased message may be delivered: not expired, not past its attempts. */
