@@ -475,7 +475,20 @@ export class RedisTransport implements Transport {
   enqueue(entries: EnqueueEntry[]): Promise<EnqueueResult[]> {
     if (entries.length === 0) return Promise.resolve([]);
     if (this.#closed) return Promise.reject(new ClosedError('redis transport'));
-    return this.#enqueues.submit('', entries);
+    return this.#enqueues.submit('', entries).then((results) => this.#publishEnqueued(entries, results));
+  }
+
+  /**
+   * Stopgap for `EnqueueEntry.publish` until publishing moves into the enqueue script (issue 21,
+   * REDIS side): publishes each enqueued entry that asks for it, as the bus did after an enqueue.
+   * At-most-once: a failed publication is dropped, never felt by the sender.
+   */
+  #publishEnqueued<R extends EnqueueResult[]>(entries: EnqueueEntry[], results: R): R {
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i] as EnqueueEntry;
+      if (e.publish === true && results[i]?.status === 'enqueued') this.publish(e.message.type, e.message).catch(() => undefined);
+    }
+    return results;
   }
 
   // Not async, like the other steps of a message's way out: each suspended frame is a promise
@@ -508,7 +521,10 @@ export class RedisTransport implements Transport {
    */
   enqueueAndAck(entries: EnqueueEntry[], lease: Lease): Promise<{ results: EnqueueResult[]; acked: boolean }> {
     if (this.#closed) return Promise.reject(new ClosedError('redis transport'));
-    return this.#replies.submit(lease.queue, { entries, lease });
+    return this.#replies.submit(lease.queue, { entries, lease }).then((outcome) => {
+      this.#publishEnqueued(entries, outcome.results);
+      return outcome;
+    });
   }
 
   #enqueueAndAckMany(queue: string, calls: { entries: EnqueueEntry[]; lease: Lease }[]): Promise<{ results: EnqueueResult[]; acked: boolean }[]> {
