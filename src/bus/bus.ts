@@ -1,3 +1,4 @@
+import type { Context, Span } from '@opentelemetry/api';
 import { type Logger, pino } from 'pino';
 import { ClosedError, RecipientNotFoundError, ValidationError } from '../errors.js';
 import { newId } from '../ids.js';
@@ -12,6 +13,7 @@ import {
   STAMP_SELF_CORRELATED,
   STAMP_TRACE,
 } from '../message.js';
+import { activeTracer, endSpan, parentOf, startConsumerSpan, startProducerSpan } from '../observability/tracing.js';
 import { checkOptionNames } from '../options.js';
 import { backendResolvers } from '../resolvers.js';
 import type { StateManager } from '../state/manager.js';
@@ -265,12 +267,22 @@ export class MessageBus {
     }
     let missing: RecipientNotFoundError | undefined;
     if (entries.length > 0) {
-      const results = await t.enqueue(entries);
+      const tracer = activeTracer();
+      const spans = tracer === undefined ? undefined : entries.map((e) => startProducerSpan(tracer, e.message, 'send', e.queue));
+      let results: EnqueueResult[];
+      try {
+        results = await t.enqueue(entries);
+      } catch (err) {
+        if (spans !== undefined) for (const span of spans) endSpan(span, err);
+        throw err;
+      }
       for (let k = 0; k < entries.length; k++) {
         const m = (entries[k] as EnqueueEntry).message;
         try {
           out[slots[k] as number] = await this.#core.settleSend(t, m, results[k] as EnqueueResult, m.recipient);
+          spans?.[k]?.end();
         } catch (err) {
+          if (spans !== undefined) endSpan(spans[k] as Span, err);
           if (!(err instanceof RecipientNotFoundError)) throw err;
           missing ??= err;
           out[slots[k] as number] = m;
@@ -369,7 +381,10 @@ export class MessageBus {
         continue;
       }
       this.#core.delivered(lease.message, now, agentName);
-      return new PullDelivery(this.#ops, lease);
+      const delivery = new PullDelivery(this.#ops, lease);
+      const tracer = activeTracer();
+      if (tracer !== undefined) delivery.span = startConsumerSpan(tracer, lease.message, agentName, 'receive');
+      return delivery;
     }
   }
 
@@ -647,13 +662,13 @@ export class MessageBus {
    * settle the result. Before the transport is connected, or while a registration of this bus is
    * still under way, it first waits for them, then takes the same path.
    */
-  #send(message: Message, dedupe: boolean): Promise<Message> {
+  #send(message: Message, dedupe: boolean, parent?: Context): Promise<Message> {
     const t = this.#transport;
-    if (t === undefined || this.#pending.size > 0) return this.#transportReady().then(() => this.#send(message, dedupe));
+    if (t === undefined || this.#pending.size > 0) return this.#transportReady().then(() => this.#send(message, dedupe, parent));
     if (message.recipient === '') return this.#core.publish(t, message.type, message).then(() => message);
     try {
       const core = this.#core;
-      const sent = core.enqueueOne(t, message.recipient, message, true, dedupe ? core.settings.dedupeMs : 0, core.settleSend);
+      const sent = core.enqueueOne(t, message.recipient, message, true, dedupe ? core.settings.dedupeMs : 0, core.settleSend, parent);
       return isThenable(sent) ? sent : Promise.resolve(sent);
     } catch (err) {
       return Promise.reject(err);
@@ -674,7 +689,8 @@ export class MessageBus {
         correlationId: input.correlationId ?? handled.correlationId ?? handled.id,
         headers: { traceparent: childTraceparent(handled.headers['traceparent']), ...input.headers },
       });
-      return this.#send(message, input.id !== undefined);
+      // Its PRODUCER span (when tracing) is a child of the delivery being handled.
+      return this.#send(message, input.id !== undefined, ctx.span === undefined ? undefined : parentOf(ctx.span));
     } catch (err) {
       return Promise.reject(err);
     }

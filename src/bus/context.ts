@@ -1,8 +1,10 @@
+import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import { ClosedError, ValidationError } from '../errors.js';
+import { ClosedError, ConcordError, ValidationError } from '../errors.js';
 import type { Message, MessageInput, MessageType } from '../message.js';
 import type { StateManager } from '../state/manager.js';
 import type { Agent, AgentContext } from './agent.js';
+import { endSpan } from '../observability/tracing.js';
 import type { Lease } from './transport.js';
 import type { Delivery, ReplyOptions, Subscription } from './types.js';
 
@@ -65,6 +67,8 @@ export class HandlerContext implements AgentContext {
   finished = false;
   /** The handler's promise, between `handleMessage` returning it and the consumer loop taking it. */
   handling: PromiseLike<unknown> | undefined = undefined;
+  /** The delivery's CONSUMER span while an OpenTelemetry SDK traces it (ended when it settles). */
+  span: Span | undefined = undefined;
   readonly #ops: BusOps;
   readonly #lease: Lease;
   #controller: AbortController | undefined;
@@ -139,6 +143,8 @@ export class PullDelivery implements Delivery {
   readonly #lease: Lease;
   #settled = false;
   #deadline: number;
+  /** The delivery's `receive` span while an OpenTelemetry SDK traces it (ended by ack or nack). */
+  span: Span | undefined = undefined;
 
   constructor(ops: BusOps, lease: Lease) {
     const m = lease.message;
@@ -165,6 +171,7 @@ export class PullDelivery implements Delivery {
   async ack(): Promise<boolean> {
     if (this.#settled) return false;
     this.#settled = true;
+    this.#endSpan(undefined);
     return this.#ops.ack(this.#lease);
   }
 
@@ -175,7 +182,14 @@ export class PullDelivery implements Delivery {
       throw new ValidationError(`nack delayMs must be a finite number >= 0, got \`${String(delayMs)}\``, { field: 'delayMs' });
     }
     this.#settled = true;
+    this.#endSpan(error ?? new ConcordError('nacked', `delivery ${this.id} was nacked`));
     return this.#ops.nack(this.#lease, error, delayMs);
+  }
+
+  #endSpan(error: unknown): void {
+    if (this.span === undefined) return;
+    endSpan(this.span, error);
+    this.span = undefined;
   }
 
   async extendLease(ms: number): Promise<boolean> {

@@ -1,3 +1,4 @@
+import type { Context, Tracer } from '@opentelemetry/api';
 import { ClosedError, ConcordError, RecipientNotFoundError, ValidationError } from '../errors.js';
 import {
   childTraceparent,
@@ -8,6 +9,15 @@ import {
   STAMP_OWN_HEADERS,
   STAMP_TRACE,
 } from '../message.js';
+import {
+  activeTracer,
+  endSpan,
+  producerOperation,
+  redriveSpan,
+  replyParent,
+  settleSpan,
+  startProducerSpan,
+} from '../observability/tracing.js';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { isThenable, type MaybePromise } from './maybe.js';
 import type { BusCounters, BusLog } from './metrics.js';
@@ -76,9 +86,59 @@ export class BusCore {
   /**
    * Enqueues `message` on `queue`, visible at once and published to its type's subscribers, then
    * `settle(result)`: at once when the transport answers synchronously, else when its answer comes.
-   * A synchronous throw (of the transport or `settle`) propagates.
+   * A synchronous throw (of the transport or `settle`) propagates. With an OpenTelemetry SDK
+   * registered, all of it runs in the message's PRODUCER span (`parent`: its parent when the bus
+   * knows it, else the active span).
    */
   enqueueOne<R>(
+    t: Transport,
+    queue: string,
+    message: Message,
+    requireRecipient: boolean,
+    dedupeWindowMs: number,
+    settle: (t: Transport, message: Message, result: EnqueueResult, queue: string) => MaybePromise<R>,
+    parent?: Context,
+  ): MaybePromise<R> {
+    const tracer = activeTracer();
+    if (tracer !== undefined) return this.#enqueueTraced(tracer, t, queue, message, requireRecipient, dedupeWindowMs, settle, parent);
+    return this.#enqueueOne(t, queue, message, requireRecipient, dedupeWindowMs, settle);
+  }
+
+  #enqueueTraced<R>(
+    tracer: Tracer,
+    t: Transport,
+    queue: string,
+    message: Message,
+    requireRecipient: boolean,
+    dedupeWindowMs: number,
+    settle: (t: Transport, message: Message, result: EnqueueResult, queue: string) => MaybePromise<R>,
+    parent: Context | undefined,
+  ): MaybePromise<R> {
+    const span = startProducerSpan(tracer, message, producerOperation(message), queue, parent);
+    let out: MaybePromise<R>;
+    try {
+      out = this.#enqueueOne(t, queue, message, requireRecipient, dedupeWindowMs, settle);
+    } catch (err) {
+      endSpan(span, err);
+      throw err;
+    }
+    if (!isThenable(out)) {
+      span.end();
+      return out;
+    }
+    return Promise.resolve(out).then(
+      (value) => {
+        span.end();
+        return value;
+      },
+      (err: unknown) => {
+        endSpan(span, err);
+        throw err;
+      },
+    );
+  }
+
+  #enqueueOne<R>(
     t: Transport,
     queue: string,
     message: Message,
@@ -170,8 +230,14 @@ export class BusCore {
     auto: boolean,
   ): MaybePromise<Message | undefined> {
     const reply = this.prepareReply(request, payload, options);
-    return this.enqueueOne(t, reply.queue, reply.message, reply.requireRecipient, 0, (_t, _m, result) =>
-      this.settleReply(t, request, reply, result, auto),
+    return this.enqueueOne(
+      t,
+      reply.queue,
+      reply.message,
+      reply.requireRecipient,
+      0,
+      (_t, _m, result) => this.settleReply(t, request, reply, result, auto),
+      activeTracer() === undefined ? undefined : replyParent(request),
     );
   }
 
@@ -219,6 +285,8 @@ export class BusCore {
     let message: Message;
     try {
       message = redriveMessage(letter);
+      const tracer = activeTracer();
+      if (tracer !== undefined) redriveSpan(tracer, message, letter.queue);
       const requireRecipient = !letter.queue.startsWith(INBOX_PREFIX);
       [result] = await t.enqueue([{ queue: letter.queue, message, visibleAt: 0, requireRecipient, dedupeWindowMs: 0, publish: false }]);
     } catch (err) {
@@ -245,7 +313,15 @@ export class BusCore {
 
   /** Publishes `message` on `topic` (`bus.publish`, and `send` to recipient `''`). */
   async publish(t: Transport, topic: string, message: Message): Promise<void> {
-    await t.publish(topic, message);
+    const tracer = activeTracer();
+    const span = tracer === undefined ? undefined : startProducerSpan(tracer, message, 'publish', topic);
+    try {
+      await t.publish(topic, message);
+    } catch (err) {
+      if (span !== undefined) endSpan(span, err);
+      throw err;
+    }
+    span?.end();
     this.counters.published++;
     if (this.log.debugging) this.log.logger.debug({ ...this.log.fields(message), topic }, 'message published');
   }
@@ -301,6 +377,8 @@ export class BusCore {
       return;
     }
     this.counters.deadLetters++;
+    const tracer = activeTracer();
+    if (tracer !== undefined) settleSpan(tracer, m, lease.queue, 'dead_letter', letter.reason);
     this.log.logger.warn({ ...this.log.fields(m), reason: letter.reason, error: letter.error }, 'message dead-lettered');
     if (!expired && asksForReply(m)) await this.autoReply(t, m, errorPayload(new Error('lease expired'), m.attempt - 1), MessageType.ERROR);
   }
@@ -322,6 +400,8 @@ export class BusCore {
         };
         if (!(await t.deadLetter(letter, lease))) return false;
         this.counters.deadLetters++;
+        const tracer = activeTracer();
+        if (tracer !== undefined) settleSpan(tracer, m, lease.queue, 'dead_letter', letter.reason);
         this.log.logger.warn(
           { ...this.log.fields(m), reason: 'max_attempts', error: text },
           'message dead-lettered after its last attempt',

@@ -1,4 +1,15 @@
+import type { Span } from '@opentelemetry/api';
 import { MessageType } from '../message.js';
+import {
+  activeTracer,
+  endSpan,
+  leaseSpan,
+  parentOf,
+  recordError,
+  startConsumerSpan,
+  startProducerSpan,
+  withSpan,
+} from '../observability/tracing.js';
 import { timerDelay } from '../timers.js';
 import type { Agent } from './agent.js';
 import { type BusOps, HandlerContext, type Registration } from './context.js';
@@ -103,6 +114,10 @@ export class LeaseWatch {
   settle(ctx: HandlerContext): void {
     ctx.finished = true;
     if (ctx.watched) this.watched.delete(ctx);
+    if (ctx.span !== undefined) {
+      ctx.span.end();
+      ctx.span = undefined;
+    }
   }
 
   /** Aborts every watched signal with `reason` (close gave up draining). */
@@ -194,6 +209,16 @@ export class Consumers {
         await pause(LOOP_ERROR_PAUSE_MS, reg.controller.signal);
         continue;
       }
+      if (leases.length > 1) {
+        // A batch: its span links to each message's creation context (each delivery still parents on its own).
+        const tracer = activeTracer();
+        if (tracer !== undefined)
+          leaseSpan(
+            tracer,
+            reg.name,
+            leases.map((l) => l.message),
+          );
+      }
       for (let i = 0; i < leases.length; i++) {
         const lease = leases[i] as Lease;
         const step = this.#deliver(t, reg, lease);
@@ -242,6 +267,8 @@ export class Consumers {
       if (verdict !== VERDICT_OK) return this.#leaveAfter(reg, lease, this.#core.retire(t, lease, verdict));
       this.#core.delivered(m, now, reg.name);
       ctx = new HandlerContext(this.#ops, reg.name, lease);
+      const tracer = activeTracer();
+      if (tracer !== undefined) ctx.span = startConsumerSpan(tracer, m, reg.name, 'process');
     } catch (err) {
       this.#core.deliveryFailed(err, m);
       this.#leave(reg);
@@ -249,7 +276,9 @@ export class Consumers {
     }
     let result: unknown;
     try {
-      result = (reg.agent as Agent).handleMessage(m, ctx);
+      const agent = reg.agent as Agent;
+      // The handler runs in its delivery's span (when tracing), so what it sends and writes nests under it.
+      result = ctx.span === undefined ? agent.handleMessage(m, ctx) : withSpan(ctx.span, () => agent.handleMessage(m, ctx));
     } catch (err) {
       return this.#handlerFailed(t, reg, lease, ctx, err);
     }
@@ -313,8 +342,11 @@ export class Consumers {
     const m = lease.message;
     let reply: ReturnType<BusCore['prepareReply']>;
     let outcome: ReturnType<Transport['enqueueAndAck']>;
+    let replySpan: Span | undefined;
     try {
       reply = core.prepareReply(m, resultPayload(result), { type: MessageType.RESULT, sender: reg.name });
+      const tracer = ctx.span === undefined ? undefined : activeTracer();
+      if (tracer !== undefined) replySpan = startProducerSpan(tracer, reply.message, 'reply', reply.queue, parentOf(ctx.span as Span));
       outcome = t.enqueueAndAck(
         [
           {
@@ -330,10 +362,12 @@ export class Consumers {
       );
     } catch (err) {
       // The result could not be sent (not JSON, bus closed): the delivery failed, nothing was acked.
+      if (replySpan !== undefined) endSpan(replySpan, err);
       return this.#failed(t, lease, ctx, err).then(noop);
     }
     const settle = (o: { results: unknown[]; acked: boolean }): MaybePromise<void> => {
       ctx.replied = true;
+      replySpan?.end();
       this.#watch.settle(ctx);
       let sent: ReturnType<BusCore['settleReply']> | undefined;
       try {
@@ -346,11 +380,15 @@ export class Consumers {
       return undefined;
     };
     if (!isThenable(outcome)) return settle(outcome);
-    return outcome.then(settle, (err: unknown) => this.#failed(t, lease, ctx, err).then(noop));
+    return outcome.then(settle, (err: unknown) => {
+      if (replySpan !== undefined) endSpan(replySpan, err);
+      return this.#failed(t, lease, ctx, err).then(noop);
+    });
   }
 
   /** The handler threw (or its result could not be sent). */
   #failed(t: Transport, lease: Lease, ctx: HandlerContext, err: unknown): Promise<boolean> {
+    if (ctx.span !== undefined) recordError(ctx.span, err);
     this.#watch.settle(ctx);
     return this.#core.retryOrDeadLetter(t, lease, err);
   }

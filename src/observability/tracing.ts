@@ -178,7 +178,7 @@ export function startConsumerSpan(t: Tracer, message: Message, queue: string, op
  * The span of leasing a batch of messages from `queue`: it links to each message's creation
  * context instead of parenting (the batch has many parents), per the messaging conventions.
  */
-export function leaseSpan(t: Tracer, queue: string, messages: readonly Message[], startTime: number): Span {
+export function leaseSpan(t: Tracer, queue: string, messages: readonly Message[], startTime?: number): Span {
   const links: Link[] = [];
   for (const m of messages) {
     const sc = spanContextOf(m.headers['traceparent']);
@@ -188,7 +188,7 @@ export function leaseSpan(t: Tracer, queue: string, messages: readonly Message[]
     `receive ${queue}`,
     {
       kind: SpanKind.CLIENT,
-      startTime,
+      ...(startTime !== undefined ? { startTime } : {}),
       links,
       attributes: {
         'messaging.system': MESSAGING_SYSTEM,
@@ -407,4 +407,23 @@ export function activeTraceparent(): string | undefined {
   if (activeTracer() === undefined) return undefined;
   const sc = trace.getSpanContext(context.active());
   return sc !== undefined && trace.isSpanContextValid(sc) ? traceparentOf(sc) : undefined;
+}
+
+/** What a PRODUCER span of `message` did: a reply (it answers a message), a request (it waits for one), or a send. */
+export function producerOperation(message: Message): ProducerOperation {
+  const h = message.headers;
+  return h['inReplyTo'] !== undefined ? 'reply' : h['replyTo'] !== undefined ? 'request' : 'send';
+}
+
+/** `span` as an explicit parent context. */
+export function parentOf(span: Span): Context {
+  return trace.setSpan(ROOT_CONTEXT, span);
+}
+
+/**
+ * The parent of a reply to `request` sent outside a handler's span (a pull consumer's
+ * `bus.reply`, the ERROR of a request that failed for good): the context the request was sent in.
+ */
+export function replyParent(request: Message): Context | undefined {
+  return trace.getSpan(context.active()) === undefined ? messageContext(request) : undefined;
 }
