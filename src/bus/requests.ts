@@ -167,12 +167,14 @@ export class Requests {
   /** A reply came: ack it, and settle the request waiting for it (a late one is only counted). */
   #settle(t: Transport, lease: Lease): void {
     const m = lease.message;
-    let acked: MaybePromise<boolean>;
-    try {
-      acked = t.ack(lease);
-      if (isThenable(acked)) acked.then(undefined, this.#ackFailed);
-    } catch (err) {
-      this.#ackFailed(err);
+    if (lease.malformed === undefined) {
+      let acked: MaybePromise<boolean>;
+      try {
+        acked = t.ack(lease);
+        if (isThenable(acked)) acked.then(undefined, this.#ackFailed);
+      } catch (err) {
+        this.#ackFailed(err);
+      }
     }
     const id = m.headers['inReplyTo'];
     const pending = id === undefined ? undefined : this.#waiting.get(id);
@@ -183,6 +185,15 @@ export class Requests {
       return;
     }
     this.#forget(pending);
+    if (lease.malformed !== undefined) {
+      pending.reject(
+        new ValidationError(
+          `the reply from \`${m.sender}\` to request ${pending.id} is not a valid message: ${lease.malformed}; it was dead-lettered as malformed`,
+          { field: 'reply' },
+        ),
+      );
+      return;
+    }
     core.delivered(m, Date.now(), this.inbox);
     core.counters.acked++;
     if (m.type === MessageType.ERROR) pending.reject(new RemoteError(m.sender, pending.id, m.payload));

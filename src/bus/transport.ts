@@ -190,6 +190,14 @@ export interface Lease {
   token: string;
   /** Epoch ms. */
   deadline: number;
+  /**
+   * Set only on a lease from a reply inbox whose entry did not decode: why it did not. The
+   * transport has already dead-lettered the data (`malformed`, with its raw bytes); `message` is a
+   * stand-in with an empty payload that keeps the routing fields it could read (`correlationId`,
+   * `headers.inReplyTo`), so the bus can fail the request waiting for it at once instead of
+   * letting it time out. Nothing is held for such a lease: it is never acked.
+   */
+  malformed?: string;
 }
 
 export type DeadLetterReason = 'recipient_not_found' | 'max_attempts' | 'expired' | 'malformed';
