@@ -2,10 +2,12 @@
 //   base       a build without the instrumentation (`--base <dir>`: a checkout built with `npm run build`),
 //   no-sdk     this build, no OpenTelemetry SDK registered (the API is a no-op),
 //   sdk        this build with an SDK, a batch processor and an exporter that drops spans (`--otel`),
+//   sdk-no-cm  the same without the AsyncLocalStorage context manager (`--split`),
 // each repetition in a rotated order so drift in machine load spreads evenly. Prints the median,
 // min and max of each and the ratios to base. The figures go in bench/NOTES.md ("Tracing overhead").
 //
 //   npm run build && node bench/otel-overhead.mjs --base /tmp/concord-base --reps 7
+// (the base checkout runs this checkout's bench/ files: copy bench/lib and bench/workloads over its own)
 import { spawn } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +34,8 @@ const VARIANTS = [
   ...(base ? [{ name: 'base', dir: join(base, 'bench', 'workloads'), extra: [] }] : []),
   { name: 'no-sdk', dir: join(here, 'workloads'), extra: [] },
   { name: 'sdk', dir: join(here, 'workloads'), extra: ['--otel'] },
+  // `--split`: also the SDK without a context manager (spans only, no AsyncLocalStorage).
+  ...(opts.split ? [{ name: 'sdk-no-cm', dir: join(here, 'workloads'), extra: ['--otel', 'no-context'] }] : []),
 ];
 
 function run(file, args) {
@@ -42,7 +46,12 @@ function run(file, args) {
     child.on('close', (code) => {
       const line = out.split('\n').find((l) => l.startsWith('BENCH_RESULT '));
       if (!line) reject(new Error(`${file} exited ${code} without a result:\n${out}`));
-      else resolve(JSON.parse(line.slice('BENCH_RESULT '.length)).results);
+      else {
+        // The CPU time per message (info.cpu_*) moves less than wall time on a shared machine: kept as a metric too.
+        const { results, info } = JSON.parse(line.slice('BENCH_RESULT '.length));
+        const cpu = Object.entries(info ?? {}).filter(([k, v]) => k.startsWith('cpu_') && typeof v === 'number');
+        resolve([...results, ...cpu.map(([metric, value]) => ({ metric, value }))]);
+      }
     });
   });
 }

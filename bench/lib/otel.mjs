@@ -21,7 +21,8 @@ export async function maybeRegisterOtel(args) {
   const provider = new TracerProvider({
     spanProcessors: [new BatchSpanProcessor({ exporter, maxQueueSize: 65_536, maxExportBatchSize: 4096 })],
   });
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  // `--otel no-context`: no context manager, to tell its cost (AsyncLocalStorage) from the spans'.
+  if (args.otel !== 'no-context') context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   trace.setGlobalTracerProvider(provider);
   return async () => {
     await provider.shutdown();

@@ -36,6 +36,7 @@ if (subject === 'eventemitter') {
 
 for (let i = 0; i < warmup; i++) await run(i);
 const t0 = process.hrtime.bigint();
+const cpu0 = process.cpuUsage();
 for (let i = 0; i < n; i++) {
   const s = process.hrtime.bigint();
   const reply = await run(i);
@@ -43,6 +44,7 @@ for (let i = 0; i < n; i++) {
   if (i === 0 && reply?.payload?.ok !== true) throw new Error(`unexpected reply ${JSON.stringify(reply)}`);
 }
 const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+const cpu = process.cpuUsage(cpu0);
 await close();
 const p = percentilesUs(samples);
 emit(
@@ -51,5 +53,5 @@ emit(
     { metric: 'p99_us', value: p.p99_us },
     { metric: 'ops_per_s', value: n / seconds },
   ],
-  { n, warmup, mean_us: p.mean_us },
+  { n, warmup, mean_us: p.mean_us, cpu_us_per_op: (cpu.user + cpu.system) / n },
 );
