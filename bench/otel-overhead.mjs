@@ -30,13 +30,15 @@ const CASES = [
 ];
 const only = typeof opts.only === 'string' ? opts.only.split(',') : null;
 
-const VARIANTS = [
+const ALL_VARIANTS = [
   ...(base ? [{ name: 'base', dir: join(base, 'bench', 'workloads'), extra: [] }] : []),
   { name: 'no-sdk', dir: join(here, 'workloads'), extra: [] },
   { name: 'sdk', dir: join(here, 'workloads'), extra: ['--otel'] },
   // `--split`: also the SDK without a context manager (spans only, no AsyncLocalStorage).
   ...(opts.split ? [{ name: 'sdk-no-cm', dir: join(here, 'workloads'), extra: ['--otel', 'no-context'] }] : []),
 ];
+// `--variants base,no-sdk`: only these (e.g. many repetitions of the no-SDK comparison alone).
+const VARIANTS = typeof opts.variants === 'string' ? ALL_VARIANTS.filter((v) => opts.variants.split(',').includes(v.name)) : ALL_VARIANTS;
 
 function run(file, args) {
   return new Promise((resolve, reject) => {
@@ -74,8 +76,8 @@ for (const c of CASES.filter((c) => !only || only.some((p) => c.id.startsWith(p)
       process.stderr.write(`${c.id} rep ${rep + 1} ${v.name.padEnd(7)} ${results.map((r) => `${r.metric}=${fmt(r.value)}`).join(' ')}\n`);
     }
   }
-  for (const metric of Object.keys(got['no-sdk'])) {
-    const ref = base ? median(got.base[metric]) : undefined;
+  for (const metric of Object.keys(got[VARIANTS[0].name])) {
+    const ref = got.base?.[metric] ? median(got.base[metric]) : undefined;
     for (const v of VARIANTS) {
       const xs = got[v.name][metric];
       const m = median(xs);

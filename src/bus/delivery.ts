@@ -1,5 +1,5 @@
 import type { Span } from '@opentelemetry/api';
-import { MessageType } from '../message.js';
+import { type Message, MessageType } from '../message.js';
 import {
   activeTracer,
   endSpan,
@@ -277,8 +277,10 @@ export class Consumers {
     let result: unknown;
     try {
       const agent = reg.agent as Agent;
-      // The handler runs in its delivery's span (when tracing), so what it sends and writes nests under it.
-      result = ctx.span === undefined ? agent.handleMessage(m, ctx) : withSpan(ctx.span, () => agent.handleMessage(m, ctx));
+      // The handler runs in its delivery's span (when tracing), so what it sends and writes nests
+      // under it. The closure that needs lives in its own function: here it would allocate a
+      // context for this frame on every delivery, traced or not.
+      result = ctx.span === undefined ? agent.handleMessage(m, ctx) : handleInSpan(ctx.span, agent, m, ctx);
     } catch (err) {
       return this.#handlerFailed(t, reg, lease, ctx, err);
     }
@@ -431,3 +433,8 @@ export class Consumers {
 }
 
 const noop = (): void => undefined;
+
+/** `agent.handleMessage(m, ctx)` with `span` as the active span. */
+function handleInSpan(span: Span, agent: Agent, m: Message, ctx: HandlerContext): unknown {
+  return withSpan(span, () => agent.handleMessage(m, ctx));
+}

@@ -38,7 +38,9 @@ const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
 /** Re-read the global registration every this many checks (a provider registered through another copy of the API, or after `trace.disable()`). */
 const RECHECK_EVERY = 1024;
 
+/** The global provider as last read, and the same as a proxy when it is one (the API's usual case). */
 let watched: TracerProvider = trace.getTracerProvider();
+let proxy: ProxyTracerProvider | undefined = watched instanceof ProxyTracerProvider ? watched : undefined;
 let checks = 0;
 let tracerOf: TracerProvider | undefined;
 let tracer: Tracer | undefined;
@@ -49,11 +51,8 @@ let tracer: Tracer | undefined;
  * only asks it whether it still delegates to nothing.
  */
 export function activeTracer(): Tracer | undefined {
-  if (++checks === RECHECK_EVERY) {
-    checks = 0;
-    watched = trace.getTracerProvider();
-  }
-  const provider = watched instanceof ProxyTracerProvider ? watched.getDelegate() : watched;
+  if (++checks === RECHECK_EVERY) refreshTracing();
+  const provider = proxy !== undefined ? proxy.getDelegate() : watched;
   if (provider === NOOP_PROVIDER) return undefined;
   if (provider !== tracerOf) {
     tracerOf = provider;
@@ -66,6 +65,7 @@ export function activeTracer(): Tracer | undefined {
 export function refreshTracing(): void {
   checks = 0;
   watched = trace.getTracerProvider();
+  proxy = watched instanceof ProxyTracerProvider ? watched : undefined;
 }
 
 // ---------------------------------------------------------------- W3C trace context
