@@ -4,6 +4,9 @@
  * (`concord-agents/sqlite`, `concord-agents/redis`); code inside the package imports what it
  * needs by path, never through this entry.
  */
+// Installs the backend resolvers the core uses for URLs and defaults (data flows one way: see connect.ts).
+import './connect.js';
+
 export {
   ConcordError,
   ValidationError,

@@ -8,7 +8,8 @@ import {
   ValidationError,
 } from '../src/errors.js';
 import { MessageType, traceIdOf, type Message } from '../src/message.js';
-import { CommunicationProtocol, MemoryTransport, MessageBus, type MessageBusOptions } from '../src/bus/index.js';
+import { CommunicationProtocol, MessageBus, type MessageBusOptions } from '../src/bus/index.js';
+import { MemoryTransport } from '../src/backends/memory/transport.js';
 import { defineAgent, type AgentContext } from '../src/bus/agent.js';
 import { waitFor } from './helpers/services.js';
 

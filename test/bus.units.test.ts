@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ValidationError } from '../src/errors.js';
 import { DEFAULT_BACKOFF, backoffDelay, resolveBackoff } from '../src/bus/backoff.js';
-import { BandedQueue, IndexedHeap, KeyedHeap } from '../src/bus/heap.js';
+import { IndexedHeap } from '../src/bus/heap.js';
+import { BandedQueue, KeyedHeap } from '../src/backends/memory/heap.js';
 import { LatencyRecorder, percentile } from '../src/bus/latency.js';
 
 describe('backoffDelay', () => {

@@ -6,7 +6,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClosedError, LockTimeoutError, RecipientNotFoundError, RequestTimeoutError, ValidationError } from '../src/errors.js';
 import { MessageType, type Message } from '../src/message.js';
-import { MemoryTransport, MessageBus, type MessageBusOptions } from '../src/bus/index.js';
+import { MessageBus, type MessageBusOptions } from '../src/bus/index.js';
+import { MemoryTransport } from '../src/backends/memory/transport.js';
 import { defineAgent, type AgentContext } from '../src/bus/agent.js';
 import type { Transport } from '../src/bus/transport.js';
 import { MemoryStore } from '../src/backends/memory/store.js';

@@ -2,9 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ClosedError, ValidationError } from '../src/errors.js';
 import { MemoryTransport } from '../src/backends/memory/transport.js';
-import { resolveTransport } from '../src/backends/resolve.js';
+import { resolveTransport } from '../src/connect.js';
 import { MessageType, createMessage, type Message } from '../src/message.js';
-import type { EnqueueEntry, Lease } from '../src/bus/transport.js';
+import type { EnqueueEntry, EnqueueResult, Lease } from '../src/bus/transport.js';
 import { waitFor } from './helpers/services.js';
 
 const transports: MemoryTransport[] = [];
@@ -19,6 +19,19 @@ afterEach(async () => {
 
 const msg = (priority = 5, n = 0): Message =>
   createMessage({ sender: 's', recipient: 'q', type: MessageType.TASK, payload: { n }, priority });
+/** `lease` of what is visible now: the memory transport answers that synchronously. */
+function leaseNow(t: MemoryTransport, queue: string, options: { leaseMs: number; waitMs: 0; max?: number }): Lease[] {
+  const answer = t.lease(queue, options);
+  if (!Array.isArray(answer)) throw new Error('expected a synchronous answer');
+  return answer;
+}
+/** `enqueue`, which the memory transport answers synchronously. */
+function enqueueNow(t: MemoryTransport, entries: EnqueueEntry[]): EnqueueResult[] {
+  const answer = t.enqueue(entries);
+  if (!Array.isArray(answer)) throw new Error('expected a synchronous answer');
+  return answer;
+}
+const enqueueOne = (t: MemoryTransport, e: EnqueueEntry) => enqueueNow(t, [e])[0] as EnqueueResult;
 const entry = (message: Message, over: Partial<EnqueueEntry> = {}): EnqueueEntry => ({
   queue: 'q',
   message,
@@ -46,8 +59,8 @@ describe('MemoryTransport', () => {
       fc.property(fc.array(fc.integer({ min: 0, max: 10 }), { minLength: 1, maxLength: 3_000 }), (prios) => {
         const t = new MemoryTransport();
         const ms = prios.map((p, n) => msg(p, n));
-        t.enqueueNow(ms.map((m) => entry(m)));
-        const out = t.leaseNow('q', { leaseMs: 10_000, waitMs: 0, max: prios.length });
+        enqueueNow(t, ms.map((m) => entry(m)));
+        const out = leaseNow(t, 'q', { leaseMs: 10_000, waitMs: 0, max: prios.length });
         const expected = ms.map((m, n) => ({ m, n })).sort((a, b) => b.m.priority - a.m.priority || a.n - b.n);
         expect(out.map((l) => l.message.id)).toEqual(expected.map(({ m }) => m.id));
         void t.close();
@@ -59,80 +72,80 @@ describe('MemoryTransport', () => {
   it('hands each delivery its own copy of the message with its attempt, sharing the payload', async () => {
     const t = open();
     const m = msg();
-    t.enqueueNow([entry(m)]);
-    const [first] = t.leaseNow('q', { leaseMs: 10_000, waitMs: 0 });
+    enqueueNow(t, [entry(m)]);
+    const [first] = leaseNow(t, 'q', { leaseMs: 10_000, waitMs: 0 });
     expect(first?.message).not.toBe(m);
     expect(first?.message.payload).toBe(m.payload);
     expect(m.attempt).toBe(0);
     await t.requeue(first as Lease, { delayMs: 0 });
-    const [second] = t.leaseNow('q', { leaseMs: 10_000, waitMs: 0 });
+    const [second] = leaseNow(t, 'q', { leaseMs: 10_000, waitMs: 0 });
     expect(first?.message.attempt).toBe(1);
     expect(second?.message.attempt).toBe(2);
   });
 
   it('accepts a copied lease object, found by its token', async () => {
     const t = open();
-    t.enqueueNow([entry(msg())]);
-    const [lease] = t.leaseNow('q', { leaseMs: 10_000, waitMs: 0 });
+    enqueueNow(t, [entry(msg())]);
+    const [lease] = leaseNow(t, 'q', { leaseMs: 10_000, waitMs: 0 });
     const copy: Lease = { queue: lease!.queue, message: lease!.message, token: lease!.token, deadline: lease!.deadline };
     expect(await t.extendLease(copy, 20_000)).toBe(true);
     expect(await t.ack(copy)).toBe(true);
     expect(await t.ack(lease as Lease)).toBe(false);
   });
 
-  it('has synchronous twins that agree with the async methods', async () => {
+  it('answers enqueue, lease, ack and depth synchronously', async () => {
     const t = open();
-    expect(t.enqueueNow([entry(msg(1)), entry(msg(9))]).map((r) => r.status)).toEqual(['enqueued', 'enqueued']);
-    expect(t.depthNow('q')).toEqual({ ready: 2, delayed: 0, inFlight: 0 });
-    const [l] = t.leaseNow('q', { leaseMs: 10_000, waitMs: 0 });
+    expect(enqueueNow(t, [entry(msg(1)), entry(msg(9))]).map((r) => r.status)).toEqual(['enqueued', 'enqueued']);
+    expect(t.depth('q')).toEqual({ ready: 2, delayed: 0, inFlight: 0 });
+    const [l] = leaseNow(t, 'q', { leaseMs: 10_000, waitMs: 0 });
     expect(l?.message.priority).toBe(9);
-    expect(t.ackNow(l as Lease)).toBe(true);
-    expect(t.ackNow(l as Lease)).toBe(false);
+    expect(t.ack(l as Lease)).toBe(true);
+    expect(t.ack(l as Lease)).toBe(false);
     expect(await t.depth('q')).toEqual({ ready: 1, delayed: 0, inFlight: 0 });
-    expect(t.leaseNow('unknown', { leaseMs: 10_000, waitMs: 0 })).toEqual([]);
+    expect(leaseNow(t, 'unknown', { leaseMs: 10_000, waitMs: 0 })).toEqual([]);
   });
 
-  it('has single-message twins (enqueueOneNow, leaseOneNow) with the same rules as the array ones', async () => {
+  it('keeps the enqueue rules (priority, dedupe, recipients, delay) for single entries', async () => {
     const t = open();
     await t.addRecipient('q');
     const low = msg(1);
     const high = msg(9);
-    expect(t.enqueueOneNow(entry(low, { requireRecipient: true })).status).toBe('enqueued');
-    expect(t.enqueueOneNow(entry(high, { requireRecipient: true, dedupeWindowMs: 60_000 })).status).toBe('enqueued');
-    expect(t.enqueueOneNow(entry(high, { requireRecipient: true, dedupeWindowMs: 60_000 }))).toEqual({ status: 'duplicate', original: high });
-    expect(t.enqueueOneNow(entry(msg(), { queue: 'nobody', requireRecipient: true })).status).toBe('no_recipient');
-    expect(t.enqueueOneNow(entry(msg(), { visibleAt: Date.now() + 60_000 })).status).toBe('enqueued');
-    expect(t.depthNow('q')).toEqual({ ready: 2, delayed: 1, inFlight: 0 });
-    const first = t.leaseOneNow('q', 10_000);
+    expect(enqueueOne(t, entry(low, { requireRecipient: true })).status).toBe('enqueued');
+    expect(enqueueOne(t, entry(high, { requireRecipient: true, dedupeWindowMs: 60_000 })).status).toBe('enqueued');
+    expect(enqueueOne(t, entry(high, { requireRecipient: true, dedupeWindowMs: 60_000 }))).toEqual({ status: 'duplicate', original: high });
+    expect(enqueueOne(t, entry(msg(), { queue: 'nobody', requireRecipient: true })).status).toBe('no_recipient');
+    expect(enqueueOne(t, entry(msg(), { visibleAt: Date.now() + 60_000 })).status).toBe('enqueued');
+    expect(t.depth('q')).toEqual({ ready: 2, delayed: 1, inFlight: 0 });
+    const first = leaseNow(t, 'q', { leaseMs: 10_000, waitMs: 0 })[0];
     expect(first?.message).toMatchObject({ id: high.id, attempt: 1 });
-    expect(t.leaseOneNow('q', 10_000)?.message.id).toBe(low.id);
-    expect(t.leaseOneNow('q', 10_000)).toBeUndefined();
-    expect(t.leaseOneNow('unknown', 10_000)).toBeUndefined();
-    expect(() => t.leaseOneNow('q', 0)).toThrow(ValidationError);
-    expect(t.ackNow(first as Lease)).toBe(true);
+    expect(leaseNow(t, 'q', { leaseMs: 10_000, waitMs: 0 })[0]?.message.id).toBe(low.id);
+    expect(leaseNow(t, 'q', { leaseMs: 10_000, waitMs: 0 })[0]).toBeUndefined();
+    expect(leaseNow(t, 'unknown', { leaseMs: 10_000, waitMs: 0 })[0]).toBeUndefined();
+    await expect(t.lease('q', { leaseMs: 0, waitMs: 0 })).rejects.toBeInstanceOf(ValidationError);
+    expect(t.ack(first as Lease)).toBe(true);
     expect(await t.hasRecipient('q')).toBe(true);
     await t.removeRecipient('q');
     expect(await t.hasRecipient('q')).toBe(false);
-    expect(t.enqueueOneNow(entry(msg(), { requireRecipient: true })).status).toBe('no_recipient');
+    expect(enqueueOne(t, entry(msg(), { requireRecipient: true })).status).toBe('no_recipient');
   });
 
-  it('takes the caller’s clock reading when given one: a lease past its deadline is lost', () => {
+  it('loses a lease past its deadline: the ack fails and the next lease is attempt 2', async () => {
     const t = open();
-    t.enqueueNow([entry(msg())]);
-    const now = Date.now();
-    const lease = t.leaseOneNow('q', 1_000, now) as Lease;
-    expect(lease.deadline).toBe(now + 1_000);
-    expect(t.ackNow(lease, now + 1_000)).toBe(false); // ran out: visible again, with attempt 2 next
-    const again = t.leaseOneNow('q', 1_000, now + 1_000);
+    enqueueNow(t, [entry(msg())]);
+    const [lease] = leaseNow(t, 'q', { leaseMs: 5, waitMs: 0 });
+    expect(lease?.deadline).toBeGreaterThan(Date.now() - 1);
+    await waitFor(() => Date.now() > (lease as Lease).deadline, 'the lease to run out', 2_000);
+    expect(t.ack(lease as Lease)).toBe(false); // ran out: visible again, with attempt 2 next
+    const [again] = leaseNow(t, 'q', { leaseMs: 10_000, waitMs: 0 });
     expect(again?.message.attempt).toBe(2);
-    expect(t.ackNow(again as Lease, now + 1_001)).toBe(true);
+    expect(t.ack(again as Lease)).toBe(true);
   });
 
   it('hands out leases that serialise as plain data', () => {
     const t = open();
     const m = msg();
-    t.enqueueNow([entry(m)]);
-    const lease = t.leaseOneNow('q', 10_000) as Lease;
+    enqueueNow(t, [entry(m)]);
+    const lease = leaseNow(t, 'q', { leaseMs: 10_000, waitMs: 0 })[0] as Lease;
     const data = JSON.parse(JSON.stringify(lease)) as Record<string, unknown>;
     expect(Object.keys(data).sort()).toEqual(['deadline', 'message', 'queue', 'token']);
     expect(data).toMatchObject({ queue: 'q', token: lease.token, deadline: lease.deadline });
@@ -141,7 +154,7 @@ describe('MemoryTransport', () => {
   it('ends a later, shorter wait on time although an earlier wait left the queue timer set for later', async () => {
     const t = open();
     const first = t.lease('q', { leaseMs: 1_000, waitMs: 60_000 });
-    t.enqueueNow([entry(msg())]);
+    enqueueNow(t, [entry(msg())]);
     expect(await first).toHaveLength(1);
     // Ends (with nothing) long before the test's own timeout, not when the old timer fires.
     expect(await t.lease('q', { leaseMs: 1_000, waitMs: 40 })).toEqual([]);
@@ -156,17 +169,17 @@ describe('MemoryTransport', () => {
     controller.abort();
     expect(await a).toEqual([]);
     expect(await b).toEqual([]);
-    t.enqueueNow([entry(msg(), { queue: 'a' })]);
+    enqueueNow(t, [entry(msg(), { queue: 'a' })]);
     expect(await other).toHaveLength(1);
   });
 
   it('forgets a dedupe record once its window passed', async () => {
     const t = open();
     const m = msg();
-    t.enqueueNow([entry(m, { dedupeWindowMs: 30 })]);
-    expect(t.enqueueNow([entry(m, { dedupeWindowMs: 30 })])[0]?.status).toBe('duplicate');
-    await waitFor(() => t.enqueueNow([entry(m, { dedupeWindowMs: 30 })])[0]?.status === 'enqueued', 'the window to pass');
-    expect(t.depthNow('q').ready).toBe(2);
+    enqueueNow(t, [entry(m, { dedupeWindowMs: 30 })]);
+    expect(enqueueNow(t, [entry(m, { dedupeWindowMs: 30 })])[0]?.status).toBe('duplicate');
+    await waitFor(() => enqueueNow(t, [entry(m, { dedupeWindowMs: 30 })])[0]?.status === 'enqueued', 'the window to pass');
+    expect(t.depth('q').ready).toBe(2);
   });
 
   it('refuses bad lease options with ValidationError', async () => {
@@ -174,7 +187,7 @@ describe('MemoryTransport', () => {
     await expect(t.lease('q', { leaseMs: 0, waitMs: 0 })).rejects.toBeInstanceOf(ValidationError);
     await expect(t.lease('q', { leaseMs: 100, waitMs: -1 })).rejects.toBeInstanceOf(ValidationError);
     await expect(t.lease('q', { leaseMs: 100, waitMs: 0, max: 0 })).rejects.toBeInstanceOf(ValidationError);
-    expect(() => t.leaseNow('q', { leaseMs: -5, waitMs: 0 })).toThrow(ValidationError);
+    await expect(t.lease('q', { leaseMs: -5, waitMs: 0 })).rejects.toBeInstanceOf(ValidationError);
     await expect(t.addRecipient('')).rejects.toBeInstanceOf(ValidationError);
   });
 
@@ -210,7 +223,7 @@ describe('MemoryTransport', () => {
   it('holds a timer only while a consumer waits', async () => {
     const t = open();
     const before = timers();
-    t.enqueueNow([entry(msg(), { visibleAt: Date.now() + 60_000 })]);
+    enqueueNow(t, [entry(msg(), { visibleAt: Date.now() + 60_000 })]);
     expect(timers()).toBe(before);
     const controller = new AbortController();
     const waiting = t.lease('q', { leaseMs: 1_000, waitMs: 30_000, signal: controller.signal });
@@ -225,8 +238,8 @@ describe('MemoryTransport', () => {
     const first = t.lease('q', { leaseMs: 1_000, waitMs: 10_000 });
     const second = t.lease('q', { leaseMs: 1_000, waitMs: 10_000 });
     const [a, b] = [msg(5, 1), msg(5, 2)];
-    t.enqueueNow([entry(a!)]);
-    t.enqueueNow([entry(b!)]);
+    enqueueNow(t, [entry(a!)]);
+    enqueueNow(t, [entry(b!)]);
     expect((await first)[0]?.message.id).toBe(a!.id);
     expect((await second)[0]?.message.id).toBe(b!.id);
   });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { MessageBus, StateManager, ValidationError } from '../src/index.js';
 import { TransportError, redactUrl } from '../src/errors.js';
 import { parseBackendUrl } from '../src/backends/url.js';
-import { resolveStore, resolveTransport, STORE_URLS, TRANSPORT_URLS } from '../src/backends/resolve.js';
+import { resolveStore, resolveTransport, STORE_URLS, TRANSPORT_URLS } from '../src/connect.js';
 import { clientOptions, parseRedisUrl } from '../src/backends/redis/connection.js';
 import { createRedisTransport } from '../src/backends/redis/index.js';
 

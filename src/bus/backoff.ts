@@ -42,7 +42,7 @@ export function resolveBackoff(options: Partial<BackoffOptions> | undefined): Ba
 export function backoffDelay(attempt: number, options: BackoffOptions, random: () => number = Math.random): number {
   const { initialMs, factor, maxMs, jitter } = options;
   const exponent = Math.max(0, attempt - 1);
-  const base = Math.min(maxMs, initialMs * Math.pow(factor, exponent));
+  const base = Math.min(maxMs, initialMs * factor ** exponent);
   if (jitter === 0) return Math.round(base);
   const spread = base * jitter * (2 * random() - 1);
   return Math.max(0, Math.min(maxMs, Math.round(base + spread)));

@@ -23,4 +23,3 @@ export { CommunicationProtocol } from './protocol.js';
 export { backoffDelay, resolveBackoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 export { LatencyRecorder, percentile, type LatencySummary } from './latency.js';
 export { validateAgentName } from './agent.js';
-export { MemoryTransport, type MemoryTransportOptions } from '../backends/memory/transport.js';

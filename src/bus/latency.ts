@@ -26,6 +26,7 @@ export class LatencyRecorder {
 
   /** Adds one latency sample in ms. */
   record(ms: number): void {
+    // biome-ignore lint/complexity/useMathMinMax: a NaN sample must count as 0, which Math.max would not do
     const v = ms > 0 ? ms : 0;
     this.#ring[this.#next] = v;
     this.#next = this.#next + 1 === this.#ring.length ? 0 : this.#next + 1;

@@ -48,7 +48,13 @@ export class CommunicationProtocol {
       throw new ValidationError(`broadcast needs an array of recipients, got ${typeof recipients}`, { field: 'recipients' });
     }
     return bus.sendBatch(
-      recipients.map((recipient) => ({ sender, recipient, type: MessageType.CONTROL, payload: data as Record<string, unknown>, ...options })),
+      recipients.map((recipient) => ({
+        sender,
+        recipient,
+        type: MessageType.CONTROL,
+        payload: data as Record<string, unknown>,
+        ...options,
+      })),
     );
   }
 

@@ -1,6 +1,13 @@
 import type { Message } from '../message.js';
 
 /**
+ * A value, or a promise of it. Per-message operations may answer synchronously when they need no
+ * I/O (the memory transport); the bus handles both forms once per operation, never with a twin.
+ * A failure may be thrown or come as a rejected promise: the bus handles both alike.
+ */
+export type MaybePromise<T> = T | Promise<T>;
+
+/**
  * The Transport port: the primitives a message backend offers the bus. It knows nothing of
  * retry policy, dead-letter reasons' meaning, dedupe windows' length, request/reply or agents:
  * the bus decides *what* happens; a transport only stores, orders, leases and moves messages.
@@ -27,34 +34,48 @@ export interface Transport {
    * Enqueues each entry atomically and in order (one round trip on networked transports).
    * Per entry: if `dedupeWindowMs > 0` and an entry with the same message id was enqueued
    * within that window, nothing is enqueued and the first message is returned; else if
-   * `requireRecipient` and the queue is not a recipient, nothing is enqueued (`no_recipient`).
+   * `requireRecipient` and the queue is not a recipient, nothing is enqueued (`no_recipient`);
+   * else the message is enqueued and, when `publish` is set, also fanned out to the subscribers
+   * of `message.type` and of `'*'` as part of the same operation (at-most-once, like `publish`).
+   * A duplicate or refused entry is not published.
+   *
+   * May answer synchronously (memory). It must not keep `entries` or their objects: the bus may
+   * reuse them once the call has returned (for a promise: once it settled).
    */
-  enqueue(entries: EnqueueEntry[]): Promise<EnqueueResult[]>;
+  enqueue(entries: EnqueueEntry[]): MaybePromise<EnqueueResult[]>;
 
   /**
    * Leases up to `max` visible messages of `queue` (highest priority first, FIFO within one),
    * waiting up to `waitMs` for the first one without busy polling. Each leased message has
    * `attempt` set to how many times it has now been leased (1 on first delivery).
    * Leases whose deadline passed are first made visible again (crashed or hung consumers).
-   * Resolves `[]` when the wait ends empty or `signal` aborts.
+   * Answers `[]` when the wait ends empty or `signal` aborts.
+   *
+   * May answer synchronously when it need not wait: messages are visible now, or `waitMs` is 0.
+   * The bus calls it from one consumer loop per queue and bus; several buses (processes) may
+   * lease the same queue concurrently, and each message goes to one of them.
    */
-  lease(queue: string, options: LeaseOptions): Promise<Lease[]>;
+  lease(queue: string, options: LeaseOptions): MaybePromise<Lease[]>;
 
-  /** Removes a leased message for good. False if the lease was lost (expired and re-leased or moved). */
-  ack(lease: Lease): Promise<boolean>;
   /**
-   * Optional: `enqueue(entries)`, then `ack(lease)`, as one atomic step: a reply and the request
-   * it answers, so a crash never leaves the request acked without its reply, and a networked
-   * transport spends one round trip, not two. The ack does not depend on the entries' results;
-   * `acked` is false when the lease was lost (the entries are enqueued all the same, as they are
-   * by enqueue then ack). When it rejects, neither happened (or, if the connection failed after
-   * the backend ran it, both did). Without it the bus enqueues, then acks.
+   * Removes a leased message for good. False if the lease was lost (expired and re-leased or
+   * moved). The bus calls it at most once per lease, after the handler settled, and never
+   * together with `requeue`, `deadLetter(…, lease)` or `enqueueAndAck` for the same lease.
    */
-  enqueueAndAck?(entries: EnqueueEntry[], lease: Lease): Promise<{ results: EnqueueResult[]; acked: boolean }>;
+  ack(lease: Lease): MaybePromise<boolean>;
+  /**
+   * `enqueue(entries)`, then `ack(lease)`, as one atomic step: a reply and the request it answers,
+   * so a crash never leaves the request acked without its reply, and a networked transport spends
+   * one round trip, not two. The ack does not depend on the entries' results; `acked` is false
+   * when the lease was lost (the entries are enqueued all the same, as they are by enqueue then
+   * ack). When it rejects, neither happened (or, if the connection failed after the backend ran
+   * it, both did).
+   */
+  enqueueAndAck(entries: EnqueueEntry[], lease: Lease): MaybePromise<{ results: EnqueueResult[]; acked: boolean }>;
   /** Returns a leased message to its queue, visible again after `delayMs`. False if the lease was lost. */
-  requeue(lease: Lease, options: { delayMs: number }): Promise<boolean>;
-  /** Moves the lease deadline to now + `ms`. False if the lease was lost. */
-  extendLease(lease: Lease, ms: number): Promise<boolean>;
+  requeue(lease: Lease, options: { delayMs: number }): MaybePromise<boolean>;
+  /** Moves the lease deadline to now + `ms`. False if the lease was lost. Called while the handler runs. */
+  extendLease(lease: Lease, ms: number): MaybePromise<boolean>;
 
   /**
    * Stores a dead letter. With `lease`, the leased message is removed in the same atomic step
@@ -83,34 +104,17 @@ export interface Transport {
   /** Removes every dead letter; returns how many. */
   purgeDeadLetters(): Promise<number>;
 
-  /** Fans `message` out to every subscriber of `topic` and of `'*'`, in every process. At-most-once. */
+  /**
+   * Fans `message` out to every subscriber of `topic` and of `'*'`, in every process. At-most-once.
+   * Only `bus.publish()` calls it: messages that are also enqueued are published by `enqueue`
+   * (`EnqueueEntry.publish`).
+   */
   publish(topic: string, message: Message): Promise<void>;
   /** Resolves once the subscription is live; the returned function ends it. */
   subscribe(topic: string, handler: (message: Message) => void): Promise<() => Promise<void>>;
 
-  /** How many messages of `queue` are ready, delayed (not yet visible) and leased. */
-  depth(queue: string): Promise<QueueDepth>;
-  /** Synchronous depth, for transports that can answer without I/O (memory). */
-  depthNow?(queue: string): QueueDepth;
-
-  // Optional synchronous twins, for transports that need no I/O (memory). Same semantics as the
-  // async methods; the bus uses them when present to spare a promise and a tick per message.
-
-  /** `enqueue`, synchronously. It must not keep `entries` or its objects (callers may reuse them). */
-  enqueueNow?(entries: EnqueueEntry[]): EnqueueResult[];
-  /** `lease` without waiting (`waitMs` is ignored): what is visible now, possibly `[]`. */
-  leaseNow?(queue: string, options: LeaseOptions): Lease[];
-  /** `ack`, synchronously. `now`: `Date.now()` as the caller just read it, to spare another clock read. */
-  ackNow?(lease: Lease, now?: number): boolean;
-  /** `enqueueNow` of one entry, sparing the arrays. It must not keep `entry` (callers reuse it). */
-  enqueueOneNow?(entry: EnqueueEntry): EnqueueResult;
-  /**
-   * `leaseNow` of at most one message, sparing the options and arrays: its lease, or undefined.
-   * `now`: `Date.now()` as the caller just read it (in the same synchronous run), to spare another.
-   */
-  leaseOneNow?(queue: string, leaseMs: number, now?: number): Lease | undefined;
-  /** `publish`, synchronously (subscribers may still be called later). */
-  publishNow?(topic: string, message: Message): void;
+  /** How many messages of `queue` are ready, delayed (not yet visible) and leased. May answer synchronously. */
+  depth(queue: string): MaybePromise<QueueDepth>;
 
   // Optional read-only inspection, for dashboards and exporters (never on a delivery path).
 
@@ -160,12 +164,14 @@ export interface EnqueueEntry {
   requireRecipient: boolean;
   /** 0 = no dedupe. */
   dedupeWindowMs: number;
+  /**
+   * Also fan the message out to subscribers of `message.type` and `'*'` (as `publish` does) when,
+   * and only when, it is enqueued (not a duplicate, not refused). Default false.
+   */
+  publish?: boolean;
 }
 
-export type EnqueueResult =
-  | { status: 'enqueued' }
-  | { status: 'duplicate'; original: Message }
-  | { status: 'no_recipient' };
+export type EnqueueResult = { status: 'enqueued' } | { status: 'duplicate'; original: Message } | { status: 'no_recipient' };
 
 export interface LeaseOptions {
   /** How long the consumer owns each leased message before it is redelivered. */
@@ -184,6 +190,14 @@ export interface Lease {
   token: string;
   /** Epoch ms. */
   deadline: number;
+  /**
+   * Set only on a lease from a reply inbox whose entry did not decode: why it did not. The
+   * transport has already dead-lettered the data (`malformed`, with its raw bytes); `message` is a
+   * stand-in with an empty payload that keeps the routing fields it could read (`correlationId`,
+   * `headers.inReplyTo`), so the bus can fail the request waiting for it at once instead of
+   * letting it time out. Nothing is held for such a lease: it is never acked.
+   */
+  malformed?: string;
 }
 
 export type DeadLetterReason = 'recipient_not_found' | 'max_attempts' | 'expired' | 'malformed';

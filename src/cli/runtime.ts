@@ -5,8 +5,9 @@ import { pino, type Logger } from 'pino';
 import { TransportError, ValidationError, redactUrl } from '../errors.js';
 import type { Transport } from '../bus/transport.js';
 import type { StateStore } from '../state/store.js';
-import { resolveStore, resolveTransport, TRANSPORT_URLS } from '../backends/resolve.js';
+import { parseSqliteUrl } from '../backends/sqlite/store.js';
 import { parseBackendUrl } from '../backends/url.js';
+import { resolveStore, resolveTransport, TRANSPORT_URLS } from '../connect.js';
 import { MessageBus } from '../bus/bus.js';
 import { StateManager } from '../state/index.js';
 
@@ -38,14 +39,11 @@ export function busUrl(option: string | undefined): string {
   return option ?? process.env['CONCORD_BUS'] ?? DEFAULT_BUS_URL;
 }
 
-/** The file path of a `sqlite:` URL, or null for other schemes. */
+/** The file path of a `sqlite:` URL (as its one parser, `parseSqliteUrl`, reads it), or null for other schemes and `:memory:`. */
 export function sqlitePath(url: string): string | null {
   if (!/^sqlite:/i.test(url)) return null;
-  let path = url.slice('sqlite:'.length);
-  const q = path.indexOf('?');
-  if (q >= 0) path = path.slice(0, q);
-  if (path.startsWith('//')) path = path.slice(2);
-  return path === '' || path === ':memory:' ? null : path;
+  const { filename } = parseSqliteUrl(url);
+  return filename === ':memory:' ? null : filename;
 }
 
 /** The levels `CONCORD_LOG_LEVEL` takes, and the names people also try (`verbose`, `warning`). */

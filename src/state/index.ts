@@ -20,4 +20,3 @@ export { StateLocks, LockLostError, type LockHandle, type LockOptions } from './
 export { threeWayMerge, lineDiffStats, summarizeStats, type MergeOutcome, type LineDiffStats } from './merge.js';
 export { makeSnapshot, verifySnapshot, snapshotChecksum, canonicalJson } from './snapshot.js';
 export { ChangeFanout, checkCommitShape, CHANGE_FEED_RETENTION, historySpan } from './store-kit.js';
-export { MemoryStore } from '../backends/memory/store.js';

@@ -10,8 +10,7 @@ import {
   WorkflowExistsError,
   WorkflowNotFoundError,
 } from '../errors.js';
-import { resolveStore, STORE_URLS } from '../backends/resolve.js';
-import { parseBackendUrl } from '../backends/url.js';
+import { backendResolvers } from '../resolvers.js';
 import { RecentVersions, VersionedCache } from './cache.js';
 import { copyDocument, copyEvent, copyJson, ImmutableDate, newChange, sealOwnChange } from './copy.js';
 import { LockLostError, lockStoreKey, StateLocks, type LockHandle, type LockOptions } from './locks.js';
@@ -253,7 +252,7 @@ export class StateManager {
     const opts = v.optionsObject(options, 'StateManager options');
     checkOptionNames(opts, MANAGER_OPTIONS, 'StateManager options');
     const store = opts['store'];
-    if (typeof store === 'string') parseBackendUrl(store, STORE_URLS);
+    if (typeof store === 'string') backendResolvers().checkStoreUrl(store);
     else if (store !== undefined && (typeof store !== 'object' || store === null || typeof (store as StateStore).commitDocument !== 'function')) {
       throw new ValidationError(`store must be a StateStore or a URL such as \`memory://\` or \`sqlite:./state.db\`, got ${v.describe(store)}`, {
         field: 'store',
@@ -287,7 +286,8 @@ export class StateManager {
   }
 
   async #init(): Promise<StateStore> {
-    const store = await resolveStore(this.#spec);
+    const spec = this.#spec;
+    const store = spec !== undefined && typeof spec !== 'string' ? spec : await backendResolvers().store(spec);
     try {
       await store.connect();
       this.#stopFeed = await store.watch((event) => this.#onChange(event));

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { MessageBus, MessageType, defineAgent } from '../../src/index.js';
-import { resolveTransport } from '../../src/backends/resolve.js';
+import { resolveTransport } from '../../src/connect.js';
 import type { Transport } from '../../src/bus/transport.js';
 import { serviceAvailable, waitFor } from '../helpers/services.js';
 import { cleanupNamespace, redisNamespace, redisUrl } from '../redis/helpers.js';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MessageBus, MemoryTransport, StateManager, MessageType, defineAgent } from '../../src/index.js';
 import type { Transport } from '../../src/bus/transport.js';
 import type { StateStore } from '../../src/state/store.js';
-import { resolveStore, resolveTransport } from '../../src/backends/resolve.js';
+import { resolveStore, resolveTransport } from '../../src/connect.js';
 import { BackendObserver, createConcordMetrics } from '../../src/dashboard/index.js';
 import { serviceAvailable, waitFor } from '../helpers/services.js';
 import { cleanupNamespace, redisNamespace, redisUrl } from '../redis/helpers.js';

@@ -3,9 +3,8 @@
  * must reject that request at once with an error naming the problem: not a RequestTimeoutError
  * long after (issue 23). The reply is still dead-lettered `malformed`, with its raw bytes.
  *
- * Today the Redis inbox pump (RedisTransport.inboxLeases) dead-letters the undecodable entry and
- * hands the bus nothing, so the request only times out: this test FAILS until the bus's inbox
- * handling learns of it (see the lead's note in the interop report).
+ * The Redis inbox pump dead-letters the undecodable entry and hands the bus a lease marked
+ * `malformed` (a stand-in keeping `inReplyTo`), and the bus rejects the waiting request with it.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { MessageBus, MessageType, RemoteError, RequestTimeoutError, ValidationError } from '../../src/index.js';

@@ -3,7 +3,7 @@ import type { DocumentRecord } from '../../src/state/store.js';
 import type { ChangeAction, ChangeEvent, StateChange } from '../../src/state/types.js';
 import { TransportError } from '../../src/errors.js';
 import { RedisStore, createRedisStore } from '../../src/backends/redis/index.js';
-import { resolveStore } from '../../src/backends/resolve.js';
+import { resolveStore } from '../../src/connect.js';
 import { serviceAvailable, waitFor } from '../helpers/services.js';
 import { cleanupNamespace, countKeys, redisNamespace, redisUrl } from './helpers.js';
 

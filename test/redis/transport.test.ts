@@ -4,7 +4,7 @@ import { createMessage, MessageType, type Message } from '../../src/message.js';
 import { TransportError } from '../../src/errors.js';
 import type { EnqueueEntry, Lease } from '../../src/bus/transport.js';
 import { RedisTransport, createRedisTransport } from '../../src/backends/redis/index.js';
-import { resolveTransport } from '../../src/backends/resolve.js';
+import { resolveTransport } from '../../src/connect.js';
 import { serviceAvailable, waitFor } from '../helpers/services.js';
 import { cleanupNamespace, countKeys, rawClient, redisNamespace, redisUrl } from './helpers.js';
 

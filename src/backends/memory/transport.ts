@@ -1,7 +1,7 @@
 import { ClosedError, ValidationError } from '../../errors.js';
 import { MAX_TIMER_MS } from '../../timers.js'; // setTimeout waits no longer; longer waits re-arm
 import type { Message } from '../../message.js';
-import { BandedQueue, IndexedHeap, KeyedHeap, type HeapItem } from '../../bus/heap.js';
+import { DELAYED, DETACHED, deliveryCopy, Entry, LEASED, QueueState, readyKey, type Waiter } from './queue.js';
 import type {
   DeadLetter,
   DeadLetterClaim,
@@ -13,120 +13,6 @@ import type {
   Transport,
   QueueInspection,
 } from '../../bus/transport.js';
-
-/** The record no longer tracks the message (it went back to the ready heap, or was acked or dead-lettered). */
-const DETACHED = 0;
-const DELAYED = 1;
-const LEASED = 2;
-
-/**
- * A message while it is leased or delayed; a leased entry is itself the `Lease` handed out. A
- * message waiting in the ready heap has no entry (the heap keeps the message itself, its order key
- * and its lease count), so a deep backlog costs no wrapper object per message. Every lease makes a
- * new entry, so an entry is one lease: once it left the LEASED state (acked, requeued, dead-lettered
- * or reclaimed after its deadline) that lease is lost for good, whatever happens to the message next.
- */
-class Entry implements HeapItem, Lease {
-  heapIndex = -1;
-  state = DETACHED;
-  /** Times leased so far (the `attempt` of the current delivery when leased). */
-  readonly leases: number;
-  /** The lease number (its token, as text); 0 for a message delayed at enqueue. */
-  readonly id: number;
-  /** Lease deadline (epoch ms) while leased. */
-  deadline = 0;
-  readonly q: QueueState;
-  /** The queue's name (the `Lease` field). */
-  readonly queue: string;
-  /** Leased: the delivery's copy (carrying its `attempt`); delayed at enqueue: the message as sent. */
-  readonly message: Message;
-  /** Its place in the ready order: priority desc, then enqueue order (see `readyKey`). Kept across requeues. */
-  readonly key: number;
-
-  constructor(q: QueueState, message: Message, key: number, leases: number, id: number) {
-    this.q = q;
-    this.queue = q.name;
-    this.message = message;
-    this.key = key;
-    this.leases = leases;
-    this.id = id;
-  }
-
-  /** Made on demand: most leases are acked without anyone reading it. */
-  get token(): string {
-    return String(this.id);
-  }
-
-  /** A lease as plain data (the entry points into its queue's heaps). */
-  toJSON(): Lease {
-    return { queue: this.queue, message: this.message, token: this.token, deadline: this.deadline };
-  }
-}
-
-/**
- * Priority and enqueue sequence folded into one number, smaller leaves first: exact in a double
- * for priorities 0..10 and 2^43 (about 8.8e12) enqueues.
- */
-function readyKey(priority: number, seq: number): number {
-  return (10 - priority) * PRIORITY_STRIDE + seq;
-}
-/** 2^43: the span of sequence numbers within one priority of `readyKey`. */
-const PRIORITY_STRIDE = 8_796_093_022_208;
-
-/** A `lease()` call waiting for a message. */
-interface Waiter {
-  queue: QueueState;
-  max: number;
-  leaseMs: number;
-  /** Epoch ms when the wait ends empty (Infinity: only a message or the signal ends it). */
-  until: number;
-  signal: AbortSignal | undefined;
-  resolve: (leases: Lease[]) => void;
-  done: boolean;
-}
-
-const deadlineOrder = (a: Entry, b: Entry): boolean => a.deadline < b.deadline || (a.deadline === b.deadline && a.key < b.key);
-
-class QueueState {
-  readonly name: string;
-  /** A registered recipient (`addRecipient`): sends that require one may enqueue here. */
-  recipient = false;
-  /** Visible messages by `readyKey` (priority desc, then enqueue order), each with its lease count as aux. */
-  readonly ready = new BandedQueue<Message>(11, PRIORITY_STRIDE);
-  /** Messages not visible yet (backoff, delayed sends), keyed by the time they become visible. */
-  readonly delayed = new KeyedHeap<Entry>();
-  /** Leased messages: earliest deadline first. */
-  readonly leased = new IndexedHeap<Entry>(deadlineOrder);
-  waiters: Waiter[] = [];
-  /** Waiters not yet done. */
-  live = 0;
-  /** The one timer of this queue: wakes waiters when a message becomes visible, a lease runs out or a wait ends. */
-  timer: NodeJS.Timeout | null = null;
-  timerAt = Infinity;
-  /** Whether the timer keeps the process alive (only while somebody waits). */
-  timerRefed = false;
-  /** The transport this queue belongs to (a lease from another instance is not ours). */
-  readonly owner: object;
-  readonly onTimer: () => void;
-
-  constructor(name: string, owner: object, onTimer: (q: QueueState) => void) {
-    this.name = name;
-    this.owner = owner;
-    this.onTimer = () => onTimer(this);
-  }
-}
-
-/** The message as one delivery sees it: a shallow copy carrying this delivery's attempt. */
-function deliveryCopy(m: Message, attempt: number): Message {
-  const c = m.correlationId;
-  // The same two literal shapes as `createMessage` makes (with and without a correlation).
-  const copy: Message =
-    c === undefined
-      ? { id: m.id, type: m.type, sender: m.sender, recipient: m.recipient, payload: m.payload, timestamp: m.timestamp, priority: m.priority, headers: m.headers, attempt }
-      : { id: m.id, type: m.type, sender: m.sender, recipient: m.recipient, payload: m.payload, timestamp: m.timestamp, priority: m.priority, headers: m.headers, attempt, correlationId: c };
-  if (m.ttlMs !== undefined) copy.ttlMs = m.ttlMs;
-  return copy;
-}
 
 const ENQUEUED: EnqueueResult = Object.freeze({ status: 'enqueued' });
 const NO_RECIPIENT: EnqueueResult = Object.freeze({ status: 'no_recipient' });
@@ -145,9 +31,9 @@ export interface MemoryTransportOptions {
  * timer (for its earliest event), which keeps the process alive only while a consumer waits.
  * Waiting consumers are woken synchronously by `enqueue`, without polling. A queued message costs
  * no wrapper object (the ring holds the message and its order key); each delivery gets a shallow
- * copy carrying its `attempt`, sharing the payload, so treat payloads as immutable. It also offers
- * the port's synchronous twins (`enqueueNow`, `enqueueOneNow`, `leaseNow`, `leaseOneNow`, `ackNow`,
- * `publishNow`, `depthNow`), which the bus prefers. Nothing survives the process.
+ * copy carrying its `attempt`, sharing the payload, so treat payloads as immutable. Per-message
+ * operations answer synchronously (the port allows a value or a promise), so the bus runs without
+ * a suspended frame per message. Nothing survives the process.
  *
  * Several buses given the same instance share every queue, recipient, dead letter and topic, like
  * several processes on one Redis.
@@ -173,7 +59,7 @@ export class MemoryTransport implements Transport {
   /** Signals with our abort listener; the last one seen (consumer loops pass the same one every time). */
   readonly #listened = new WeakSet<AbortSignal>();
   #lastSignal: AbortSignal | undefined;
-  /** Subscriptions live on every topic (0 spares `publishNow` its lookups). */
+  /** Subscriptions live on every topic (0 spares a publication its lookups). */
   #subscriberCount = 0;
   #seq = 0;
   #tokens = 0;
@@ -210,16 +96,14 @@ export class MemoryTransport implements Transport {
     return this.#queues.get(queue)?.recipient === true;
   }
 
-  /** See {@link Transport.enqueue}. Wakes waiting consumers before it returns. */
-  enqueue(entries: EnqueueEntry[]): Promise<EnqueueResult[]> {
+  /**
+   * See {@link Transport.enqueue}: answers synchronously. Wakes waiting consumers, then fans the
+   * entries marked `publish` out to subscribers (in a microtask), before it returns.
+   */
+  enqueue(entries: EnqueueEntry[]): EnqueueResult[] | Promise<EnqueueResult[]> {
     if (this.#closed) return Promise.reject(new ClosedError('memory transport'));
-    return Promise.resolve(this.enqueueNow(entries));
-  }
-
-  /** `enqueue`, synchronously. */
-  enqueueNow(entries: EnqueueEntry[]): EnqueueResult[] {
-    this.#open();
     this.#clock = 0;
+    if (entries.length === 1) return [this.#putOne(entries[0] as EnqueueEntry)];
     const results: EnqueueResult[] = new Array(entries.length);
     let touched: QueueState | Set<QueueState> | undefined;
     for (let i = 0; i < entries.length; i++) {
@@ -238,16 +122,21 @@ export class MemoryTransport implements Transport {
       if (touched instanceof Set) for (const q of touched) this.#wake(q, now);
       else this.#wake(touched, now);
     }
+    if (this.#subscriberCount > 0) {
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i] as EnqueueEntry;
+        if (e.publish === true && results[i] === ENQUEUED) this.#fanOut(e.message.type, e.message);
+      }
+    }
     return results;
   }
 
-  /** `enqueueNow` of one entry, without the arrays; `entry` is not kept. */
-  enqueueOneNow(entry: EnqueueEntry): EnqueueResult {
-    this.#open();
-    this.#clock = 0;
+  /** One entry (the common case: a send), without the bookkeeping of several queues. */
+  #putOne(entry: EnqueueEntry): EnqueueResult {
     const result = this.#put(entry);
     const q = this.#putInto;
     if (q !== undefined && q.live > 0) this.#wake(q, this.#now());
+    if (entry.publish === true && result === ENQUEUED && this.#subscriberCount > 0) this.#fanOut(entry.message.type, entry.message);
     return result;
   }
 
@@ -287,98 +176,60 @@ export class MemoryTransport implements Transport {
     }
     if (e.dedupeWindowMs > 0) this.#dedupe.set(message.id, { message, expiresAt: this.#now() + e.dedupeWindowMs });
     this.#putInto = q;
-    // Publishing is part of enqueue (the port's `publish` flag): once enqueued, to its type's subscribers.
-    if ((e as { publish?: boolean }).publish === true) this.publishNow(message.type, message);
     return ENQUEUED;
   }
 
-  /** See {@link Transport.lease}. */
-  lease(queue: string, options: LeaseOptions): Promise<Lease[]> {
-    if (this.#closed) return Promise.resolve([]);
+  /** See {@link Transport.lease}: synchronously when messages are visible or `waitMs` is 0, else a promise. */
+  lease(queue: string, options: LeaseOptions): Lease[] | Promise<Lease[]> {
+    if (this.#closed) return [];
     const { leaseMs, waitMs } = options;
     const max = options.max ?? 1;
     if (!(leaseMs > 0) || !(waitMs >= 0) || !(max >= 1)) {
-      return Promise.reject(
-        new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`),
-      );
+      return Promise.reject(new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`));
     }
-    const q = this.#queue(queue);
     const now = Date.now();
-    this.#reclaim(q, now);
-    if (q.ready.size > 0) {
-      // Consumers that waited longer go first.
-      if (q.live > 0) this.#serve(q, now);
-      if (q.ready.size > 0) return Promise.resolve(this.#take(q, max, leaseMs, now));
+    let q = this.#lookup(queue);
+    if (q !== undefined) {
+      this.#reclaim(q, now);
+      if (q.ready.size > 0) {
+        // Consumers that waited longer go first.
+        if (q.live > 0) this.#serve(q, now);
+        if (q.ready.size > 0) return max === 1 ? [this.#takeOne(q, leaseMs, now)] : this.#take(q, max, leaseMs, now);
+      }
     }
     const signal = options.signal;
-    if (waitMs === 0 || signal?.aborted) return Promise.resolve([]);
+    if (waitMs === 0 || signal?.aborted) return [];
+    q ??= this.#queue(queue);
+    const waiting = q;
     return new Promise<Lease[]>((resolve) => {
-      const waiter: Waiter = { queue: q, max, leaseMs, until: now + waitMs, signal, resolve, done: false };
-      q.waiters.push(waiter);
-      q.live++;
+      const waiter: Waiter = { queue: waiting, max, leaseMs, until: now + waitMs, signal, resolve, done: false };
+      waiting.waiters.push(waiter);
+      waiting.live++;
       if (signal !== undefined) this.#watchSignal(signal);
-      this.#arm(q, now);
+      this.#arm(waiting, now);
     });
   }
 
-  /** See {@link Transport.ack}. */
-  ack(lease: Lease): Promise<boolean> {
-    return Promise.resolve(this.ackNow(lease));
-  }
-
-  /** See {@link Transport.enqueueAndAck}: one synchronous step here, so nothing can come between. */
-  enqueueAndAck(entries: EnqueueEntry[], lease: Lease): Promise<{ results: EnqueueResult[]; acked: boolean }> {
-    if (this.#closed) return Promise.reject(new ClosedError('memory transport'));
-    const results = this.enqueueNow(entries);
-    return Promise.resolve({ results, acked: this.ackNow(lease) });
-  }
-
-  /** `ack`, synchronously. */
-  ackNow(lease: Lease, now?: number): boolean {
-    const entry = this.#owned(lease, now);
+  /** See {@link Transport.ack}: synchronous. */
+  ack(lease: Lease): boolean {
+    const entry = this.#owned(lease);
     if (entry === undefined) return false;
     entry.q.leased.remove(entry);
     entry.state = DETACHED;
     return true;
   }
 
-  /** `leaseNow` of at most one message, without the arrays: its lease, or undefined when none is visible. */
-  leaseOneNow(queue: string, leaseMs: number, clock?: number): Lease | undefined {
-    if (this.#closed) return undefined;
-    if (!(leaseMs > 0)) throw new ValidationError(`lease needs leaseMs > 0, got ${leaseMs}`);
-    const q = this.#lookup(queue);
-    if (q === undefined) return undefined;
-    const now = clock ?? Date.now();
-    this.#reclaim(q, now);
-    if (q.ready.size === 0) return undefined;
-    if (q.live > 0) {
-      this.#serve(q, now);
-      if (q.ready.size === 0) return undefined;
-    }
-    return this.#takeOne(q, leaseMs, now);
-  }
-
-  /** `lease` without waiting: the messages visible now, possibly none. */
-  leaseNow(queue: string, options: LeaseOptions): Lease[] {
-    if (this.#closed) return [];
-    const leaseMs = options.leaseMs;
-    const max = options.max ?? 1;
-    if (!(leaseMs > 0) || !(max >= 1)) {
-      throw new ValidationError(`lease needs leaseMs > 0 and max >= 1, got ${leaseMs}, ${max}`);
-    }
-    const q = this.#queues.get(queue);
-    if (q === undefined) return [];
-    const now = Date.now();
-    this.#reclaim(q, now);
-    if (q.ready.size === 0) return [];
-    if (q.live > 0) this.#serve(q, now);
-    return this.#take(q, max, leaseMs, now);
+  /** See {@link Transport.enqueueAndAck}: one synchronous step here, so nothing can come between. */
+  enqueueAndAck(entries: EnqueueEntry[], lease: Lease): { results: EnqueueResult[]; acked: boolean } | Promise<never> {
+    if (this.#closed) return Promise.reject(new ClosedError('memory transport'));
+    const results = this.enqueue(entries) as EnqueueResult[];
+    return { results, acked: this.ack(lease) };
   }
 
   /** See {@link Transport.requeue}. The message keeps its place in the priority/FIFO order. */
-  requeue(lease: Lease, options: { delayMs: number }): Promise<boolean> {
+  requeue(lease: Lease, options: { delayMs: number }): boolean {
     const entry = this.#owned(lease);
-    if (entry === undefined) return Promise.resolve(false);
+    if (entry === undefined) return false;
     const q = entry.q;
     const now = Date.now();
     q.leased.remove(entry);
@@ -392,18 +243,18 @@ export class MemoryTransport implements Transport {
       q.ready.push(entry.message, entry.key, entry.leases);
       if (q.live > 0) this.#wake(q, now);
     }
-    return Promise.resolve(true);
+    return true;
   }
 
   /** See {@link Transport.extendLease}. */
-  extendLease(lease: Lease, ms: number): Promise<boolean> {
+  extendLease(lease: Lease, ms: number): boolean | Promise<boolean> {
     if (!(ms > 0)) return Promise.reject(new ValidationError(`lease extension must be a positive number of ms, got ${ms}`));
     const entry = this.#owned(lease);
-    if (entry === undefined) return Promise.resolve(false);
+    if (entry === undefined) return false;
     entry.deadline = Date.now() + ms;
     entry.q.leased.update(entry);
     lease.deadline = entry.deadline;
-    return Promise.resolve(true);
+    return true;
   }
 
   /** See {@link Transport.deadLetter}. A later letter for the same message id replaces the earlier one. */
@@ -481,14 +332,12 @@ export class MemoryTransport implements Transport {
    */
   publish(topic: string, message: Message): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('memory transport'));
-    this.publishNow(topic, message);
+    if (this.#subscriberCount > 0) this.#fanOut(topic, message);
     return RESOLVED;
   }
 
-  /** `publish`, synchronously; subscribers are still called in a microtask. */
-  publishNow(topic: string, message: Message): void {
-    this.#open();
-    if (this.#subscriberCount === 0) return; // the common case: a send nobody observes
+  /** Calls the subscribers of `topic` and of `'*'` with `message`, in a microtask. */
+  #fanOut(topic: string, message: Message): void {
     const exact = this.#subscribers.get(topic);
     const all = topic === '*' ? undefined : this.#subscribers.get('*');
     if ((exact === undefined || exact.size === 0) && (all === undefined || all.size === 0)) return;
@@ -513,13 +362,8 @@ export class MemoryTransport implements Transport {
     };
   }
 
-  /** Ready, delayed and leased counts of `queue`. */
-  async depth(queue: string): Promise<QueueDepth> {
-    return this.depthNow(queue);
-  }
-
-  /** Same as `depth`, synchronously. */
-  depthNow(queue: string): QueueDepth {
+  /** Ready, delayed and leased counts of `queue`: synchronous. */
+  depth(queue: string): QueueDepth {
     const q = this.#queues.get(queue);
     if (q === undefined) return { ready: 0, delayed: 0, inFlight: 0 };
     this.#reclaim(q, Date.now());
@@ -528,7 +372,10 @@ export class MemoryTransport implements Transport {
 
   /** See {@link Transport.listQueues}. */
   async listQueues(): Promise<string[]> {
-    return [...this.#queues.values()].filter((q) => q.recipient).map((q) => q.name).sort();
+    return [...this.#queues.values()]
+      .filter((q) => q.recipient)
+      .map((q) => q.name)
+      .sort();
   }
 
   /** See {@link Transport.inspectQueue}: the leases only (the ready and delayed heaps are not walked). */
@@ -606,7 +453,10 @@ export class MemoryTransport implements Transport {
     else {
       // A lease object that did not come from this transport (copied or deserialised): find by token.
       const id = Number(lease.token);
-      entry = this.#queues.get(lease.queue)?.leased.values().find((e) => e.id === id);
+      entry = this.#queues
+        .get(lease.queue)
+        ?.leased.values()
+        .find((e) => e.id === id);
       if (entry === undefined) return undefined;
     }
     if (entry.state !== LEASED) return undefined;

@@ -45,7 +45,7 @@ export function salvage(raw: string, id: string, queue: string, attempt: number)
   return standIn(o, id, queue, attempt);
 }
 
-/** A valid message from the fields of `o` that pass the wire rules, with an empty payload and no headers. */
+/** A valid message from the fields of `o` that pass the wire rules, with an empty payload and only its routing headers. */
 export function standIn(o: Record<string, unknown>, id: string, queue: string, attempt: number): Message {
   const name = (v: unknown, fallback: string) => (isValidName(v) ? v : fallback);
   const types: readonly string[] = Object.values(MessageType);
@@ -60,8 +60,20 @@ export function standIn(o: Record<string, unknown>, id: string, queue: string, a
     payload: {},
     timestamp: Number.isNaN(ts.getTime()) ? new Date() : ts,
     priority: typeof priority === 'number' && Number.isInteger(priority) && priority >= 0 && priority <= 10 ? priority : DEFAULT_PRIORITY,
-    headers: {},
+    // What routes a reply to the request it answers is kept, so a requester can be told at once.
+    ...routing(o),
     attempt: typeof o['attempt'] === 'number' && Number.isInteger(o['attempt']) && o['attempt'] >= 0 ? o['attempt'] : attempt,
+  };
+}
+
+/** The `correlationId` and `headers.inReplyTo` of `o`, where they pass the wire rules (else none). */
+function routing(o: Record<string, unknown>): { headers: Record<string, string>; correlationId?: string } {
+  const headers = o['headers'];
+  const inReplyTo = headers !== null && typeof headers === 'object' ? (headers as Record<string, unknown>)['inReplyTo'] : undefined;
+  const correlationId = o['correlationId'];
+  return {
+    headers: isValidName(inReplyTo) ? { inReplyTo } : {},
+    ...(isValidName(correlationId) ? { correlationId } : {}),
   };
 }
 

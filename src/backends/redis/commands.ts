@@ -48,12 +48,6 @@ export interface QueueKeys {
   tries: string;
 }
 
-/**
- * An entry to enqueue. `publish` is the port's flag (the bus sets it on what it sends): once the
- * message is enqueued, it also goes to subscribers of its type and of `'*'`, in the same script.
- */
-export type PublishingEntry = EnqueueEntry & { publish?: boolean };
-
 /** What one lease script call brought. */
 export interface RoundResult {
   leases: Lease[];
@@ -129,7 +123,7 @@ export class Scripts {
   }
 
   /** One enqueue call for `batches` (their entries in order); see scripts/enqueue-2.lua. */
-  enqueue(batches: readonly (readonly PublishingEntry[])[]): EnqueueCall {
+  enqueue(batches: readonly (readonly EnqueueEntry[])[]): EnqueueCall {
     const now = Date.now();
     let count = 0;
     // The topic channels entries publish on (their types), each named once.

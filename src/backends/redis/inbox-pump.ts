@@ -185,7 +185,8 @@ export class InboxPump {
 
 /**
  * Replies from an inbox list's entries (attempt 1, token INBOX_TOKEN); entries that do not
- * decode are dead-lettered as malformed. Synchronous unless one is.
+ * decode are dead-lettered as malformed, and handed on as a settled lease marked `malformed` when
+ * they name the request they answer. Synchronous unless one is.
  */
 export function inboxLeases(
   queue: string,
@@ -217,6 +218,10 @@ export function inboxLeases(
           // Redis is failing: a malformed reply is dropped (an inbox is at most once).
         }),
       );
+      // The requester is told at once (it would otherwise wait for its timeout): see `Lease.malformed`.
+      if (message.headers['inReplyTo'] !== undefined) {
+        leases.push({ queue, message, token: INBOX_SETTLED, deadline, malformed: letter.error ?? 'it did not decode' });
+      }
     }
   }
   return bad === undefined ? leases : Promise.all(bad).then(() => leases);

@@ -15,7 +15,7 @@ import { ClosedError, ValidationError } from '../../errors.js';
 import { encodeMessage, type Message, newId } from '../../message.js';
 import type { Coalescer } from './batch.js';
 import { decodeDeadLetter, salvage } from './codec.js';
-import { type PublishingEntry, type RoundResult, Scripts } from './commands.js';
+import { type RoundResult, Scripts } from './commands.js';
 import { ensureProtocol } from './functions.js';
 import { connectClient, createClient, fromKeySegment, keySegment, parseRedisUrl, type RedisConfig } from './connection.js';
 import { INBOX_TOKEN, InboxPump, type InboxSide, inboxLeases, isInboxLease, settleInboxLease } from './inbox-pump.js';
@@ -47,7 +47,7 @@ interface LeaseAsk {
 
 /** A reply's enqueue and the ack of the request it answers, asked of the reply coalescer. */
 interface ReplyAsk {
-  entries: PublishingEntry[];
+  entries: EnqueueEntry[];
   lease: Lease;
 }
 
@@ -114,7 +114,7 @@ export class RedisTransport implements Transport {
   /** A lease taken ahead for a busy consumer, on its way (see `#leaseAhead`), per queue. */
   readonly #ahead = new Map<string, { leaseMs: number; round: Promise<unknown> }>();
   /** Concurrent calls of one tick become one script call each. */
-  readonly #enqueues: Coalescer<string, PublishingEntry[], EnqueueResult[]>;
+  readonly #enqueues: Coalescer<string, EnqueueEntry[], EnqueueResult[]>;
   readonly #leases: Coalescer<string, LeaseAsk, RoundResult>;
   readonly #acks: Coalescer<string, Lease, boolean>;
   readonly #replies: Coalescer<string, ReplyAsk, { results: EnqueueResult[]; acked: boolean }>;
@@ -200,7 +200,7 @@ export class RedisTransport implements Transport {
 
   // Not async, like the other steps of a message's way out: each suspended frame is a promise
   // and a turn more on the path of every request.
-  #enqueueMany(batches: PublishingEntry[][]): Promise<EnqueueResult[][]> {
+  #enqueueMany(batches: EnqueueEntry[][]): Promise<EnqueueResult[][]> {
     let call: ReturnType<Scripts['enqueue']>;
     try {
       call = this.#scripts.enqueue(batches);

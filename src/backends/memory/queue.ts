@@ -1,0 +1,142 @@
+import { IndexedHeap, type HeapItem } from '../../bus/heap.js';
+import type { Lease } from '../../bus/transport.js';
+import type { Message } from '../../message.js';
+import { BandedQueue, KeyedHeap } from './heap.js';
+
+// The records of the memory transport: a queue's state, a leased or delayed message, a waiting
+// lease call, and the order key of a ready message.
+
+/** The record no longer tracks the message (it went back to the ready heap, or was acked or dead-lettered). */
+export const DETACHED = 0;
+export const DELAYED = 1;
+export const LEASED = 2;
+
+/**
+ * A message while it is leased or delayed; a leased entry is itself the `Lease` handed out. A
+ * message waiting in the ready heap has no entry (the heap keeps the message itself, its order key
+ * and its lease count), so a deep backlog costs no wrapper object per message. Every lease makes a
+ * new entry, so an entry is one lease: once it left the LEASED state (acked, requeued, dead-lettered
+ * or reclaimed after its deadline) that lease is lost for good, whatever happens to the message next.
+ */
+export class Entry implements HeapItem, Lease {
+  heapIndex = -1;
+  state = DETACHED;
+  /** Times leased so far (the `attempt` of the current delivery when leased). */
+  readonly leases: number;
+  /** The lease number (its token, as text); 0 for a message delayed at enqueue. */
+  readonly id: number;
+  /** Lease deadline (epoch ms) while leased. */
+  deadline = 0;
+  readonly q: QueueState;
+  /** The queue's name (the `Lease` field). */
+  readonly queue: string;
+  /** Leased: the delivery's copy (carrying its `attempt`); delayed at enqueue: the message as sent. */
+  readonly message: Message;
+  /** Its place in the ready order: priority desc, then enqueue order (see `readyKey`). Kept across requeues. */
+  readonly key: number;
+
+  constructor(q: QueueState, message: Message, key: number, leases: number, id: number) {
+    this.q = q;
+    this.queue = q.name;
+    this.message = message;
+    this.key = key;
+    this.leases = leases;
+    this.id = id;
+  }
+
+  /** Made on demand: most leases are acked without anyone reading it. */
+  get token(): string {
+    return String(this.id);
+  }
+
+  /** A lease as plain data (the entry points into its queue's heaps). */
+  toJSON(): Lease {
+    return { queue: this.queue, message: this.message, token: this.token, deadline: this.deadline };
+  }
+}
+
+/**
+ * Priority and enqueue sequence folded into one number, smaller leaves first: exact in a double
+ * for priorities 0..10 and 2^43 (about 8.8e12) enqueues.
+ */
+export function readyKey(priority: number, seq: number): number {
+  return (10 - priority) * PRIORITY_STRIDE + seq;
+}
+/** 2^43: the span of sequence numbers within one priority of `readyKey`. */
+export const PRIORITY_STRIDE = 8_796_093_022_208;
+
+/** A `lease()` call waiting for a message. */
+export interface Waiter {
+  queue: QueueState;
+  max: number;
+  leaseMs: number;
+  /** Epoch ms when the wait ends empty (Infinity: only a message or the signal ends it). */
+  until: number;
+  signal: AbortSignal | undefined;
+  resolve: (leases: Lease[]) => void;
+  done: boolean;
+}
+
+const deadlineOrder = (a: Entry, b: Entry): boolean => a.deadline < b.deadline || (a.deadline === b.deadline && a.key < b.key);
+
+export class QueueState {
+  readonly name: string;
+  /** A registered recipient (`addRecipient`): sends that require one may enqueue here. */
+  recipient = false;
+  /** Visible messages by `readyKey` (priority desc, then enqueue order), each with its lease count as aux. */
+  readonly ready = new BandedQueue<Message>(11, PRIORITY_STRIDE);
+  /** Messages not visible yet (backoff, delayed sends), keyed by the time they become visible. */
+  readonly delayed = new KeyedHeap<Entry>();
+  /** Leased messages: earliest deadline first. */
+  readonly leased = new IndexedHeap<Entry>(deadlineOrder);
+  waiters: Waiter[] = [];
+  /** Waiters not yet done. */
+  live = 0;
+  /** The one timer of this queue: wakes waiters when a message becomes visible, a lease runs out or a wait ends. */
+  timer: NodeJS.Timeout | null = null;
+  timerAt = Infinity;
+  /** Whether the timer keeps the process alive (only while somebody waits). */
+  timerRefed = false;
+  /** The transport this queue belongs to (a lease from another instance is not ours). */
+  readonly owner: object;
+  readonly onTimer: () => void;
+
+  constructor(name: string, owner: object, onTimer: (q: QueueState) => void) {
+    this.name = name;
+    this.owner = owner;
+    this.onTimer = () => onTimer(this);
+  }
+}
+
+/** The message as one delivery sees it: a shallow copy carrying this delivery's attempt. */
+export function deliveryCopy(m: Message, attempt: number): Message {
+  const c = m.correlationId;
+  // The same two literal shapes as `createMessage` makes (with and without a correlation).
+  const copy: Message =
+    c === undefined
+      ? {
+          id: m.id,
+          type: m.type,
+          sender: m.sender,
+          recipient: m.recipient,
+          payload: m.payload,
+          timestamp: m.timestamp,
+          priority: m.priority,
+          headers: m.headers,
+          attempt,
+        }
+      : {
+          id: m.id,
+          type: m.type,
+          sender: m.sender,
+          recipient: m.recipient,
+          payload: m.payload,
+          timestamp: m.timestamp,
+          priority: m.priority,
+          headers: m.headers,
+          attempt,
+          correlationId: c,
+        };
+  if (m.ttlMs !== undefined) copy.ttlMs = m.ttlMs;
+  return copy;
+}

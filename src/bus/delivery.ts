@@ -1,0 +1,395 @@
+import { MessageType } from '../message.js';
+import { timerDelay } from '../timers.js';
+import type { Agent } from './agent.js';
+import { type BusOps, HandlerContext, type Registration } from './context.js';
+import { type BusCore, VERDICT_OK } from './core.js';
+import { isThenable, type MaybePromise } from './maybe.js';
+import { asksForReply, resultPayload } from './rules.js';
+import type { Lease, Transport } from './transport.js';
+
+// Push delivery: one consumer loop per registered agent, each delivery run through its handler,
+// then acked (with the automatic reply of a request, in one transport step), retried or
+// dead-lettered; and the watchdog that aborts a handler's signal when its lease runs out.
+
+/** How long one consumer-loop lease call blocks before looping (closing aborts it earlier). */
+export const LOOP_WAIT_MS = 5_000;
+/** Pause after a transport failure in a consumer loop before trying again. */
+export const LOOP_ERROR_PAUSE_MS = 250;
+/**
+ * A consumer draining a backlog from a synchronous transport never waits for I/O. Every
+ * YIELD_CHECK deliveries it looks at the clock, and after YIELD_AFTER_MS busy without waiting it
+ * yields to the event loop (timers, I/O) if the backlog is really draining. If producers keep
+ * refilling the queue from microtasks, yielding would only hand them the loop (they, not the
+ * consumer, are what holds up I/O then), so it does not.
+ */
+const YIELD_CHECK = 256;
+const YIELD_AFTER_MS = 20;
+export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** The drain-or-not bookkeeping of one consumer loop (see YIELD_AFTER_MS). */
+class YieldPacer {
+  #sinceCheck = 0;
+  #busySince = 0;
+  #readyAtStart = 0;
+  #deliveredSinceStart = 0;
+  readonly #transport: Transport;
+  readonly #queue: string;
+
+  constructor(transport: Transport, queue: string) {
+    this.#transport = transport;
+    this.#queue = queue;
+  }
+
+  /** The consumer waited for work: it is not monopolising the loop. */
+  waited(): void {
+    this.#sinceCheck = 0;
+    this.#busySince = 0;
+  }
+
+  /** Counts deliveries taken without waiting; true when the consumer should yield now. */
+  delivered(n: number): boolean {
+    this.#sinceCheck += n;
+    if (this.#sinceCheck < YIELD_CHECK) return false;
+    this.#deliveredSinceStart += this.#sinceCheck;
+    this.#sinceCheck = 0;
+    const now = Date.now();
+    const depth = this.#transport.depth(this.#queue);
+    let ready = 0;
+    // A depth that needs I/O: the backlog cannot be judged here, so yield as if it drained.
+    if (isThenable(depth)) depth.then(undefined, () => undefined);
+    else ready = depth.ready;
+    if (this.#busySince === 0) {
+      this.#busySince = now;
+      this.#readyAtStart = isThenable(depth) ? Number.POSITIVE_INFINITY : ready;
+      this.#deliveredSinceStart = 0;
+      return false;
+    }
+    if (now - this.#busySince < YIELD_AFTER_MS) return false;
+    const draining = this.#readyAtStart - ready >= this.#deliveredSinceStart / 2;
+    this.#busySince = 0;
+    return draining;
+  }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Aborts a handler's `ctx.signal` when its lease runs out before the handler ends (only for handlers that took their signal). */
+export class LeaseWatch {
+  readonly watched = new Set<HandlerContext>();
+  #timer: NodeJS.Timeout | null = null;
+  #timerAt = Number.POSITIVE_INFINITY;
+  #stopped = false;
+
+  /** A handler took its `ctx.signal`. */
+  watch(ctx: HandlerContext): void {
+    if (ctx.finished || this.#stopped) return;
+    this.watched.add(ctx);
+    this.#arm(ctx.deadline);
+  }
+
+  /** The handler settled: its signal needs no watching any more. */
+  settle(ctx: HandlerContext): void {
+    ctx.finished = true;
+    if (ctx.watched) this.watched.delete(ctx);
+  }
+
+  /** Aborts every watched signal with `reason` (close gave up draining). */
+  abortAll(reason: unknown): void {
+    for (const ctx of this.watched) ctx.abort(reason);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  #arm(at: number): void {
+    if (this.#timer !== null && this.#timerAt <= at) return;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#check(), timerDelay(at - Date.now() + 1));
+  }
+
+  #check(): void {
+    this.#timer = null;
+    this.#timerAt = Number.POSITIVE_INFINITY;
+    const now = Date.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const ctx of this.watched) {
+      if (ctx.deadline <= now) {
+        this.watched.delete(ctx);
+        ctx.abort(new Error(`lease on message ${ctx.message.id} ran out before its handler finished`));
+      } else if (ctx.deadline < next) next = ctx.deadline;
+    }
+    if (next !== Number.POSITIVE_INFINITY && !this.#stopped) this.#arm(next);
+  }
+}
+
+/**
+ * The consumer loops of one bus and the accounting of the handlers they run (how many run, and
+ * who waits for them to finish when the bus closes).
+ */
+export class Consumers {
+  readonly #core: BusCore;
+  readonly #ops: BusOps;
+  readonly #watch: LeaseWatch;
+  /** Handlers running now, all agents (a delivery counts until its ack settled). */
+  running = 0;
+  /** Called when `running` drops to 0 (close waits for it). */
+  onIdle: (() => void) | null = null;
+
+  constructor(core: BusCore, ops: BusOps, watch: LeaseWatch) {
+    this.#core = core;
+    this.#ops = ops;
+    this.#watch = watch;
+  }
+
+  /**
+   * One consumer loop per push agent: leases as many messages as it has free handler slots. With
+   * concurrency 1 it runs each delivery inline (waits for it before leasing again), so a consumer
+   * keeps pace with a producer that awaits each send and queues stay shallow.
+   */
+  async consume(t: Transport, reg: Registration): Promise<void> {
+    const options = { leaseMs: this.#core.settings.leaseMs, waitMs: LOOP_WAIT_MS, max: 1, signal: reg.controller.signal };
+    const pacer = new YieldPacer(t, reg.name);
+    const inline = reg.concurrency === 1;
+    while (!reg.stopped) {
+      const room = reg.concurrency - reg.running;
+      if (room <= 0) {
+        await new Promise<void>((resolve) => {
+          reg.slot = resolve;
+        });
+        continue;
+      }
+      options.max = room;
+      let leases: Lease[];
+      try {
+        const answer = t.lease(reg.name, options);
+        leases = isThenable(answer) ? await answer : answer;
+        if (leases.length === 0) {
+          pacer.waited();
+          // An empty answer without waiting (a closing transport): let the loop breathe.
+          if (!isThenable(answer)) await yieldToEventLoop();
+        } else if (pacer.delivered(leases.length)) {
+          // A promise is no proof of waiting (it may settle in a microtask): pace every answer alike.
+          await yieldToEventLoop();
+        }
+      } catch (err) {
+        if (reg.stopped) break;
+        this.#core.counters.errors++;
+        this.#core.log.logger.error({ err, agent: reg.name }, 'leasing failed; retrying');
+        await pause(LOOP_ERROR_PAUSE_MS, reg.controller.signal);
+        continue;
+      }
+      for (let i = 0; i < leases.length; i++) {
+        const lease = leases[i] as Lease;
+        const step = this.#deliver(t, reg, lease);
+        if (step === undefined) continue;
+        if (!(step instanceof HandlerContext)) {
+          if (inline) await step;
+          continue;
+        }
+        // An asynchronous handler. Concurrently: settle it when it does. Inline: wait for it in
+        // this frame, one tick per delivery, as a producer awaiting each send spends one.
+        const handling = step.handling as PromiseLike<unknown>;
+        step.handling = undefined;
+        if (!inline) {
+          handling.then(
+            (value) => this.#handled(t, reg, lease, step, value),
+            (err: unknown) => this.#handlerFailed(t, reg, lease, step, err),
+          );
+          continue;
+        }
+        let done: Promise<void> | undefined;
+        try {
+          done = this.#handled(t, reg, lease, step, await handling);
+        } catch (err) {
+          done = this.#handlerFailed(t, reg, lease, step, err);
+        }
+        if (done !== undefined) await done;
+      }
+    }
+  }
+
+  /**
+   * Runs one delivery through its agent: the checks, the handler, then ack (with the automatic
+   * reply), retry or dead letter. Never throws. Undefined when all of it ran synchronously; a
+   * promise of its end when only the settling is under way; the handler's context, holding its
+   * promise in `handling`, when the handler answered with a promise (the loop then waits for it
+   * and finishes with `#handled` or `#handlerFailed`). Continuations rather than an async
+   * function: a frame suspended per delivery in flight is the biggest allocation of a busy consumer.
+   */
+  #deliver(t: Transport, reg: Registration, lease: Lease): Promise<void> | HandlerContext | undefined {
+    this.#enter(reg);
+    const m = lease.message;
+    let ctx: HandlerContext;
+    try {
+      const now = Date.now();
+      const verdict = this.#core.verdict(m, now);
+      if (verdict !== VERDICT_OK) return this.#leaveAfter(reg, lease, this.#core.retire(t, lease, verdict));
+      this.#core.delivered(m, now, reg.name);
+      ctx = new HandlerContext(this.#ops, reg.name, lease);
+    } catch (err) {
+      this.#core.deliveryFailed(err, m);
+      this.#leave(reg);
+      return undefined;
+    }
+    let result: unknown;
+    try {
+      result = (reg.agent as Agent).handleMessage(m, ctx);
+    } catch (err) {
+      return this.#handlerFailed(t, reg, lease, ctx, err);
+    }
+    if (isThenable(result)) {
+      ctx.handling = result;
+      return ctx;
+    }
+    return this.#handled(t, reg, lease, ctx, result);
+  }
+
+  /** The handler returned: the reply and ack, then the slot's accounting. */
+  #handled(t: Transport, reg: Registration, lease: Lease, ctx: HandlerContext, result: unknown): Promise<void> | undefined {
+    let done: MaybePromise<void>;
+    try {
+      done = this.#complete(t, reg, lease, ctx, result);
+    } catch (err) {
+      this.#core.deliveryFailed(err, lease.message);
+      this.#leave(reg);
+      return undefined;
+    }
+    if (!isThenable(done)) {
+      this.#leave(reg);
+      return undefined;
+    }
+    // The handler is done: its slot takes the next delivery while the ack is on its way (a round
+    // trip on a networked transport). The delivery counts as running until the ack settles, so
+    // closing still waits for it.
+    this.#freeSlot(reg);
+    return done.then(this.#stopRunning, (err: unknown) => {
+      this.#core.deliveryFailed(err, lease.message);
+      this.#stopRunning();
+    });
+  }
+
+  /** The handler threw or rejected: retry or dead-letter, then the slot's accounting. */
+  #handlerFailed(t: Transport, reg: Registration, lease: Lease, ctx: HandlerContext, err: unknown): Promise<void> | undefined {
+    let failing: Promise<unknown>;
+    try {
+      failing = this.#failed(t, lease, ctx, err);
+    } catch (e) {
+      this.#core.deliveryFailed(e, lease.message);
+      this.#leave(reg);
+      return undefined;
+    }
+    return this.#leaveAfter(reg, lease, failing);
+  }
+
+  /** After the handler resolved: the automatic reply of a request and the ack in one step, or the ack alone. */
+  #complete(t: Transport, reg: Registration, lease: Lease, ctx: HandlerContext, result: unknown): MaybePromise<void> {
+    if (result !== undefined && asksForReply(lease.message) && !ctx.replied) return this.#replyAndAck(t, reg, lease, ctx, result);
+    this.#watch.settle(ctx);
+    return this.#core.ack(t, lease, reg.name);
+  }
+
+  /**
+   * The automatic RESULT of a request and the ack of the request, in one atomic transport step
+   * (`Transport.enqueueAndAck`): a crash never leaves the request acked without its reply.
+   */
+  #replyAndAck(t: Transport, reg: Registration, lease: Lease, ctx: HandlerContext, result: unknown): MaybePromise<void> {
+    const core = this.#core;
+    const m = lease.message;
+    let reply: ReturnType<BusCore['prepareReply']>;
+    let outcome: ReturnType<Transport['enqueueAndAck']>;
+    try {
+      reply = core.prepareReply(m, resultPayload(result), { type: MessageType.RESULT, sender: reg.name });
+      outcome = t.enqueueAndAck(
+        [
+          {
+            queue: reply.queue,
+            message: reply.message,
+            visibleAt: 0,
+            requireRecipient: reply.requireRecipient,
+            dedupeWindowMs: 0,
+            publish: true,
+          },
+        ],
+        lease,
+      );
+    } catch (err) {
+      // The result could not be sent (not JSON, bus closed): the delivery failed, nothing was acked.
+      return this.#failed(t, lease, ctx, err).then(noop);
+    }
+    const settle = (o: { results: unknown[]; acked: boolean }): MaybePromise<void> => {
+      ctx.replied = true;
+      this.#watch.settle(ctx);
+      let sent: ReturnType<BusCore['settleReply']> | undefined;
+      try {
+        sent = core.settleReply(t, m, reply, o.results[0] as Parameters<BusCore['settleReply']>[3], true);
+      } catch (err) {
+        core.deliveryFailed(err, reply.message);
+      }
+      core.afterAck(o.acked, m, reg.name);
+      if (isThenable(sent)) return sent.then(noop, (err: unknown) => core.deliveryFailed(err, reply.message));
+      return undefined;
+    };
+    if (!isThenable(outcome)) return settle(outcome);
+    return outcome.then(settle, (err: unknown) => this.#failed(t, lease, ctx, err).then(noop));
+  }
+
+  /** The handler threw (or its result could not be sent). */
+  #failed(t: Transport, lease: Lease, ctx: HandlerContext, err: unknown): Promise<boolean> {
+    this.#watch.settle(ctx);
+    return this.#core.retryOrDeadLetter(t, lease, err);
+  }
+
+  /** Frees `reg`'s slot once `step` settles (a failure of it is logged, never thrown). */
+  #leaveAfter(reg: Registration, lease: Lease, step: Promise<unknown>): Promise<void> {
+    return step.then(
+      () => this.#leave(reg),
+      (err: unknown) => {
+        this.#core.deliveryFailed(err, lease.message);
+        this.#leave(reg);
+      },
+    );
+  }
+
+  #enter(reg: Registration): void {
+    reg.running++;
+    this.running++;
+  }
+
+  #leave(reg: Registration): void {
+    this.#freeSlot(reg);
+    this.#stopRunning();
+  }
+
+  /** One of `reg`'s handler slots is free again: its consumer loop may lease for it. */
+  #freeSlot(reg: Registration): void {
+    reg.running--;
+    const slot = reg.slot;
+    if (slot !== null) {
+      reg.slot = null;
+      slot();
+    }
+  }
+
+  /** A delivery is settled (handled and acked, retried or dead-lettered). */
+  readonly #stopRunning = (): void => {
+    if (--this.running === 0 && this.onIdle !== null) this.onIdle();
+  };
+}
+
+const noop = (): void => undefined;

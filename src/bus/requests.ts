@@ -1,0 +1,207 @@
+import { RemoteError, RequestTimeoutError, ValidationError } from '../errors.js';
+import { type Message, MessageType } from '../message.js';
+import { timerDelay } from '../timers.js';
+import type { BusCore } from './core.js';
+import { LOOP_ERROR_PAUSE_MS, LOOP_WAIT_MS, pause } from './delivery.js';
+import { type HeapItem, IndexedHeap } from './heap.js';
+import { isThenable, type MaybePromise } from './maybe.js';
+import { INBOX_PREFIX, type Lease, type Transport } from './transport.js';
+
+// Request/reply: the requests of one bus waiting for their replies, their timeouts, and the one
+// loop that takes replies from the bus's inbox (`_inbox.<bus id>`) and settles them.
+
+/** Replies taken from the inbox per lease call. */
+const INBOX_BATCH = 256;
+
+/** A request waiting for its reply; ordered by deadline in the timeout heap. */
+class PendingRequest implements HeapItem {
+  heapIndex = -1;
+  readonly id: string;
+  readonly recipient: string;
+  readonly timeoutMs: number;
+  readonly deadline: number;
+  readonly resolve: (message: Message) => void;
+  readonly reject: (error: unknown) => void;
+  readonly promise: Promise<Message>;
+
+  constructor(id: string, recipient: string, timeoutMs: number, now: number) {
+    this.id = id;
+    this.recipient = recipient;
+    this.timeoutMs = timeoutMs;
+    this.deadline = now + timeoutMs;
+    let resolve!: (message: Message) => void;
+    let reject!: (error: unknown) => void;
+    this.promise = new Promise<Message>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.resolve = resolve;
+    this.reject = reject;
+  }
+}
+
+/** The waiting requests of one bus and its reply inbox. */
+export class Requests {
+  /** This bus's reply inbox: the queue `request` names in `headers.replyTo`. */
+  readonly inbox: string;
+  readonly #core: BusCore;
+  readonly #stop: AbortSignal;
+  readonly #waiting = new Map<string, PendingRequest>();
+  readonly #deadlines = new IndexedHeap<PendingRequest>((a, b) => a.deadline < b.deadline);
+  #timer: NodeJS.Timeout | null = null;
+  #timerAt = Number.POSITIVE_INFINITY;
+  /** The inbox loop, once started (by the first request). */
+  loop: Promise<void> | undefined;
+
+  constructor(core: BusCore, busId: string, stop: AbortSignal) {
+    this.#core = core;
+    this.inbox = `${INBOX_PREFIX}${busId}`;
+    this.#stop = stop;
+  }
+
+  /** Requests waiting for their reply. */
+  get size(): number {
+    return this.#waiting.size;
+  }
+
+  /**
+   * Arms the wait for `message`'s reply, enqueues it, and returns the reply's promise itself: the
+   * caller holds it before the enqueue can finish or its timeout fire, so whatever settles it
+   * first (reply, timeout, failed enqueue, close) rejects the caller's promise and nothing else.
+   */
+  dispatch(t: Transport, message: Message, timeout: number): Promise<Message> {
+    this.loop ??= this.#consumeInbox(t);
+    let pending: PendingRequest;
+    try {
+      pending = this.#expect(message, timeout);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    try {
+      // Only a failure matters here (a refused or failed enqueue): the reply settles the request.
+      const sent = this.#core.enqueueOne(t, message.recipient, message, true, 0, this.#core.settleSend);
+      if (isThenable(sent)) sent.then(undefined, (err: unknown) => this.#enqueueFailed(pending, err));
+    } catch (err) {
+      this.#enqueueFailed(pending, err);
+    }
+    return pending.promise;
+  }
+
+  /** Rejects every waiting request with `error` (the bus closes). */
+  rejectAll(error: unknown): void {
+    for (const pending of [...this.#waiting.values()]) {
+      this.#forget(pending);
+      pending.reject(error);
+    }
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  /** The enqueue of a waiting request failed: its caller gets the failure, unless the wait already ended (timed out, closed). */
+  #enqueueFailed(pending: PendingRequest, err: unknown): void {
+    if (this.#waiting.get(pending.id) !== pending) {
+      this.#core.log.logger.debug({ err, requestId: pending.id }, 'enqueue of a request that already ended failed');
+      return;
+    }
+    this.#forget(pending);
+    pending.reject(err);
+  }
+
+  /** Registers the wait for `message`'s reply, with its timeout. */
+  #expect(message: Message, timeout: number): PendingRequest {
+    if (this.#waiting.has(message.id)) {
+      throw new ValidationError(`a request with id \`${message.id}\` is already waiting for its reply`, { field: 'id' });
+    }
+    const pending = new PendingRequest(message.id, message.recipient, timeout, message.timestamp.getTime());
+    this.#waiting.set(message.id, pending);
+    this.#deadlines.push(pending);
+    if (this.#timer === null || this.#timerAt > pending.deadline) this.#armTimer(pending.deadline, Date.now());
+    return pending;
+  }
+
+  #forget(pending: PendingRequest): void {
+    this.#waiting.delete(pending.id);
+    this.#deadlines.remove(pending);
+  }
+
+  #armTimer(at: number, now: number): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#expire(), timerDelay(at - now));
+  }
+
+  #expire(): void {
+    this.#timer = null;
+    this.#timerAt = Number.POSITIVE_INFINITY;
+    const now = Date.now();
+    let p: PendingRequest | undefined = this.#deadlines.peek();
+    while (p !== undefined && p.deadline <= now) {
+      this.#forget(p);
+      this.#core.counters.errors++;
+      this.#core.log.logger.warn({ requestId: p.id, recipient: p.recipient, timeoutMs: p.timeoutMs }, 'request timed out');
+      p.reject(new RequestTimeoutError(p.id, p.recipient, p.timeoutMs));
+      p = this.#deadlines.peek();
+    }
+    if (p !== undefined) this.#armTimer(p.deadline, now);
+  }
+
+  /** The one loop that takes replies from this bus's inbox and settles waiting requests. */
+  async #consumeInbox(t: Transport): Promise<void> {
+    const options = { leaseMs: this.#core.settings.leaseMs, waitMs: LOOP_WAIT_MS, max: INBOX_BATCH, signal: this.#stop };
+    while (!this.#stop.aborted) {
+      let leases: Lease[];
+      try {
+        const answer = t.lease(this.inbox, options);
+        leases = isThenable(answer) ? await answer : answer;
+      } catch (err) {
+        if (this.#stop.aborted) break;
+        this.#core.counters.errors++;
+        this.#core.log.logger.error({ err }, 'leasing replies failed; retrying');
+        await pause(LOOP_ERROR_PAUSE_MS, this.#stop);
+        continue;
+      }
+      for (let i = 0; i < leases.length; i++) this.#settle(t, leases[i] as Lease);
+    }
+  }
+
+  /** A reply came: ack it, and settle the request waiting for it (a late one is only counted). */
+  #settle(t: Transport, lease: Lease): void {
+    const m = lease.message;
+    if (lease.malformed === undefined) {
+      let acked: MaybePromise<boolean>;
+      try {
+        acked = t.ack(lease);
+        if (isThenable(acked)) acked.then(undefined, this.#ackFailed);
+      } catch (err) {
+        this.#ackFailed(err);
+      }
+    }
+    const id = m.headers['inReplyTo'];
+    const pending = id === undefined ? undefined : this.#waiting.get(id);
+    const core = this.#core;
+    if (pending === undefined) {
+      core.counters.lateReplies++;
+      if (core.log.debugging) core.log.message('reply for no waiting request', m, { inReplyTo: id });
+      return;
+    }
+    this.#forget(pending);
+    if (lease.malformed !== undefined) {
+      pending.reject(
+        new ValidationError(
+          `the reply from \`${m.sender}\` to request ${pending.id} is not a valid message: ${lease.malformed}; it was dead-lettered as malformed`,
+          { field: 'reply' },
+        ),
+      );
+      return;
+    }
+    core.delivered(m, Date.now(), this.inbox);
+    core.counters.acked++;
+    if (m.type === MessageType.ERROR) pending.reject(new RemoteError(m.sender, pending.id, m.payload));
+    else pending.resolve(m);
+  }
+
+  readonly #ackFailed = (err: unknown): void => {
+    this.#core.counters.errors++;
+    this.#core.log.logger.error({ err }, 'acking a reply failed');
+  };
+}

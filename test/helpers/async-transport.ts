@@ -1,0 +1,46 @@
+import type { Transport } from '../../src/bus/transport.js';
+import { resolveStore, resolveTransport, STORE_URLS } from '../../src/connect.js';
+import { parseBackendUrl } from '../../src/backends/url.js';
+import { installBackendResolvers } from '../../src/resolvers.js';
+
+/**
+ * `inner` seen through a networked transport's eyes: every method answers with a promise (a
+ * synchronous throw becomes a rejection), so the bus's asynchronous path runs on the memory
+ * transport, without Redis. `keep` names methods left as they are (the bus tests read `depth` synchronously in
+ * `metrics()`, which on a networked transport reports figures refreshed in the background).
+ */
+export function asyncOnly(inner: Transport, keep: readonly string[] = []): Transport {
+  const methods = new Map<PropertyKey, unknown>();
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      if (keep.includes(String(prop))) return (value as (...args: unknown[]) => unknown).bind(target);
+      let wrapped = methods.get(prop);
+      if (wrapped === undefined) {
+        const fn = value as (...args: unknown[]) => unknown;
+        wrapped = (...args: unknown[]): Promise<unknown> => {
+          try {
+            return Promise.resolve(fn.apply(target, args));
+          } catch (err) {
+            return Promise.reject(err);
+          }
+        };
+        methods.set(prop, wrapped);
+      }
+      return wrapped;
+    },
+  });
+}
+
+/**
+ * Makes every bus made from a URL or the default in this test file (a vitest worker runs one file)
+ * use an async-only transport. Call it before the tests are collected.
+ */
+export function useAsyncOnlyTransports(): void {
+  installBackendResolvers({
+    transport: async (url) => asyncOnly(await resolveTransport(url), ['depth']),
+    store: resolveStore,
+    checkStoreUrl: (url) => void parseBackendUrl(url, STORE_URLS),
+  });
+}
