@@ -31,24 +31,33 @@ if (process.argv[2] === '--consumer') {
   let handled = 0;
   let lastAt = 0;
   let cpu0 = process.cpuUsage();
-  bus.registerAgent('worker', {
-    name: 'worker',
+  let ru0 = process.resourceUsage();
+  const agent = (name) => ({
+    name,
     concurrency: CONCURRENCY,
     handleMessage: async () => {
       handled++;
       lastAt = now();
     },
   });
+  bus.registerAgent('worker', agent('worker'));
   await bus.ready();
   process.on('message', async (m) => {
     if (m.type === 'start') {
       handled = 0;
       lastAt = 0;
       cpu0 = process.cpuUsage();
+      ru0 = process.resourceUsage();
+      // Backlog rounds: the queue is full already; consuming it starts now.
+      if (m.agent) bus.registerAgent(m.agent, agent(m.agent));
       process.send({ type: 'started' });
     } else if (m.type === 'count') {
       const c = process.cpuUsage(cpu0);
-      process.send({ type: 'count', handled, lastAt, cpuMs: (c.user + c.system) / 1000 });
+      const ru = process.resourceUsage();
+      // Preempted (involuntary) switches: the process was runnable but a core was not free.
+      const preempted = ru.involuntaryContextSwitches - ru0.involuntaryContextSwitches;
+      const waits = ru.voluntaryContextSwitches - ru0.voluntaryContextSwitches;
+      process.send({ type: 'count', handled, lastAt, cpuMs: (c.user + c.system) / 1000, preempted, waits });
     } else if (m.type === 'stop') {
       await bus.close();
       process.exit(0);
@@ -69,9 +78,9 @@ function child(url) {
   });
   return {
     c,
-    ask(type, reply = type) {
+    ask(type, reply = type, extra = {}) {
       const p = new Promise((resolve, reject) => waiting.push({ type: reply, resolve, reject }));
-      if (type !== null) c.send({ type });
+      if (type !== null) c.send({ type, ...extra });
       return p;
     },
   };
@@ -83,6 +92,13 @@ async function redisCpuMs(r) {
   return (f('used_cpu_user') + f('used_cpu_sys')) * 1000;
 }
 
+/** Calls per command since the server started (server-wide: a shared server counts everyone). */
+async function commandCalls(r) {
+  const out = {};
+  for (const m of (await r.info('commandstats')).matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
 async function setup(n, ctx) {
   await requireConcord([], 'concord-agents/redis');
   const { MessageBus } = await requireConcord(['MessageBus']);
@@ -91,20 +107,35 @@ async function setup(n, ctx) {
   await Promise.all(consumers.map((k) => k.ask(null, 'ready')));
   const bus = new MessageBus({ ...busDefaults, transport: url });
   await bus.ready();
-  const s = { bus, consumers, redis: await redisClient() };
-  await round(s, 4000); // warm-up
+  const s = { bus, consumers, redis: await redisClient(), rounds: 0 };
+  await round(s, 4000, false); // warm-up
+  await round(s, 4000, true);
   return s;
 }
 
-/** `count` messages through the consumers; throughput and CPU figures. */
-async function round(s, count) {
-  await Promise.all(s.consumers.map((k) => k.ask('start', 'started')));
+/**
+ * `count` messages through the consumers; throughput and CPU figures. `backlog`: all are sent
+ * first (to a queue of this round that nobody consumes yet), then the consumers start on it
+ * together, so the figure is theirs alone; else they consume while the producer sends.
+ */
+async function round(s, count, backlog) {
+  const recipient = backlog ? `work-${++s.rounds}` : 'worker';
+  const inputs = Array.from({ length: count }, (_, i) => ({ sender: 'producer', recipient, type: 'task', payload: { i } }));
+  const send = async () => {
+    for (let i = 0; i < count; i += BATCH) await s.bus.sendBatch(inputs.slice(i, i + BATCH));
+  };
+  if (backlog) {
+    s.bus.registerAgent(recipient); // a recipient (pull: this bus never takes from it)
+    await send();
+  } else await Promise.all(s.consumers.map((k) => k.ask('start', 'started')));
   const redis0 = await redisCpuMs(s.redis);
+  const calls0 = await commandCalls(s.redis);
   const cpu0 = process.cpuUsage();
   const t0 = now();
-  const inputs = Array.from({ length: count }, (_, i) => ({ sender: 'producer', recipient: 'worker', type: 'task', payload: { i } }));
-  for (let i = 0; i < count; i += BATCH) await s.bus.sendBatch(inputs.slice(i, i + BATCH));
+  if (backlog) await Promise.all(s.consumers.map((k) => k.ask('start', 'started', { agent: recipient })));
+  else await send();
   const producerCpu = process.cpuUsage(cpu0);
+  const sentAt = now();
   let counts;
   for (;;) {
     counts = await Promise.all(s.consumers.map((k) => k.ask('count')));
@@ -115,13 +146,26 @@ async function round(s, count) {
   const seconds = (end - t0) / 1000;
   const consumerCpuMs = counts.reduce((a, c) => a + c.cpuMs, 0);
   const figures = {
+    mode: backlog ? 'backlog' : 'stream',
     consumers: s.consumers.length,
     msgsPerS: Math.round(count / seconds),
+    sendS: +((sentAt - t0) / 1000).toFixed(2),
+    seconds: +seconds.toFixed(2),
     consumerCpuUsPerMsg: +((consumerCpuMs * 1000) / count).toFixed(1),
-    perConsumer: counts.map((c) => ({ handled: c.handled, cpuPct: Math.round((100 * c.cpuMs) / (seconds * 1000)) })),
+    perConsumer: counts.map((c) => ({
+      handled: c.handled,
+      cpuPct: Math.round((100 * c.cpuMs) / (seconds * 1000)),
+      preempted: c.preempted,
+      waits: c.waits,
+    })),
     producerCpuPct: Math.round((100 * (producerCpu.user + producerCpu.system)) / 1000 / (seconds * 1000)),
     redisCpuPct: Math.round((100 * ((await redisCpuMs(s.redis)) - redis0)) / (seconds * 1000)),
     load: (await import('node:os')).loadavg()[0].toFixed(1),
+    callsPer1kMsgs: Object.fromEntries(
+      Object.entries(await commandCalls(s.redis))
+        .map(([k, v]) => [k, Math.round(((v - (calls0[k] ?? 0)) * 1000) / count)])
+        .filter(([k, v]) => v > 0 && k !== 'info'),
+    ),
   };
   appendFileSync(FIGURES, `${JSON.stringify({ at: new Date().toISOString(), count, ...figures })}\n`);
   return figures;
@@ -129,10 +173,15 @@ async function round(s, count) {
 
 async function teardown(s) {
   if (!s) return;
-  await Promise.all(s.consumers.map((k) => new Promise((r) => {
-    k.c.once('exit', r);
-    k.c.send({ type: 'stop' });
-  })));
+  await Promise.all(
+    s.consumers.map(
+      (k) =>
+        new Promise((r) => {
+          k.c.once('exit', r);
+          k.c.send({ type: 'stop' });
+        }),
+    ),
+  );
   await s.bus.close();
   s.redis.disconnect();
 }
@@ -142,7 +191,7 @@ const POINTS = [1, 2, 4];
 export const curves = [
   {
     id: 'bus/redis/consumers',
-    title: `Throughput of N consumer processes of one agent (concurrency ${CONCURRENCY} each) on Redis (${MESSAGES / 1000}k messages sent in batches of ${BATCH})`,
+    title: `Draining a backlog of ${MESSAGES / 1000}k messages with N consumer processes of one agent (concurrency ${CONCURRENCY} each), Redis`,
     xLabel: 'consumer processes',
     unit: 'msgs/s',
     higherIsBetter: true,
@@ -150,13 +199,13 @@ export const curves = [
     points: POINTS,
     setup,
     async measure(s) {
-      return (await round(s, MESSAGES)).msgsPerS;
+      return (await round(s, MESSAGES, true)).msgsPerS;
     },
     teardown,
   },
   {
     id: 'bus/redis/consumers-cpu',
-    title: 'CPU per message of N consumer processes of one agent on Redis (summed over the consumers)',
+    title: 'CPU per message of N consumer processes of one agent draining a backlog, Redis (summed over the consumers)',
     xLabel: 'consumer processes',
     unit: 'µs CPU/msg',
     higherIsBetter: false,
@@ -164,7 +213,21 @@ export const curves = [
     points: POINTS,
     setup,
     async measure(s) {
-      return (await round(s, MESSAGES)).consumerCpuUsPerMsg;
+      return (await round(s, MESSAGES, true)).consumerCpuUsPerMsg;
+    },
+    teardown,
+  },
+  {
+    id: 'bus/redis/consumers-stream',
+    title: `Throughput of N consumer processes of one agent while one producer sends (${MESSAGES / 1000}k messages in batches of ${BATCH}), Redis`,
+    xLabel: 'consumer processes',
+    unit: 'msgs/s',
+    higherIsBetter: true,
+    redis: true,
+    points: POINTS,
+    setup,
+    async measure(s) {
+      return (await round(s, MESSAGES, false)).msgsPerS;
     },
     teardown,
   },

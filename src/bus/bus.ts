@@ -205,6 +205,7 @@ export class MessageBus {
     if (reg === undefined) return false;
     this.#agents.delete(name);
     reg.stop();
+    this.#consumers.wake(new ClosedError(`agent \`${name}\``));
     await reg.setup.catch(() => undefined);
     const t = this.#transport;
     if (t !== undefined && !this.#core.closed) await t.removeRecipient(name);
@@ -548,7 +549,9 @@ export class MessageBus {
 
   async #shutdown(drainMs: number): Promise<void> {
     for (const reg of this.#agents.values()) reg.stop();
-    this.#stop.abort(new ClosedError('message bus'));
+    const closed = new ClosedError('message bus');
+    this.#consumers.wake(closed);
+    this.#stop.abort(closed);
     await this.#settlePending();
     // Drain: running handlers finish (they may still send and reply).
     const drained = await this.#drain(drainMs);
