@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryTransport } from '../src/backends/memory/transport.js';
 import { BandedQueue } from '../src/backends/memory/heap.js';
+import { DeadlineQueue } from '../src/bus/heap.js';
 import { MessageBus } from '../src/bus/bus.js';
 import type { LeaseOptions } from '../src/bus/transport.js';
 import { MessageType } from '../src/message.js';
@@ -105,5 +106,48 @@ describe('agents at scale', () => {
     await Promise.all(waits);
     expect(ended.length).toBe(5);
     await t.close();
+  });
+});
+
+describe('outstanding requests at scale', () => {
+  interface Item {
+    deadline: number;
+    heapIndex: number;
+    slot: number;
+    n: number;
+  }
+  const item = (deadline: number, n: number): Item => ({ deadline, heapIndex: -1, slot: -1, n });
+
+  it('a deadline queue hands out the earliest deadline whatever the order of arrival and removal', () => {
+    const q = new DeadlineQueue<Item>();
+    const items = [item(10, 0), item(20, 1), item(20, 2), item(5, 3), item(30, 4), item(15, 5)];
+    for (const it of items) q.push(it);
+    expect(q.size).toBe(6);
+    expect(q.peek()?.n).toBe(3); // arrived late, due first
+    expect(q.remove(items[3] as Item)).toBe(true);
+    expect(q.remove(items[3] as Item)).toBe(false);
+    expect(q.peek()?.n).toBe(0);
+    expect(q.remove(items[0] as Item)).toBe(true);
+    expect(q.peek()?.n).toBe(5);
+    q.remove(items[5] as Item);
+    expect(q.peek()?.deadline).toBe(20);
+    for (const it of items) q.remove(it);
+    expect(q.size).toBe(0);
+    expect(q.peek()).toBeUndefined();
+  });
+
+  it('removing requests answered out of order keeps no slot for them', () => {
+    const q = new DeadlineQueue<Item>();
+    // One request waits long at the front while 100,000 behind it come and go.
+    const first = item(0, -1);
+    q.push(first);
+    for (let i = 0; i < 100_000; i++) {
+      const it = item(i + 1, i);
+      q.push(it);
+      expect(q.remove(it)).toBe(true);
+    }
+    expect(q.size).toBe(1);
+    expect(q.heldSlots).toBeLessThanOrEqual(1025);
+    expect(q.peek()).toBe(first);
   });
 });
