@@ -13,11 +13,11 @@ import {
   STAMP_TRACE,
 } from '../message.js';
 import { checkOptionNames } from '../options.js';
-import { backendResolvers } from '../resolvers.js';
 import type { StateManager } from '../state/manager.js';
 import { startTimer, type Timer } from '../timers.js';
 import { type Agent, checkRegisteredAgent, validateAgentName } from './agent.js';
 import { resolveBackoff } from './backoff.js';
+import { resolveTransportUrl } from './resolve.js';
 import { type BusOps, BusSubscription, type HandlerContext, PullDelivery, Registration } from './context.js';
 import { BusCore, VERDICT_OK } from './core.js';
 import { Consumers, LeaseWatch } from './delivery.js';
@@ -601,7 +601,7 @@ export class MessageBus {
     this.#opening ??= (async () => {
       try {
         const spec = this.#spec;
-        const t = spec !== undefined && typeof spec !== 'string' ? spec : await backendResolvers().transport(spec);
+        const t = spec !== undefined && typeof spec !== 'string' ? spec : await resolveTransportUrl(spec);
         await t.connect();
         this.#transport = t;
         return t;

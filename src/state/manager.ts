@@ -10,12 +10,12 @@ import {
   WorkflowExistsError,
   WorkflowNotFoundError,
 } from '../errors.js';
-import { backendResolvers } from '../resolvers.js';
 import { RecentVersions, VersionedCache } from './cache.js';
 import { copyDocument, copyEvent, copyJson, ImmutableDate, newChange, sealOwnChange } from './copy.js';
 import { LockLostError, lockStoreKey, StateLocks, type LockHandle, type LockOptions } from './locks.js';
 import { OwnCommits } from './own-commits.js';
 import { countableLines, lineDiffStats, lineDiffStatsOfLines, summarizeStats, threeWayMerge } from './merge.js';
+import { storeResolver } from './resolve.js';
 import { makeSnapshot, verifySnapshot } from './snapshot.js';
 import type { CommitRequest, CommitResult, DocumentRecord, HistoryRange, StateStore, WorkflowCommitResult, WorkflowRecord } from './store.js';
 import type { ChangeAction, ChangeEvent, DocumentState, Snapshot, StateChange, StateMetrics, WorkflowState } from './types.js';
@@ -252,7 +252,7 @@ export class StateManager {
     const opts = v.optionsObject(options, 'StateManager options');
     checkOptionNames(opts, MANAGER_OPTIONS, 'StateManager options');
     const store = opts['store'];
-    if (typeof store === 'string') backendResolvers().checkStoreUrl(store);
+    if (typeof store === 'string') storeResolver().checkUrl(store);
     else if (store !== undefined && (typeof store !== 'object' || store === null || typeof (store as StateStore).commitDocument !== 'function')) {
       throw new ValidationError(`store must be a StateStore or a URL such as \`memory://\` or \`sqlite:./state.db\`, got ${v.describe(store)}`, {
         field: 'store',
@@ -287,7 +287,7 @@ export class StateManager {
 
   async #init(): Promise<StateStore> {
     const spec = this.#spec;
-    const store = spec !== undefined && typeof spec !== 'string' ? spec : await backendResolvers().store(spec);
+    const store = spec !== undefined && typeof spec !== 'string' ? spec : await storeResolver().store(spec);
     try {
       await store.connect();
       this.#stopFeed = await store.watch((event) => this.#onChange(event));
