@@ -16,7 +16,7 @@ import { KnownDocument, RecentDocuments, VersionedCache } from './cache.js';
 import { copyDocument, copyEvent, copyJson, ImmutableDate, newChange, sealOwnChange } from './copy.js';
 import { LockLostError, lockStoreKey, StateLocks, type LockHandle, type LockOptions } from './locks.js';
 import { OwnCommits } from './own-commits.js';
-import { lineDiffStats, summarizeStats, threeWayMerge } from './merge.js';
+import { countableLines, lineDiffStats, lineDiffStatsOfLines, summarizeStats, threeWayMerge } from './merge.js';
 import { makeSnapshot, verifySnapshot } from './snapshot.js';
 import type { CommitRequest, CommitResult, DocumentRecord, HistoryRange, StateStore, WorkflowCommitResult, WorkflowRecord } from './store.js';
 import type { ChangeAction, ChangeEvent, DocumentState, Snapshot, StateChange, StateMetrics, WorkflowState } from './types.js';
@@ -223,6 +223,14 @@ export class StateManager {
   #wfCache: VersionedCache<WorkflowRecord> | null;
   /** The last known state of recently used documents: the base of the next write (never served to reads). */
   #recent = new RecentDocuments({ maxEntries: RECENT_MAX_ENTRIES, maxChars: RECENT_MAX_CHARS });
+  /**
+   * The last content a content update split into lines, and its lines: the base of the next
+   * update of the same document is that very string, so a run of writes to one document splits
+   * each text once. One pair for the whole manager, not one per document: kept per document, each
+   * line array lived until that document's next write and was promoted (bench/NOTES.md, issue 25).
+   */
+  #splitContent: string | undefined;
+  #splitLines: string[] = [];
   #lockContext = new AsyncLocalStorage<Map<string, LockHandle>>();
   /** `withLock` bodies running now; while none runs, writes skip the AsyncLocalStorage lookup. */
   #lockDepth = 0;
@@ -378,7 +386,7 @@ export class StateManager {
       let mergeBase: DocumentRecord | null | undefined;
       return this.#write(store, documentId, actor, expectedVersion, merge, (current) => {
         if (expectedVersion === undefined || current.version === expectedVersion) {
-          const summary = withNote(note, summarizeStats(lineDiffStats(current.content, content)));
+          const summary = withNote(note, summarizeStats(this.#contentDiff(current.content, content)));
           return { content, metadata: current.metadata, action: 'update_content', summary };
         }
         return (async () => {
@@ -389,6 +397,16 @@ export class StateManager {
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /** The line counts of a content update from `before` to `after` (see `#splitContent`). */
+  #contentDiff(before: string, after: string): { added: number; removed: number } {
+    if (before === after) return { added: 0, removed: 0 };
+    const beforeLines = before === this.#splitContent ? this.#splitLines : countableLines(before);
+    const afterLines = countableLines(after);
+    this.#splitContent = after;
+    this.#splitLines = afterLines;
+    return lineDiffStatsOfLines(beforeLines, afterLines);
   }
 
   /** The merge of an edit based on `expectedVersion` (`base`, null when compacted) onto `current`. */
