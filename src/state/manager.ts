@@ -10,13 +10,13 @@ import {
   WorkflowExistsError,
   WorkflowNotFoundError,
 } from '../errors.js';
-import { backendResolvers } from '../resolvers.js';
-import { RecentVersions, VersionedCache } from './cache.js';
+import { KnownDocument, RecentDocuments, VersionedCache } from './cache.js';
 import { copyDocument, copyEvent, copyJson, ImmutableDate, newChange, sealOwnChange } from './copy.js';
 import { LockLostError, lockStoreKey, StateLocks, type LockHandle, type LockOptions } from './locks.js';
 import { OwnCommits } from './own-commits.js';
 import { tracedCommit, tracedConflict } from '../observability/tracing.js';
 import { countableLines, lineDiffStats, lineDiffStatsOfLines, summarizeStats, threeWayMerge } from './merge.js';
+import { storeResolver } from './resolve.js';
 import { makeSnapshot, verifySnapshot } from './snapshot.js';
 import type { CommitRequest, CommitResult, DocumentRecord, HistoryRange, StateStore, WorkflowCommitResult, WorkflowRecord } from './store.js';
 import type { ChangeAction, ChangeEvent, DocumentState, Snapshot, StateChange, StateMetrics, WorkflowState } from './types.js';
@@ -37,9 +37,9 @@ export const DEFAULT_LOCK_TTL_MS = 30_000;
 export const DEFAULT_LOCK_WAIT_MS = 30_000;
 /** How many times an update without `expectedVersion` re-reads and retries after losing a race. */
 const MAX_WRITE_ATTEMPTS = 1000;
-/** Bounds of the write-base memo (see `RecentVersions`): documents, and characters of content. */
-const RECENT_MAX_ENTRIES = 1024;
-const RECENT_MAX_CHARS = 16 * 1024 * 1024;
+/** Bounds of the write-base memo (see `RecentDocuments`): documents, and characters of content. */
+const RECENT_MAX_ENTRIES = 131_072;
+const RECENT_MAX_CHARS = 64 * 1024 * 1024;
 
 /** Options of `new StateManager(...)`. Every field is optional. */
 export interface StateManagerOptions {
@@ -154,17 +154,13 @@ interface Watcher {
   after: number;
 }
 
-/**
- * A document as this manager keeps it in its cache and write memo (never handed out as is):
- * plus the lines of its content, split once when known, so the next content update splits only
- * its new text for the line counts of its history entry.
- */
-type KnownDocument = DocumentRecord & { lines?: string[] };
-type KnownState = DocumentState & { lines?: string[] | undefined };
-
 interface Base {
-  record: KnownDocument;
-  /** The history window ending at `record.version`, when known. */
+  /** The base version; not changed while the write holds it (a copy when it came from the write memo). */
+  record: DocumentRecord;
+  /**
+   * The history window ending at `record.version`, when known as an array (a store read or the
+   * read cache); a base from the write memo has its window there (see `#committed`).
+   */
   history: StateChange[] | undefined;
   /** Read from the store just now (not from the cache). */
   fresh: boolean;
@@ -175,8 +171,6 @@ interface PlannedChange {
   metadata: Record<string, unknown>;
   action: ChangeAction;
   summary: string;
-  /** `countableLines(content)`, when the plan split it anyway. */
-  lines?: string[];
 }
 
 type StoreStats = Awaited<ReturnType<StateStore['stats']>>;
@@ -222,11 +216,21 @@ export class StateManager {
   #ownsStore: boolean;
   #historyLimit: number;
   #historyWindow: number;
+  /** Entries a document's history window holds: `historyWindow`, at most `historyLimit`. */
+  #windowKeep: number;
   #lockDefaults: { ttlMs: number; waitMs: number };
-  #docCache: VersionedCache<KnownState> | null;
+  #docCache: VersionedCache<DocumentState> | null;
   #wfCache: VersionedCache<WorkflowRecord> | null;
   /** The last known state of recently used documents: the base of the next write (never served to reads). */
-  #recent = new RecentVersions<KnownState>({ maxEntries: RECENT_MAX_ENTRIES, maxChars: RECENT_MAX_CHARS });
+  #recent = new RecentDocuments({ maxEntries: RECENT_MAX_ENTRIES, maxChars: RECENT_MAX_CHARS });
+  /**
+   * The last content a content update split into lines, and its lines: the base of the next
+   * update of the same document is that very string, so a run of writes to one document splits
+   * each text once. One pair for the whole manager, not one per document: kept per document, each
+   * line array lived until that document's next write and was promoted (bench/NOTES.md, issue 25).
+   */
+  #splitContent: string | undefined;
+  #splitLines: string[] = [];
   #lockContext = new AsyncLocalStorage<Map<string, LockHandle>>();
   /** `withLock` bodies running now; while none runs, writes skip the AsyncLocalStorage lookup. */
   #lockDepth = 0;
@@ -253,7 +257,7 @@ export class StateManager {
     const opts = v.optionsObject(options, 'StateManager options');
     checkOptionNames(opts, MANAGER_OPTIONS, 'StateManager options');
     const store = opts['store'];
-    if (typeof store === 'string') backendResolvers().checkStoreUrl(store);
+    if (typeof store === 'string') storeResolver().checkUrl(store);
     else if (store !== undefined && (typeof store !== 'object' || store === null || typeof (store as StateStore).commitDocument !== 'function')) {
       throw new ValidationError(`store must be a StateStore or a URL such as \`memory://\` or \`sqlite:./state.db\`, got ${v.describe(store)}`, {
         field: 'store',
@@ -263,6 +267,7 @@ export class StateManager {
     this.#ownsStore = typeof store !== 'object';
     this.#historyLimit = v.optionalPositiveInteger(opts['historyLimit'], 'historyLimit', 1_000_000) ?? DEFAULT_HISTORY_LIMIT;
     this.#historyWindow = v.optionalPositiveInteger(opts['historyWindow'], 'historyWindow', 10_000) ?? DEFAULT_HISTORY_WINDOW;
+    this.#windowKeep = Math.min(this.#historyWindow, this.#historyLimit);
     const cache = opts['cache'];
     if (cache === undefined || cache === false) {
       this.#docCache = null;
@@ -272,7 +277,7 @@ export class StateManager {
       checkOptionNames(c, CACHE_OPTIONS, 'cache options');
       const ttlMs = v.duration(c['ttlMs'], 'cache.ttlMs');
       const maxEntries = v.optionalPositiveInteger(c['maxEntries'], 'cache.maxEntries');
-      this.#docCache = new VersionedCache<KnownState>({ ttlMs, ...(maxEntries ? { maxEntries } : {}) });
+      this.#docCache = new VersionedCache<DocumentState>({ ttlMs, ...(maxEntries ? { maxEntries } : {}) });
       this.#wfCache = new VersionedCache({ ttlMs, ...(maxEntries ? { maxEntries } : {}) });
     }
     const locks = v.optionsObject(opts['locks'], 'locks');
@@ -288,7 +293,7 @@ export class StateManager {
 
   async #init(): Promise<StateStore> {
     const spec = this.#spec;
-    const store = spec !== undefined && typeof spec !== 'string' ? spec : await backendResolvers().store(spec);
+    const store = spec !== undefined && typeof spec !== 'string' ? spec : await storeResolver().store(spec);
     try {
       await store.connect();
       this.#stopFeed = await store.watch((event) => this.#onChange(event));
@@ -382,9 +387,8 @@ export class StateManager {
       let mergeBase: DocumentRecord | null | undefined;
       return this.#write(store, documentId, actor, expectedVersion, merge, (current) => {
         if (expectedVersion === undefined || current.version === expectedVersion) {
-          const lines = countableLines(content);
-          const stats = lineDiffStatsOfLines(current.lines ?? countableLines(current.content), lines);
-          return { content, metadata: current.metadata, action: 'update_content', summary: withNote(note, summarizeStats(stats)), lines };
+          const summary = withNote(note, summarizeStats(this.#contentDiff(current.content, content)));
+          return { content, metadata: current.metadata, action: 'update_content', summary };
         }
         return (async () => {
           mergeBase ??= this.#knownVersion(documentId, expectedVersion) ?? (await store.getVersion(documentId, expectedVersion));
@@ -394,6 +398,16 @@ export class StateManager {
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /** The line counts of a content update from `before` to `after` (see `#splitContent`). */
+  #contentDiff(before: string, after: string): { added: number; removed: number } {
+    if (before === after) return { added: 0, removed: 0 };
+    const beforeLines = before === this.#splitContent ? this.#splitLines : countableLines(before);
+    const afterLines = countableLines(after);
+    this.#splitContent = after;
+    this.#splitLines = afterLines;
+    return lineDiffStatsOfLines(beforeLines, afterLines);
   }
 
   /** The merge of an edit based on `expectedVersion` (`base`, null when compacted) onto `current`. */
@@ -449,16 +463,12 @@ export class StateManager {
     }
     const summary = v.optionalSummary(req['summary']) ?? metadataSummary(Object.keys(metadata), mode);
     const store = await this.#s();
-    return await this.#write(store, documentId, actor, expectedVersion, false, (current) => {
-      const planned: PlannedChange = {
-        content: current.content,
-        metadata: mode === 'replace' ? metadata : { ...current.metadata, ...metadata },
-        action: 'update_metadata',
-        summary,
-      };
-      if (current.lines) planned.lines = current.lines;
-      return planned;
-    });
+    return await this.#write(store, documentId, actor, expectedVersion, false, (current) => ({
+      content: current.content,
+      metadata: mode === 'replace' ? metadata : { ...current.metadata, ...metadata },
+      action: 'update_metadata',
+      summary,
+    }));
   }
 
   /**
@@ -777,7 +787,7 @@ export class StateManager {
     } finally {
       this.#own.end(own, result?.ok === true);
     }
-    if (result.ok) return this.#committed(store, document, change, [], result.revision);
+    if (result.ok) return this.#committed(store, document, change, 0, [], result.revision);
     if (result.reason === 'fenced') throw new LockLostError(documentId, fence?.token ?? 0);
     if (result.current) this.#docCache?.saw(documentId, result.current.version);
     return null;
@@ -797,7 +807,7 @@ export class StateManager {
     actor: string,
     expectedVersion: number | undefined,
     merge: boolean,
-    plan: (current: KnownDocument) => PlannedChange | Promise<PlannedChange>,
+    plan: (current: DocumentRecord) => PlannedChange | Promise<PlannedChange>,
   ): Promise<DocumentState> {
     const fence = this.#fenceFor(documentId);
     let base = this.#knownBase(documentId, expectedVersion) ?? (await this.#loadBase(store, documentId));
@@ -838,7 +848,7 @@ export class StateManager {
       } finally {
         this.#own.end(own, result?.ok === true);
       }
-      if (result.ok) return this.#committed(store, document, change, base.history, result.revision, planned.lines);
+      if (result.ok) return this.#committed(store, document, change, base.record.version, base.history, result.revision);
       this.#forget(documentId);
       if (result.reason === 'fenced') throw new LockLostError(documentId, fence?.token ?? 0);
       if (result.reason === 'not_found' || !result.current) throw new DocumentNotFoundError(documentId);
@@ -864,11 +874,14 @@ export class StateManager {
   #knownBase(documentId: string, expectedVersion: number | undefined): Base | undefined {
     const cached = this.#docCache?.get(documentId);
     const recent = this.#recent.get(documentId);
-    let known = cached && recent ? (recent.version > cached.version ? recent : cached) : (cached ?? recent);
-    if (expectedVersion !== undefined && known?.version !== expectedVersion) {
-      known = cached?.version === expectedVersion ? cached : recent?.version === expectedVersion ? recent : undefined;
+    let fromCache = cached !== undefined && (recent === undefined || cached.version >= recent.version);
+    if (expectedVersion !== undefined && (fromCache ? cached!.version : recent?.version) !== expectedVersion) {
+      if (cached?.version === expectedVersion) fromCache = true;
+      else if (recent?.version === expectedVersion) fromCache = false;
+      else return undefined;
     }
-    return known ? { record: known, history: known.history, fresh: false } : undefined;
+    if (fromCache) return { record: cached!, history: cached!.history, fresh: false };
+    return recent ? { record: recent.record(), history: undefined, fresh: false } : undefined;
   }
 
   /** The store's current state of the document as a write base, or null when it does not exist. */
@@ -878,9 +891,9 @@ export class StateManager {
   }
 
   /** A version of the document this manager knows without asking the store, if any. */
-  #knownVersion(documentId: string, version: number): DocumentState | undefined {
+  #knownVersion(documentId: string, version: number): DocumentRecord | undefined {
     const recent = this.#recent.get(documentId);
-    if (recent?.version === version) return recent;
+    if (recent?.version === version) return recent.record();
     const cached = this.#docCache?.get(documentId);
     return cached?.version === version ? cached : undefined;
   }
@@ -897,7 +910,7 @@ export class StateManager {
     if (!record) return null;
     const state = await this.#stateOf(store, record);
     this.#docCache?.put(documentId, state.version, state);
-    this.#recent.set(documentId, state);
+    this.#recent.set(new KnownDocument(state, state.history, this.#windowKeep));
     return state;
   }
 
@@ -920,7 +933,7 @@ export class StateManager {
   /** `#stateOf` for a record just read as current (a conflict's): remembered here, and a copy handed out. */
   async #currentState(store: StateStore, record: DocumentRecord): Promise<DocumentState> {
     const state = await this.#stateOf(store, record);
-    this.#recent.set(record.documentId, state);
+    this.#recent.set(new KnownDocument(state, state.history, this.#windowKeep));
     return copyDocument(state);
   }
 
@@ -929,43 +942,48 @@ export class StateManager {
   }
 
   /**
-   * After a successful commit: metrics, the new state's history window (the base's window plus
-   * the new entry, when the base's was known; else read from the store), cache and write memo.
-   * `document` and `change` were built by this manager and are kept as they are (nothing
+   * After a successful commit: metrics, the new state's history window, cache and write memo.
+   * When the memo knows the base version, its entry is advanced in place and gives the window;
+   * else the base's window plus the new entry, when known; else the window is read from the
+   * store. `document` and `change` were built by this manager and are kept as they are (nothing
    * outside holds them); the caller gets a copy.
    */
   #committed(
     store: StateStore,
     document: DocumentRecord,
     change: StateChange,
+    baseVersion: number,
     baseHistory: StateChange[] | undefined,
     revision: number,
-    lines?: string[],
   ): DocumentState | Promise<DocumentState> {
     this.#noteOwnWrite(document.version === 1 ? 'create' : 'update', 'document', revision);
-    if (!baseHistory) return this.#windowAt(store, document.documentId, document.version).then((history) => this.#keep(document, history, lines));
-    const keep = Math.min(this.#historyWindow, this.#historyLimit);
-    const history = baseHistory.slice(Math.max(0, baseHistory.length + 1 - keep));
+    const known = this.#recent.get(document.documentId);
+    if (known !== undefined && known.version === baseVersion) {
+      this.#recent.advance(known, document, change);
+      return this.#keep(document, known.history(), false);
+    }
+    if (!baseHistory) return this.#windowAt(store, document.documentId, document.version).then((history) => this.#keep(document, history, true));
+    const history = baseHistory.slice(Math.max(0, baseHistory.length + 1 - this.#windowKeep));
     history.push(change); // sealed by newChange
-    return this.#keep(document, history, lines);
+    return this.#keep(document, history, true);
   }
 
-  /** Caches and remembers a just-committed state; returns the caller's copy. */
-  #keep(document: DocumentRecord, history: StateChange[], lines: string[] | undefined): DocumentState {
-    const state: KnownState = {
+  /**
+   * The caller's copy of a just-committed state with its (new, unshared) window `history`;
+   * caches it, and remembers it in the write memo when `remember` (not advanced there already).
+   */
+  #keep(document: DocumentRecord, history: StateChange[], remember: boolean): DocumentState {
+    if (remember) this.#recent.set(new KnownDocument(document, history, this.#windowKeep));
+    this.#docCache?.put(document.documentId, document.version, { ...document, history: history.slice() });
+    return {
       documentId: document.documentId,
       version: document.version,
       content: document.content,
-      metadata: document.metadata,
+      metadata: copyJson(document.metadata),
       history,
-      createdAt: document.createdAt,
-      updatedAt: document.updatedAt,
-      // Always present (undefined when not known), so every remembered state has one shape.
-      lines,
+      createdAt: new Date(document.createdAt.getTime()),
+      updatedAt: new Date(document.updatedAt.getTime()),
     };
-    this.#docCache?.put(document.documentId, document.version, state);
-    this.#recent.set(document.documentId, state);
-    return copyDocument(state);
   }
 
   #fenceFor(documentId: string): { key: string; token: number } | undefined {
