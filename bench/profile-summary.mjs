@@ -69,7 +69,10 @@ for (const file of files) {
   }
   const show = (m, title) => {
     console.log(`\n${title}`);
-    const rows = [...m].filter(([k]) => !filter || k.includes(filter)).sort((a, b) => b[1] - a[1]).slice(0, top);
+    const rows = [...m]
+      .filter(([k]) => !filter || k.includes(filter))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top);
     for (const [k, t] of rows) console.log(`${((100 * t) / total).toFixed(1).padStart(6)}%  ${(t / 1000).toFixed(1).padStart(8)} ms  ${k}`);
   };
   console.log(`== ${file}: ${(total / 1000).toFixed(0)} ms sampled`);

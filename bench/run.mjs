@@ -179,7 +179,12 @@ function fmt(v) {
 }
 
 const rows = summarise(runs);
-const targets = evaluateTargets(rows, runs, TARGETS.filter((t) => plan.some((w) => w.id === t.workload)), skipped);
+const targets = evaluateTargets(
+  rows,
+  runs,
+  TARGETS.filter((t) => plan.some((w) => w.id === t.workload)),
+  skipped,
+);
 const machine = machineInfo();
 const versions = await versionsInfo(root, redisUp);
 const meta = {

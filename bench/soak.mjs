@@ -146,7 +146,13 @@ async function producer(ns, id, rate) {
     // that did land a no-op.
     for (let tries = 0; ; tries++) {
       try {
-        await bus.send({ id: `${id}-${n}`, type: MessageType.TASK, sender: id, recipient: QUEUE, payload: { seq: n, poison: n % 97 === 0 } });
+        await bus.send({
+          id: `${id}-${n}`,
+          type: MessageType.TASK,
+          sender: id,
+          recipient: QUEUE,
+          payload: { seq: n, poison: n % 97 === 0 },
+        });
         return;
       } catch (err) {
         await book.hincrby(k.counts, 'sendRetries', 1);
@@ -218,7 +224,16 @@ async function parent() {
   const transport = createRedisTransport(`${BASE}?namespace=${ns}`);
   const watcher = new MessageBus({ transport, leaseMs: LEASE_MS, maxAttempts: MAX_ATTEMPTS });
   watcher.registerAgent(QUEUE); // the queue exists before the first send
-  const figures = { namespace: ns, minutes, producers: nProducers, consumers: nConsumers, ratePerProducer: rate, sigkills: 0, clientKills: 0, clientKillsByRole: {} };
+  const figures = {
+    namespace: ns,
+    minutes,
+    producers: nProducers,
+    consumers: nConsumers,
+    ratePerProducer: rate,
+    sigkills: 0,
+    clientKills: 0,
+    clientKillsByRole: {},
+  };
   let exitCode = 1;
   const consumers = new Map();
   let next = 0;
@@ -343,7 +358,12 @@ async function parent() {
     });
     if (lost.length > 0) figures.lostSample = lost.slice(0, 20);
     if (after.length > 0) figures.afterAckSample = after.slice(0, 20);
-    const ok = lost.length === 0 && after.length === 0 && ackedTwice === 0 && deadAndAcked === 0 && ackedOnce + dead.length + ackUnrecorded === total;
+    const ok =
+      lost.length === 0 &&
+      after.length === 0 &&
+      ackedTwice === 0 &&
+      deadAndAcked === 0 &&
+      ackedOnce + dead.length + ackUnrecorded === total;
     figures.verdict = ok ? 'PASS' : 'FAIL';
     exitCode = ok ? 0 : 1;
     process.stdout.write(JSON.stringify(figures, null, 2) + '\n');

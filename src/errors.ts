@@ -98,8 +98,7 @@ export class StateConflictError extends ConcordError {
   ) {
     super(
       'state_conflict',
-      options?.message ??
-        `document \`${documentId}\` is at version ${actualVersion}, expected version ${expectedVersion}`,
+      options?.message ?? `document \`${documentId}\` is at version ${actualVersion}, expected version ${expectedVersion}`,
     );
     this.documentId = documentId;
     this.expectedVersion = expectedVersion;

@@ -41,7 +41,9 @@ function checkSteps(steps: unknown, pattern: string): asserts steps is Step[] {
   if (!Array.isArray(steps)) throw new ValidationError(`${pattern} needs an array of steps, got ${describe(steps)}`, { field: 'steps' });
   steps.forEach((step, i) => {
     if (typeof step !== 'function') {
-      throw new ValidationError(`${pattern}: steps[${i}] must be a function (input, { signal }) => output, got ${describe(step)}`, { field: 'steps' });
+      throw new ValidationError(`${pattern}: steps[${i}] must be a function (input, { signal }) => output, got ${describe(step)}`, {
+        field: 'steps',
+      });
     }
   });
 }
@@ -58,7 +60,9 @@ function checkOptions(options: unknown, pattern: string): Record<string, unknown
   }
   const timeout = o['timeout'];
   if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0)) {
-    throw new ValidationError(`${pattern}: timeout must be a positive number of milliseconds, got ${describe(timeout)}`, { field: 'timeout' });
+    throw new ValidationError(`${pattern}: timeout must be a positive number of milliseconds, got ${describe(timeout)}`, {
+      field: 'timeout',
+    });
   }
   return o;
 }
@@ -180,7 +184,8 @@ export async function parallel<T = unknown>(steps: Step<any, any>[], options?: P
   checkSteps(steps, 'parallel');
   const opts = checkOptions(options, 'parallel');
   const failFast = opts['failFast'] ?? true;
-  if (typeof failFast !== 'boolean') throw new ValidationError(`parallel: failFast must be a boolean, got ${describe(failFast)}`, { field: 'failFast' });
+  if (typeof failFast !== 'boolean')
+    throw new ValidationError(`parallel: failFast must be a boolean, got ${describe(failFast)}`, { field: 'failFast' });
   const scope = new Scope('parallel', opts);
   try {
     if (scope.signal.aborted) throw scope.signal.reason;
@@ -225,14 +230,16 @@ export async function forkJoin<I, O, R = O[]>(
   if (items === null || typeof (items as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== 'function') {
     throw new ValidationError(`forkJoin needs an iterable of items, got ${describe(items)}`, { field: 'items' });
   }
-  if (typeof worker !== 'function') throw new ValidationError(`forkJoin: worker must be a function, got ${describe(worker)}`, { field: 'worker' });
+  if (typeof worker !== 'function')
+    throw new ValidationError(`forkJoin: worker must be a function, got ${describe(worker)}`, { field: 'worker' });
   const opts = checkOptions(options, 'forkJoin');
   const concurrency = opts['concurrency'] ?? Number.POSITIVE_INFINITY;
   if (concurrency !== Number.POSITIVE_INFINITY && (typeof concurrency !== 'number' || !Number.isInteger(concurrency) || concurrency < 1)) {
     throw new ValidationError(`forkJoin: concurrency must be a positive integer, got ${describe(concurrency)}`, { field: 'concurrency' });
   }
   const merge = opts['merge'];
-  if (merge !== undefined && typeof merge !== 'function') throw new ValidationError(`forkJoin: merge must be a function, got ${describe(merge)}`, { field: 'merge' });
+  if (merge !== undefined && typeof merge !== 'function')
+    throw new ValidationError(`forkJoin: merge must be a function, got ${describe(merge)}`, { field: 'merge' });
   const list = [...items];
   const scope = new Scope('forkJoin', opts);
   try {
@@ -243,9 +250,7 @@ export async function forkJoin<I, O, R = O[]>(
       while (next < list.length && !scope.signal.aborted) {
         const index = next++;
         try {
-          results[index] = await scope.race(
-            (async () => worker(list[index] as I, { signal: scope.signal, index }))(),
-          );
+          results[index] = await scope.race((async () => worker(list[index] as I, { signal: scope.signal, index }))());
         } catch (err) {
           if (!scope.signal.aborted) scope.controller.abort(err);
           throw err;

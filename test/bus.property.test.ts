@@ -39,9 +39,18 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   },
   { weight: 4, arbitrary: fc.constant({ kind: 'receive' as const }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('ack' as const), pick: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('nack' as const), pick: fc.nat(), delayMs: fc.option(fc.integer({ min: 0, max: 500 })) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('nack' as const), pick: fc.nat(), delayMs: fc.option(fc.integer({ min: 0, max: 500 })) }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('crash' as const), pick: fc.nat() }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.oneof(fc.integer({ min: 0, max: 200 }), fc.integer({ min: 500, max: 2_500 })) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('advance' as const),
+      ms: fc.oneof(fc.integer({ min: 0, max: 200 }), fc.integer({ min: 500, max: 2_500 })),
+    }),
+  },
 );
 
 /** The model of one pull-queue message. */
@@ -194,7 +203,18 @@ describe('bus property: nothing lost, nothing acked twice, priority kept', () =>
                 }
                 totalMessages++;
                 if (c.to === 'push') pushIds.add(m.id);
-                else models.set(m.id, { id: m.id, priority: c.priority, seq: seq, sentAt: now(), ttlMs: c.ttlMs, state: 'available', visibleAt: now(), deadline: 0, leases: 0 });
+                else
+                  models.set(m.id, {
+                    id: m.id,
+                    priority: c.priority,
+                    seq: seq,
+                    sentAt: now(),
+                    ttlMs: c.ttlMs,
+                    state: 'available',
+                    visibleAt: now(),
+                    deadline: 0,
+                    leases: 0,
+                  });
                 seq++;
                 break;
               }
@@ -272,10 +292,13 @@ describe('bus property: nothing lost, nothing acked twice, priority kept', () =>
             const succeeded = pushSucceeded.get(id) ?? 0;
             const dead = deadById.get(id);
             expect(succeeded + (dead ? 1 : 0)).toBe(1);
-            if (dead?.reason === 'expired') expect(dead.message.ttlMs).toBeDefined(); // a retry came after its ttl
+            if (dead?.reason === 'expired')
+              expect(dead.message.ttlMs).toBeDefined(); // a retry came after its ttl
             else if (dead) expect(dead).toMatchObject({ reason: 'max_attempts', attempts: MAX_ATTEMPTS, error: `crash ${MAX_ATTEMPTS}` });
           }
-          expect(letters.length).toBe([...models.values()].filter((m) => m.state === 'dead').length + [...pushIds].filter((id) => deadById.has(id)).length);
+          expect(letters.length).toBe(
+            [...models.values()].filter((m) => m.state === 'dead').length + [...pushIds].filter((id) => deadById.has(id)).length,
+          );
           expect(bus.metrics().deadLetters).toBe(letters.length);
         }
       }),

@@ -1,12 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import {
-  ClosedError,
-  RecipientNotFoundError,
-  RemoteError,
-  RequestTimeoutError,
-  ValidationError,
-} from '../src/errors.js';
+import { ClosedError, RecipientNotFoundError, RemoteError, RequestTimeoutError, ValidationError } from '../src/errors.js';
 import { MessageType, traceIdOf, type Message } from '../src/message.js';
 import { CommunicationProtocol, MessageBus, type MessageBusOptions } from '../src/bus/index.js';
 import { MemoryTransport } from '../src/backends/memory/transport.js';
@@ -30,7 +24,12 @@ function captureLogger(level = 'debug'): { logger: pino.Logger; lines: Record<st
   return { logger, lines };
 }
 
-const task = (recipient: string, payload: Record<string, unknown> = {}) => ({ sender: 'tester', recipient, type: MessageType.TASK, payload });
+const task = (recipient: string, payload: Record<string, unknown> = {}) => ({
+  sender: 'tester',
+  recipient,
+  type: MessageType.TASK,
+  payload,
+});
 
 describe('MessageBus: construction and registration', () => {
   it('works with no options (memory) and with a memory:// URL resolved lazily', async () => {
@@ -65,7 +64,9 @@ describe('MessageBus: construction and registration', () => {
     expect(() => bus.registerAgent('')).toThrow(ValidationError);
     expect(() => bus.registerAgent('_inbox.x')).toThrow(/agent name must be/);
     expect(() => bus.registerAgent('a', {} as never)).toThrow(/needs a handleMessage/);
-    expect(() => bus.registerAgent('a', { name: 'a', concurrency: 0, handleMessage: () => undefined })).toThrow(/concurrency must be an integer 1..10000, got `0`/);
+    expect(() => bus.registerAgent('a', { name: 'a', concurrency: 0, handleMessage: () => undefined })).toThrow(
+      /concurrency must be an integer 1..10000, got `0`/,
+    );
     bus.registerAgent('a');
     expect(() => bus.registerAgent('a')).toThrow('agent `a` is already registered on this bus');
   });
@@ -98,7 +99,9 @@ describe('MessageBus: sending', () => {
     bus.registerAgent('w');
     await expect(bus.send({ ...task('w'), priority: 11 })).rejects.toThrow('priority must be an integer 0..10, got `11`');
     await expect(bus.send({ ...task('w'), sender: '' })).rejects.toBeInstanceOf(ValidationError);
-    await expect(bus.sendBatch([task('w'), { ...task('w'), payload: { f: () => 1 } as never }])).rejects.toThrow(/payload.f is not JSON-serialisable/);
+    await expect(bus.sendBatch([task('w'), { ...task('w'), payload: { f: () => 1 } as never }])).rejects.toThrow(
+      /payload.f is not JSON-serialisable/,
+    );
     expect(await bus.receive('w')).toBeNull();
     expect(bus.metrics().messagesSent).toBe(0);
   });
@@ -160,7 +163,9 @@ describe('MessageBus: fairness', () => {
       let handled = 0;
       const total = 1_000;
       bus.registerAgent('drain'); // pull first, so the backlog builds up
-      await bus.sendBatch(Array.from({ length: total }, (_, n) => ({ sender: 's', recipient: 'drain', type: MessageType.STATUS, payload: { n } })));
+      await bus.sendBatch(
+        Array.from({ length: total }, (_, n) => ({ sender: 's', recipient: 'drain', type: MessageType.STATUS, payload: { n } })),
+      );
       await bus.unregisterAgent('drain');
       let handledWhenProbeRan = -1;
       // Each delivery takes at least 0.1 ms, so the drain runs well past the consumer's yield budget.
@@ -184,10 +189,22 @@ describe('MessageBus: agents and replies', () => {
     const results: Message[] = [];
     bus.registerAgent('planner', defineAgent({ name: 'planner', handleMessage: (m) => void results.push(m) }));
     bus.registerAgent('worker', defineAgent({ name: 'worker', handleMessage: (m) => ({ done: m.payload['job'] }) }));
-    const sent = await bus.send({ sender: 'planner', recipient: 'worker', type: MessageType.TASK, payload: { job: 7 }, correlationId: 'conv-9' });
+    const sent = await bus.send({
+      sender: 'planner',
+      recipient: 'worker',
+      type: MessageType.TASK,
+      payload: { job: 7 },
+      correlationId: 'conv-9',
+    });
     await waitFor(() => results.length === 1, 'the RESULT');
     const [r] = results as [Message];
-    expect(r).toMatchObject({ type: MessageType.RESULT, sender: 'worker', recipient: 'planner', payload: { done: 7 }, correlationId: 'conv-9' });
+    expect(r).toMatchObject({
+      type: MessageType.RESULT,
+      sender: 'worker',
+      recipient: 'planner',
+      payload: { done: 7 },
+      correlationId: 'conv-9',
+    });
     expect(r.headers['inReplyTo']).toBe(sent.id);
     expect(traceIdOf(r.headers['traceparent'])).toBe(traceIdOf(sent.headers['traceparent']));
     expect(r.headers['traceparent']).not.toBe(sent.headers['traceparent']);
@@ -197,7 +214,10 @@ describe('MessageBus: agents and replies', () => {
     const bus = newBus();
     const results: Message[] = [];
     bus.registerAgent('planner', defineAgent({ name: 'planner', handleMessage: (m) => void results.push(m) }));
-    bus.registerAgent('answers', defineAgent({ name: 'answers', handleMessage: (m) => (m.payload['give'] === 'nothing' ? undefined : 42) }));
+    bus.registerAgent(
+      'answers',
+      defineAgent({ name: 'answers', handleMessage: (m) => (m.payload['give'] === 'nothing' ? undefined : 42) }),
+    );
     await bus.send({ sender: 'planner', recipient: 'answers', type: MessageType.TASK, payload: {} });
     await bus.send({ sender: 'planner', recipient: 'answers', type: MessageType.TASK, payload: { give: 'nothing' } });
     await bus.send({ sender: 'planner', recipient: 'answers', type: MessageType.STATUS, payload: {} });
@@ -220,7 +240,10 @@ describe('MessageBus: agents and replies', () => {
     );
     await bus.send({ sender: 'planner', recipient: 'broken', type: MessageType.TASK, payload: {} });
     await waitFor(() => errors.length === 1, 'the ERROR reply');
-    expect(errors[0]).toMatchObject({ type: MessageType.ERROR, payload: { message: 'disk full', name: 'Error', code: 'ENOSPC', attempts: 2 } });
+    expect(errors[0]).toMatchObject({
+      type: MessageType.ERROR,
+      payload: { message: 'disk full', name: 'Error', code: 'ENOSPC', attempts: 2 },
+    });
   });
 
   it('does not reply automatically to a sender that is no agent, and counts it', async () => {
@@ -308,7 +331,9 @@ describe('MessageBus: agents and replies', () => {
   it('refuses a request without recipient or with a bad timeout', async () => {
     const bus = newBus();
     await expect(bus.request({ sender: 'me', recipient: '', payload: {} })).rejects.toBeInstanceOf(ValidationError);
-    await expect(bus.request({ sender: 'me', recipient: 'x', payload: {}, timeout: 0 })).rejects.toThrow('timeout must be a finite number > 0');
+    await expect(bus.request({ sender: 'me', recipient: 'x', payload: {}, timeout: 0 })).rejects.toThrow(
+      'timeout must be a finite number > 0',
+    );
     await expect(bus.request({ sender: 'me', recipient: 'nobody', payload: {} })).rejects.toBeInstanceOf(RecipientNotFoundError);
     expect(bus.metrics().pendingRequests).toBe(0);
   });
@@ -327,10 +352,17 @@ describe('MessageBus: agents and replies', () => {
         },
       }),
     );
-    const reply = await bus.request({ sender: 'editor', recipient: 'writer', type: MessageType.FEEDBACK, payload: { problems: ['too long'] } });
+    const reply = await bus.request({
+      sender: 'editor',
+      recipient: 'writer',
+      type: MessageType.FEEDBACK,
+      payload: { problems: ['too long'] },
+    });
     expect(reply.type).toBe(MessageType.RESULT);
     expect(reply.payload).toEqual({ revised: true });
-    const err = await bus.request({ sender: 'editor', recipient: 'writer', type: MessageType.FEEDBACK, payload: { fail: true } }).catch((e: unknown) => e);
+    const err = await bus
+      .request({ sender: 'editor', recipient: 'writer', type: MessageType.FEEDBACK, payload: { fail: true } })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RemoteError);
     expect(seen).toEqual(['feedback', 'feedback']);
   });
@@ -364,9 +396,13 @@ describe('MessageBus: agents and replies', () => {
     expect(reply.payload).toEqual({ echoed: { n: 1 } });
     expect(reply.correlationId).toBe(reply.headers['inReplyTo']);
     await expect(bus.request({ sender: 'me', recipient: 'nobody', payload: {} })).rejects.toBeInstanceOf(RecipientNotFoundError);
-    await expect(bus.request({ sender: 'me', recipient: 'echo', payload: {}, headers: { bad: 1 as unknown as string } })).rejects.toBeInstanceOf(ValidationError);
+    await expect(
+      bus.request({ sender: 'me', recipient: 'echo', payload: {}, headers: { bad: 1 as unknown as string } }),
+    ).rejects.toBeInstanceOf(ValidationError);
     const first = bus.request({ sender: 'me', recipient: 'puller', payload: {}, id: 'req-1' });
-    await expect(bus.request({ sender: 'me', recipient: 'puller', payload: {}, id: 'req-1' })).rejects.toThrow('already waiting for its reply');
+    await expect(bus.request({ sender: 'me', recipient: 'puller', payload: {}, id: 'req-1' })).rejects.toThrow(
+      'already waiting for its reply',
+    );
     const d = await bus.receive('puller', { timeout: 5_000 });
     expect(d).toMatchObject({ id: 'req-1', correlationId: 'req-1', headers: { replyTo: expect.stringMatching(/^_inbox\./) } });
     await bus.reply(d!, { ok: true });
@@ -484,7 +520,10 @@ describe('MessageBus: close', () => {
 describe('CommunicationProtocol', () => {
   it('requestResponse resolves with the reply payload', async () => {
     const bus = newBus();
-    bus.registerAgent('calc', defineAgent({ name: 'calc', handleMessage: (m) => ({ sum: (m.payload['a'] as number) + (m.payload['b'] as number) }) }));
+    bus.registerAgent(
+      'calc',
+      defineAgent({ name: 'calc', handleMessage: (m) => ({ sum: (m.payload['a'] as number) + (m.payload['b'] as number) }) }),
+    );
     expect(await CommunicationProtocol.requestResponse(bus, 'me', 'calc', { a: 2, b: 3 }, { timeout: 5_000 })).toEqual({ sum: 5 });
   });
 

@@ -64,23 +64,27 @@ describe('IndexedHeap', () => {
 
   it('pops by priority desc then seq asc, and removes any item', () => {
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 0, max: 10 }), { maxLength: 300 }), fc.array(fc.nat(), { maxLength: 50 }), (prios, removals) => {
-        const heap = new IndexedHeap<Item>(order);
-        const items = prios.map((priority, seq) => ({ heapIndex: -1, priority, seq }));
-        for (const item of items) heap.push(item);
-        const removed = new Set<Item>();
-        for (const r of removals) {
-          const item = items[r % Math.max(1, items.length)];
-          if (item === undefined) continue;
-          expect(heap.remove(item)).toBe(!removed.has(item));
-          removed.add(item);
-        }
-        const expected = items.filter((i) => !removed.has(i)).sort((a, b) => (order(a, b) ? -1 : 1));
-        const out: Item[] = [];
-        for (let i = heap.pop(); i !== undefined; i = heap.pop()) out.push(i);
-        expect(out).toEqual(expected);
-        expect(out.every((i) => i.heapIndex === -1)).toBe(true);
-      }),
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 10 }), { maxLength: 300 }),
+        fc.array(fc.nat(), { maxLength: 50 }),
+        (prios, removals) => {
+          const heap = new IndexedHeap<Item>(order);
+          const items = prios.map((priority, seq) => ({ heapIndex: -1, priority, seq }));
+          for (const item of items) heap.push(item);
+          const removed = new Set<Item>();
+          for (const r of removals) {
+            const item = items[r % Math.max(1, items.length)];
+            if (item === undefined) continue;
+            expect(heap.remove(item)).toBe(!removed.has(item));
+            removed.add(item);
+          }
+          const expected = items.filter((i) => !removed.has(i)).sort((a, b) => (order(a, b) ? -1 : 1));
+          const out: Item[] = [];
+          for (let i = heap.pop(); i !== undefined; i = heap.pop()) out.push(i);
+          expect(out).toEqual(expected);
+          expect(out.every((i) => i.heapIndex === -1)).toBe(true);
+        },
+      ),
     );
   });
 
@@ -99,19 +103,25 @@ describe('IndexedHeap', () => {
 describe('KeyedHeap', () => {
   it('pops in key order', () => {
     fc.assert(
-      fc.property(fc.array(fc.double({ noNaN: true, noDefaultInfinity: true }).map((k) => (k === 0 ? 0 : k)), { maxLength: 500 }), (keys) => {
-        const heap = new KeyedHeap<number>();
-        keys.forEach((k, i) => heap.push(i, k));
-        expect(heap.size).toBe(keys.length);
-        const out: number[] = [];
-        while (heap.size > 0) {
-          expect(heap.peekKey()).toBe(keys[heap.peek() as number]);
-          out.push(keys[heap.pop() as number] as number);
-        }
-        expect(out).toEqual([...keys].sort((a, b) => a - b));
-        expect(heap.pop()).toBeUndefined();
-        expect(heap.peekKey()).toBe(Infinity);
-      }),
+      fc.property(
+        fc.array(
+          fc.double({ noNaN: true, noDefaultInfinity: true }).map((k) => (k === 0 ? 0 : k)),
+          { maxLength: 500 },
+        ),
+        (keys) => {
+          const heap = new KeyedHeap<number>();
+          for (const [i, k] of keys.entries()) heap.push(i, k);
+          expect(heap.size).toBe(keys.length);
+          const out: number[] = [];
+          while (heap.size > 0) {
+            expect(heap.peekKey()).toBe(keys[heap.peek() as number]);
+            out.push(keys[heap.pop() as number] as number);
+          }
+          expect(out).toEqual([...keys].sort((a, b) => a - b));
+          expect(heap.pop()).toBeUndefined();
+          expect(heap.peekKey()).toBe(Infinity);
+        },
+      ),
     );
   });
 });

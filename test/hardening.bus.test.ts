@@ -41,7 +41,12 @@ function gate(): { wait: Promise<void>; open(): void } {
  * methods (unless `keepSync`), and the named methods wait for `slow` before they run (or fail
  * with `fail` once it opens).
  */
-function slowTransport(inner: MemoryTransport, methods: string[], slow: Promise<void>, options: { keepSync?: boolean; fail?: Error } = {}): Transport {
+function slowTransport(
+  inner: MemoryTransport,
+  methods: string[],
+  slow: Promise<void>,
+  options: { keepSync?: boolean; fail?: Error } = {},
+): Transport {
   return new Proxy(inner, {
     get(target, prop, receiver) {
       if (typeof prop === 'string' && prop.endsWith('Now') && !options.keepSync) return undefined;
@@ -72,7 +77,12 @@ function overflowWarnings(): { seen: string[]; stop(): void } {
 /** Lets timers due now and the warnings they emit (on the next tick) run. */
 const turn = () => new Promise((resolve) => setTimeout(resolve, 5));
 
-const task = (recipient: string, payload: Record<string, unknown> = {}) => ({ sender: 'tester', recipient, type: MessageType.TASK, payload });
+const task = (recipient: string, payload: Record<string, unknown> = {}) => ({
+  sender: 'tester',
+  recipient,
+  type: MessageType.TASK,
+  payload,
+});
 
 describe('hardening: a handled request() never leaves a rejection nobody holds (item 1)', () => {
   it('the caller’s promise rejects with RequestTimeoutError while the first enqueue is still stuck', async () => {
@@ -137,10 +147,17 @@ describe('hardening: close() returns after drainTimeoutMs whatever the handlers 
       const transport = new MemoryTransport();
       const a = newBus({ transport, leaseMs: 300 });
       let started = 0;
-      a.registerAgent('stuck', defineAgent({ name: 'stuck', concurrency, handleMessage: () => {
-        started++;
-        return new Promise<never>(() => undefined);
-      } }));
+      a.registerAgent(
+        'stuck',
+        defineAgent({
+          name: 'stuck',
+          concurrency,
+          handleMessage: () => {
+            started++;
+            return new Promise<never>(() => undefined);
+          },
+        }),
+      );
       const sent = await a.send(task('stuck', { n: 1 }));
       await waitFor(() => started === 1, 'the handler to start');
       let closed = false;
@@ -203,12 +220,18 @@ describe('hardening: durations above 2^31-1 ms are honoured, not fired after 1 m
     try {
       const bus = newBus({ leaseMs: 3e9 });
       let aborted: boolean | undefined;
-      bus.registerAgent('w', defineAgent({ name: 'w', handleMessage: async (_m: Message, ctx: AgentContext) => {
-        const signal = ctx.signal;
-        await turn();
-        await turn();
-        aborted = signal.aborted;
-      } }));
+      bus.registerAgent(
+        'w',
+        defineAgent({
+          name: 'w',
+          handleMessage: async (_m: Message, ctx: AgentContext) => {
+            const signal = ctx.signal;
+            await turn();
+            await turn();
+            aborted = signal.aborted;
+          },
+        }),
+      );
       await bus.send(task('w'));
       await waitFor(() => aborted !== undefined, 'the handler to finish');
       expect(aborted).toBe(false);
@@ -223,13 +246,19 @@ describe('hardening: durations above 2^31-1 ms are honoured, not fired after 1 m
     let started = false;
     let finished = false;
     let abortedSignal = false;
-    bus.registerAgent('w', defineAgent({ name: 'w', handleMessage: async (_m: Message, ctx: AgentContext) => {
-      started = true;
-      const signal = ctx.signal;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      abortedSignal = signal.aborted;
-      finished = true;
-    } }));
+    bus.registerAgent(
+      'w',
+      defineAgent({
+        name: 'w',
+        handleMessage: async (_m: Message, ctx: AgentContext) => {
+          started = true;
+          const signal = ctx.signal;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          abortedSignal = signal.aborted;
+          finished = true;
+        },
+      }),
+    );
     await bus.send(task('w'));
     await waitFor(() => started, 'the handler to start');
     await bus.close({ drainTimeoutMs: 3e9 });
@@ -238,7 +267,10 @@ describe('hardening: durations above 2^31-1 ms are honoured, not fired after 1 m
   });
 
   it('patterns with a timeout of 3e9 do not time out after 1 ms', async () => {
-    const later = <T>(value: T) => () => new Promise<T>((resolve) => setTimeout(() => resolve(value), 30));
+    const later =
+      <T>(value: T) =>
+      () =>
+        new Promise<T>((resolve) => setTimeout(() => resolve(value), 30));
     await expect(sequential([later(1), later(2)], undefined, { timeout: 3e9 })).resolves.toBe(2);
     await expect(parallel([later('a'), later('b')], { timeout: 3e9 })).resolves.toEqual(['a', 'b']);
     await expect(forkJoin([1, 2], (n) => later(n * 2)(), { timeout: 3e9 })).resolves.toEqual([2, 4]);
@@ -338,7 +370,9 @@ describe('hardening: mistakes get a clear error (item 12)', () => {
     const y = defineAgent({ name: 'y', handleMessage: () => undefined });
     expect(() => bus.registerAgent('x', y)).toThrow(ValidationError);
     expect(() => bus.registerAgent('x', y)).toThrow('registerAgent(`x`) was given the agent named `y`');
-    expect(() => bus.registerAgent('z', { name: 'z', concurency: 4, handleMessage: () => undefined } as never)).toThrow('did you mean `concurrency`?');
+    expect(() => bus.registerAgent('z', { name: 'z', concurency: 4, handleMessage: () => undefined } as never)).toThrow(
+      'did you mean `concurrency`?',
+    );
     // Its own name (and agents with extra fields of their own) still register.
     bus.registerAgent('y', y);
     bus.registerAgent('v', Object.assign(defineAgent({ name: 'v', handleMessage: () => undefined }), { sourcesDir: '/tmp' }));

@@ -5,7 +5,15 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { ValidationError } from '../src/errors.js';
-import { DEFAULT_MAX_WIRE_BYTES, MAX_SEND_WIRE_BYTES, MessageType, createMessage, decodeMessage, encodeMessage, type Message } from '../src/message.js';
+import {
+  DEFAULT_MAX_WIRE_BYTES,
+  MAX_SEND_WIRE_BYTES,
+  MessageType,
+  createMessage,
+  decodeMessage,
+  encodeMessage,
+  type Message,
+} from '../src/message.js';
 import { MessageBus } from '../src/bus/index.js';
 import { defineAgent } from '../src/bus/agent.js';
 import { RedisTransport } from '../src/backends/redis/index.js';
@@ -27,7 +35,8 @@ describe('one size rule for send() and the decoder', () => {
   const bus = new MessageBus({ maxPayloadBytes: 4 * MiB });
   bus.registerAgent('sink');
   afterAll(() => bus.close());
-  const send = (over: Record<string, unknown>) => bus.send({ sender: 's', recipient: 'sink', type: MessageType.TASK, payload: {}, ...over });
+  const send = (over: Record<string, unknown>) =>
+    bus.send({ sender: 's', recipient: 'sink', type: MessageType.TASK, payload: {}, ...over });
 
   it('refuses a 2 MiB payload even with maxPayloadBytes: 4 MiB, naming the wire limit', async () => {
     const err = await refusal(send({ payload: { text: 'x'.repeat(2 * MiB) } }));
@@ -56,20 +65,28 @@ describe('one size rule for send() and the decoder', () => {
   it('refuses at send() what the decoder would refuse: NUL or a lone surrogate in a name, a forbidden payload key', async () => {
     expect((await refusal(send({ sender: 'a\u0000' }))).field).toBe('sender');
     expect((await refusal(send({ sender: 'cut \ud83d' }))).message).toMatch(/sender must be well-formed Unicode, got a lone surrogate/);
-    expect((await refusal(send({ payload: { nested: { constructor: 1 } } }))).message).toMatch(/payload.nested has the forbidden key `constructor`/);
+    expect((await refusal(send({ payload: { nested: { constructor: 1 } } }))).message).toMatch(
+      /payload.nested has the forbidden key `constructor`/,
+    );
   });
 
   it('accepts a message just under the limit, and every consumer decodes it, attempt count included', async () => {
     const probe = createMessage({ sender: 's', recipient: 'sink', type: MessageType.TASK, payload: { text: '' } });
     const room = MAX_SEND_WIRE_BYTES - Buffer.byteLength(encodeMessage(probe));
-    const m = createMessage({ sender: 's', recipient: 'sink', type: MessageType.TASK, payload: { text: 'é'.repeat(Math.floor(room / 2)) } }, 4 * MiB);
+    const m = createMessage(
+      { sender: 's', recipient: 'sink', type: MessageType.TASK, payload: { text: 'é'.repeat(Math.floor(room / 2)) } },
+      4 * MiB,
+    );
     const wire = encodeMessage({ ...m, attempt: 123_456_789 });
     expect(Buffer.byteLength(wire)).toBeLessThanOrEqual(DEFAULT_MAX_WIRE_BYTES);
     expect(decodeMessage(wire).payload).toEqual(m.payload);
     // One more character is over.
-    expect(() => createMessage({ sender: 's', recipient: 'sink', type: MessageType.TASK, payload: { text: 'é'.repeat(Math.floor(room / 2) + 1) } }, 4 * MiB)).toThrow(
-      ValidationError,
-    );
+    expect(() =>
+      createMessage(
+        { sender: 's', recipient: 'sink', type: MessageType.TASK, payload: { text: 'é'.repeat(Math.floor(room / 2) + 1) } },
+        4 * MiB,
+      ),
+    ).toThrow(ValidationError);
   });
 
   it('measures the decoder limit in UTF-8 bytes, not UTF-16 units', () => {
@@ -77,7 +94,9 @@ describe('one size rule for send() and the decoder', () => {
     const base = encodeMessage(m).length;
     const wire = encodeMessage({ ...m, payload: { t: 'é'.repeat(DEFAULT_MAX_WIRE_BYTES - base) } });
     expect(wire.length).toBeLessThanOrEqual(DEFAULT_MAX_WIRE_BYTES);
-    expect(() => decodeMessage(wire)).toThrow(`wire message must be at most ${DEFAULT_MAX_WIRE_BYTES} bytes, got ${Buffer.byteLength(wire)}`);
+    expect(() => decodeMessage(wire)).toThrow(
+      `wire message must be at most ${DEFAULT_MAX_WIRE_BYTES} bytes, got ${Buffer.byteLength(wire)}`,
+    );
   });
 
   it("says priority: '5' is the string '5'", async () => {
@@ -92,12 +111,16 @@ describe('the decoder holds a payload to send()’s rules', () => {
   const withPayload = (payloadText: string) => encodeMessage(m).replace('{"ok":true}', payloadText);
 
   it('refuses a payload nested 100,000 deep with ValidationError, as send() refuses 257', () => {
-    expect(() => decodeMessage(withPayload('['.repeat(100_000) + ']'.repeat(100_000)), 10_000_000)).toThrow(/payload(\[0\])+ is nested deeper than 256 levels/);
+    expect(() => decodeMessage(withPayload('['.repeat(100_000) + ']'.repeat(100_000)), 10_000_000)).toThrow(
+      /payload(\[0\])+ is nested deeper than 256 levels/,
+    );
     expect(() => decodeMessage(withPayload('['.repeat(257) + ']'.repeat(257)))).toThrow(ValidationError);
     expect(decodeMessage(withPayload('['.repeat(256) + ']'.repeat(256))).payload).toHaveLength(1);
     let deep: unknown = [];
     for (let i = 0; i < 256; i++) deep = [deep];
-    expect(() => createMessage({ sender: 's', recipient: 'r', type: MessageType.TASK, payload: deep as unknown[] })).toThrow(/nested deeper than 256/);
+    expect(() => createMessage({ sender: 's', recipient: 'r', type: MessageType.TASK, payload: deep as unknown[] })).toThrow(
+      /nested deeper than 256/,
+    );
   });
 
   it('refuses 1e400 (Infinity once parsed), impossible dates and headers: null', () => {
@@ -109,7 +132,9 @@ describe('the decoder holds a payload to send()’s rules', () => {
     expect(() => decodeMessage(JSON.stringify({ ...wire, headers: null }))).toThrow(/headers must be an object of strings, got `null`/);
     expect(() => decodeMessage(JSON.stringify({ ...wire, sender: 'a\u0000' }))).toThrow(/sender must not contain control characters/);
     expect(() => decodeMessage(JSON.stringify({ ...wire, recipient: '\udc00' }))).toThrow(/recipient must be well-formed Unicode/);
-    expect(() => decodeMessage(JSON.stringify({ ...wire, headers: { ['k'.repeat(100_000)]: 'v' } }))).toThrow(/must be at most 256 characters, got 100000/);
+    expect(() => decodeMessage(JSON.stringify({ ...wire, headers: { ['k'.repeat(100_000)]: 'v' } }))).toThrow(
+      /must be at most 256 characters, got 100000/,
+    );
   });
 });
 
@@ -123,7 +148,12 @@ describe.runIf(redisUp)('poison on a Redis queue (real Redis)', () => {
     await cleanupNamespace(ns);
   });
   function newBus(options: Record<string, unknown> = {}): MessageBus {
-    const bus = new MessageBus({ transport: new RedisTransport(redisUrl(ns)), leaseMs: 500, backoff: { initialMs: 5, factor: 2, maxMs: 20, jitter: 0 }, ...options });
+    const bus = new MessageBus({
+      transport: new RedisTransport(redisUrl(ns)),
+      leaseMs: 500,
+      backoff: { initialMs: 5, factor: 2, maxMs: 20, jitter: 0 },
+      ...options,
+    });
     buses.push(bus);
     return bus;
   }

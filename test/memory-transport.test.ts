@@ -59,7 +59,10 @@ describe('MemoryTransport', () => {
       fc.property(fc.array(fc.integer({ min: 0, max: 10 }), { minLength: 1, maxLength: 3_000 }), (prios) => {
         const t = new MemoryTransport();
         const ms = prios.map((p, n) => msg(p, n));
-        enqueueNow(t, ms.map((m) => entry(m)));
+        enqueueNow(
+          t,
+          ms.map((m) => entry(m)),
+        );
         const out = leaseNow(t, 'q', { leaseMs: 10_000, waitMs: 0, max: prios.length });
         const expected = ms.map((m, n) => ({ m, n })).sort((a, b) => b.m.priority - a.m.priority || a.n - b.n);
         expect(out.map((l) => l.message.id)).toEqual(expected.map(({ m }) => m.id));

@@ -132,10 +132,14 @@ describe('decodeMessage refuses malformed or hostile input with ValidationError 
     const escaped = (key: string, mask: boolean[]) =>
       [...key].map((c, i) => (mask[i % mask.length] ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c)).join('');
     fc.assert(
-      fc.property(fc.constantFrom('__proto__', 'constructor', 'prototype'), fc.array(fc.boolean(), { minLength: 1, maxLength: 12 }), (key, mask) => {
-        const wire = raw.replace('"topic":', `"${escaped(key, mask)}":`);
-        expect(() => decodeMessage(wire)).toThrow(`forbidden key \`${key}\``);
-      }),
+      fc.property(
+        fc.constantFrom('__proto__', 'constructor', 'prototype'),
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 12 }),
+        (key, mask) => {
+          const wire = raw.replace('"topic":', `"${escaped(key, mask)}":`);
+          expect(() => decodeMessage(wire)).toThrow(`forbidden key \`${key}\``);
+        },
+      ),
     );
   });
 
@@ -181,7 +185,22 @@ describe('decodeMessage refuses malformed or hostile input with ValidationError 
       fc.jsonValue({ maxDepth: 3 }),
       fc.constantFrom('task', 'result', 'status', 'x', '', '2025-01-01T00:00:00.000Z', 5, 0, 11, -1, 2.5),
     );
-    const keys = fc.constantFrom('id', 'type', 'sender', 'recipient', 'payload', 'timestamp', 'priority', 'correlationId', 'headers', 'attempt', 'ttlMs', '__proto__', 'constructor', 'other');
+    const keys = fc.constantFrom(
+      'id',
+      'type',
+      'sender',
+      'recipient',
+      'payload',
+      'timestamp',
+      'priority',
+      'correlationId',
+      'headers',
+      'attempt',
+      'ttlMs',
+      '__proto__',
+      'constructor',
+      'other',
+    );
     const good = JSON.parse(encodeMessage(sample())) as Record<string, unknown>;
     fc.assert(
       fc.property(fc.dictionary(keys, field, { maxKeys: 4 }), fc.boolean(), (patch, fromGood) => {

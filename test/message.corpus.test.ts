@@ -34,10 +34,21 @@ describe('the wire corpus: the decoder and the JSON Schema accept exactly the sa
 
   it('agrees on random timestamps near the edges of the calendar and the clock', () => {
     const two = (lo: number, hi: number) => fc.integer({ min: lo, max: hi }).map((n) => String(n).padStart(2, '0'));
-    const year = fc.oneof(fc.constantFrom('0000', '0001', '1900', '2000', '2023', '2024', '2100', '9998', '9999'), fc.integer({ min: 0, max: 9999 }).map((n) => String(n).padStart(4, '0')));
-    const zone = fc.oneof(fc.constantFrom('Z', 'z', '', '+00:00', '-00:00'), fc.tuple(fc.constantFrom('+', '-'), two(0, 25), two(0, 61)).map(([s, h, m]) => `${s}${h}:${m}`));
-    const frac = fc.oneof(fc.constant(''), fc.integer({ min: 0, max: 11 }).map((n) => '.' + '7'.repeat(n)));
-    const ts = fc.tuple(year, two(0, 13), two(0, 32), two(0, 25), two(0, 61), two(0, 61), frac, zone).map(([y, mo, d, h, mi, s, f, z]) => `${y}-${mo}-${d}T${h}:${mi}:${s}${f}${z}`);
+    const year = fc.oneof(
+      fc.constantFrom('0000', '0001', '1900', '2000', '2023', '2024', '2100', '9998', '9999'),
+      fc.integer({ min: 0, max: 9999 }).map((n) => String(n).padStart(4, '0')),
+    );
+    const zone = fc.oneof(
+      fc.constantFrom('Z', 'z', '', '+00:00', '-00:00'),
+      fc.tuple(fc.constantFrom('+', '-'), two(0, 25), two(0, 61)).map(([s, h, m]) => `${s}${h}:${m}`),
+    );
+    const frac = fc.oneof(
+      fc.constant(''),
+      fc.integer({ min: 0, max: 11 }).map((n) => '.' + '7'.repeat(n)),
+    );
+    const ts = fc
+      .tuple(year, two(0, 13), two(0, 32), two(0, 25), two(0, 61), two(0, 61), frac, zone)
+      .map(([y, mo, d, h, mi, s, f, z]) => `${y}-${mo}-${d}T${h}:${mi}:${s}${f}${z}`);
     fc.assert(
       fc.property(ts, (timestamp) => {
         const text = JSON.stringify({ ...corpus.base, timestamp });

@@ -66,16 +66,73 @@ const message: fc.Arbitrary<Message> = input
   .chain((m) => fc.integer({ min: 0, max: 1_000 }).map((attempt) => ({ ...m, attempt })));
 
 /** Text that tends to break decoders. */
-const token = fc.constantFrom('{', '}', '[', ']', '"', ',', ':', '\\', '\\u0000', '\\ud800', '\ud800', '\u0000', '1e400', '-0', '__proto__', '"constructor":1,', 'null', 'true', '9'.repeat(400), '2024-02-31', 'T24:00:00', '\ufeff', ' ');
+const token = fc.constantFrom(
+  '{',
+  '}',
+  '[',
+  ']',
+  '"',
+  ',',
+  ':',
+  '\\',
+  '\\u0000',
+  '\\ud800',
+  '\ud800',
+  '\u0000',
+  '1e400',
+  '-0',
+  '__proto__',
+  '"constructor":1,',
+  'null',
+  'true',
+  '9'.repeat(400),
+  '2024-02-31',
+  'T24:00:00',
+  '\ufeff',
+  ' ',
+);
 const textMutation = fc.oneof(
   fc.record({ kind: fc.constant('replace' as const), at: fc.nat(), with: fc.oneof(token, fc.string({ maxLength: 3, unit: 'binary' })) }),
   fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), with: fc.oneof(token, fc.string({ maxLength: 3, unit: 'binary' })) }),
   fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), with: fc.integer({ min: 1, max: 8 }).map(String) }),
 );
-const fields = ['id', 'type', 'sender', 'recipient', 'payload', 'timestamp', 'priority', 'correlationId', 'headers', 'attempt', 'ttlMs', '__proto__', 'extra'];
+const fields = [
+  'id',
+  'type',
+  'sender',
+  'recipient',
+  'payload',
+  'timestamp',
+  'priority',
+  'correlationId',
+  'headers',
+  'attempt',
+  'ttlMs',
+  '__proto__',
+  'extra',
+];
 const fieldValue = fc.oneof(
   fc.jsonValue({ maxDepth: 3 }),
-  fc.constantFrom('', 'task', '2024-02-29T00:00:00Z', '2023-02-29T00:00:00Z', '2025-01-01T23:59:60Z', 'a\u0000b', '\udc00', 'x'.repeat(257), 5, 10, 11, -1, 0.5, null, {}, [], { constructor: 'x' }, { a: 1 }),
+  fc.constantFrom(
+    '',
+    'task',
+    '2024-02-29T00:00:00Z',
+    '2023-02-29T00:00:00Z',
+    '2025-01-01T23:59:60Z',
+    'a\u0000b',
+    '\udc00',
+    'x'.repeat(257),
+    5,
+    10,
+    11,
+    -1,
+    0.5,
+    null,
+    {},
+    [],
+    { constructor: 'x' },
+    { a: 1 },
+  ),
 );
 const fieldMutation = fc.record({ field: fc.constantFrom(...fields), value: fc.option(fieldValue, { nil: undefined }) });
 
@@ -127,9 +184,15 @@ describe('wire decoder fuzz: a ValidationError, or a message that re-encodes to 
 
   it('arbitrary JSON, and arbitrary text', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v) ?? 'null'), fc.string({ maxLength: 200, unit: 'binary' })), (text) => {
-        judge(text);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v) ?? 'null'),
+          fc.string({ maxLength: 200, unit: 'binary' }),
+        ),
+        (text) => {
+          judge(text);
+        },
+      ),
       settings,
     );
   });

@@ -148,7 +148,10 @@ describe('ids', () => {
   it('stay unique, sorted and on their millisecond however the clock moves (bursts, gaps, steps back)', () => {
     // Ids are made in chunks per millisecond; whatever the pattern of calls, each id must still
     // sort after the one before and carry its millisecond.
-    const step = fc.record({ dt: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 3 }), fc.integer({ min: -2, max: -1 })), burst: fc.integer({ min: 1, max: 80 }) });
+    const step = fc.record({
+      dt: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 3 }), fc.integer({ min: -2, max: -1 })),
+      burst: fc.integer({ min: 1, max: 80 }),
+    });
     let last = ''; // across runs too: the generator's state carries over from one to the next
     fc.assert(
       fc.property(fc.array(step, { minLength: 1, maxLength: 60 }), (steps) => {
@@ -196,7 +199,9 @@ describe('createTracedMessage (what the bus stamps)', () => {
     const owned = { a: 'b' };
     expect(createTracedMessage({ ...base, headers: owned }, undefined, STAMP_TRACE | STAMP_OWN_HEADERS).headers).toBe(owned);
     expect(owned).toHaveProperty('traceparent');
-    const bad = validationError(() => createTracedMessage({ ...base, headers: { a: 1 as unknown as string } }, undefined, STAMP_OWN_HEADERS));
+    const bad = validationError(() =>
+      createTracedMessage({ ...base, headers: { a: 1 as unknown as string } }, undefined, STAMP_OWN_HEADERS),
+    );
     expect(bad.message).toBe('headers.a must be a string, got `1`');
   });
 
@@ -235,7 +240,9 @@ describe('traceparent helpers', () => {
     const W3C = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
     const valid = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
     const mutated = fc
-      .array(fc.record({ at: fc.integer({ min: 0, max: 54 }), char: fc.constantFrom(...'0123456789abcdefABCDEF-xg 0'.split('')) }), { maxLength: 3 })
+      .array(fc.record({ at: fc.integer({ min: 0, max: 54 }), char: fc.constantFrom(...'0123456789abcdefABCDEF-xg 0'.split('')) }), {
+        maxLength: 3,
+      })
       .map((edits) => {
         const chars = valid.split('');
         for (const { at, char } of edits) chars[at] = char;

@@ -14,7 +14,10 @@ describe('agentStep over a real MessageBus', () => {
     bus = new MessageBus();
     bus.registerAgent('upper', defineAgent({ name: 'upper', handleMessage: (m) => ({ text: String(m.payload['text']).toUpperCase() }) }));
     bus.registerAgent('exclaim', defineAgent({ name: 'exclaim', handleMessage: (m) => ({ text: `${String(m.payload['text'])}!` }) }));
-    const pipeline = [agentStep(bus, { sender: 'lead', recipient: 'upper' }), agentStep(bus, { sender: 'lead', recipient: 'exclaim', timeout: 5000 })];
+    const pipeline = [
+      agentStep(bus, { sender: 'lead', recipient: 'upper' }),
+      agentStep(bus, { sender: 'lead', recipient: 'exclaim', timeout: 5000 }),
+    ];
     expect(await sequential(pipeline, { text: 'hi' })).toEqual({ text: 'HI!' });
     const upper = agentStep<{ text: string }, { text: string }>(bus, { sender: 'lead', recipient: 'upper' });
     const joined = await forkJoin(['a', 'b', 'c'], (text, { signal }) => upper({ text }, { signal }), {
@@ -26,7 +29,17 @@ describe('agentStep over a real MessageBus', () => {
 
   it('an agent that fails rejects the step with RemoteError', async () => {
     bus = new MessageBus({ maxAttempts: 1 });
-    bus.registerAgent('broken', defineAgent({ name: 'broken', handleMessage: () => { throw new Error('no sources'); } }));
-    await expect(sequential([agentStep(bus, { sender: 'lead', recipient: 'broken', timeout: 5000 })], {})).rejects.toBeInstanceOf(RemoteError);
+    bus.registerAgent(
+      'broken',
+      defineAgent({
+        name: 'broken',
+        handleMessage: () => {
+          throw new Error('no sources');
+        },
+      }),
+    );
+    await expect(sequential([agentStep(bus, { sender: 'lead', recipient: 'broken', timeout: 5000 })], {})).rejects.toBeInstanceOf(
+      RemoteError,
+    );
   });
 });

@@ -6,7 +6,7 @@ import { agentStep, forkJoin, parallel, sequential, type RequestingBus, type Ste
 /** A step that resolves only when released, or rejects when its signal aborts. */
 function controllable<T>() {
   let release!: (value: T) => void;
-  let sawAbort: unknown = undefined;
+  let sawAbort: unknown;
   let started = false;
   const step: Step<unknown, T> = (_input, { signal }) =>
     new Promise<T>((resolve, reject) => {
@@ -50,7 +50,15 @@ describe('sequential', () => {
 
   it('stops at the first failure; later steps never run', async () => {
     const later = vi.fn();
-    const err = await rejection(sequential([() => 1, () => { throw new Error('step 2 failed'); }, later]));
+    const err = await rejection(
+      sequential([
+        () => 1,
+        () => {
+          throw new Error('step 2 failed');
+        },
+        later,
+      ]),
+    );
     expect((err as Error).message).toBe('step 2 failed');
     expect(later).not.toHaveBeenCalled();
   });
@@ -99,7 +107,16 @@ describe('parallel', () => {
   it('runs every step at once with the same input and resolves with results in step order', async () => {
     const a = controllable<string>();
     const seen: unknown[] = [];
-    const run = parallel([a.step, (input: unknown) => { seen.push(input); return 'b'; }], { input: { topic: 'x' } });
+    const run = parallel(
+      [
+        a.step,
+        (input: unknown) => {
+          seen.push(input);
+          return 'b';
+        },
+      ],
+      { input: { topic: 'x' } },
+    );
     expect(a.started).toBe(true);
     a.release('a');
     expect(await run).toEqual(['a', 'b']);
@@ -113,13 +130,30 @@ describe('parallel', () => {
   it('fail fast: the first failure rejects at once and aborts the other steps', async () => {
     const slow = controllable<string>();
     const ignoring: Step = () => new Promise(() => undefined);
-    const err = await rejection(parallel([slow.step, ignoring, async () => { throw new Error('boom'); }]));
+    const err = await rejection(
+      parallel([
+        slow.step,
+        ignoring,
+        async () => {
+          throw new Error('boom');
+        },
+      ]),
+    );
     expect((err as Error).message).toBe('boom');
     expect((slow.sawAbort as Error).message).toBe('boom');
   });
 
   it('failFast: false waits for every step and returns every outcome in order', async () => {
-    const outcomes = await parallel([() => 1, () => { throw new Error('two'); }, async () => 3], { failFast: false });
+    const outcomes = await parallel(
+      [
+        () => 1,
+        () => {
+          throw new Error('two');
+        },
+        async () => 3,
+      ],
+      { failFast: false },
+    );
     expect(outcomes).toEqual([
       { status: 'fulfilled', value: 1 },
       { status: 'rejected', reason: new Error('two') },
@@ -207,7 +241,17 @@ describe('forkJoin', () => {
   it('times out and aborts the workers', async () => {
     const seen: unknown[] = [];
     const err = await rejection(
-      forkJoin([1, 2], (_x, { signal }) => new Promise((_r, reject) => signal.addEventListener('abort', () => { seen.push(signal.reason); reject(signal.reason); })), { timeout: 15 }),
+      forkJoin(
+        [1, 2],
+        (_x, { signal }) =>
+          new Promise((_r, reject) =>
+            signal.addEventListener('abort', () => {
+              seen.push(signal.reason);
+              reject(signal.reason);
+            }),
+          ),
+        { timeout: 15 },
+      ),
     );
     expect(err).toBeInstanceOf(PatternTimeoutError);
     expect(seen).toHaveLength(2);
@@ -247,8 +291,13 @@ describe('agentStep', () => {
   });
 
   it('chains agents with sequential', async () => {
-    const { bus } = fakeBus(async (opts) => ({ payload: { by: [...((opts['payload'] as { by?: string[] }).by ?? []), opts['recipient']] } }));
-    const out = await sequential([agentStep(bus, { sender: 'lead', recipient: 'a' }), agentStep(bus, { sender: 'lead', recipient: 'b' })], {});
+    const { bus } = fakeBus(async (opts) => ({
+      payload: { by: [...((opts['payload'] as { by?: string[] }).by ?? []), opts['recipient']] },
+    }));
+    const out = await sequential(
+      [agentStep(bus, { sender: 'lead', recipient: 'a' }), agentStep(bus, { sender: 'lead', recipient: 'b' })],
+      {},
+    );
     expect(out).toEqual({ by: ['a', 'b'] });
   });
 
@@ -256,7 +305,9 @@ describe('agentStep', () => {
     const { bus } = fakeBus(async () => {
       throw new RemoteError('research', 'req-1', { message: 'no sources' });
     });
-    const err = await rejection(Promise.resolve(agentStep(bus, { sender: 'lead', recipient: 'research' })({}, { signal: new AbortController().signal })));
+    const err = await rejection(
+      Promise.resolve(agentStep(bus, { sender: 'lead', recipient: 'research' })({}, { signal: new AbortController().signal })),
+    );
     expect(err).toBeInstanceOf(RemoteError);
   });
 
@@ -266,7 +317,9 @@ describe('agentStep', () => {
     const run = Promise.resolve(agentStep(bus, { sender: 'lead', recipient: 'slow' })({}, { signal: controller.signal }));
     controller.abort(new Error('cancelled'));
     expect(((await rejection(run)) as Error).message).toBe('cancelled');
-    expect(await rejection(parallel([agentStep(bus, { sender: 'lead', recipient: 'slow' })], { timeout: 15 }))).toBeInstanceOf(PatternTimeoutError);
+    expect(await rejection(parallel([agentStep(bus, { sender: 'lead', recipient: 'slow' })], { timeout: 15 }))).toBeInstanceOf(
+      PatternTimeoutError,
+    );
   });
 
   it('validates its arguments', () => {

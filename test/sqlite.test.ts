@@ -80,7 +80,9 @@ function checkConsistency(file: string, documentId: string): { version: number; 
       oldest_version: number;
     };
     const span = db
-      .prepare('SELECT MIN(version) AS lo, MAX(version) AS hi, COUNT(*) AS n FROM versions WHERE ns = ? AND document_id = ? AND version >= ?')
+      .prepare(
+        'SELECT MIN(version) AS lo, MAX(version) AS hi, COUNT(*) AS n FROM versions WHERE ns = ? AND document_id = ? AND version >= ?',
+      )
       .get('', documentId, head.oldest_version) as { lo: number; hi: number; n: number };
     // Versions are contiguous from the oldest kept to the current one...
     expect(span.hi).toBe(head.version);
@@ -97,7 +99,9 @@ function checkConsistency(file: string, documentId: string): { version: number; 
       .get() as { n: number };
     expect(incomplete.n).toBe(0);
     // The change feed has the event of the current version.
-    const last = db.prepare("SELECT MAX(version) AS v FROM changes WHERE ns = '' AND kind = 'document' AND id = ?").get(documentId) as { v: number };
+    const last = db.prepare("SELECT MAX(version) AS v FROM changes WHERE ns = '' AND kind = 'document' AND id = ?").get(documentId) as {
+      v: number;
+    };
     expect(last.v).toBe(head.version);
     return { version: head.version, oldest: head.oldest_version };
   } finally {
@@ -189,7 +193,9 @@ describe('SQLite store', () => {
       try {
         expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
         expect(db.prepare('SELECT version FROM schema_version').get()).toEqual({ version: SCHEMA_VERSION });
-        const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map((t) => t.name);
+        const tables = (
+          db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>
+        ).map((t) => t.name);
         expect(tables).toEqual(expect.arrayContaining(['changes', 'documents', 'locks', 'schema_version', 'versions', 'workflows']));
       } finally {
         db.close();
@@ -222,13 +228,34 @@ describe('SQLite store', () => {
       // compacted) and their change-feed events.
       const db = new Database(file);
       db.exec(MIGRATIONS[0]!.sql);
-      db.exec('CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1, 1);');
+      db.exec(
+        'CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1, 1);',
+      );
       db.prepare('INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)').run('', 'doc', 3, 2, 1_000, 3_000);
       for (const v of [2, 3]) {
-        db.prepare('INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run('', 'doc', v, `content ${v}`, '{"topic":"t"}', v * 1_000, 'w', 'update_content', `+1 -1 lines`, v * 1_000);
+        db.prepare('INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+          '',
+          'doc',
+          v,
+          `content ${v}`,
+          '{"topic":"t"}',
+          v * 1_000,
+          'w',
+          'update_content',
+          `+1 -1 lines`,
+          v * 1_000,
+        );
       }
       for (const v of [1, 2, 3]) {
-        db.prepare('INSERT INTO changes (ns, kind, id, version, action, actor, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run('', 'document', 'doc', v, v === 1 ? 'create' : 'update_content', 'w', v * 1_000);
+        db.prepare('INSERT INTO changes (ns, kind, id, version, action, actor, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
+          '',
+          'document',
+          'doc',
+          v,
+          v === 1 ? 'create' : 'update_content',
+          'w',
+          v * 1_000,
+        );
       }
       db.close();
 
@@ -261,7 +288,8 @@ describe('SQLite store', () => {
     it('compacted versions stay invisible while their rows wait for a batch delete', async () => {
       const small = managerOn(`sqlite:${file}`, { historyLimit: 3 });
       let doc = await small.createDocumentState({ documentId: 'doc', topic: 't', content: 'v1' });
-      for (let v = 2; v <= 70; v++) doc = await small.updateDocumentContent({ documentId: 'doc', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
+      for (let v = 2; v <= 70; v++)
+        doc = await small.updateDocumentContent({ documentId: 'doc', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
       const large = managerOn(`sqlite:${file}`, { historyLimit: 1000 });
       for (const state of [small, large]) {
         expect((await state.getStateHistory('doc')).map((h) => h.version)).toEqual([68, 69, 70]);
@@ -277,7 +305,9 @@ describe('SQLite store', () => {
 
     it('refuses a file written by a newer schema', async () => {
       const db = new Database(file);
-      db.exec('CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1, 99);');
+      db.exec(
+        'CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1, 99);',
+      );
       db.close();
       const store = new SqliteStore({ filename: file });
       cleanup.push(() => store.close());
@@ -291,7 +321,14 @@ describe('SQLite store', () => {
   });
 
   describe('exact text', () => {
-    const TEXTS = ['plain ascii', 'emoji 😀 and a real \uFFFD', 'cut emoji \uD83D', '\uDE00 lone low', 'reversed \uDE00\uD83D', 'nul \u0000 inside'];
+    const TEXTS = [
+      'plain ascii',
+      'emoji 😀 and a real \uFFFD',
+      'cut emoji \uD83D',
+      '\uDE00 lone low',
+      'reversed \uDE00\uD83D',
+      'nul \u0000 inside',
+    ];
 
     it('a file written by the previous release reads back every string exactly, and stays writable', async () => {
       // Written by the store of commit d88f65f (see test/fixtures/sqlite/make-previous-release-db.mjs),
@@ -311,14 +348,24 @@ describe('SQLite store', () => {
       }
       const wf = (await state.getWorkflowState('wf \uD83D'))!;
       expect(wf).toMatchObject({ stages: ['a \uD83D', 'b'], stage: 'a \uD83D', data: { note: 'cut \uD83D', nul: '\u0000' } });
-      const updated = await state.updateDocumentContent({ documentId: 'doc cut emoji \uD83D', content: 'next \uDBFF', actor: 'new \uD800' });
+      const updated = await state.updateDocumentContent({
+        documentId: 'doc cut emoji \uD83D',
+        content: 'next \uDBFF',
+        actor: 'new \uD800',
+      });
       expect(updated.version).toBe(3);
       const again = managerOn(`sqlite:${file}`);
       expect((await again.getDocumentState('doc cut emoji \uD83D'))?.content).toBe('next \uDBFF');
-      expect((await again.getStateHistory('doc cut emoji \uD83D')).map((h) => h.actor)).toEqual(['system', 'cut emoji \uD83D', 'new \uD800']);
+      expect((await again.getStateHistory('doc cut emoji \uD83D')).map((h) => h.actor)).toEqual([
+        'system',
+        'cut emoji \uD83D',
+        'new \uD800',
+      ]);
       const store = new SqliteStore({ filename: file });
       cleanup.push(() => store.close());
-      expect((await store.listDocuments()).map((d) => d.documentId).sort()).toEqual(TEXTS.map((t, i) => (i === 0 ? 'doc' : `doc ${t}`)).sort());
+      expect((await store.listDocuments()).map((d) => d.documentId).sort()).toEqual(
+        TEXTS.map((t, i) => (i === 0 ? 'doc' : `doc ${t}`)).sort(),
+      );
     });
 
     it('text columns hold the generalized UTF-8 of every code unit (the format of every release)', async () => {
@@ -327,7 +374,10 @@ describe('SQLite store', () => {
       await state.close();
       const db = new Database(file, { readonly: true });
       try {
-        const row = db.prepare('SELECT hex(document_id) AS id, hex(content) AS content FROM versions').get() as { id: string; content: string };
+        const row = db.prepare('SELECT hex(document_id) AS id, hex(content) AS content FROM versions').get() as {
+          id: string;
+          content: string;
+        };
         expect(row.id).toBe('64EDA0BD');
         expect(row.content).toBe('61EDA0BD62EDB8800063F09F9880');
       } finally {
@@ -341,7 +391,10 @@ describe('SQLite store', () => {
         db.exec('CREATE TABLE t (x TEXT)');
         const insert = db.prepare('INSERT INTO t (x) VALUES (?)');
         const read = db.prepare('SELECT CAST(x AS BLOB) AS x FROM t').pluck();
-        const codeUnits = fc.array(fc.oneof(fc.integer({ min: 0, max: 0x7f }), fc.integer({ min: 0xd800, max: 0xdfff }), fc.integer({ min: 0, max: 0xffff })), { maxLength: 40 });
+        const codeUnits = fc.array(
+          fc.oneof(fc.integer({ min: 0, max: 0x7f }), fc.integer({ min: 0xd800, max: 0xdfff }), fc.integer({ min: 0, max: 0xffff })),
+          { maxLength: 40 },
+        );
         fc.assert(
           fc.property(codeUnits, (units) => {
             const text = String.fromCharCode(...units);
@@ -451,7 +504,9 @@ describe('SQLite store', () => {
       cleanup.push(() => other.close());
       other.exec('BEGIN IMMEDIATE');
       let settled = false;
-      const write = state.updateDocumentContent({ documentId: 'doc', content: 'after the lock', actor: 'w' }).finally(() => (settled = true));
+      const write = state
+        .updateDocumentContent({ documentId: 'doc', content: 'after the lock', actor: 'w' })
+        .finally(() => (settled = true));
       let ticks = 0;
       await waitFor(() => ++ticks >= 5, 'the event loop to keep turning');
       expect(settled).toBe(false);
@@ -541,7 +596,7 @@ describe('SQLite store', () => {
       let previous = 1;
       for (let round = 0; round < 3; round++) {
         const w = writer({ file, documentId: 'doc', mode: 'forever', actor: `k${round}`, historyLimit: 25, padding: 64_000 });
-        await w.waitFor(new RegExp(`^progress (\\d+)$`));
+        await w.waitFor(/^progress (\d+)$/);
         const target = previous + 40;
         await waitFor(() => w.lines.some((l) => Number(l.split(' ')[1]) >= target), `the writer to pass version ${target}`, 30_000, 10);
         w.child.kill('SIGKILL');

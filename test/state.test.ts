@@ -102,7 +102,10 @@ describe('StateManager input validation (every bad input gets ValidationError, n
     await validationError(state.updateDocumentContent({ ...ok, actor: undefined as never }), 'actor');
     await validationError(state.updateDocumentContent({ ...ok, actor: '' }), 'actor');
     for (const expectedVersion of [0, -1, 1.5, '1', Number.NaN]) {
-      const err = await validationError(state.updateDocumentContent({ ...ok, expectedVersion: expectedVersion as never }), 'expectedVersion');
+      const err = await validationError(
+        state.updateDocumentContent({ ...ok, expectedVersion: expectedVersion as never }),
+        'expectedVersion',
+      );
       expect(err.message).toMatch(/^expectedVersion must be an integer 1\.\./);
     }
     await validationError(state.updateDocumentContent({ ...ok, merge: 'yes' as never }), 'merge');
@@ -157,7 +160,10 @@ describe('StateManager input validation (every bad input gets ValidationError, n
     await validationError(() => state.watch('doc', 'nope' as never), 'handler');
     await validationError(() => state.watch({ workflowId: '' }, () => undefined), 'workflowId');
     await validationError(state.withLock('doc', 'nope' as never), 'fn');
-    await validationError(state.withLock('', async () => undefined), 'documentId');
+    await validationError(
+      state.withLock('', async () => undefined),
+      'documentId',
+    );
     await validationError(state.locks.acquire('doc', { ttlMs: 0 }), 'ttlMs');
     await validationError(state.locks.acquire('doc', { waitMs: -5 }), 'waitMs');
     await validationError(state.locks.acquire(''), 'lock key');
@@ -253,7 +259,9 @@ describe('version == number of writes (property)', () => {
   it('any sequence of writes gives one version each, with a contiguous kept history', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.oneof(fc.constant('content' as const), fc.constant('metadata' as const), fc.constant('restore' as const)), { maxLength: 25 }),
+        fc.array(fc.oneof(fc.constant('content' as const), fc.constant('metadata' as const), fc.constant('restore' as const)), {
+          maxLength: 25,
+        }),
         fc.integer({ min: 1, max: 10 }),
         async (ops, historyLimit) => {
           const state = new StateManager({ historyLimit });
@@ -269,7 +277,7 @@ describe('version == number of writes (property)', () => {
             expect(doc.version).toBe(ops.length + 1);
             const history = await state.getStateHistory('d');
             expect(history).toHaveLength(Math.min(historyLimit, doc.version));
-            history.forEach((h, i) => expect(h.version).toBe(doc.version - history.length + 1 + i));
+            for (const [i, h] of history.entries()) expect(h.version).toBe(doc.version - history.length + 1 + i);
             expect(state.metrics().totalStateChanges).toBe(ops.length + 1);
           } finally {
             await state.close();
@@ -285,7 +293,10 @@ describe('three-way merge', () => {
   it('combines edits to different lines and keeps identical edits once', () => {
     expect(threeWayMerge({ base: 'a\nb\nc', ours: 'A\nb\nc', theirs: 'a\nb\nC' })).toEqual({ ok: true, content: 'A\nb\nC' });
     expect(threeWayMerge({ base: 'a\nb\nc', ours: 'a\nB\nc', theirs: 'a\nB\nc' })).toEqual({ ok: true, content: 'a\nB\nc' });
-    expect(threeWayMerge({ base: 'a\nb\nc\n', ours: 'a\nb\nc\nd\n', theirs: 'z\na\nb\nc\n' })).toEqual({ ok: true, content: 'z\na\nb\nc\nd\n' });
+    expect(threeWayMerge({ base: 'a\nb\nc\n', ours: 'a\nb\nc\nd\n', theirs: 'z\na\nb\nc\n' })).toEqual({
+      ok: true,
+      content: 'z\na\nb\nc\nd\n',
+    });
   });
 
   it('reports overlapping edits as regions with base, ours and theirs', () => {
@@ -348,12 +359,18 @@ describe('line diff summary', () => {
 
   it('property: diffing a text with itself is empty; from empty adds every line', () => {
     fc.assert(
-      fc.property(fc.array(fc.string({ maxLength: 5 }).filter((s) => !s.includes('\n')), { minLength: 1, maxLength: 30 }), (lines) => {
-        const text = lines.join('\n');
-        expect(lineDiffStats(text, text)).toEqual({ added: 0, removed: 0 });
-        const counted = text === '' ? 0 : text.endsWith('\n') ? lines.length - 1 : lines.length;
-        expect(lineDiffStats('', text)).toEqual({ added: counted, removed: 0 });
-      }),
+      fc.property(
+        fc.array(
+          fc.string({ maxLength: 5 }).filter((s) => !s.includes('\n')),
+          { minLength: 1, maxLength: 30 },
+        ),
+        (lines) => {
+          const text = lines.join('\n');
+          expect(lineDiffStats(text, text)).toEqual({ added: 0, removed: 0 });
+          const counted = text === '' ? 0 : text.endsWith('\n') ? lines.length - 1 : lines.length;
+          expect(lineDiffStats('', text)).toEqual({ added: counted, removed: 0 });
+        },
+      ),
     );
   });
 });
@@ -363,7 +380,8 @@ describe('line diff summary against a reference LCS', () => {
   function referenceStats(a: string[], b: string[]): { added: number; removed: number } {
     const dp = Array.from({ length: a.length + 1 }, () => new Array<number>(b.length + 1).fill(0));
     for (let i = 1; i <= a.length; i++) {
-      for (let j = 1; j <= b.length; j++) dp[i]![j] = a[i - 1] === b[j - 1] ? dp[i - 1]![j - 1]! + 1 : Math.max(dp[i - 1]![j]!, dp[i]![j - 1]!);
+      for (let j = 1; j <= b.length; j++)
+        dp[i]![j] = a[i - 1] === b[j - 1] ? dp[i - 1]![j - 1]! + 1 : Math.max(dp[i - 1]![j]!, dp[i]![j - 1]!);
     }
     const common = dp[a.length]![b.length]!;
     return { added: b.length - common, removed: a.length - common };
@@ -426,14 +444,19 @@ describe('snapshots', () => {
   it('property: changing any field breaks the checksum', () => {
     const snap = makeSnapshot(record);
     fc.assert(
-      fc.property(fc.constantFrom('documentId', 'version', 'content', 'createdAt', 'takenAt', 'metadata'), fc.string({ minLength: 1 }), (field, value) => {
-        const tampered = { ...snap } as Record<string, unknown>;
-        if (field === 'version') tampered[field] = snap.version + 1 + value.length;
-        else if (field === 'metadata') tampered[field] = { ...snap.metadata, extra: value };
-        else if (field === 'createdAt' || field === 'takenAt') tampered[field] = new Date(Date.parse(snap.createdAt) + 1000 + value.length).toISOString();
-        else tampered[field] = `${String(tampered[field])}${value}`;
-        expect(() => verifySnapshot(tampered)).toThrow(SnapshotError);
-      }),
+      fc.property(
+        fc.constantFrom('documentId', 'version', 'content', 'createdAt', 'takenAt', 'metadata'),
+        fc.string({ minLength: 1 }),
+        (field, value) => {
+          const tampered = { ...snap } as Record<string, unknown>;
+          if (field === 'version') tampered[field] = snap.version + 1 + value.length;
+          else if (field === 'metadata') tampered[field] = { ...snap.metadata, extra: value };
+          else if (field === 'createdAt' || field === 'takenAt')
+            tampered[field] = new Date(Date.parse(snap.createdAt) + 1000 + value.length).toISOString();
+          else tampered[field] = `${String(tampered[field])}${value}`;
+          expect(() => verifySnapshot(tampered)).toThrow(SnapshotError);
+        },
+      ),
     );
   });
 
@@ -509,7 +532,12 @@ describe('workflow rules (pure)', () => {
     expect(w.iteration).toBe(1);
     for (let round = 1; round <= 3; round++) {
       w = wf.enterStage(w, 'writing', now);
-      expect(w).toMatchObject({ stage: 'writing', iteration: round + 1, completedStages: ['research'], pendingStages: ['writing', 'editing', 'verification'] });
+      expect(w).toMatchObject({
+        stage: 'writing',
+        iteration: round + 1,
+        completedStages: ['research'],
+        pendingStages: ['writing', 'editing', 'verification'],
+      });
       expect(w.qualityScores).toEqual({ research: 0.5, writing: 0.5, editing: 0.5, verification: 0.5 });
       pass(['writing', 'editing', 'verification']);
       expect(w.iteration).toBe(round + 1);
@@ -557,7 +585,14 @@ describe('ChangeFanout', () => {
     const fanout = new ChangeFanout();
     const seen: number[] = [];
     fanout.add((e) => seen.push(e.revision), 1);
-    const ev = (revision: number): ChangeEvent => ({ revision, kind: 'document', id: 'd', version: revision, action: 'update_content', timestamp: new Date() });
+    const ev = (revision: number): ChangeEvent => ({
+      revision,
+      kind: 'document',
+      id: 'd',
+      version: revision,
+      action: 'update_content',
+      timestamp: new Date(),
+    });
     fanout.deliver([ev(1), ev(2), ev(3)]);
     fanout.deliver([ev(2), ev(3), ev(4)]);
     await waitFor(() => seen.length === 3, 'the events');
@@ -613,7 +648,13 @@ describe('copies at the boundaries', () => {
     expect(entry.timestamp).toBeInstanceOf(Date);
     expect(entry.timestamp).toBeInstanceOf(ImmutableDate);
     expect(entry.timestamp).toEqual(new Date(1_000));
-    expect(JSON.parse(JSON.stringify(entry))).toEqual({ version: 3, timestamp: new Date(1_000).toISOString(), actor: 'a', action: 'update_content', summary: '+1 -0 lines' });
+    expect(JSON.parse(JSON.stringify(entry))).toEqual({
+      version: 3,
+      timestamp: new Date(1_000).toISOString(),
+      actor: 'a',
+      action: 'update_content',
+      summary: '+1 -0 lines',
+    });
     expect(structuredClone(entry).timestamp).toEqual(new Date(1_000));
     const setters = Object.getOwnPropertyNames(Date.prototype).filter((name) => name.startsWith('set'));
     expect(setters.length).toBeGreaterThanOrEqual(15);
@@ -712,12 +753,18 @@ describe('the write path asks the store only what it must', () => {
       const { store, calls } = countingStore();
       const state = manager({ store });
       const versions: number[] = [];
-      for (let i = 0; i < documents; i++) versions.push((await state.createDocumentState({ documentId: `d${i}`, topic: 't', content: 'a\nb' })).version);
+      for (let i = 0; i < documents; i++)
+        versions.push((await state.createDocumentState({ documentId: `d${i}`, topic: 't', content: 'a\nb' })).version);
       calls.clear();
       // Round-robin, each update a compare-and-swap on the version the previous one returned.
       for (let round = 0; round < 2; round++) {
         for (let i = 0; i < documents; i++) {
-          const doc = await state.updateDocumentContent({ documentId: `d${i}`, content: `a\nb ${round}`, actor: 'w', expectedVersion: versions[i] });
+          const doc = await state.updateDocumentContent({
+            documentId: `d${i}`,
+            content: `a\nb ${round}`,
+            actor: 'w',
+            expectedVersion: versions[i],
+          });
           expect(doc.history.map((h) => h.version)).toEqual([1, 2, 3].slice(0, round + 2));
           versions[i] = doc.version;
         }
@@ -733,16 +780,18 @@ describe('the write path asks the store only what it must', () => {
     expect(await readsPerUpdate(10_000)).toEqual(one);
   });
 
-  it('another manager\'s write in between costs one read and a conflict, and is counted in the metrics', async () => {
+  it("another manager's write in between costs one read and a conflict, and is counted in the metrics", async () => {
     const shared = new MemoryStore();
     const { store, calls } = countingStore(shared);
     const a = manager({ store });
     const b = manager({ store: countingStore(shared).store });
     const doc = await a.createDocumentState({ documentId: 'd', topic: 't', content: 'a' });
     await b.updateDocumentContent({ documentId: 'd', content: 'b', actor: 'b', expectedVersion: 1 });
-    await waitFor(() => a.metrics().totalStateChanges === 2, 'a to see b\'s write in its metrics');
+    await waitFor(() => a.metrics().totalStateChanges === 2, "a to see b's write in its metrics");
     calls.clear();
-    await expect(a.updateDocumentContent({ documentId: 'd', content: 'c', actor: 'a', expectedVersion: doc.version })).rejects.toMatchObject({
+    await expect(
+      a.updateDocumentContent({ documentId: 'd', content: 'c', actor: 'a', expectedVersion: doc.version }),
+    ).rejects.toMatchObject({
       code: 'state_conflict',
       actualVersion: 2,
       current: { version: 2, content: 'b' },
@@ -780,7 +829,8 @@ describe('reads cost what they return, not the depth of the history', () => {
     const { store, entriesRead } = tallyingStore();
     const state = manager({ store, historyWindow: 5 });
     let doc = await state.createDocumentState({ documentId: 'd', topic: 't', content: 'v1' });
-    for (let v = 2; v <= 300; v++) doc = await state.updateDocumentContent({ documentId: 'd', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
+    for (let v = 2; v <= 300; v++)
+      doc = await state.updateDocumentContent({ documentId: 'd', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
     const before = entriesRead();
     const first = await state.getDocumentAtVersion('d', 1);
     expect(first).toMatchObject({ version: 1, content: 'v1' });
@@ -794,7 +844,8 @@ describe('reads cost what they return, not the depth of the history', () => {
     const shared = new MemoryStore();
     const writer = manager({ store: shared });
     let doc = await writer.createDocumentState({ documentId: 'd', topic: 't', content: 'v1' });
-    for (let v = 2; v <= 100; v++) doc = await writer.updateDocumentContent({ documentId: 'd', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
+    for (let v = 2; v <= 100; v++)
+      doc = await writer.updateDocumentContent({ documentId: 'd', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
     const { store, entriesRead } = tallyingStore(shared);
     const reader = manager({ store, historyWindow: 20 });
     const updated = await reader.updateDocumentContent({ documentId: 'd', content: 'v101', actor: 'r', expectedVersion: 100 });
@@ -838,10 +889,17 @@ describe('MemoryStore change feed', () => {
   }, 120_000);
 });
 
-describe('OwnCommits (telling own feed events from other writers\')', () => {
-  const event = (version: number, revision: number, id = 'd'): ChangeEvent => ({ revision, kind: 'document', id, version, action: 'update_content', timestamp: new Date() });
+describe("OwnCommits (telling own feed events from other writers')", () => {
+  const event = (version: number, revision: number, id = 'd'): ChangeEvent => ({
+    revision,
+    kind: 'document',
+    id,
+    version,
+    action: 'update_content',
+    timestamp: new Date(),
+  });
 
-  it('claims its event whether it comes before or after the commit\'s answer, once', () => {
+  it("claims its event whether it comes before or after the commit's answer, once", () => {
     let others = 0;
     const own = new OwnCommits(() => others++);
     const before = own.begin('document', 'd', 2);

@@ -63,7 +63,11 @@ describe('backend URLs in errors never show a secret', () => {
       expect(shown(err)).not.toContain(secret);
       expect(shown(await failure(() => resolveTransport(url)))).not.toContain(secret);
       expect(shown(await failure(() => resolveStore(url)))).not.toContain(secret);
-      expect(shown(await failure(() => new MessageBus({ transport: url }).send({ type: 'task', sender: 'a', recipient: 'b', payload: {} } as never)))).not.toContain(secret);
+      expect(
+        shown(
+          await failure(() => new MessageBus({ transport: url }).send({ type: 'task', sender: 'a', recipient: 'b', payload: {} } as never)),
+        ),
+      ).not.toContain(secret);
       expect(shown(await failure(() => new StateManager({ store: url })))).not.toContain(secret);
     }
   });
@@ -100,7 +104,15 @@ describe('rediss:// (Redis over TLS)', () => {
     expect(TRANSPORT_URLS).toContain('rediss://host:6380/0');
     expect(STORE_URLS).toContain('rediss://host:6380/0');
     const config = parseRedisUrl('rediss://default:pw@cache.example.com:6380/2?namespace=app');
-    expect(config).toMatchObject({ tls: true, host: 'cache.example.com', port: 6380, db: 2, username: 'default', password: 'pw', namespace: 'app' });
+    expect(config).toMatchObject({
+      tls: true,
+      host: 'cache.example.com',
+      port: 6380,
+      db: 2,
+      username: 'default',
+      password: 'pw',
+      namespace: 'app',
+    });
     expect(config.url).toBe('rediss://default:***@cache.example.com:6380/2?namespace=app');
     expect(parseRedisUrl('redis://h/0').tls).toBe(false);
   });

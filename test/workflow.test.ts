@@ -136,7 +136,9 @@ async function crashedRun(
 
 /** A second process that resumes the run. */
 function resumedRun(counts: Record<string, number>, state: OrchestratorState, workflowId: string) {
-  return new Orchestrator({ bus: newBus((a) => counting(counts)(sloppyWriter(a))), state, definition: documentPipeline() }).resume(workflowId);
+  return new Orchestrator({ bus: newBus((a) => counting(counts)(sloppyWriter(a))), state, definition: documentPipeline() }).resume(
+    workflowId,
+  );
 }
 
 describe('Orchestrator: the document pipeline in one process', () => {
@@ -144,7 +146,12 @@ describe('Orchestrator: the document pipeline in one process', () => {
     const state = newState();
     const counts: Record<string, number> = {};
     const events: WorkflowEvent[] = [];
-    const orchestrator = new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline(), onEvent: (e) => events.push(e) });
+    const orchestrator = new Orchestrator({
+      bus: newBus(counting(counts)),
+      state,
+      definition: documentPipeline(),
+      onEvent: (e) => events.push(e),
+    });
 
     const outcome = await orchestrator.start({ topic: TOPIC, input: INPUT });
 
@@ -180,7 +187,14 @@ describe('Orchestrator: the document pipeline in one process', () => {
     expect((await state.getDocumentAtVersion(outcome.documentId, 3)).content).toBe(outcome.content);
     // The verdict is kept with the draft it judged.
     expect(data.judgements).toEqual([
-      { stage: 'verification', iteration: 1, draftVersion: 3, score: outcome.scores['verification'], threshold: 0.8, problems: expect.any(Array) },
+      {
+        stage: 'verification',
+        iteration: 1,
+        draftVersion: 3,
+        score: outcome.scores['verification'],
+        threshold: 0.8,
+        problems: expect.any(Array),
+      },
     ]);
     expect(events.map((e) => e.type)).toContain('workflow_completed');
   });
@@ -195,7 +209,10 @@ describe('Orchestrator: the document pipeline in one process', () => {
           return agent.handleMessage(msg, ctx);
         },
       });
-    const outcome = await new Orchestrator({ bus: newBus(spy), state: newState(), definition: documentPipeline() }).start({ topic: TOPIC, input: INPUT });
+    const outcome = await new Orchestrator({ bus: newBus(spy), state: newState(), definition: documentPipeline() }).start({
+      topic: TOPIC,
+      input: INPUT,
+    });
     expect(seen).toHaveLength(4);
     expect(new Set(seen.map((s) => s.correlationId))).toEqual(new Set([outcome.workflowId]));
     expect(new Set(seen.map((s) => s.trace))).toEqual(new Set([outcome.data.traceparent?.split('-')[1]]));
@@ -210,7 +227,12 @@ describe('Orchestrator: the document pipeline in one process', () => {
     // every round is revised until maxIterations. The sloppy writer gives editing something to fix each round.
     const definition = documentPipeline({ threshold: 1, maxIterations: 3 });
     const events: WorkflowEvent[] = [];
-    const orchestrator = new Orchestrator({ bus: newBus((a) => counting(counts, payloads, types)(sloppyWriter(a))), state, definition, onEvent: (e) => events.push(e) });
+    const orchestrator = new Orchestrator({
+      bus: newBus((a) => counting(counts, payloads, types)(sloppyWriter(a))),
+      state,
+      definition,
+      onEvent: (e) => events.push(e),
+    });
 
     const outcome = await orchestrator.start({ topic: TOPIC, input: { ...INPUT, words: 3000 } });
 
@@ -372,7 +394,10 @@ describe('Orchestrator: durable runs', () => {
   it('resuming a completed workflow sends nothing and returns its outcome', async () => {
     const state = newState();
     const counts: Record<string, number> = {};
-    const done = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).start({ topic: TOPIC, input: INPUT });
+    const done = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).start({
+      topic: TOPIC,
+      input: INPUT,
+    });
     const again = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(done.workflowId);
     expect(again.status).toBe('completed');
     expect(again.content).toBe(done.content);
@@ -399,7 +424,13 @@ describe('Orchestrator: failures are recorded, never silent', () => {
         : agent;
     const bus = newBus(broken, { maxAttempts: 1 });
     const events: WorkflowEvent[] = [];
-    const outcome = await new Orchestrator({ bus, state, definition: documentPipeline(), retryDelayMs: () => 1, onEvent: (e) => events.push(e) }).start({
+    const outcome = await new Orchestrator({
+      bus,
+      state,
+      definition: documentPipeline(),
+      retryDelayMs: () => 1,
+      onEvent: (e) => events.push(e),
+    }).start({
       topic: TOPIC,
       input: INPUT,
     });
@@ -415,7 +446,9 @@ describe('Orchestrator: failures are recorded, never silent', () => {
 
     // A fixed editor: resume continues from editing, the completed stages stay done.
     const counts: Record<string, number> = {};
-    const resumed = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(outcome.workflowId);
+    const resumed = await new Orchestrator({ bus: newBus(counting(counts)), state, definition: documentPipeline() }).resume(
+      outcome.workflowId,
+    );
     expect(resumed.status).toBe('completed');
     expect(counts).toEqual({ editing: 1, verification: 1 });
   });
@@ -450,7 +483,9 @@ describe('Orchestrator: failures are recorded, never silent', () => {
     expect(bad({ stages: [] })).toThrow(ValidationError);
     expect(bad({ maxIterations: 0 })).toThrow(/maxIterations/);
     expect(bad({ stages: [...base.stages, base.stages[0]!] })).toThrow(/appears twice/);
-    expect(bad({ stages: [{ ...base.stages[0]!, revise: 'verification', threshold: 0.5 }, ...base.stages.slice(1)] })).toThrow(/not an earlier stage/);
+    expect(bad({ stages: [{ ...base.stages[0]!, revise: 'verification', threshold: 0.5 }, ...base.stages.slice(1)] })).toThrow(
+      /not an earlier stage/,
+    );
   });
 });
 
@@ -481,7 +516,12 @@ describe('Orchestrator: one run per workflow at a time (the run lease)', () => {
   it('a second resume while a run holds the workflow fails with WorkflowBusyError, and the run finishes alone', async () => {
     const url = `sqlite:${join(tempDir(), 'state.db')}`;
     const first = gatedBus();
-    const running = new Orchestrator({ bus: first.bus, state: newState(url), definition: documentPipeline(), lease: { ttlMs: 1500 } }).start({
+    const running = new Orchestrator({
+      bus: first.bus,
+      state: newState(url),
+      definition: documentPipeline(),
+      lease: { ttlMs: 1500 },
+    }).start({
       workflowId: 'wf-leased',
       topic: TOPIC,
       input: INPUT,
@@ -519,7 +559,12 @@ describe('Orchestrator: one run per workflow at a time (the run lease)', () => {
     const state = newState(url);
     const broken = (agent: Agent): Agent =>
       agent.name === 'editing' ? defineAgent({ name: 'editing', handleMessage: () => Promise.reject(new Error('down')) }) : agent;
-    const failed = await new Orchestrator({ bus: newBus(broken, { maxAttempts: 1 }), state, definition: documentPipeline(), retryDelayMs: () => 1 }).start({
+    const failed = await new Orchestrator({
+      bus: newBus(broken, { maxAttempts: 1 }),
+      state,
+      definition: documentPipeline(),
+      retryDelayMs: () => 1,
+    }).start({
       topic: TOPIC,
       input: INPUT,
     });
@@ -544,7 +589,8 @@ describe('Orchestrator: one run per workflow at a time (the run lease)', () => {
   });
 
   it('rejects a nonsensical lease', () => {
-    const make = (lease: { ttlMs?: number; waitMs?: number }) => () => new Orchestrator({ bus: newBus(), state: newState(), definition: documentPipeline(), lease });
+    const make = (lease: { ttlMs?: number; waitMs?: number }) => () =>
+      new Orchestrator({ bus: newBus(), state: newState(), definition: documentPipeline(), lease });
     expect(make({ ttlMs: 5 })).toThrow(/lease.ttlMs must be an integer >= 100, got `5`/);
     expect(make({ waitMs: -1 })).toThrow(/lease.waitMs must be an integer >= 0/);
   });

@@ -185,7 +185,8 @@ export async function spawnRole(file, role, argv) {
   });
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   exited.then(({ code, signal }) => {
-    for (const w of waiting.values()) w.reject(new Error(`${role} exited (code ${code}, signal ${signal}) before sending the expected message`));
+    for (const w of waiting.values())
+      w.reject(new Error(`${role} exited (code ${code}, signal ${signal}) before sending the expected message`));
   });
   return {
     child,

@@ -58,7 +58,12 @@ export function ratio(rows, runs, workload, peer, metric) {
   const p = find(rows, workload, peer, metric);
   if (!c || !p || !p.median) return null;
   const paired = [];
-  const byRep = (subject) => new Map(runs.filter((r) => r.workload === workload && r.subject === subject).map((r) => [r.rep, r.results.find((x) => x.metric === metric)?.value]));
+  const byRep = (subject) =>
+    new Map(
+      runs
+        .filter((r) => r.workload === workload && r.subject === subject)
+        .map((r) => [r.rep, r.results.find((x) => x.metric === metric)?.value]),
+    );
   const cr = byRep('concord');
   const pr = byRep(peer);
   for (const [rep, cv] of cr) if (pr.get(rep)) paired.push(cv / pr.get(rep));
@@ -70,7 +75,10 @@ export function ratio(rows, runs, workload, peer, metric) {
  * message itself (`Error: ...`, `TypeError: ...`) when there is one, else the first line.
  */
 export function reasonLine(reason) {
-  const lines = String(reason).split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = String(reason)
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const error = lines.find((l) => /^([A-Z]\w*)?Error\b/.test(l) || /\bE[A-Z]{3,}\b/.test(l));
   const head = lines[0] ?? '';
   if (!error || error === head) return head;
@@ -290,10 +298,18 @@ export function writeDocs(path, rows, meta, higherIsBetter, notesPath) {
   for (const w of workloads) {
     const info = meta.workloads.find((x) => x.id === w);
     out.push(`### ${w}${info ? ` — ${info.title}` : ''}`, '');
-    if (info) out.push(`Parameters: ${Object.entries(info.args).map(([k, v]) => `${k}=${v}`).join(', ')}`, '');
+    if (info)
+      out.push(
+        `Parameters: ${Object.entries(info.args)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(', ')}`,
+        '',
+      );
     out.push('| subject | metric | median | min | max | Concord ÷ subject |', '| --- | --- | ---: | ---: | ---: | ---: |');
     for (const r of rows.filter((x) => x.workload === w)) {
-      out.push(`| ${r.subject} | ${r.metric} (${UNITS[r.metric]}) | ${fmtNum(r.median)} | ${fmtNum(r.min)} | ${fmtNum(r.max)} | ${ratioCell(rows, runs, r, higherIsBetter)} |`);
+      out.push(
+        `| ${r.subject} | ${r.metric} (${UNITS[r.metric]}) | ${fmtNum(r.median)} | ${fmtNum(r.min)} | ${fmtNum(r.max)} | ${ratioCell(rows, runs, r, higherIsBetter)} |`,
+      );
     }
     const skipped = meta.skipped.filter((s) => s.workload === w);
     for (const s of skipped) out.push(`| ${s.subject} | **not measured** | — | — | — | ${mdCell(reasonLine(s.reason))} |`);
@@ -312,7 +328,9 @@ export function writeDocs(path, rows, meta, higherIsBetter, notesPath) {
   out.push('## Machine and versions', '');
   out.push(`- CPU: ${m.cpu}, ${m.cores} cores (shared with other work; load average at start ${m.loadAverageAtStart.join(' / ')})`);
   out.push(`- Memory: ${m.memoryGiB} GiB · OS: ${m.os} · Node.js ${m.node}`);
-  out.push(`- concord ${v.concord} (commit ${v.commit}) · bullmq ${v.bullmq} · ioredis ${v.ioredis} · better-sqlite3 ${v['better-sqlite3']} (SQLite ${v.sqlite}) · emittery ${v.emittery} · redis-server ${v['redis-server']}`);
+  out.push(
+    `- concord ${v.concord} (commit ${v.commit}) · bullmq ${v.bullmq} · ioredis ${v.ioredis} · better-sqlite3 ${v['better-sqlite3']} (SQLite ${v.sqlite}) · emittery ${v.emittery} · redis-server ${v['redis-server']}`,
+  );
   out.push(`- Date: ${meta.date}`, '');
   writeFileSync(path, out.join('\n'));
 }

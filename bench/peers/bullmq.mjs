@@ -20,7 +20,8 @@ export async function producer(ns) {
     async sendAll(messages, batch) {
       for (let i = 0; i < messages.length; i += batch) {
         const jobs = [];
-        for (let j = i; j < Math.min(i + batch, messages.length); j++) jobs.push({ name: 'task', data: messages[j], opts: opts(messages[j].priority) });
+        for (let j = i; j < Math.min(i + batch, messages.length); j++)
+          jobs.push({ name: 'task', data: messages[j], opts: opts(messages[j].priority) });
         await q.addBulk(jobs);
       }
     },

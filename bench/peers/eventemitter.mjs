@@ -7,7 +7,11 @@ export function eventEmitterBus(handler, onAck) {
   ee.on('task', (msg) => {
     handler(msg).then(onAck);
   });
-  return { send: (msg) => { ee.emit('task', msg); } };
+  return {
+    send: (msg) => {
+      ee.emit('task', msg);
+    },
+  };
 }
 
 /**
@@ -20,7 +24,15 @@ export function eventEmitterRpc(handler, { timeoutMs = 5000 } = {}) {
   let seq = 0;
   ee.on('request', async (msg) => {
     const payload = await handler(msg);
-    ee.emit('reply', { id: String(++seq), inReplyTo: msg.id, sender: msg.recipient, recipient: msg.sender, type: 'result', payload, correlationId: msg.correlationId });
+    ee.emit('reply', {
+      id: String(++seq),
+      inReplyTo: msg.id,
+      sender: msg.recipient,
+      recipient: msg.sender,
+      type: 'result',
+      payload,
+      correlationId: msg.correlationId,
+    });
   });
   ee.on('reply', (reply) => {
     const p = pending.get(reply.inReplyTo);

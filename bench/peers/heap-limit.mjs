@@ -24,23 +24,35 @@ export class HeapQueue {
       w(item);
       return;
     }
-    const p = this.#prio, s = this.#seq, it = this.#items;
+    const p = this.#prio,
+      s = this.#seq,
+      it = this.#items;
     let i = it.length;
     const seq = this.#next++;
-    p.push(priority); s.push(seq); it.push(item);
+    p.push(priority);
+    s.push(seq);
+    it.push(item);
     while (i > 0) {
       const parent = (i - 1) >> 1;
       if (p[parent] > priority || (p[parent] === priority && s[parent] < seq)) break;
-      p[i] = p[parent]; s[i] = s[parent]; it[i] = it[parent];
+      p[i] = p[parent];
+      s[i] = s[parent];
+      it[i] = it[parent];
       i = parent;
     }
-    p[i] = priority; s[i] = seq; it[i] = item;
+    p[i] = priority;
+    s[i] = seq;
+    it[i] = item;
   }
 
   #pop() {
-    const p = this.#prio, s = this.#seq, it = this.#items;
+    const p = this.#prio,
+      s = this.#seq,
+      it = this.#items;
     const top = it[0];
-    const lastP = p.pop(), lastS = s.pop(), lastIt = it.pop();
+    const lastP = p.pop(),
+      lastS = s.pop(),
+      lastIt = it.pop();
     const n = it.length;
     if (n > 0) {
       let i = 0;
@@ -51,10 +63,14 @@ export class HeapQueue {
         let c = l;
         if (r < n && (p[r] > p[l] || (p[r] === p[l] && s[r] < s[l]))) c = r;
         if (lastP > p[c] || (lastP === p[c] && lastS < s[c])) break;
-        p[i] = p[c]; s[i] = s[c]; it[i] = it[c];
+        p[i] = p[c];
+        s[i] = s[c];
+        it[i] = it[c];
         i = c;
       }
-      p[i] = lastP; s[i] = lastS; it[i] = lastIt;
+      p[i] = lastP;
+      s[i] = lastS;
+      it[i] = lastIt;
     }
     return top;
   }

@@ -15,7 +15,18 @@ export async function startResponder(ns, respond) {
       if (!res) continue;
       const msg = JSON.parse(res[1]);
       const payload = await respond(msg);
-      await r.lpush(msg.replyTo, JSON.stringify({ id: `r${msg.id}`, type: 'result', sender: msg.recipient, recipient: msg.sender, inReplyTo: msg.id, correlationId: msg.correlationId, payload }));
+      await r.lpush(
+        msg.replyTo,
+        JSON.stringify({
+          id: `r${msg.id}`,
+          type: 'result',
+          sender: msg.recipient,
+          recipient: msg.sender,
+          inReplyTo: msg.id,
+          correlationId: msg.correlationId,
+          payload,
+        }),
+      );
     }
   })();
   return async () => {

@@ -79,8 +79,11 @@ export async function redisLuaRaw(ns) {
   return {
     async create(id, content) {
       const now = Date.now();
-      await r.multi().hset(docKey(id), 'version', 1, 'content', content, 'updatedAt', now)
-        .rpush(histKey(id), JSON.stringify({ version: 1, timestamp: now, actor: 'bench', action: 'create', content })).exec();
+      await r
+        .multi()
+        .hset(docKey(id), 'version', 1, 'content', content, 'updatedAt', now)
+        .rpush(histKey(id), JSON.stringify({ version: 1, timestamp: now, actor: 'bench', action: 'create', content }))
+        .exec();
       return 1;
     },
     async update(id, expected, content, actor) {

@@ -5,7 +5,19 @@
 // figure is a steady state rather than partly JIT warm-up.
 import { fileURLToPath } from 'node:url';
 import {
-  parseArgs, debug, priorities, taskInput, peerMessage, emit, wallMs, spawnRole, parentMessage, cleanupRedis, REDIS_URL, waitUntil, deferred,
+  parseArgs,
+  debug,
+  priorities,
+  taskInput,
+  peerMessage,
+  emit,
+  wallMs,
+  spawnRole,
+  parentMessage,
+  cleanupRedis,
+  REDIS_URL,
+  waitUntil,
+  deferred,
 } from '../lib/common.mjs';
 
 const args = parseArgs();
@@ -112,17 +124,26 @@ if (role === 'producer') {
       await waitUntil(() => transport.hasRecipient('worker'), 'the worker recipient to be registered', 10_000);
       // The handler resolving comes one round trip before Concord's ack lands: wait for it.
       settled = async () => {
-        await waitUntil(async () => {
-          const d = await transport.depth('worker');
-          return d.ready === 0 && d.inFlight === 0 && d.delayed === 0;
-        }, 'the last ack', 30_000, 0);
+        await waitUntil(
+          async () => {
+            const d = await transport.depth('worker');
+            return d.ready === 0 && d.inFlight === 0 && d.delayed === 0;
+          },
+          'the last ack',
+          30_000,
+          0,
+        );
         return wallMs();
       };
     } else await new Promise((r) => setTimeout(r, 200));
     stop = close;
   } else throw new Error(`unknown subject ${subject}`);
 
-  const producer = await spawnRole(fileURLToPath(import.meta.url), 'producer', process.argv.slice(2).filter((a, i, all) => a !== '--role' && all[i - 1] !== '--role'));
+  const producer = await spawnRole(
+    fileURLToPath(import.meta.url),
+    'producer',
+    process.argv.slice(2).filter((a, i, all) => a !== '--role' && all[i - 1] !== '--role'),
+  );
   let result;
   try {
     await producer.message('ready');

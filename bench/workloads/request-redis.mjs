@@ -6,7 +6,16 @@
 // round 9).
 import { fileURLToPath } from 'node:url';
 import {
-  parseArgs, taskInput, peerMessage, emit, spawnRole, parentMessage, cleanupRedis, REDIS_URL, waitUntil, percentilesUs,
+  parseArgs,
+  taskInput,
+  peerMessage,
+  emit,
+  spawnRole,
+  parentMessage,
+  cleanupRedis,
+  REDIS_URL,
+  waitUntil,
+  percentilesUs,
 } from '../lib/common.mjs';
 
 const args = parseArgs();
@@ -117,9 +126,13 @@ if (role === 'responder') {
     // measuring: on a shared machine a CPU-hungry subject pays twice, so this says where a
     // latency gap comes from.
     {
-      n, warmup, mean_us: p.mean_us,
-      requester_cpu_us: cpuUs / n, requester_sys_us: sysUs / n,
-      responder_cpu_us: responderCpuUs / n, responder_sys_us: responderSysUs / n,
+      n,
+      warmup,
+      mean_us: p.mean_us,
+      requester_cpu_us: cpuUs / n,
+      requester_sys_us: sysUs / n,
+      responder_cpu_us: responderCpuUs / n,
+      responder_sys_us: responderSysUs / n,
     },
   );
   process.exit(0);

@@ -15,7 +15,10 @@ const n = args.n ?? 10_000;
 const warmup = args.warmup ?? Math.min(10_000, Math.ceil(n / 10));
 const synchronous = args.synchronous ?? 'FULL';
 
-const LINES = Array.from({ length: 8 }, (_, k) => `Section ${k + 1}: the agents summarise the findings of part ${k + 1} in about fifty words.`);
+const LINES = Array.from(
+  { length: 8 },
+  (_, k) => `Section ${k + 1}: the agents summarise the findings of part ${k + 1} in about fifty words.`,
+);
 function contentFor(i) {
   const lines = LINES.slice();
   lines[i % 8] = `Section ${(i % 8) + 1}: revision ${i} rewrites this paragraph with the reviewer's feedback applied.`;
@@ -26,7 +29,7 @@ const contents = Array.from({ length: 64 }, (_, i) => contentFor(i));
 let dir;
 const cleanup = [];
 let update; // (i, expected) => Promise<newVersion>
-let info = {};
+const info = {};
 const documentId = 'doc-123';
 
 if (engine === 'sqlite') {
@@ -53,10 +56,15 @@ if (subject === 'concord') {
   }
   const state = new StateManager({ ...stateDefaults, store });
   const doc = await state.createDocumentState({
-    documentId, topic: 'benchmarks', requirements: ['a short report'], context: {}, content: LINES.join('\n'),
+    documentId,
+    topic: 'benchmarks',
+    requirements: ['a short report'],
+    context: {},
+    content: LINES.join('\n'),
   });
   version = doc.version;
-  update = async (i, expected) => (await state.updateDocumentContent({ documentId, content: contents[i & 63], actor: 'writer', expectedVersion: expected })).version;
+  update = async (i, expected) =>
+    (await state.updateDocumentContent({ documentId, content: contents[i & 63], actor: 'writer', expectedVersion: expected })).version;
   cleanup.unshift(() => state.close?.());
 } else {
   const raw = await import('../peers/state-raw.mjs');

@@ -4,13 +4,7 @@
  * the findings into scores in [0, 1] and a list of concrete problems.
  */
 import { type DocumentModel, type Reference, documentSentences, documentWords, parseDocument } from './markdown.js';
-import {
-  DEFAULT_WORDS,
-  type Passage,
-  type Problem,
-  type VerificationResult,
-  type VerificationTask,
-} from './payloads.js';
+import { DEFAULT_WORDS, type Passage, type Problem, type VerificationResult, type VerificationTask } from './payloads.js';
 import {
   LENGTH_TOLERANCE,
   MAX_QUOTES_PER_PASSAGE,
@@ -188,11 +182,14 @@ function checkStructure(model: DocumentModel, task: VerificationTask, problems: 
   check(model.sections.length > 0, { kind: 'structure', message: "the document has no '## ' sections" });
   for (const requirement of task.requirements ?? []) {
     if (contentStems(requirement).length === 0) continue;
-    check(model.sections.some((s) => headingCovers(s.heading, requirement)), {
-      kind: 'structure',
-      section: requirement,
-      message: `no section covers the requirement '${requirement}'`,
-    });
+    check(
+      model.sections.some((s) => headingCovers(s.heading, requirement)),
+      {
+        kind: 'structure',
+        section: requirement,
+        message: `no section covers the requirement '${requirement}'`,
+      },
+    );
   }
   for (const s of model.sections) {
     const key = sentenceKey(s.heading);
@@ -306,7 +303,9 @@ function checkCoherence(model: DocumentModel, task: VerificationTask, problems: 
       ...model.sections.flatMap((s) => contentStems(s.heading)),
       ...contentStems([model.title ?? '', task.topic, ...(task.requirements ?? [])].join(' ')),
       // The headings of the source sections the body cites: what the body drew on.
-      ...body.flatMap((s) => citationNumbers(s.text)).flatMap((n) => contentStems(passageOf(byNumber.get(n), task.passages)?.heading ?? '')),
+      ...body
+        .flatMap((s) => citationNumbers(s.text))
+        .flatMap((n) => contentStems(passageOf(byNumber.get(n), task.passages)?.heading ?? '')),
     ]);
     const bodyCitations = new Set(body.flatMap((s) => citationNumbers(s.text)));
     for (const s of sentences.filter((x) => x.section === last)) {
@@ -324,7 +323,12 @@ function checkCoherence(model: DocumentModel, task: VerificationTask, problems: 
         sentence: s.text,
         message:
           `${excerpt(s.text)} in ${place(conclusion.heading)} says what the body did not` +
-          (newSources.length ? ` (it cites [${newSources.join(', ')}], which no earlier section cites)` : ` (${fresh.slice(0, 4).map((w) => `'${w}'`).join(', ')} appear nowhere above)`) +
+          (newSources.length
+            ? ` (it cites [${newSources.join(', ')}], which no earlier section cites)`
+            : ` (${fresh
+                .slice(0, 4)
+                .map((w) => `'${w}'`)
+                .join(', ')} appear nowhere above)`) +
           ': a conclusion sums up, it adds no new facts',
       });
     }
@@ -362,8 +366,12 @@ function checkTopic(task: VerificationTask, problems: Problem[]): number {
   if (uncovered.length > 0) {
     const quote = (list: string[]) => list.map((t) => `'${t}'`).join(', ');
     const why = [
-      missing.length ? `${quote(missing)} appear${missing.length === 1 ? 's' : ''} in none of the ${task.passages.length} researched passages` : '',
-      passing.length ? `${quote(passing)} ${passing.length === 1 ? 'is' : 'are'} mentioned only in passing (in one passage, in no heading, the subject of no sentence)` : '',
+      missing.length
+        ? `${quote(missing)} appear${missing.length === 1 ? 's' : ''} in none of the ${task.passages.length} researched passages`
+        : '',
+      passing.length
+        ? `${quote(passing)} ${passing.length === 1 ? 'is' : 'are'} mentioned only in passing (in one passage, in no heading, the subject of no sentence)`
+        : '',
     ].filter(Boolean);
     problems.push({
       kind: 'topic',
@@ -422,7 +430,13 @@ export function verifyDocument(task: VerificationTask, sources?: SourceLines): V
   const topicProblems: Problem[] = [];
   const topic = checkTopic(task, topicProblems);
 
-  const scores = { citations: round(citations), length: round(length), coverage: round(coverage), structure: round(structure), coherence: round(coherence) };
+  const scores = {
+    citations: round(citations),
+    length: round(length),
+    coverage: round(coverage),
+    structure: round(structure),
+    coherence: round(coherence),
+  };
   const weighted =
     SCORE_WEIGHTS.citations * citations +
     SCORE_WEIGHTS.coverage * coverage +
@@ -431,7 +445,11 @@ export function verifyDocument(task: VerificationTask, sources?: SourceLines): V
     SCORE_WEIGHTS.coherence * coherence;
   // A topic the sources do not cover caps everything: well-cited text about something else is not the document asked for.
   // A citation that leads nowhere (no reference, no such file or lines) is a fabrication: the draft cannot pass.
-  const fabricated = citationProblems.some((p) => p.sentence !== undefined && /has no entry in References| is not a file in the sources|which has \d+ lines|none of the researched passages/u.test(p.message));
+  const fabricated = citationProblems.some(
+    (p) =>
+      p.sentence !== undefined &&
+      /has no entry in References| is not a file in the sources|which has \d+ lines|none of the researched passages/u.test(p.message),
+  );
   const score = round(Math.min(weighted * topic, fabricated ? UNRESOLVED_CITATION_CAP : 1));
   const repetition = structureProblems.filter((p) => p.kind === 'repetition');
   const problems = [

@@ -5,14 +5,7 @@
  * criticised point and leave the rest of the draft alone.
  */
 import { headingCase } from './edits.js';
-import {
-  type DocumentModel,
-  type Reference,
-  attachCitation,
-  citationsOf,
-  paragraphSentences,
-  renderDocument,
-} from './markdown.js';
+import { type DocumentModel, type Reference, attachCitation, citationsOf, paragraphSentences, renderDocument } from './markdown.js';
 import { DEFAULT_WORDS, type Passage, type WritingResult, type WritingTask } from './payloads.js';
 import {
   SUPPORT_THRESHOLD,
@@ -58,8 +51,7 @@ export { leansOnContext };
 export function candidateSentences(passages: readonly Passage[]): Candidate[] {
   const out: Candidate[] = [];
   const keys = new Set<string>();
-  const complete = (text: string): boolean =>
-    /[.!?]["')\]”’]?$/u.test(text) && /^["'(“‘]?[\p{Lu}\p{N}]/u.test(text);
+  const complete = (text: string): boolean => /[.!?]["')\]”’]?$/u.test(text) && /^["'(“‘]?[\p{Lu}\p{N}]/u.test(text);
   passages.forEach((passage, pi) => {
     const sentences = paragraphSentences(passage.text);
     sentences.forEach((text, si) => {
@@ -216,11 +208,21 @@ export function buildOutline(topic: string, requirements: readonly string[], pas
   return {
     title: headingCase(topic),
     sections: [
-      { heading: 'Introduction', role: 'introduction', query: { primary: topicStems, secondary: allStems }, budget: Math.round(words * 0.2) },
+      {
+        heading: 'Introduction',
+        role: 'introduction',
+        query: { primary: topicStems, secondary: allStems },
+        budget: Math.round(words * 0.2),
+      },
       ...themes.map((t): OutlineSection => {
         // What sets the section apart: a heading's topic words ("tea" in "Times by tea type") match everything.
         const primary = sectionStems(t, topicStems);
-        return { heading: headingCase(t), role: 'body', query: { primary: primary.size ? primary : topicStems, secondary: topicStems }, budget: body };
+        return {
+          heading: headingCase(t),
+          role: 'body',
+          query: { primary: primary.size ? primary : topicStems, secondary: topicStems },
+          budget: body,
+        };
       }),
       { heading: 'Conclusion', role: 'conclusion', query: { primary: allStems }, budget: Math.round(words * 0.15) },
     ],
@@ -247,7 +249,10 @@ function paragraphs(sentences: readonly { text: string; source?: string }[]): st
   let current: string[] = [];
   let source: string | undefined;
   for (const s of sentences) {
-    if (current.length >= MAX_SENTENCES_PER_PARAGRAPH || (current.length >= 2 && s.source !== undefined && source !== undefined && s.source !== source)) {
+    if (
+      current.length >= MAX_SENTENCES_PER_PARAGRAPH ||
+      (current.length >= 2 && s.source !== undefined && source !== undefined && s.source !== source)
+    ) {
       out.push(current);
       current = [];
     }
@@ -328,7 +333,8 @@ export function composeDocument(task: WritingTask): WritingResult {
     const picks: Candidate[] = [];
     if (section.role !== 'conclusion') {
       const belongs = (c: Candidate): boolean =>
-        (section.role === 'introduction' ? !home.has(c) : home.get(c) === section) && quotes(picks, c) + c.parts.length <= MAX_QUOTES_PER_PASSAGE;
+        (section.role === 'introduction' ? !home.has(c) : home.get(c) === section) &&
+        quotes(picks, c) + c.parts.length <= MAX_QUOTES_PER_PASSAGE;
       while (count < section.budget) {
         const c = material.pick(section.query, taken, belongs);
         if (!c) break;
@@ -349,7 +355,11 @@ export function composeDocument(task: WritingTask): WritingResult {
     open = false;
     for (const entry of chosen) {
       if (entry.section.role !== 'body' || total >= words * 0.95) continue;
-      const c = material.pick(entry.section.query, taken, (x) => home.get(x) === entry.section && quotes(entry.picks, x) + x.parts.length <= MAX_QUOTES_PER_PASSAGE);
+      const c = material.pick(
+        entry.section.query,
+        taken,
+        (x) => home.get(x) === entry.section && quotes(entry.picks, x) + x.parts.length <= MAX_QUOTES_PER_PASSAGE,
+      );
       if (!c) continue;
       entry.picks.push(c);
       taken.push(c.text);
@@ -360,7 +370,14 @@ export function composeDocument(task: WritingTask): WritingResult {
   for (const entry of chosen) entry.picks.sort((a, b) => a.order - b.order);
 
   // ...then number citations in reading order, leaving out body sections with nothing to say.
-  const model: DocumentModel = { title: outline.title, lead: [], sections: [], referencesHeading: 'References', references, malformedReferences: [] };
+  const model: DocumentModel = {
+    title: outline.title,
+    lead: [],
+    sections: [],
+    referencesHeading: 'References',
+    references,
+    malformedReferences: [],
+  };
   const summaries: string[] = [];
   for (const { section, framing, picks } of chosen) {
     if (section.role === 'conclusion') {

@@ -29,7 +29,11 @@ export function createEditingAgent(options: EditingAgentOptions = {}): Agent<Edi
       if (task.topic !== undefined) edit.topic = task.topic;
       if (task.requirements !== undefined) edit.requirements = task.requirements;
       const result = model
-        ? await editWithModel(task.content, model, { ...edit, ...(ctx?.signal ? { signal: ctx.signal } : {}), ...(options.onToken ? { onToken: options.onToken } : {}) })
+        ? await editWithModel(task.content, model, {
+            ...edit,
+            ...(ctx?.signal ? { signal: ctx.signal } : {}),
+            ...(options.onToken ? { onToken: options.onToken } : {}),
+          })
         : editDocument(task.content, edit);
       ctx?.log?.debug({ changes: result.changes.length, words: result.words }, 'editing: document edited');
       return result;

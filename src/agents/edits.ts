@@ -73,7 +73,10 @@ const TITLE_WORD = /^[A-Z][a-z]+(?:-[A-Za-z][a-z]*)*$/u;
  * proper noun in an otherwise sentence-case heading survive); the first letter is always upper case.
  */
 export function headingCase(heading: string): string {
-  let h = heading.replace(/\s+/gu, ' ').trim().replace(/[\s.:;,!?]+$/u, '');
+  let h = heading
+    .replace(/\s+/gu, ' ')
+    .trim()
+    .replace(/[\s.:;,!?]+$/u, '');
   const words = h.split(' ');
   const rest = words.slice(1).filter((w) => /\p{L}/u.test(w) && !STOPWORDS.has(w.toLowerCase()));
   if (rest.length > 0 && rest.every((w) => TITLE_WORD.test(w))) {

@@ -19,8 +19,23 @@ export { createEditingAgent, type EditingAgentOptions } from './editing-agent.js
 export { createChatModel, modelConfigFromEnv, parseModelConfig, type ChatMessage, type ChatModel, type ModelConfig } from './model.js';
 export { draftMessages, editWithModel, fromKeys, passageKey, revisionMessages, toKeys, writeWithModel } from './model-writer.js';
 export { createVerificationAgent, readCitedSources } from './verification-agent.js';
-export { DEFAULT_MAX_SOURCE_BYTES, readSource, sourcesRoot, type SkippedSource, type SourceRead, type SourceReadOptions } from './sources.js';
-export { PassageIndex, loadSources, type LoadSourcesOptions, research, researchQueries, splitPassages, type SourceFile } from './passages.js';
+export {
+  DEFAULT_MAX_SOURCE_BYTES,
+  readSource,
+  sourcesRoot,
+  type SkippedSource,
+  type SourceRead,
+  type SourceReadOptions,
+} from './sources.js';
+export {
+  PassageIndex,
+  loadSources,
+  type LoadSourcesOptions,
+  research,
+  researchQueries,
+  splitPassages,
+  type SourceFile,
+} from './passages.js';
 export { buildOutline, composeDocument, type Outline, type OutlineSection } from './compose.js';
 export { reviseDocument, write } from './revise.js';
 export { editDocument, headingCase, normaliseHeadings, removeRepeats, trimToLength } from './edits.js';
@@ -65,7 +80,10 @@ export interface DocumentAgentsOptions {
   onToken?: (agent: 'writing' | 'editing', text: string) => void;
 }
 
-function withModel(options: DocumentAgentsOptions, agent: 'writing' | 'editing'): { model?: ModelConfig | ChatModel; onToken?: (text: string) => void } {
+function withModel(
+  options: DocumentAgentsOptions,
+  agent: 'writing' | 'editing',
+): { model?: ModelConfig | ChatModel; onToken?: (text: string) => void } {
   if (options.model === undefined) return {};
   const onToken = options.onToken;
   return { model: options.model, ...(onToken ? { onToken: (text: string) => onToken(agent, text) } : {}) };

@@ -173,12 +173,12 @@ export interface SentenceRef {
 export function documentSentences(model: DocumentModel): SentenceRef[] {
   const out: SentenceRef[] = [];
   const visit = (paragraphs: string[], section: number, heading: string): void => {
-    paragraphs.forEach((p, paragraph) =>
-      paragraphSentences(p).forEach((text, index) => out.push({ section, paragraph, index, text, heading })),
-    );
+    for (const [paragraph, p] of paragraphs.entries()) {
+      for (const [index, text] of paragraphSentences(p).entries()) out.push({ section, paragraph, index, text, heading });
+    }
   };
   visit(model.lead, -1, model.title ?? '');
-  model.sections.forEach((s, i) => visit(s.paragraphs, i, s.heading));
+  for (const [i, s] of model.sections.entries()) visit(s.paragraphs, i, s.heading);
   return out;
 }
 
@@ -212,7 +212,7 @@ export function mapSentences(model: DocumentModel, fn: (ref: SentenceRef) => str
       return kept.length > 0 ? [kept.join(' ')] : [];
     });
   out.lead = rewrite(out.lead, -1, out.title ?? '');
-  out.sections.forEach((s, i) => (s.paragraphs = rewrite(s.paragraphs, i, s.heading)));
+  for (const [i, s] of out.sections.entries()) s.paragraphs = rewrite(s.paragraphs, i, s.heading);
   return out;
 }
 

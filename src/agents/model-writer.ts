@@ -35,7 +35,7 @@ function materialBlock(passages: readonly Passage[]): string {
 const RULES = [
   'Write in Markdown. The first line is "# " and the title. Then "## Introduction", one "## " section per theme, and "## Conclusion".',
   'Every sentence that states a fact ends with the key of the passage it comes from, in square brackets, before the full stop: "Leases expire [P2]."',
-  'Cite only keys from the list. Use the passage\'s own words as far as you can: every cited sentence is checked against its passage.',
+  "Cite only keys from the list. Use the passage's own words as far as you can: every cited sentence is checked against its passage.",
   'Never start a paragraph with a word that points back (This, These, However, Therefore).',
   'The conclusion sums up what the sections said and cites nothing new. Do not write a References section.',
 ];
@@ -79,7 +79,10 @@ export function toKeys(markdown: string, passages: readonly Passage[]): string {
   const body: DocumentModel = { ...doc, referencesHeading: null, references: [], malformedReferences: [] };
   return renderDocument(body).replace(CITATION_MARKER, (marker, list: string) => {
     const lead = marker.startsWith(' ') ? ' ' : '';
-    return `${lead}[${list.split(',').map((n) => keyOf.get(Number(n.trim())) ?? n.trim()).join(', ')}]`;
+    return `${lead}[${list
+      .split(',')
+      .map((n) => keyOf.get(Number(n.trim())) ?? n.trim())
+      .join(', ')}]`;
   });
 }
 

@@ -56,9 +56,12 @@ export function modelConfigFromEnv(name?: string, env: NodeJS.ProcessEnv = proce
 
 /** Checks a model configuration at the boundary. */
 export function parseModelConfig(value: ModelConfig): ModelConfig {
-  if (value === null || typeof value !== 'object') throw new ValidationError(`model must be an object with a \`model\` name, got \`${String(value)}\``, { field: 'model' });
+  if (value === null || typeof value !== 'object')
+    throw new ValidationError(`model must be an object with a \`model\` name, got \`${String(value)}\``, { field: 'model' });
   if (typeof value.model !== 'string' || value.model.trim() === '') {
-    throw new ValidationError(`model.model must be a model name such as \`qwen2.5:7b\`, got \`${String(value.model)}\``, { field: 'model.model' });
+    throw new ValidationError(`model.model must be a model name such as \`qwen2.5:7b\`, got \`${String(value.model)}\``, {
+      field: 'model.model',
+    });
   }
   if (value.baseURL !== undefined) {
     let url: URL | undefined;
@@ -72,7 +75,9 @@ export function parseModelConfig(value: ModelConfig): ModelConfig {
     }
   }
   if (value.temperature !== undefined && !(value.temperature >= 0 && value.temperature <= 2)) {
-    throw new ValidationError(`model.temperature must be a number 0..2, got \`${String(value.temperature)}\``, { field: 'model.temperature' });
+    throw new ValidationError(`model.temperature must be a number 0..2, got \`${String(value.temperature)}\``, {
+      field: 'model.temperature',
+    });
   }
   return value;
 }
@@ -150,9 +155,14 @@ export function createChatModel(input: ModelConfig): ChatModel {
         }
       } catch (err) {
         if (options.signal?.aborted) throw err;
-        throw new TransportError(config.baseURL ?? 'https://api.openai.com/v1', `model ${config.model} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        throw new TransportError(
+          config.baseURL ?? 'https://api.openai.com/v1',
+          `model ${config.model} failed: ${err instanceof Error ? err.message : String(err)}`,
+          { cause: err },
+        );
       }
-      if (text.trim() === '') throw new TransportError(config.baseURL ?? 'https://api.openai.com/v1', `model ${config.model} answered with no text`);
+      if (text.trim() === '')
+        throw new TransportError(config.baseURL ?? 'https://api.openai.com/v1', `model ${config.model} answered with no text`);
       return text;
     },
   };

@@ -3,7 +3,17 @@
  * coverage, length), the rest of the draft left as it was. Facts only ever come from the passages:
  * a point no passage can answer is reported in `revisions` and left alone.
  */
-import { type Candidate, type SentenceQuery, MAX_SENTENCES_PER_PARAGRAPH, Material, citeCandidate, composeDocument, referenceFor, sectionStems, stems } from './compose.js';
+import {
+  type Candidate,
+  type SentenceQuery,
+  MAX_SENTENCES_PER_PARAGRAPH,
+  Material,
+  citeCandidate,
+  composeDocument,
+  referenceFor,
+  sectionStems,
+  stems,
+} from './compose.js';
 import { headingCase, keyStems, trimToLength } from './edits.js';
 import {
   type DocumentModel,
@@ -104,11 +114,18 @@ function quotesOf(model: DocumentModel, section: number, n: number): number {
  * Adds the best unused source sentence for `query` to `section`, cited, without quoting any
  * passage more than `MAX_QUOTES_PER_PASSAGE` times in that section. Returns it, or undefined.
  */
-function addSentence(r: Revision, section: number, query: SentenceQuery, accept: (c: Candidate) => boolean = () => true): Candidate | undefined {
+function addSentence(
+  r: Revision,
+  section: number,
+  query: SentenceQuery,
+  accept: (c: Candidate) => boolean = () => true,
+): Candidate | undefined {
   const taken = documentSentences(r.model).map((s) => s.text);
   const c = r.material.pick(query, taken, (x) => {
     if (!accept(x)) return false;
-    const ref = r.model.references.find((f) => f.source === x.passage.source && f.line === x.passage.line && f.endLine === x.passage.endLine);
+    const ref = r.model.references.find(
+      (f) => f.source === x.passage.source && f.line === x.passage.line && f.endLine === x.passage.endLine,
+    );
     return !ref || quotesOf(r.model, section, ref.n) < MAX_QUOTES_PER_PASSAGE;
   });
   if (!c) return undefined;
@@ -181,7 +198,9 @@ function fixOverQuoting(r: Revision, section: number, n: number): boolean {
   }
   r.notes.push(
     `'${heading}' quoted [${n}] ${citing.length} times: kept ${MAX_QUOTES_PER_PASSAGE}, ` +
-      (sources.length ? `replaced ${freed} words with ${added} from ${[...new Set(sources)].join(', ')}` : `no other passage fits, ${freed} words cut`),
+      (sources.length
+        ? `replaced ${freed} words with ${added} from ${[...new Set(sources)].join(', ')}`
+        : `no other passage fits, ${freed} words cut`),
   );
   return true;
 }
@@ -248,7 +267,9 @@ function fixCoherence(r: Revision, problem: Problem): void {
     dropped++;
     return null;
   });
-  r.notes.push(`removed ${dropped} sentence${dropped === 1 ? '' : 's'} of '${headingOf(r.model, section)}' that were not about its heading`);
+  r.notes.push(
+    `removed ${dropped} sentence${dropped === 1 ? '' : 's'} of '${headingOf(r.model, section)}' that were not about its heading`,
+  );
 }
 
 function fixStructure(r: Revision, problem: Problem): void {
@@ -344,7 +365,11 @@ function fixLength(r: Revision, problem: Problem): void {
   );
   const sectionWords = (i: number): number =>
     (i < 0 ? r.model.lead : (r.model.sections[i]?.paragraphs ?? [])).reduce((n, p) => n + countWords(p), 0);
-  for (const [pool, broad] of [[body, false], [rest, false], [[...body, ...rest], true]] as const) {
+  for (const [pool, broad] of [
+    [body, false],
+    [rest, false],
+    [[...body, ...rest], true],
+  ] as const) {
     const exhausted = new Set<number>();
     while (words < target) {
       const open = pool.filter((i) => !exhausted.has(i)).sort((a, b) => sectionWords(a) - sectionWords(b) || a - b);

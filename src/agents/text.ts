@@ -31,7 +31,7 @@ export const STOPWORDS: ReadonlySet<string> = new Set(
   ).split(' '),
 );
 
-const TOKEN = /[\p{L}\p{N}]+(?:['’\-][\p{L}\p{N}]+)*/gu;
+const TOKEN = /[\p{L}\p{N}]+(?:['’-][\p{L}\p{N}]+)*/gu;
 
 /** Lower-cased word tokens; hyphenated words (`multi-agent`) stay whole, possessive `'s` is dropped. */
 export function tokenize(text: string): string[] {
@@ -46,9 +46,36 @@ export function tokenize(text: string): string[] {
 // next to Porter, but it folds the variants that matter here onto one stem (deliver, delivery,
 // delivered; coordinate, coordination; guarantee, guarantees; recover, recovery).
 const SUFFIXES = [
-  'abilities', 'ibilities', 'ability', 'ibility', 'ations', 'ators', 'ation', 'ator', 'ating', 'ments', 'ment',
-  'ness', 'ably', 'ings', 'able', 'ible', 'ates', 'ated', 'ing', 'ies', 'ied', 'ers', 'ate', 'ed', 'er', 'es',
-  'ly', 'y', 's', 'e',
+  'abilities',
+  'ibilities',
+  'ability',
+  'ibility',
+  'ations',
+  'ators',
+  'ation',
+  'ator',
+  'ating',
+  'ments',
+  'ment',
+  'ness',
+  'ably',
+  'ings',
+  'able',
+  'ible',
+  'ates',
+  'ated',
+  'ing',
+  'ies',
+  'ied',
+  'ers',
+  'ate',
+  'ed',
+  'er',
+  'es',
+  'ly',
+  'y',
+  's',
+  'e',
 ].sort((a, b) => b.length - a.length);
 
 function stripOnce(w: string): string {
@@ -121,7 +148,10 @@ export function citationNumbers(text: string): number[] {
 
 /** The sentence without its citation markers. */
 export function stripCitations(text: string): string {
-  return text.replace(CITATION_MARKER, '').replace(/\s+([.!?,;:])/gu, '$1').trim();
+  return text
+    .replace(CITATION_MARKER, '')
+    .replace(/\s+([.!?,;:])/gu, '$1')
+    .trim();
 }
 
 /** Words as a reader counts them: whitespace-separated runs holding a letter or digit, citation markers excluded. */
@@ -144,7 +174,7 @@ export function splitSentences(text: string): string[] {
   if (!flat) return [];
   const protectedText = flat.replace(ABBREVIATIONS, (m) => m.slice(0, -1) + PLACEHOLDER);
   return protectedText
-    .split(/(?<=[.!?]["')\]”’]?)\s+(?=["'(\[“‘`]?[\p{Lu}\p{N}])/u)
+    .split(/(?<=[.!?]["')\]”’]?)\s+(?=["'([“‘`]?[\p{Lu}\p{N}])/u)
     .map((s) => s.replaceAll(PLACEHOLDER, '.').trim())
     .filter((s) => s.length > 0);
 }
@@ -207,12 +237,15 @@ export function joinList(items: readonly string[]): string {
 // A sentence opening with one of these leans on the sentence before it in its source; quoted
 // elsewhere it would point at nothing ("They exchange messages..."), so it is not quotable alone.
 const ANAPHORA = new Set(
-  ('this these those that they them it its their such both either neither otherwise instead then thus hence however ' +
+  (
+    'this these those that they them it its their such both either neither otherwise instead then thus hence however ' +
     'likewise similarly conversely meanwhile here therefore consequently accordingly moreover furthermore additionally ' +
-    'also besides nevertheless nonetheless so but and yet still finally second third lastly').split(' '),
+    'also besides nevertheless nonetheless so but and yet still finally second third lastly'
+  ).split(' '),
 );
 // Connectives that point back from inside a sentence's opening: "Most systems therefore choose...".
-const INNER_CONNECTIVE = /^(?:\S+\s+){0,7}?(therefore|thus|hence|consequently|accordingly|also|in turn|as a result|in addition|by contrast|in contrast)\b/iu;
+const INNER_CONNECTIVE =
+  /^(?:\S+\s+){0,7}?(therefore|thus|hence|consequently|accordingly|also|in turn|as a result|in addition|by contrast|in contrast)\b/iu;
 // "...belong there as well." / "..., too.": the sentence adds to one before it.
 const TRAILING_CONNECTIVE = /\b(as well|too)[.!?]?["')\]”’]?$/iu;
 // "around such operations": `such` pointing back at something named before (not `such as`).

@@ -29,13 +29,22 @@ export async function readCitedSources(sourcesDir: string, content: string, opti
  * `VerificationResult`. With `sourcesDir`, every reference is checked against the file on disk;
  * without it, against the passages in the task.
  */
-export function createVerificationAgent(options: { sourcesDir?: string; name?: string; maxSourceBytes?: number } = {}): Agent<VerificationResult | undefined> {
+export function createVerificationAgent(
+  options: { sourcesDir?: string; name?: string; maxSourceBytes?: number } = {},
+): Agent<VerificationResult | undefined> {
   return defineAgent({
     name: options.name ?? 'verification',
     async handleMessage(msg: Message, ctx: AgentContext): Promise<VerificationResult | undefined> {
       if (msg.type !== MessageType.TASK) return undefined;
       const task = parseVerificationTask(msg.payload);
-      const sources = options.sourcesDir === undefined ? undefined : await readCitedSources(options.sourcesDir, task.content, options.maxSourceBytes !== undefined ? { maxBytes: options.maxSourceBytes } : {});
+      const sources =
+        options.sourcesDir === undefined
+          ? undefined
+          : await readCitedSources(
+              options.sourcesDir,
+              task.content,
+              options.maxSourceBytes !== undefined ? { maxBytes: options.maxSourceBytes } : {},
+            );
       const result = verifyDocument(task, sources);
       ctx?.log?.debug({ score: result.score, problems: result.problems.length }, 'verification: document scored');
       return result;

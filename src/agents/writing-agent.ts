@@ -42,10 +42,19 @@ export function createWritingAgent(options: WritingAgentOptions = {}): Agent<Wri
         throw new ValidationError('writing task: a FEEDBACK message must carry both `draft` and `feedback`', { field: 'feedback' });
       }
       const result = model
-        ? await writeWithModel(task, model, { ...(ctx?.signal ? { signal: ctx.signal } : {}), ...(options.onToken ? { onToken: options.onToken } : {}) })
+        ? await writeWithModel(task, model, {
+            ...(ctx?.signal ? { signal: ctx.signal } : {}),
+            ...(options.onToken ? { onToken: options.onToken } : {}),
+          })
         : write(task);
       ctx?.log?.debug(
-        { topic: task.topic, revision: task.feedback !== undefined, citations: result.citations.length, revisions: result.revisions.length, ...(model ? { model: model.label } : {}) },
+        {
+          topic: task.topic,
+          revision: task.feedback !== undefined,
+          citations: result.citations.length,
+          revisions: result.revisions.length,
+          ...(model ? { model: model.label } : {}),
+        },
         'writing: document written',
       );
       if (msg.type === MessageType.FEEDBACK) await ctx?.reply?.(result);

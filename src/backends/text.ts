@@ -60,9 +60,14 @@ export function decodeWtf8(bytes: Uint8Array): string {
       const b2 = bytes[i + 2];
       const b3 = bytes[i + 3];
       if (
-        b1 !== undefined && b2 !== undefined && b3 !== undefined &&
-        (b1 & 0xc0) === 0x80 && (b2 & 0xc0) === 0x80 && (b3 & 0xc0) === 0x80 &&
-        (b0 !== 0xf0 || b1 >= 0x90) && (b0 !== 0xf4 || b1 < 0x90)
+        b1 !== undefined &&
+        b2 !== undefined &&
+        b3 !== undefined &&
+        (b1 & 0xc0) === 0x80 &&
+        (b2 & 0xc0) === 0x80 &&
+        (b3 & 0xc0) === 0x80 &&
+        (b0 !== 0xf0 || b1 >= 0x90) &&
+        (b0 !== 0xf4 || b1 < 0x90)
       ) {
         cp = ((b0 & 0x07) << 18) | ((b1 & 0x3f) << 12) | ((b2 & 0x3f) << 6) | (b3 & 0x3f);
         size = 4;

@@ -20,7 +20,9 @@ export function schemeOf(url: string, accepted: readonly string[]): string {
   const m = /^([a-z][a-z0-9+.-]*):/i.exec(url);
   const scheme = m?.[1]?.toLowerCase();
   if (!scheme || !accepted.some((a) => a.startsWith(`${scheme}:`))) {
-    throw new ValidationError(`unsupported backend URL \`${redactUrl(url)}\`: expected one of ${accepted.map((s) => `\`${s}\``).join(', ')}`);
+    throw new ValidationError(
+      `unsupported backend URL \`${redactUrl(url)}\`: expected one of ${accepted.map((s) => `\`${s}\``).join(', ')}`,
+    );
   }
   return scheme;
 }

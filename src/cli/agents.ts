@@ -11,7 +11,9 @@ export function maxSourceBytes(): number | undefined {
   if (raw === undefined || raw.trim() === '') return undefined;
   const n = Number(raw);
   if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < 1) {
-    throw new ValidationError(`CONCORD_MAX_SOURCE_BYTES must be a positive integer (bytes), got \`${raw}\``, { field: 'CONCORD_MAX_SOURCE_BYTES' });
+    throw new ValidationError(`CONCORD_MAX_SOURCE_BYTES must be a positive integer (bytes), got \`${raw}\``, {
+      field: 'CONCORD_MAX_SOURCE_BYTES',
+    });
   }
   return n;
 }

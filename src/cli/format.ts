@@ -25,7 +25,12 @@ export function scores(values: Record<string, number>, order?: string[]): string
 /** An ISO timestamp without milliseconds, in UTC: `2025-01-02 10:11:12Z`. */
 export function timestamp(value: Date | string): string {
   const d = typeof value === 'string' ? new Date(value) : value;
-  return Number.isNaN(d.getTime()) ? String(value) : d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  return Number.isNaN(d.getTime())
+    ? String(value)
+    : d
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d+Z$/, 'Z');
 }
 
 /** `1234` → `1.2s`, `75000` → `1m15s`. */

@@ -29,11 +29,17 @@ export function collect(value: string, previous: string[] | undefined): string[]
 
 /** Adds `--state <url>`. */
 export function withState(cmd: Command): Command {
-  return cmd.option('--state <url>', 'state store: sqlite:./path.db, redis://host:6379/0, memory:// (default: sqlite:./.concord/concord.db, or $CONCORD_STATE)');
+  return cmd.option(
+    '--state <url>',
+    'state store: sqlite:./path.db, redis://host:6379/0, memory:// (default: sqlite:./.concord/concord.db, or $CONCORD_STATE)',
+  );
 }
 
 /** Adds `--bus <url>`. */
-export function withBus(cmd: Command, description = 'message bus: memory:// or redis://host:6379/0 (default: memory://, or $CONCORD_BUS)'): Command {
+export function withBus(
+  cmd: Command,
+  description = 'message bus: memory:// or redis://host:6379/0 (default: memory://, or $CONCORD_BUS)',
+): Command {
   return cmd.option('--bus <url>', description);
 }
 

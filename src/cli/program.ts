@@ -33,7 +33,13 @@ export function buildProgram(): Command {
     .showSuggestionAfterError(true)
     .configureOutput({
       // One line per usage error, in the same `concord: ...` form as every other error.
-      outputError: (text, write) => write(`concord: ${text.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`),
+      outputError: (text, write) =>
+        write(
+          `concord: ${text
+            .replace(/^error: /, '')
+            .replace(/\s*\n\s*/g, ' ')
+            .trim()}\n`,
+        ),
     })
     .addHelpText(
       'after',
@@ -65,7 +71,12 @@ export function reportError(err: unknown): number {
     return err.exitCode === 0 ? 0 : EXIT_USAGE;
   }
   const message = err instanceof Error ? err.message : String(err);
-  const line = message.split('\n').map((l) => l.trim()).filter(Boolean).join(' ') || (err instanceof Error ? err.name : 'unknown error');
+  const line =
+    message
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .join(' ') || (err instanceof Error ? err.name : 'unknown error');
   process.stderr.write(`concord: ${line}\n`);
   if (process.env['CONCORD_DEBUG'] === '1' && err instanceof Error && err.stack) {
     process.stderr.write(err.stack + '\n');

@@ -48,14 +48,22 @@ export function sqlitePath(url: string): string | null {
 
 /** The levels `CONCORD_LOG_LEVEL` takes, and the names people also try (`verbose`, `warning`). */
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const LOG_LEVEL_ALIASES: Record<string, (typeof LOG_LEVELS)[number]> = { verbose: 'debug', warning: 'warn', all: 'trace', off: 'silent', none: 'silent' };
+const LOG_LEVEL_ALIASES: Record<string, (typeof LOG_LEVELS)[number]> = {
+  verbose: 'debug',
+  warning: 'warn',
+  all: 'trace',
+  off: 'silent',
+  none: 'silent',
+};
 
 /** A log level name as pino knows it: case-insensitive, common aliases mapped, anything else refused. */
 export function logLevel(value: string): (typeof LOG_LEVELS)[number] {
   const v = value.trim().toLowerCase();
   const level = (LOG_LEVELS as readonly string[]).includes(v) ? (v as (typeof LOG_LEVELS)[number]) : LOG_LEVEL_ALIASES[v];
   if (level === undefined) {
-    throw new ValidationError(`CONCORD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (or verbose = debug), got \`${value}\``, { field: 'CONCORD_LOG_LEVEL' });
+    throw new ValidationError(`CONCORD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (or verbose = debug), got \`${value}\``, {
+      field: 'CONCORD_LOG_LEVEL',
+    });
   }
   return level;
 }
@@ -130,10 +138,9 @@ export async function openState(url: string, options: { create: boolean }): Prom
         throw new TransportError(url, `cannot create the directory ${dir}: ${(err as Error).message}`, { cause: err });
       }
     } else if (!existsSync(path)) {
-      throw new ValidationError(
-        `no state at ${path} (nothing has run here yet: try \`concord demo\`, or pass --state URL)`,
-        { field: 'state' },
-      );
+      throw new ValidationError(`no state at ${path} (nothing has run here yet: try \`concord demo\`, or pass --state URL)`, {
+        field: 'state',
+      });
     }
   }
   const store = await resolveStore(url);

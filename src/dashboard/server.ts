@@ -91,7 +91,10 @@ function positive(name: string, value: string | undefined): number {
  */
 export async function createDashboard(options: DashboardOptions): Promise<Dashboard> {
   const { Hono } = await import('hono').catch((err: unknown) => {
-    throw new ValidationError('the dashboard needs the optional peer dependencies hono and @hono/node-server: npm install hono @hono/node-server', { cause: err });
+    throw new ValidationError(
+      'the dashboard needs the optional peer dependencies hono and @hono/node-server: npm install hono @hono/node-server',
+      { cause: err },
+    );
   });
   const { streamSSE } = await import('hono/streaming');
   const { bus, transport } = options;
@@ -168,7 +171,12 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
     const correlation = c.req.query('correlationId');
     const list = observer
       .messages()
-      .filter(({ message: m }) => (!agent || m.sender === agent || m.recipient === agent) && (!type || m.type === type) && (!correlation || m.correlationId === correlation));
+      .filter(
+        ({ message: m }) =>
+          (!agent || m.sender === agent || m.recipient === agent) &&
+          (!type || m.type === type) &&
+          (!correlation || m.correlationId === correlation),
+      );
     return c.json(list.slice(-500).map((m) => messageJson(m.message)));
   });
 
@@ -180,7 +188,10 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
       .filter((m) => m.correlationId === id || m.id === id)
       .sort((a, b) => a.timestamp.getTime() - b.timestamp.getTime() || (a.id < b.id ? -1 : 1));
     const letters = observer.deadLetters().filter((l) => l.message.correlationId === id || l.message.id === id);
-    const changes = observer.changes().map((ch) => ch.change).filter((ch) => ch.kind === 'document');
+    const changes = observer
+      .changes()
+      .map((ch) => ch.change)
+      .filter((ch) => ch.kind === 'document');
     // The document versions a message's handling wrote: by its recipient (the agent, or the
     // orchestrator recording the agent's result under the agent's name), after it was sent and
     // before the next message to that recipient in the conversation.
@@ -206,7 +217,14 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
     const leases = [];
     for (const queue of await transport.listQueues()) {
       for (const l of (await transport.inspectQueue(queue, { limit: 100 })).leases) {
-        leases.push({ queue, token: l.token, attempt: l.attempt, deadline: new Date(l.deadline).toISOString(), expiresInMs: l.deadline - now, message: messageJson(l.message) });
+        leases.push({
+          queue,
+          token: l.token,
+          attempt: l.attempt,
+          deadline: new Date(l.deadline).toISOString(),
+          expiresInMs: l.deadline - now,
+          message: messageJson(l.message),
+        });
       }
     }
     return c.json({ supported: true, leases });
@@ -240,13 +258,16 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
   app.get('/api/documents', async (c) => {
     if (!store) return c.json([]);
     const docs = await store.listDocuments();
-    return c.json(docs.sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime()).map((d) => ({ ...d, updatedAt: d.updatedAt.toISOString() })));
+    return c.json(
+      docs.sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime()).map((d) => ({ ...d, updatedAt: d.updatedAt.toISOString() })),
+    );
   });
   app.get('/api/documents/:id', async (c) => {
     const { manager } = needState();
     const id = c.req.param('id');
     const version = c.req.query('version');
-    const doc = version === undefined ? await manager.getDocumentState(id) : await manager.getDocumentAtVersion(id, positive('version', version));
+    const doc =
+      version === undefined ? await manager.getDocumentState(id) : await manager.getDocumentAtVersion(id, positive('version', version));
     if (!doc) return c.json({ error: `no document \`${id}\``, code: 'document_not_found' }, 404);
     // One page of the history (`?limit=` entries, default 100; `?before=V` pages back), never all of it.
     const limit = c.req.query('limit');
@@ -263,7 +284,13 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
     const from = positive('from', c.req.query('from'));
     const to = positive('to', c.req.query('to'));
     const [a, b] = await Promise.all([manager.getDocumentAtVersion(id, from), manager.getDocumentAtVersion(id, to)]);
-    return c.json({ documentId: id, from, to, ...diffStat(a.content, b.content), diff: unifiedDiff(a.content, b.content, { fromLabel: `${id}@${from}`, toLabel: `${id}@${to}` }) });
+    return c.json({
+      documentId: id,
+      from,
+      to,
+      ...diffStat(a.content, b.content),
+      diff: unifiedDiff(a.content, b.content, { fromLabel: `${id}@${from}`, toLabel: `${id}@${to}` }),
+    });
   });
   app.get('/api/workflows', async (c) => {
     if (!store) return c.json([]);
@@ -347,7 +374,10 @@ export interface DashboardServer extends Dashboard {
  */
 export async function startDashboard(options: DashboardOptions & { port?: number; host?: string }): Promise<DashboardServer> {
   const { serve } = await import('@hono/node-server').catch((err: unknown) => {
-    throw new ValidationError('the dashboard needs the optional peer dependencies hono and @hono/node-server: npm install hono @hono/node-server', { cause: err });
+    throw new ValidationError(
+      'the dashboard needs the optional peer dependencies hono and @hono/node-server: npm install hono @hono/node-server',
+      { cause: err },
+    );
   });
   const dash = await createDashboard(options);
   const host = options.host ?? '127.0.0.1';

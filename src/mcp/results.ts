@@ -90,7 +90,12 @@ export function workflowView(w: WorkflowState): Record<string, unknown> {
 }
 
 function isDocument(value: unknown): value is DocumentState {
-  return typeof value === 'object' && value !== null && typeof (value as DocumentState).documentId === 'string' && (value as DocumentState).createdAt instanceof Date;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as DocumentState).documentId === 'string' &&
+    (value as DocumentState).createdAt instanceof Date
+  );
 }
 
 /** JSON data only (Dates as ISO strings, no undefined), as a client will parse it. */

@@ -54,7 +54,11 @@ const headers = optionalChecked({
   additionalProperties: { type: 'string' },
   description: 'string extras carried with the message (e.g. traceparent)',
 });
-const ttlMs = optionalChecked({ type: 'number', exclusiveMinimum: 0, description: 'dead-letter the message (reason `expired`) if not delivered within this many ms' });
+const ttlMs = optionalChecked({
+  type: 'number',
+  exclusiveMinimum: 0,
+  description: 'dead-letter the message (reason `expired`) if not delivered within this many ms',
+});
 const messageId = checked(name('the id of a message this session received with receive_message and has not settled yet'));
 
 export const sendMessageInput = {
@@ -92,7 +96,8 @@ export const receiveInput = {
   timeoutMs: optionalChecked({
     type: 'number',
     minimum: 0,
-    description: 'how long to block waiting for a message (default 30000; 0 returns at once); keep it under your MCP client request timeout',
+    description:
+      'how long to block waiting for a message (default 30000; 0 returns at once); keep it under your MCP client request timeout',
   }),
   leaseMs: optionalChecked({
     type: 'number',
@@ -121,7 +126,7 @@ export const replyInput = {
     type: 'string',
     enum: [MessageType.RESULT, MessageType.ERROR, MessageType.FEEDBACK, MessageType.STATUS],
     default: MessageType.RESULT,
-    description: 'result, or error to make the requester\'s request fail with the payload',
+    description: "result, or error to make the requester's request fail with the payload",
   }),
   ack: optionalChecked({ type: 'boolean', default: true, description: 'also ack the message (default true)' }),
 };
@@ -185,12 +190,12 @@ export const readWorkflowInput = { workflowId };
 
 export const advanceWorkflowInput = {
   workflowId,
-  stage: checked({ type: 'string', minLength: 1, description: 'one of the workflow\'s stages' }),
+  stage: checked({ type: 'string', minLength: 1, description: "one of the workflow's stages" }),
   action: optionalChecked({
     type: 'string',
     enum: ['enter', 'complete'],
     default: 'enter',
     description: 'enter the stage (re-entering a completed one starts a revision loop), or complete it with a qualityScore',
   }),
-  qualityScore: optionalChecked({ type: 'number', minimum: 0, maximum: 1, description: 'with action complete: the stage\'s quality, 0..1' }),
+  qualityScore: optionalChecked({ type: 'number', minimum: 0, maximum: 1, description: "with action complete: the stage's quality, 0..1" }),
 };

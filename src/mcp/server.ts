@@ -136,7 +136,9 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
         `You are agent \`${agent}\` on a Concord message bus. receive_message waits for the next message addressed to you and leases it to you: ` +
         'settle each one with reply (a request: sends the answer and acks), ack (done) or nack (failed, retried later). ' +
         'A message you do not settle before its lease runs out goes back to the queue. ' +
-        (state ? 'Documents are versioned: pass expectedVersion when you edit, and on a state_conflict error retry with merge: true or rebase on the current content.' : ''),
+        (state
+          ? 'Documents are versioned: pass expectedVersion when you edit, and on a state_conflict error retry with merge: true or rebase on the current content.'
+          : ''),
     },
   );
 
@@ -147,7 +149,10 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
     inputSchema: Shape,
     run: (args: { [K in keyof Shape]: unknown }, signal: AbortSignal) => Promise<Record<string, unknown>>,
   ): void => {
-    server.registerTool(name, { description, inputSchema }, (async (args: { [K in keyof Shape]: unknown }, extra: { signal: AbortSignal }) => {
+    server.registerTool(name, { description, inputSchema }, (async (
+      args: { [K in keyof Shape]: unknown },
+      extra: { signal: AbortSignal },
+    ) => {
       try {
         return ok(await run(args, extra.signal));
       } catch (err) {
@@ -158,20 +163,25 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
 
   // ------------------------------------------------------------------------------ messages
 
-  tool('send_message', `Send a message from \`${agent}\` to another agent's queue (at-least-once, no reply awaited).`, s.sendMessageInput, async (a) => {
-    const message = await bus.send({
-      sender: agent,
-      recipient: a.recipient as string,
-      type: (a.type ?? MessageType.TASK) as MessageType,
-      payload: a.payload as Record<string, unknown>,
-      priority: a.priority as number | undefined,
-      correlationId: a.correlationId as string | undefined,
-      headers: a.headers as Record<string, string> | undefined,
-      ttlMs: a.ttlMs as number | undefined,
-      id: a.id as string | undefined,
-    });
-    return { message: messageView(message) };
-  });
+  tool(
+    'send_message',
+    `Send a message from \`${agent}\` to another agent's queue (at-least-once, no reply awaited).`,
+    s.sendMessageInput,
+    async (a) => {
+      const message = await bus.send({
+        sender: agent,
+        recipient: a.recipient as string,
+        type: (a.type ?? MessageType.TASK) as MessageType,
+        payload: a.payload as Record<string, unknown>,
+        priority: a.priority as number | undefined,
+        correlationId: a.correlationId as string | undefined,
+        headers: a.headers as Record<string, string> | undefined,
+        ttlMs: a.ttlMs as number | undefined,
+        id: a.id as string | undefined,
+      });
+      return { message: messageView(message) };
+    },
+  );
 
   tool(
     'request',
@@ -275,35 +285,45 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
     },
   );
 
-  tool('publish', 'Publish to every subscriber of a topic (the message type unless topic is given); nobody subscribed, nobody gets it.', s.publishInput, async (a) => {
-    const message = await bus.publish({
-      sender: agent,
-      type: a.type as MessageType,
-      payload: a.payload as Record<string, unknown>,
-      topic: a.topic as string | undefined,
-      priority: a.priority as number | undefined,
-      correlationId: a.correlationId as string | undefined,
-      headers: a.headers as Record<string, string> | undefined,
-    });
-    return { message: messageView(message) };
-  });
+  tool(
+    'publish',
+    'Publish to every subscriber of a topic (the message type unless topic is given); nobody subscribed, nobody gets it.',
+    s.publishInput,
+    async (a) => {
+      const message = await bus.publish({
+        sender: agent,
+        type: a.type as MessageType,
+        payload: a.payload as Record<string, unknown>,
+        topic: a.topic as string | undefined,
+        priority: a.priority as number | undefined,
+        correlationId: a.correlationId as string | undefined,
+        headers: a.headers as Record<string, string> | undefined,
+      });
+      return { message: messageView(message) };
+    },
+  );
 
-  tool('list_dead_letters', 'Messages the bus gave up on (unknown recipient, too many attempts, expired), oldest first.', s.deadLettersInput, async (a) => {
-    if (a.limit !== undefined && (typeof a.limit !== 'number' || !Number.isInteger(a.limit) || a.limit < 1)) {
-      throw new ValidationError(`limit must be an integer >= 1, got \`${String(a.limit)}\``, { field: 'limit' });
-    }
-    const letters = await bus.getDeadLetters(a.limit === undefined ? {} : { limit: a.limit as number });
-    return {
-      deadLetters: letters.map((l) => ({
-        message: messageView(l.message),
-        queue: l.queue,
-        reason: l.reason,
-        ...(l.error !== undefined ? { error: l.error } : {}),
-        attempts: l.attempts,
-        deadAt: l.deadAt.toISOString(),
-      })),
-    };
-  });
+  tool(
+    'list_dead_letters',
+    'Messages the bus gave up on (unknown recipient, too many attempts, expired), oldest first.',
+    s.deadLettersInput,
+    async (a) => {
+      if (a.limit !== undefined && (typeof a.limit !== 'number' || !Number.isInteger(a.limit) || a.limit < 1)) {
+        throw new ValidationError(`limit must be an integer >= 1, got \`${String(a.limit)}\``, { field: 'limit' });
+      }
+      const letters = await bus.getDeadLetters(a.limit === undefined ? {} : { limit: a.limit as number });
+      return {
+        deadLetters: letters.map((l) => ({
+          message: messageView(l.message),
+          queue: l.queue,
+          reason: l.reason,
+          ...(l.error !== undefined ? { error: l.error } : {}),
+          attempts: l.attempts,
+          deadAt: l.deadAt.toISOString(),
+        })),
+      };
+    },
+  );
 
   if (state) registerStateTools(tool, state, agent);
   return server;
@@ -335,10 +355,18 @@ function registerStateTools(tool: ToolFn, state: StateManager, agent: string): v
     return { document: documentView(doc) };
   });
 
-  tool('read_document', 'Read a document (its current version, or an older one): content, version and metadata.', s.readDocumentInput, async (a) => {
-    const doc = a.version === undefined ? await current(a.documentId) : await state.getDocumentAtVersion(a.documentId as string, a.version as number);
-    return { document: documentView(doc) };
-  });
+  tool(
+    'read_document',
+    'Read a document (its current version, or an older one): content, version and metadata.',
+    s.readDocumentInput,
+    async (a) => {
+      const doc =
+        a.version === undefined
+          ? await current(a.documentId)
+          : await state.getDocumentAtVersion(a.documentId as string, a.version as number);
+      return { document: documentView(doc) };
+    },
+  );
 
   tool(
     'update_document',
@@ -374,7 +402,10 @@ function registerStateTools(tool: ToolFn, state: StateManager, agent: string): v
   );
 
   tool('document_diff', 'A unified diff of a document between two versions (to the current one by default).', s.diffInput, async (a) => {
-    const to = a.toVersion === undefined ? await current(a.documentId) : await state.getDocumentAtVersion(a.documentId as string, a.toVersion as number);
+    const to =
+      a.toVersion === undefined
+        ? await current(a.documentId)
+        : await state.getDocumentAtVersion(a.documentId as string, a.toVersion as number);
     const from = await state.getDocumentAtVersion(a.documentId as string, a.fromVersion as number);
     const stat = diffStat(from.content, to.content);
     return {
@@ -383,15 +414,23 @@ function registerStateTools(tool: ToolFn, state: StateManager, agent: string): v
       toVersion: to.version,
       added: stat.added,
       removed: stat.removed,
-      diff: unifiedDiff(from.content, to.content, { fromLabel: `${to.documentId}@v${from.version}`, toLabel: `${to.documentId}@v${to.version}` }),
+      diff: unifiedDiff(from.content, to.content, {
+        fromLabel: `${to.documentId}@v${from.version}`,
+        toLabel: `${to.documentId}@v${to.version}`,
+      }),
     };
   });
 
-  tool('read_workflow', 'A workflow\'s stages, current stage, completed and pending stages, quality scores and iteration.', s.readWorkflowInput, async (a) => {
-    const workflow = await state.getWorkflowState(a.workflowId as string);
-    if (workflow === null) throw new WorkflowNotFoundError(a.workflowId as string);
-    return { workflow: workflowView(workflow) };
-  });
+  tool(
+    'read_workflow',
+    "A workflow's stages, current stage, completed and pending stages, quality scores and iteration.",
+    s.readWorkflowInput,
+    async (a) => {
+      const workflow = await state.getWorkflowState(a.workflowId as string);
+      if (workflow === null) throw new WorkflowNotFoundError(a.workflowId as string);
+      return { workflow: workflowView(workflow) };
+    },
+  );
 
   tool(
     'advance_workflow',
@@ -401,7 +440,7 @@ function registerStateTools(tool: ToolFn, state: StateManager, agent: string): v
       const action = a.action ?? 'enter';
       const workflowId = a.workflowId as string;
       const stage = a.stage as string;
-      let workflow;
+      let workflow: Awaited<ReturnType<StateManager['updateStage']>> | undefined;
       if (action === 'enter') workflow = await state.updateStage({ workflowId, stage });
       else if (action === 'complete') workflow = await state.completeStage({ workflowId, stage, qualityScore: a.qualityScore as number });
       else throw new ValidationError(`action must be \`enter\` or \`complete\`, got \`${String(action)}\``, { field: 'action' });

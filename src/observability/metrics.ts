@@ -3,7 +3,7 @@ import { ValidationError } from '../errors.js';
 import type { Agent } from '../bus/agent.js';
 import type { MessageBus } from '../bus/bus.js';
 import type { DeadLetterReason, Transport } from '../bus/transport.js';
-import { BackendObserver } from './observer.js';
+import type { BackendObserver } from './observer.js';
 
 type PromClient = typeof import('prom-client');
 
@@ -185,7 +185,10 @@ export async function createConcordMetrics(options: ConcordMetricsOptions = {}):
       help: "Deliveries acknowledged by this process's buses",
       registers,
       collect() {
-        setCounter(this, buses.reduce((n, b) => n + b.metrics().messagesAcked, 0));
+        setCounter(
+          this,
+          buses.reduce((n, b) => n + b.metrics().messagesAcked, 0),
+        );
       },
     });
     new prom.Counter({
@@ -193,7 +196,10 @@ export async function createConcordMetrics(options: ConcordMetricsOptions = {}):
       help: "Failed deliveries this process's buses scheduled for another attempt",
       registers,
       collect() {
-        setCounter(this, buses.reduce((n, b) => n + b.metrics().retries, 0));
+        setCounter(
+          this,
+          buses.reduce((n, b) => n + b.metrics().retries, 0),
+        );
       },
     });
   }

@@ -123,7 +123,12 @@ export function documentPipeline(options: DocumentPipelineOptions = {}): Workflo
           return { payload };
         },
         result(payload, ctx): StageResult {
-          const r = reply<WritingResult>('writing', payload, (p) => isString(p['content']) && Array.isArray(p['citations']), 'content and citations');
+          const r = reply<WritingResult>(
+            'writing',
+            payload,
+            (p) => isString(p['content']) && Array.isArray(p['citations']),
+            'content and citations',
+          );
           const known = new Set(passagesOf(ctx).map((p) => p.id));
           const resolved = r.citations.filter((c) => known.has(c.passageId)).length;
           const score = r.citations.length === 0 ? 0 : resolved / r.citations.length;
@@ -149,7 +154,12 @@ export function documentPipeline(options: DocumentPipelineOptions = {}): Workflo
           return { payload: { content: ctx.document.content, words, topic, requirements } };
         },
         result(payload, ctx): StageResult {
-          const r = reply<EditingResult>('editing', payload, (p) => isString(p['content']) && typeof p['words'] === 'number', 'content and words');
+          const r = reply<EditingResult>(
+            'editing',
+            payload,
+            (p) => isString(p['content']) && typeof p['words'] === 'number',
+            'content and words',
+          );
           const result: StageResult = {
             output: { changes: json(r.changes ?? []), words: r.words },
             score: lengthScore(r.words, inputOf(ctx).words),
@@ -171,12 +181,23 @@ export function documentPipeline(options: DocumentPipelineOptions = {}): Workflo
           return { payload: { content: ctx.document.content, topic, requirements, words, passages: passagesOf(ctx) } };
         },
         result(payload, ctx): StageResult {
-          const r = reply<VerificationResult>('verification', payload, (p) => typeof p['score'] === 'number' && Array.isArray(p['problems']), 'a score and problems');
+          const r = reply<VerificationResult>(
+            'verification',
+            payload,
+            (p) => typeof p['score'] === 'number' && Array.isArray(p['problems']),
+            'a score and problems',
+          );
           // No rewrite makes notes on tea cover coffee: revising would only spin.
           const topic = r.problems.find((p) => p.kind === 'topic');
           return {
             ...(topic ? { stop: 'the sources do not cover the topic, and no rewrite can change that' } : {}),
-            output: { scores: json(r.scores), words: r.words, terms: json(r.terms ?? []), problems: r.problems.length, draftVersion: ctx.document.version },
+            output: {
+              scores: json(r.scores),
+              words: r.words,
+              terms: json(r.terms ?? []),
+              problems: r.problems.length,
+              draftVersion: ctx.document.version,
+            },
             score: r.score,
             problems: json(r.problems) as Json[],
             metadata: { verification: { score: r.score, scores: json(r.scores), problems: r.problems.length } },

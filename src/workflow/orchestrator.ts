@@ -1,8 +1,25 @@
-import { ClosedError, ConcordError, LockTimeoutError, RemoteError, RequestTimeoutError, ValidationError, WorkflowBusyError, WorkflowNotFoundError } from '../errors.js';
+import {
+  ClosedError,
+  ConcordError,
+  LockTimeoutError,
+  RemoteError,
+  RequestTimeoutError,
+  ValidationError,
+  WorkflowBusyError,
+  WorkflowNotFoundError,
+} from '../errors.js';
 import type { LockHandle, LockOptions } from '../state/locks.js';
 import { childTraceparent, newTraceparent } from '../message.js';
 import { type Span, SpanStatusCode } from '@opentelemetry/api';
-import { activeTraceparent, RoundTrace, startInternalSpan, traced, traceparentContext, traceparentOf, workflowOutcome } from '../observability/tracing.js';
+import {
+  activeTraceparent,
+  RoundTrace,
+  startInternalSpan,
+  traced,
+  traceparentContext,
+  traceparentOf,
+  workflowOutcome,
+} from '../observability/tracing.js';
 import type { DocumentState, WorkflowState } from '../state/types.js';
 import type {
   Json,
@@ -50,7 +67,10 @@ export interface OrchestratorState {
   completeStage(input: { workflowId: string; stage: string; qualityScore: number }): Promise<WorkflowState>;
   updateWorkflowData(input: { workflowId: string; data: Record<string, unknown>; mode?: 'merge' | 'replace' }): Promise<WorkflowState>;
   /** Leased locks (a `StateManager` has them): a run holds one per workflow. Without, no run lease. */
-  readonly locks?: { tryAcquire(key: string, options?: Omit<LockOptions, 'waitMs'>): Promise<LockHandle | null>; acquire(key: string, options?: LockOptions): Promise<LockHandle> };
+  readonly locks?: {
+    tryAcquire(key: string, options?: Omit<LockOptions, 'waitMs'>): Promise<LockHandle | null>;
+    acquire(key: string, options?: LockOptions): Promise<LockHandle>;
+  };
 }
 
 /** Test and operations hooks, called at the durable points of a run. */
@@ -133,9 +153,11 @@ export class Orchestrator {
     this.#hooks = options.hooks ?? {};
     this.#retryDelayMs = options.retryDelayMs ?? ((n) => 250 * n);
     const ttlMs = options.lease?.ttlMs ?? 10_000;
-    if (!Number.isInteger(ttlMs) || ttlMs < 100) throw new ValidationError(`lease.ttlMs must be an integer >= 100, got \`${String(ttlMs)}\``, { field: 'lease.ttlMs' });
+    if (!Number.isInteger(ttlMs) || ttlMs < 100)
+      throw new ValidationError(`lease.ttlMs must be an integer >= 100, got \`${String(ttlMs)}\``, { field: 'lease.ttlMs' });
     const waitMs = options.lease?.waitMs ?? ttlMs + 1000;
-    if (!Number.isInteger(waitMs) || waitMs < 0) throw new ValidationError(`lease.waitMs must be an integer >= 0, got \`${String(waitMs)}\``, { field: 'lease.waitMs' });
+    if (!Number.isInteger(waitMs) || waitMs < 0)
+      throw new ValidationError(`lease.waitMs must be an integer >= 0, got \`${String(waitMs)}\``, { field: 'lease.waitMs' });
     this.#lease = { ttlMs, waitMs };
     this.#loopStages = loopStages(options.definition);
   }
@@ -159,7 +181,11 @@ export class Orchestrator {
     const documentId = options.documentId ?? `doc-${slugify(options.topic, 32)}-${suffix}`;
     const now = new Date().toISOString();
     // The run's span (when tracing) is the trace the workflow keeps: its traceparent is persisted, so a resume joins it.
-    const span = startInternalSpan(`workflow ${this.#def.name}`, { 'concord.workflow.id': workflowId, 'concord.workflow.definition': this.#def.name, 'concord.document.id': documentId });
+    const span = startInternalSpan(`workflow ${this.#def.name}`, {
+      'concord.workflow.id': workflowId,
+      'concord.workflow.definition': this.#def.name,
+      'concord.document.id': documentId,
+    });
     const data: WorkflowData = {
       definition: this.#def.name,
       status: 'running',
@@ -251,7 +277,12 @@ export class Orchestrator {
     await this.#ensureDocument(data, { topic: data.topic });
     const span = startInternalSpan(
       `workflow ${this.#def.name}`,
-      { 'concord.workflow.id': workflowId, 'concord.workflow.definition': this.#def.name, 'concord.document.id': data.documentId, 'concord.workflow.resumes': data.resumes },
+      {
+        'concord.workflow.id': workflowId,
+        'concord.workflow.definition': this.#def.name,
+        'concord.document.id': data.documentId,
+        'concord.workflow.resumes': data.resumes,
+      },
       traceparentContext(data.traceparent),
     );
     return traced(span, () => this.#run(workflowId, true), workflowOutcome);
@@ -303,10 +334,19 @@ export class Orchestrator {
       if (next) {
         const stageSpan = startInternalSpan(
           `stage ${next.name}`,
-          { 'concord.workflow.id': workflowId, 'concord.workflow.stage': next.name, 'concord.workflow.agent': next.agent, 'concord.workflow.iteration': data.iteration },
+          {
+            'concord.workflow.id': workflowId,
+            'concord.workflow.stage': next.name,
+            'concord.workflow.agent': next.agent,
+            'concord.workflow.iteration': data.iteration,
+          },
           round.stageParent(data.iteration),
         );
-        const result = await traced(stageSpan, () => this.#runStage(next, wf, data), (span, r) => stageOutcome(span, next.name, r.data));
+        const result = await traced(
+          stageSpan,
+          () => this.#runStage(next, wf, data),
+          (span, r) => stageOutcome(span, next.name, r.data),
+        );
         wf = result.wf;
         data = result.data;
         if (data.status === 'failed') {
@@ -324,7 +364,13 @@ export class Orchestrator {
       if (gate && stopped && data.iteration < this.#def.maxIterations) {
         this.#emit({ type: 'revision_stopped', stage: stopped.stage, iteration: data.iteration, reason: stopped.reason });
       }
-      const roundEnd = gate ? { 'concord.workflow.gate': gate.name, 'concord.workflow.score': (data.outputs[gate.name] as StageRecord).score, 'concord.workflow.threshold': gate.threshold as number } : {};
+      const roundEnd = gate
+        ? {
+            'concord.workflow.gate': gate.name,
+            'concord.workflow.score': (data.outputs[gate.name] as StageRecord).score,
+            'concord.workflow.threshold': gate.threshold as number,
+          }
+        : {};
       if (gate && !stopped && data.iteration < this.#def.maxIterations) {
         const rec = data.outputs[gate.name] as StageRecord;
         const target = gate.revise as string;
@@ -335,7 +381,13 @@ export class Orchestrator {
           threshold: gate.threshold as number,
           problems: rec.problems ?? [],
         };
-        data.revisions.push({ fromIteration: data.iteration, stage: gate.name, to: target, score: rec.score, problems: rec.problems?.length ?? 0 });
+        data.revisions.push({
+          fromIteration: data.iteration,
+          stage: gate.name,
+          to: target,
+          score: rec.score,
+          problems: rec.problems?.length ?? 0,
+        });
         round.end('revise', { ...roundEnd, 'concord.workflow.revise_to': target, 'concord.workflow.problems': rec.problems?.length ?? 0 });
         data.iteration += 1;
         wf = await this.#writeData(workflowId, data);
@@ -357,7 +409,10 @@ export class Orchestrator {
         this.#def.stages.flatMap((s) => (data.outputs[s.name] ? [[s.name, (data.outputs[s.name] as StageRecord).score]] : [])),
       );
       data.completedAt = new Date().toISOString();
-      round.end(stopped ? 'stopped' : data.accepted ? 'accept' : 'out_of_rounds', { ...roundEnd, 'concord.workflow.accepted': data.accepted });
+      round.end(stopped ? 'stopped' : data.accepted ? 'accept' : 'out_of_rounds', {
+        ...roundEnd,
+        'concord.workflow.accepted': data.accepted,
+      });
       wf = await this.#writeData(workflowId, data);
       const outcome = await this.#outcome(wf, data);
       this.#emit({ type: 'workflow_completed', outcome });
@@ -381,11 +436,7 @@ export class Orchestrator {
     });
   }
 
-  async #runStage(
-    stage: StageDefinition,
-    wf: WorkflowState,
-    data: WorkflowData,
-  ): Promise<{ wf: WorkflowState; data: WorkflowData }> {
+  async #runStage(stage: StageDefinition, wf: WorkflowState, data: WorkflowData): Promise<{ wf: WorkflowState; data: WorkflowData }> {
     const workflowId = wf.workflowId;
     const iteration = data.iteration;
 
@@ -397,7 +448,16 @@ export class Orchestrator {
       if (doc.version > pending.baseVersion) {
         const rec: StageRecord = { ...pending, status: 'recorded', version: pending.baseVersion + 1 };
         data.outputs[stage.name] = rec;
-        data.steps.push({ stage: stage.name, agent: stage.agent, iteration, startedAt: rec.recordedAt, finishedAt: new Date().toISOString(), outcome: 'recovered', score: rec.score, version: rec.version });
+        data.steps.push({
+          stage: stage.name,
+          agent: stage.agent,
+          iteration,
+          startedAt: rec.recordedAt,
+          finishedAt: new Date().toISOString(),
+          outcome: 'recovered',
+          score: rec.score,
+          version: rec.version,
+        });
         await this.#writeData(workflowId, data);
         this.#emit({ type: 'stage_skipped', stage: stage.name, iteration, reason: 'recorded' });
         wf = await this.#complete(workflowId, stage, rec);
@@ -485,7 +545,14 @@ export class Orchestrator {
       if (result.stop !== undefined) data.stopped = { stage: stage.name, iteration, reason: result.stop };
       if (stage.threshold !== undefined) {
         // Every verdict with the draft it judged, so what was wrong with each version stays readable.
-        (data.judgements ??= []).push({ stage: stage.name, iteration, draftVersion: doc.version, score: rec.score, threshold: stage.threshold, problems: rec.problems ?? [] });
+        (data.judgements ??= []).push({
+          stage: stage.name,
+          iteration,
+          draftVersion: doc.version,
+          score: rec.score,
+          threshold: stage.threshold,
+          problems: rec.problems ?? [],
+        });
       }
       Object.assign(step, { finishedAt: new Date().toISOString(), outcome: 'recorded', score: rec.score, version: rec.version });
       await this.#writeData(workflowId, data);
@@ -517,7 +584,13 @@ export class Orchestrator {
     // The summary names the stage and round, so `concord history` tells the drafts apart.
     const summary = `${stage.name}, iteration ${iteration}, score ${result.score.toFixed(2)}`;
     if (result.content !== undefined) {
-      return this.#state.updateDocumentContent({ documentId, content: result.content, actor: stage.agent, expectedVersion: baseVersion, summary });
+      return this.#state.updateDocumentContent({
+        documentId,
+        content: result.content,
+        actor: stage.agent,
+        expectedVersion: baseVersion,
+        summary,
+      });
     }
     return this.#state.updateDocumentMetadata({
       documentId,
@@ -530,7 +603,14 @@ export class Orchestrator {
 
   async #complete(workflowId: string, stage: StageDefinition, rec: StageRecord): Promise<WorkflowState> {
     const wf = await this.#state.completeStage({ workflowId, stage: stage.name, qualityScore: rec.score });
-    this.#emit({ type: 'stage_completed', stage: stage.name, agent: stage.agent, iteration: rec.iteration, score: rec.score, version: rec.version });
+    this.#emit({
+      type: 'stage_completed',
+      stage: stage.name,
+      agent: stage.agent,
+      iteration: rec.iteration,
+      score: rec.score,
+      version: rec.version,
+    });
     return wf;
   }
 
@@ -590,7 +670,9 @@ function toRecord(data: WorkflowData): Record<string, unknown> {
 
 function checkResult(stage: StageDefinition, result: StageResult): void {
   if (typeof result.score !== 'number' || !(result.score >= 0 && result.score <= 1)) {
-    throw new ValidationError(`stage \`${stage.name}\`: score must be a number in [0, 1], got \`${String(result.score)}\``, { field: 'score' });
+    throw new ValidationError(`stage \`${stage.name}\`: score must be a number in [0, 1], got \`${String(result.score)}\``, {
+      field: 'score',
+    });
   }
 }
 
@@ -615,7 +697,8 @@ function delay(ms: number): Promise<void> {
 }
 
 function validateDefinition(def: WorkflowDefinition): void {
-  if (!def || typeof def.name !== 'string' || def.name === '') throw new ValidationError('workflow definition needs a name', { field: 'name' });
+  if (!def || typeof def.name !== 'string' || def.name === '')
+    throw new ValidationError('workflow definition needs a name', { field: 'name' });
   if (!Array.isArray(def.stages) || def.stages.length === 0) {
     throw new ValidationError(`workflow \`${def.name}\` needs at least one stage`, { field: 'stages' });
   }

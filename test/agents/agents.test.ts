@@ -41,7 +41,11 @@ describe('createDocumentAgents', () => {
 
 describe('research agent', () => {
   it('answers a task with ranked passages and what it indexed, and logs a debug line', async () => {
-    const { result, ctx } = await call(createResearchAgent({ sourcesDir: SAMPLES }), { topic: TOPIC, requirements: REQUIREMENTS, limit: 5 });
+    const { result, ctx } = await call(createResearchAgent({ sourcesDir: SAMPLES }), {
+      topic: TOPIC,
+      requirements: REQUIREMENTS,
+      limit: 5,
+    });
     expect(result?.passages).toHaveLength(5);
     expect(result?.indexed.files).toBe(7);
     expect(result?.indexed.passages).toBeGreaterThan(30);
@@ -95,7 +99,14 @@ describe('research agent', () => {
 });
 
 const PASSAGES: Passage[] = [
-  { id: 'q.md:1', source: 'q.md', line: 1, endLine: 1, score: 2, text: 'A lease hides a delivered message until the consumer acknowledges it.' },
+  {
+    id: 'q.md:1',
+    source: 'q.md',
+    line: 1,
+    endLine: 1,
+    score: 2,
+    text: 'A lease hides a delivered message until the consumer acknowledges it.',
+  },
   { id: 'q.md:3', source: 'q.md', line: 3, endLine: 3, score: 1, text: 'Retries are spaced with exponential backoff and random jitter.' },
 ];
 
@@ -109,8 +120,16 @@ describe('writing agent', () => {
 
   it('revises on a FEEDBACK message and answers it with an explicit RESULT reply', async () => {
     const agent = createWritingAgent();
-    const draft = '# Leases\n\n## Introduction\n\nA lease hides a delivered message until the consumer acknowledges it [1].\n\n## References\n\n[1] q.md:1-1\n';
-    const payload = { topic: 'Leases', requirements: [], words: 50, passages: PASSAGES, draft, feedback: [{ kind: 'coverage', term: 'jitter', message: 'x' }] };
+    const draft =
+      '# Leases\n\n## Introduction\n\nA lease hides a delivered message until the consumer acknowledges it [1].\n\n## References\n\n[1] q.md:1-1\n';
+    const payload = {
+      topic: 'Leases',
+      requirements: [],
+      words: 50,
+      passages: PASSAGES,
+      draft,
+      feedback: [{ kind: 'coverage', term: 'jitter', message: 'x' }],
+    };
     const { result, ctx } = await call(agent, payload, 'feedback');
     expect(result?.content).toContain('Retries are spaced with exponential backoff and random jitter [2].');
     expect(ctx.replies).toEqual([result]);
@@ -141,7 +160,9 @@ describe('editing agent', () => {
   });
 
   it('rejects a malformed task', async () => {
-    await expect(call(createEditingAgent(), { content: '# x', words: 'many' })).rejects.toThrow("editing task: words must be an integer 50..20000, got the string `'many'`");
+    await expect(call(createEditingAgent(), { content: '# x', words: 'many' })).rejects.toThrow(
+      "editing task: words must be an integer 50..20000, got the string `'many'`",
+    );
   });
 });
 
@@ -154,7 +175,8 @@ describe('verification agent', () => {
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
   it('checks citations against the files on disk when given a sources directory', async () => {
-    const draft = (await call(createWritingAgent(), { topic: 'Leases', requirements: ['retries'], words: 50, passages: PASSAGES })).result as WritingResult;
+    const draft = (await call(createWritingAgent(), { topic: 'Leases', requirements: ['retries'], words: 50, passages: PASSAGES }))
+      .result as WritingResult;
     const task = { content: draft.content, topic: 'Leases', requirements: ['retries'], words: 50, passages: PASSAGES };
     const onDisk = await call(createVerificationAgent({ sourcesDir: dir }), task);
     expect(onDisk.result?.scores.citations).toBe(1);

@@ -64,17 +64,25 @@ describe('verifyDocument', () => {
   });
 
   it('names each broken citation, its section and its sentence', () => {
-    const bad = GOOD.replace('producers [1]', 'producers [4]').replace('jitter [3]', 'jitter [2]').replace('[3] q.md:8-8', '[3] q.md:8-8\n\n[1] q.md:3-4\n\nsee the notes');
+    const bad = GOOD.replace('producers [1]', 'producers [4]')
+      .replace('jitter [3]', 'jitter [2]')
+      .replace('[3] q.md:8-8', '[3] q.md:8-8\n\n[1] q.md:3-4\n\nsee the notes');
     const { problems, scores } = verifyDocument(task(bad), SOURCES);
     expect(problems.filter((p) => p.kind === 'citation').map((p) => [p.citation, p.section, p.message])).toEqual([
       [1, undefined, 'reference [1] is listed more than once in References'],
       [undefined, undefined, 'References line is not `[n] source:line-endLine`: `see the notes`'],
       [4, 'Introduction', "citation [4] in 'Introduction' has no entry in References"],
-      [2, 'Leases', `"Retries are spaced with exponential backoff and random jitter." in 'Leases' is not supported by [2] q.md:6-6: only 0% of its words are there`],
+      [
+        2,
+        'Leases',
+        `"Retries are spaced with exponential backoff and random jitter." in 'Leases' is not supported by [2] q.md:6-6: only 0% of its words are there`,
+      ],
       [1, undefined, 'reference [1] is never cited in the text'],
       [3, undefined, 'reference [3] is never cited in the text'],
     ]);
-    expect(problems.find((p) => p.citation === 4)?.sentence).toBe('A queue lets a slow agent fall behind without stalling its producers [4].');
+    expect(problems.find((p) => p.citation === 4)?.sentence).toBe(
+      'A queue lets a slow agent fall behind without stalling its producers [4].',
+    );
     expect(scores.citations).toBeCloseTo(1 / 7, 4);
   });
 
@@ -108,7 +116,10 @@ describe('verifyDocument', () => {
   });
 
   it('scores a document that cites nothing 0 on citations', () => {
-    const { scores, problems } = verifyDocument(task('# Queues and leases\n\n## Leases\n\nQueues and leases exist.\n\n## References\n'), SOURCES);
+    const { scores, problems } = verifyDocument(
+      task('# Queues and leases\n\n## Leases\n\nQueues and leases exist.\n\n## References\n'),
+      SOURCES,
+    );
     expect(scores.citations).toBe(0);
     expect(problems.map((p) => p.message)).toContain('the document cites no sources: no sentence carries a [n] citation');
   });
@@ -167,14 +178,18 @@ describe('verifyDocument', () => {
 
   it('never throws and keeps every score in [0, 1], whatever the text', () => {
     fc.assert(
-      fc.property(fc.string({ maxLength: 400 }), fc.array(fc.constantFrom('# T', '## A', '[1]', '[2] q.md:3-4', 'Queues leases.', '\n\n', 'x [9].'), { maxLength: 30 }), (noise, parts) => {
-        const result = verifyDocument(task(parts.join(' ') + noise), SOURCES);
-        for (const s of [result.score, ...Object.values(result.scores)]) {
-          expect(s).toBeGreaterThanOrEqual(0);
-          expect(s).toBeLessThanOrEqual(1);
-        }
-        expect(result.problems.every((p) => p.message.length > 0)).toBe(true);
-      }),
+      fc.property(
+        fc.string({ maxLength: 400 }),
+        fc.array(fc.constantFrom('# T', '## A', '[1]', '[2] q.md:3-4', 'Queues leases.', '\n\n', 'x [9].'), { maxLength: 30 }),
+        (noise, parts) => {
+          const result = verifyDocument(task(parts.join(' ') + noise), SOURCES);
+          for (const s of [result.score, ...Object.values(result.scores)]) {
+            expect(s).toBeGreaterThanOrEqual(0);
+            expect(s).toBeLessThanOrEqual(1);
+          }
+          expect(result.problems.every((p) => p.message.length > 0)).toBe(true);
+        },
+      ),
     );
   });
 });

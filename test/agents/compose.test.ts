@@ -54,11 +54,16 @@ describe('outline', () => {
   });
 
   it('takes its themes from the passages when there are no requirements', () => {
-    const outline = buildOutline('Queues', [], [
-      { id: 'a:1', source: 'a', line: 1, endLine: 1, text: 'x', score: 1, heading: 'Leases and acknowledgements' },
-      { id: 'a:3', source: 'a', line: 3, endLine: 3, text: 'y', score: 1, heading: 'Leases and acknowledgements' },
-      { id: 'b:1', source: 'b', line: 1, endLine: 1, text: 'z', score: 1, heading: 'Dead letters' },
-    ], 300);
+    const outline = buildOutline(
+      'Queues',
+      [],
+      [
+        { id: 'a:1', source: 'a', line: 1, endLine: 1, text: 'x', score: 1, heading: 'Leases and acknowledgements' },
+        { id: 'a:3', source: 'a', line: 3, endLine: 3, text: 'y', score: 1, heading: 'Leases and acknowledgements' },
+        { id: 'b:1', source: 'b', line: 1, endLine: 1, text: 'z', score: 1, heading: 'Dead letters' },
+      ],
+      300,
+    );
     expect(outline.sections.map((s) => s.heading)).toEqual(['Introduction', 'Leases and acknowledgements', 'Dead letters', 'Conclusion']);
   });
 
@@ -73,7 +78,11 @@ describe('outline', () => {
 describe('candidate sentences', () => {
   it('keeps complete sentences that stand on their own, and one that leans on the sentence before only together with it', () => {
     const p: Passage = {
-      id: 'a:1', source: 'a', line: 1, endLine: 2, score: 1,
+      id: 'a:1',
+      source: 'a',
+      line: 1,
+      endLine: 2,
+      score: 1,
       text: 'A lease hides a message from other consumers for a while.\nThey retry later with a growing delay each time.\nToo short here.\nA sentence that never comes to an end',
     };
     const candidates = candidateSentences([p, { ...p, id: 'a:9', line: 9, endLine: 10 }]);
@@ -99,7 +108,11 @@ describe('first draft', () => {
     const { content, citations } = composeDocument(task);
     const doc = parseDocument(content);
     expect(doc.title).toBe('Reliable coordination of multi-agent systems');
-    expect(doc.sections.map((s) => s.heading)).toEqual(['Introduction', ...REQUIREMENTS.map((r) => r[0]?.toUpperCase() + r.slice(1)), 'Conclusion']);
+    expect(doc.sections.map((s) => s.heading)).toEqual([
+      'Introduction',
+      ...REQUIREMENTS.map((r) => r[0]?.toUpperCase() + r.slice(1)),
+      'Conclusion',
+    ]);
     expect(doc.referencesHeading).toBe('References');
     const order: number[] = [];
     for (const s of documentSentences(doc)) for (const n of citationNumbers(s.text)) if (!order.includes(n)) order.push(n);
@@ -129,12 +142,33 @@ describe('first draft', () => {
 
 // A draft written by hand against three small passages, so each revision is exact.
 const P: Passage[] = [
-  { id: 'q.md:3', source: 'q.md', line: 3, endLine: 4, score: 3, heading: 'Queues',
-    text: 'A queue lets a slow agent fall behind without stalling its producers.\nA bounded queue pushes back on producers when it is full.' },
-  { id: 'q.md:6', source: 'q.md', line: 6, endLine: 6, score: 2, heading: 'Leases',
-    text: 'A lease hides a delivered message until the consumer acknowledges it. An expired lease makes the queue deliver the message again. Every redelivery increments the attempt counter of the message.' },
-  { id: 'r.md:1', source: 'r.md', line: 1, endLine: 3, score: 1, heading: 'Retries',
-    text: 'Retries are spaced with exponential backoff and random jitter.\nAfter the last attempt a message moves to the dead-letter queue.\nA consumer can extend its lease while it works on a long task.' },
+  {
+    id: 'q.md:3',
+    source: 'q.md',
+    line: 3,
+    endLine: 4,
+    score: 3,
+    heading: 'Queues',
+    text: 'A queue lets a slow agent fall behind without stalling its producers.\nA bounded queue pushes back on producers when it is full.',
+  },
+  {
+    id: 'q.md:6',
+    source: 'q.md',
+    line: 6,
+    endLine: 6,
+    score: 2,
+    heading: 'Leases',
+    text: 'A lease hides a delivered message until the consumer acknowledges it. An expired lease makes the queue deliver the message again. Every redelivery increments the attempt counter of the message.',
+  },
+  {
+    id: 'r.md:1',
+    source: 'r.md',
+    line: 1,
+    endLine: 3,
+    score: 1,
+    heading: 'Retries',
+    text: 'Retries are spaced with exponential backoff and random jitter.\nAfter the last attempt a message moves to the dead-letter queue.\nA consumer can extend its lease while it works on a long task.',
+  },
 ];
 const DRAFT = `# Queues
 
@@ -156,7 +190,10 @@ const base: WritingTask = { topic: 'Queues', requirements: ['leases'], words: 60
 
 describe('revision', () => {
   it('covers a missing term with a cited source sentence, leaving the rest of the draft as it was', () => {
-    const out = reviseDocument({ ...base, feedback: [{ kind: 'coverage', term: 'jitter', message: "key term 'jitter' appears in no cited sentence" }] });
+    const out = reviseDocument({
+      ...base,
+      feedback: [{ kind: 'coverage', term: 'jitter', message: "key term 'jitter' appears in no cited sentence" }],
+    });
     expect(out.content).toContain('Retries are spaced with exponential backoff and random jitter [3].');
     expect(out.content).toContain('[3] r.md:1-3');
     expect(out.content.replace(/ Retries are spaced[^\n]*|\n\n\[3\][^\n]*/g, '')).toBe(DRAFT);
@@ -179,7 +216,13 @@ describe('revision', () => {
       ...base,
       draft,
       feedback: [
-        { kind: 'citation', citation: 1, section: 'Leases', sentence: 'A lease hides a delivered message until the consumer acknowledges it [1].', message: 'unsupported' },
+        {
+          kind: 'citation',
+          citation: 1,
+          section: 'Leases',
+          sentence: 'A lease hides a delivered message until the consumer acknowledges it [1].',
+          message: 'unsupported',
+        },
         { kind: 'citation', citation: 2, message: 'unsupported' },
       ],
     });
@@ -200,20 +243,42 @@ describe('revision', () => {
     const longer = reviseDocument({ ...base, words: 80, feedback: [{ kind: 'length', expected: 80, actual: 26, message: 'too short' }] });
     expect(documentWords(parseDocument(longer.content))).toBeGreaterThan(documentWords(parseDocument(DRAFT)));
     expectQuotedFromSources(longer.content, P);
-    const shorter = reviseDocument({ ...base, draft: longer.content, words: 50, feedback: [{ kind: 'length', expected: 50, message: 'too long' }] });
+    const shorter = reviseDocument({
+      ...base,
+      draft: longer.content,
+      words: 50,
+      feedback: [{ kind: 'length', expected: 50, message: 'too long' }],
+    });
     expect(documentWords(parseDocument(shorter.content))).toBeLessThanOrEqual(Math.floor(50 * 1.15));
     expect(documentWords(parseDocument(shorter.content))).toBeGreaterThanOrEqual(Math.ceil(50 * 0.85));
   });
 
   it('removes a repeated sentence', () => {
-    const draft = DRAFT.replace('acknowledges it [2].', 'acknowledges it [2]. A lease hides the delivered message until the consumer acknowledges it [2].');
-    const out = reviseDocument({ ...base, draft, feedback: [{ kind: 'repetition', sentence: 'A lease hides the delivered message until the consumer acknowledges it [2].', message: 'repeat' }] });
+    const draft = DRAFT.replace(
+      'acknowledges it [2].',
+      'acknowledges it [2]. A lease hides the delivered message until the consumer acknowledges it [2].',
+    );
+    const out = reviseDocument({
+      ...base,
+      draft,
+      feedback: [
+        { kind: 'repetition', sentence: 'A lease hides the delivered message until the consumer acknowledges it [2].', message: 'repeat' },
+      ],
+    });
     expect(out.content).toBe(DRAFT);
   });
 
   it('adds a missing section before the conclusion, written from the passages', () => {
-    const draft = DRAFT.replace('## References', '## Conclusion\n\nA bounded queue pushes back on producers when it is full [1].\n\n## References');
-    const out = reviseDocument({ ...base, draft, requirements: ['leases', 'retries'], feedback: [{ kind: 'structure', section: 'retries', message: "no section covers the requirement 'retries'" }] });
+    const draft = DRAFT.replace(
+      '## References',
+      '## Conclusion\n\nA bounded queue pushes back on producers when it is full [1].\n\n## References',
+    );
+    const out = reviseDocument({
+      ...base,
+      draft,
+      requirements: ['leases', 'retries'],
+      feedback: [{ kind: 'structure', section: 'retries', message: "no section covers the requirement 'retries'" }],
+    });
     const doc = parseDocument(out.content);
     expect(doc.sections.map((s) => s.heading)).toEqual(['Introduction', 'Leases', 'Retries', 'Conclusion']);
     expect(doc.sections[2]?.paragraphs.join(' ')).toMatch(/Retries are spaced with exponential backoff and random jitter \[3\]\./);
@@ -225,7 +290,11 @@ describe('revision', () => {
       'acknowledges it [2].',
       'acknowledges it [2]. An expired lease makes the queue deliver the message again [2]. Every redelivery increments the attempt counter of the message [2].',
     );
-    const out = reviseDocument({ ...base, draft, feedback: [{ kind: 'citation', citation: 2, section: 'Leases', message: 'takes 3 sentences from [2]' }] });
+    const out = reviseDocument({
+      ...base,
+      draft,
+      feedback: [{ kind: 'citation', citation: 2, section: 'Leases', message: 'takes 3 sentences from [2]' }],
+    });
     const leases = documentSentences(parseDocument(out.content)).filter((s) => s.heading === 'Leases');
     expect(leases.filter((s) => citationNumbers(s.text).includes(2))).toHaveLength(2);
     expect(leases.length).toBeGreaterThanOrEqual(3);

@@ -14,7 +14,9 @@ describe('headings', () => {
   });
 
   it('keeps one # title, makes every other heading ## and names the reference list References', () => {
-    const doc = parseDocument('# Queues.\n\n## Leases And Locks\n\ntext.\n\n### Detail\n\nmore.\n\n# Second Title\n\nx.\n\n## sources\n\n[1] a.md:1-2\n');
+    const doc = parseDocument(
+      '# Queues.\n\n## Leases And Locks\n\ntext.\n\n### Detail\n\nmore.\n\n# Second Title\n\nx.\n\n## sources\n\n[1] a.md:1-2\n',
+    );
     const { model, changes } = normaliseHeadings(doc);
     expect(renderDocument(model)).toBe(
       '# Queues\n\n## Leases and locks\n\ntext.\n\n## Detail\n\nmore.\n\n## Second title\n\nx.\n\n## References\n\n[1] a.md:1-2\n',
@@ -51,7 +53,9 @@ describe('repeats', () => {
   });
 
   it('removes a section that only repeated earlier sentences', () => {
-    const { model, changes } = removeRepeats(parseDocument('# T\n\n## A\n\nLeases hide messages [1].\n\n## B\n\nLeases hide messages [1].\n'));
+    const { model, changes } = removeRepeats(
+      parseDocument('# T\n\n## A\n\nLeases hide messages [1].\n\n## B\n\nLeases hide messages [1].\n'),
+    );
     expect(model.sections.map((s) => s.heading)).toEqual(['A']);
     expect(changes[1]).toBe("removed the section 'B', which only repeated earlier sentences");
   });
@@ -104,7 +108,8 @@ describe('length', () => {
     const texts = documentSentences(model).map((s) => s.text);
     expect(texts.some((t) => t.includes('Every redelivery'))).toBe(true);
     expect(documentWords(model)).toBeLessThan(61);
-    for (const s of parseDocument(LONG).sections) expect(model.sections.find((m) => m.heading === s.heading)?.paragraphs.length).toBeGreaterThan(0);
+    for (const s of parseDocument(LONG).sections)
+      expect(model.sections.find((m) => m.heading === s.heading)?.paragraphs.length).toBeGreaterThan(0);
   });
 
   it('leaves a short document alone: the editor cuts, it does not invent', () => {
@@ -155,7 +160,10 @@ const documents = fc
       fc.record({
         heading: fc.constantFrom(...HEADINGS),
         level: fc.integer({ min: 1, max: 3 }),
-        sentences: fc.array(fc.record({ text: fc.constantFrom(...POOL), cite: fc.integer({ min: 0, max: 5 }) }), { minLength: 1, maxLength: 5 }),
+        sentences: fc.array(fc.record({ text: fc.constantFrom(...POOL), cite: fc.integer({ min: 0, max: 5 }) }), {
+          minLength: 1,
+          maxLength: 5,
+        }),
       }),
       { minLength: 1, maxLength: 5 },
     ),
@@ -164,9 +172,15 @@ const documents = fc
   })
   .map(({ sections, refs, words }) => {
     const body = sections
-      .map((s) => `${'#'.repeat(s.level + 1)} ${s.heading}\n\n${s.sentences.map((x) => (x.cite ? x.text.replace(/\.$/, ` [${x.cite}].`) : x.text)).join(' ')}`)
+      .map(
+        (s) =>
+          `${'#'.repeat(s.level + 1)} ${s.heading}\n\n${s.sentences.map((x) => (x.cite ? x.text.replace(/\.$/, ` [${x.cite}].`) : x.text)).join(' ')}`,
+      )
       .join('\n\n');
-    const references = [...refs].sort((a, b) => a - b).map((n) => `[${n}] notes/n${n}.md:${n}-${n + 2}`).join('\n\n');
+    const references = [...refs]
+      .sort((a, b) => a - b)
+      .map((n) => `[${n}] notes/n${n}.md:${n}-${n + 2}`)
+      .join('\n\n');
     return { content: `# Title\n\n${body}\n\n## References\n\n${references}\n`, words };
   });
 

@@ -1,7 +1,7 @@
 import { vi } from 'vitest';
 import type { Logger } from 'pino';
 import type { AgentContext } from '../../src/bus/agent.js';
-import { type Message, type MessageType } from '../../src/message.js';
+import type { Message, MessageType } from '../../src/message.js';
 import { defaultSourcesDir } from '../../src/agents/index.js';
 
 /** The sample notes shipped in the repo. */
@@ -50,7 +50,11 @@ export function fakeContext(msg: Message): AgentContext & { replies: unknown[]; 
 }
 
 /** Calls an agent the way the bus would, with a fake context. */
-export async function call<R>(agent: { handleMessage(m: Message, c: AgentContext): Promise<R> | R }, payload: unknown, type: MessageType = 'task') {
+export async function call<R>(
+  agent: { handleMessage(m: Message, c: AgentContext): Promise<R> | R },
+  payload: unknown,
+  type: MessageType = 'task',
+) {
   const msg = message(payload, type);
   const ctx = fakeContext(msg);
   const result = await agent.handleMessage(msg, ctx);

@@ -83,8 +83,11 @@ async function startStandIn(draft: string): Promise<StandIn> {
       let reply: string;
       try {
         reply = /copy editor/.test(system)
-        ? user.replace('Stable message identifiers and recorded effects make retries safe', 'In short, stable message identifiers and recorded effects make retries safe')
-        : draft.replace(/\{\{([^}]+)\}\}/g, (_, start: string) => keyFor(user, start));
+          ? user.replace(
+              'Stable message identifiers and recorded effects make retries safe',
+              'In short, stable message identifiers and recorded effects make retries safe',
+            )
+          : draft.replace(/\{\{([^}]+)\}\}/g, (_, start: string) => keyFor(user, start));
       } catch (err) {
         res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: String(err) } }));
         return;
@@ -92,10 +95,18 @@ async function startStandIn(draft: string): Promise<StandIn> {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       // Streamed in small pieces, as a model streams tokens.
       for (let i = 0; i < reply.length; i += 16) {
-        const chunk = { id: 'chatcmpl-standin', object: 'chat.completion.chunk', created: 0, model: parsed.model, choices: [{ index: 0, delta: { content: reply.slice(i, i + 16) }, finish_reason: null }] };
+        const chunk = {
+          id: 'chatcmpl-standin',
+          object: 'chat.completion.chunk',
+          created: 0,
+          model: parsed.model,
+          choices: [{ index: 0, delta: { content: reply.slice(i, i + 16) }, finish_reason: null }],
+        };
         res.write(`data: ${JSON.stringify(chunk)}\n\n`);
       }
-      res.write(`data: ${JSON.stringify({ id: 'chatcmpl-standin', object: 'chat.completion.chunk', created: 0, model: parsed.model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`);
+      res.write(
+        `data: ${JSON.stringify({ id: 'chatcmpl-standin', object: 'chat.completion.chunk', created: 0, model: parsed.model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`,
+      );
       res.end('data: [DONE]\n\n');
     });
   });
@@ -114,7 +125,8 @@ async function runAgents(standIn: StandIn) {
   const { passages } = (await call(agents.research, { topic: TOPIC })).result as ResearchResult;
   const written = (await call(agents.writing, { topic: TOPIC, requirements: [], words: WORDS, passages })).result as WritingResult;
   const edited = (await call(agents.editing, { content: written.content, words: WORDS, topic: TOPIC })).result as EditingResult;
-  const verified = (await call(agents.verification, { content: edited.content, topic: TOPIC, words: WORDS, passages })).result as VerificationResult;
+  const verified = (await call(agents.verification, { content: edited.content, topic: TOPIC, words: WORDS, passages }))
+    .result as VerificationResult;
   return { passages, written, edited, verified, tokens };
 }
 
@@ -155,7 +167,12 @@ describe('a model behind writing and editing (chat-completions stand-in on 127.0
     const { written, verified } = await runAgents(invented);
     expect(written.revisions).toContainEqual(expect.stringMatching(/cited keys that name no passage: P99$/));
     expect(verified.score).toBeLessThan(0.8);
-    expect(verified.problems).toContainEqual(expect.objectContaining({ kind: 'citation', message: expect.stringMatching(/^citation \[\d+\] in 'Limits' has no entry in References$/) }));
+    expect(verified.problems).toContainEqual(
+      expect.objectContaining({
+        kind: 'citation',
+        message: expect.stringMatching(/^citation \[\d+\] in 'Limits' has no entry in References$/),
+      }),
+    );
   });
 
   it('a bad model configuration is a ValidationError naming the field', () => {
@@ -167,10 +184,13 @@ describe('a model behind writing and editing (chat-completions stand-in on 127.0
     requireBuild();
     const tmp = tempDir();
     try {
-      const result = await runCli(['run', TOPIC, '--sources', SAMPLES, '--model', 'standin-7b', '--words', String(WORDS), '--state', 'memory://', '--out', 'doc.md'], {
-        cwd: tmp.dir,
-        env: { CONCORD_MODEL_BASE_URL: standIn.url, CONCORD_MODEL_API_KEY: 'test' },
-      });
+      const result = await runCli(
+        ['run', TOPIC, '--sources', SAMPLES, '--model', 'standin-7b', '--words', String(WORDS), '--state', 'memory://', '--out', 'doc.md'],
+        {
+          cwd: tmp.dir,
+          env: { CONCORD_MODEL_BASE_URL: standIn.url, CONCORD_MODEL_API_KEY: 'test' },
+        },
+      );
       expect(result.code, result.stderr).toBe(0);
       expect(result.stderr).toMatch(/^writing ← standin-7b@127\.0\.0\.1:\d+: # Idempotency keys$/m);
       expect(result.stderr).toMatch(/^writing ← standin-7b@127\.0\.0\.1:\d+: \d+ tokens streamed$/m);

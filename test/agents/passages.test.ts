@@ -29,9 +29,21 @@ describe('sources and passages', () => {
   });
 
   it('splits paragraphs with 1-based inclusive line ranges and their heading', () => {
-    const passages = splitPassages({ path: 'b.md', text: '---\ntitle: x\n---\n# Bee\n\nBees make honey.\nThey live in hives.\n\n```\ncode\n```\n## Dance\n\nBees dance.\n' });
+    const passages = splitPassages({
+      path: 'b.md',
+      text: '---\ntitle: x\n---\n# Bee\n\nBees make honey.\nThey live in hives.\n\n```\ncode\n```\n## Dance\n\nBees dance.\n',
+    });
     expect(passages).toEqual([
-      { id: 'b.md:6', source: 'b.md', line: 6, endLine: 7, text: 'Bees make honey.\nThey live in hives.', score: 0, heading: 'Bee', title: 'Bee' },
+      {
+        id: 'b.md:6',
+        source: 'b.md',
+        line: 6,
+        endLine: 7,
+        text: 'Bees make honey.\nThey live in hives.',
+        score: 0,
+        heading: 'Bee',
+        title: 'Bee',
+      },
       { id: 'b.md:14', source: 'b.md', line: 14, endLine: 14, text: 'Bees dance.', score: 0, heading: 'Dance', title: 'Bee' },
     ]);
   });

@@ -53,12 +53,18 @@ describe('payload guards', () => {
     rejects(() => parseResearchTask({ topic: '' }), "research task: topic must be a non-empty string, got the string `''`");
     rejects(() => parseResearchTask({ topic: 't', requirements: ['a', 3] }), 'research task: requirements[1] must be a string, got `3`');
     rejects(() => parseResearchTask({ topic: 't', limit: 0 }), 'research task: limit must be an integer 1..100, got `0`');
-    rejects(() => parseWritingTask({ topic: 't', passages: [] }), 'writing task: passages must be at least one passage to write from, got an array');
+    rejects(
+      () => parseWritingTask({ topic: 't', passages: [] }),
+      'writing task: passages must be at least one passage to write from, got an array',
+    );
     rejects(
       () => parseWritingTask({ topic: 't', passages: [{ ...passage, endLine: 2 }] }),
       'writing task: passages[0].endLine must be an integer 3..',
     );
-    rejects(() => parseWritingTask({ topic: 't', passages: [passage], words: 10 }), 'writing task: words must be an integer 50..20000, got `10`');
+    rejects(
+      () => parseWritingTask({ topic: 't', passages: [passage], words: 10 }),
+      'writing task: words must be an integer 50..20000, got `10`',
+    );
     rejects(
       () => parseWritingTask({ topic: 't', passages: [passage], feedback: [] }),
       'writing task: draft must be the document to revise when feedback is given',
@@ -68,7 +74,10 @@ describe('payload guards', () => {
       "writing task: feedback[0].kind must be one of citation, length, coverage, structure, repetition, coherence, topic, got the string `'style'`",
     );
     rejects(() => parseEditingTask({ content: 42 }), 'editing task: content must be a string, got `42`');
-    rejects(() => parseVerificationTask({ content: '', topic: 't' }), 'verification task: passages must be an array of passages, got `undefined`');
+    rejects(
+      () => parseVerificationTask({ content: '', topic: 't' }),
+      'verification task: passages must be an array of passages, got `undefined`',
+    );
     rejects(() => parsePassage({ ...passage, score: Number.NaN }), 'passage: passage.score must be a finite number, got `NaN`');
   });
 

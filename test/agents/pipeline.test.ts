@@ -22,7 +22,10 @@ interface Round {
 }
 
 /** research → writing → editing → verification, then revisions fed by verification, as the orchestrator runs it. */
-async function pipeline(maxIterations = 3, damage: (draft: string) => string = (d) => d): Promise<{ passages: Passage[]; rounds: Round[] }> {
+async function pipeline(
+  maxIterations = 3,
+  damage: (draft: string) => string = (d) => d,
+): Promise<{ passages: Passage[]; rounds: Round[] }> {
   const agents = createDocumentAgents({ sourcesDir: SAMPLES });
   const { passages } = (await call(agents.research, { topic: TOPIC, requirements: REQUIREMENTS })).result as ResearchResult;
   const rounds: Round[] = [];
@@ -31,8 +34,9 @@ async function pipeline(maxIterations = 3, damage: (draft: string) => string = (
   for (let i = 0; i < maxIterations; i++) {
     const edited = (await call(agents.editing, { content: written.content, words: WORDS, topic: TOPIC, requirements: REQUIREMENTS }))
       .result as EditingResult;
-    const verified = (await call(agents.verification, { content: edited.content, topic: TOPIC, requirements: REQUIREMENTS, words: WORDS, passages }))
-      .result as VerificationResult;
+    const verified = (
+      await call(agents.verification, { content: edited.content, topic: TOPIC, requirements: REQUIREMENTS, words: WORDS, passages })
+    ).result as VerificationResult;
     rounds.push({ written, edited, verified });
     if (verified.problems.length === 0) break;
     written = (
@@ -53,7 +57,12 @@ async function citedEvidence(content: string): Promise<{ sentence: string; n: nu
   for (const s of documentSentences(doc)) {
     for (const n of citationNumbers(s.text)) {
       const ref = doc.references.find((r) => r.n === n);
-      const lines = ref ? (await readFile(join(SAMPLES, ref.source), 'utf8')).split('\n').slice(ref.line - 1, ref.endLine).join('\n') : undefined;
+      const lines = ref
+        ? (await readFile(join(SAMPLES, ref.source), 'utf8'))
+            .split('\n')
+            .slice(ref.line - 1, ref.endLine)
+            .join('\n')
+        : undefined;
       out.push({ sentence: s.text, n, lines });
     }
   }
@@ -119,9 +128,26 @@ describe('the document pipeline on the sample notes', () => {
     const { rounds } = await pipeline();
     const doc = parseDocument(rounds.at(-1)?.edited.content ?? '');
     expect(doc.title).toBe('Reliable coordination of multi-agent systems');
-    expect(doc.sections.map((s) => s.heading)).toEqual(['Introduction', 'Message delivery guarantees', 'Shared document state', 'Workflow recovery', 'Conclusion']);
+    expect(doc.sections.map((s) => s.heading)).toEqual([
+      'Introduction',
+      'Message delivery guarantees',
+      'Shared document state',
+      'Workflow recovery',
+      'Conclusion',
+    ]);
     expect(rounds.at(-1)?.verified.terms).toEqual([
-      'reliable', 'coordination', 'multi-agent', 'systems', 'message', 'delivery', 'guarantees', 'shared', 'document', 'state', 'workflow', 'recovery',
+      'reliable',
+      'coordination',
+      'multi-agent',
+      'systems',
+      'message',
+      'delivery',
+      'guarantees',
+      'shared',
+      'document',
+      'state',
+      'workflow',
+      'recovery',
     ]);
   });
 
@@ -141,8 +167,16 @@ describe('the document pipeline on the sample notes', () => {
     const tampered = content.replace(formatReference(first!), formatReference({ ...other!, n: 1 }));
     expect(tampered).not.toBe(content);
     const agents = createDocumentAgents({ sourcesDir: SAMPLES });
-    const { result } = await call(agents.verification, { content: tampered, topic: TOPIC, requirements: REQUIREMENTS, words: WORDS, passages });
+    const { result } = await call(agents.verification, {
+      content: tampered,
+      topic: TOPIC,
+      requirements: REQUIREMENTS,
+      words: WORDS,
+      passages,
+    });
     expect(result?.score).toBeLessThan(1);
-    expect(result?.problems.some((p) => p.kind === 'citation' && p.citation === 1 && /is not supported by \[1\]/.test(p.message))).toBe(true);
+    expect(result?.problems.some((p) => p.kind === 'citation' && p.citation === 1 && /is not supported by \[1\]/.test(p.message))).toBe(
+      true,
+    );
   });
 });

@@ -82,7 +82,8 @@ describe('reading the sources folder (symlinks, size, binary)', () => {
   });
 
   it('verification never follows a symlink out of the folder, but reads one that stays inside', async () => {
-    const content = '# T\n\n## S\n\nThe launch password is swordfish [1]. Black tea brews for four minutes [2].\n\n## References\n\n[1] outside-link.md:3-3\n\n[2] inside-link.md:3-3\n';
+    const content =
+      '# T\n\n## S\n\nThe launch password is swordfish [1]. Black tea brews for four minutes [2].\n\n## References\n\n[1] outside-link.md:3-3\n\n[2] inside-link.md:3-3\n';
     const sources = await readCitedSources(dir, content);
     expect(sources.get('outside-link.md')).toBeNull();
     expect(sources.get('inside-link.md')?.[2]).toBe('Black tea brews for four minutes in boiling water.');
@@ -105,11 +106,15 @@ describe('reading the sources folder (symlinks, size, binary)', () => {
     try {
       const notes = join(cwd, 'notes');
       await mkdir(notes);
-      for (const f of ['idempotency.md', 'delivery-guarantees.md', 'workflow-recovery.md']) await copyFile(join(SAMPLES, f), join(notes, f));
+      for (const f of ['idempotency.md', 'delivery-guarantees.md', 'workflow-recovery.md'])
+        await copyFile(join(SAMPLES, f), join(notes, f));
       await writeFile(join(notes, 'huge.md'), '# Huge\n');
       await truncate(join(notes, 'huge.md'), 600 * 1024 * 1024);
       await writeFile(join(notes, 'blob.md'), randomBytes(2048));
-      const r = await runCli(['run', 'Idempotency keys', '--sources', notes, '--state', 'memory://', '--words', '150', '--threshold', '0'], { cwd });
+      const r = await runCli(
+        ['run', 'Idempotency keys', '--sources', notes, '--state', 'memory://', '--words', '150', '--threshold', '0'],
+        { cwd },
+      );
       expect(r.stderr).toMatch(/warning: skipped source huge\.md: it is 600\.0 MB, over the 8\.0 MB limit/);
       expect(r.stderr).toMatch(/warning: skipped source blob\.md: it is not text/);
       expect(r.code, r.stderr).toBe(0);

@@ -68,11 +68,20 @@ export function citationProblems(markdown: string, sourcesDir: string, minOverla
       continue;
     }
     const lines = readFileSync(file, 'utf8').split('\n');
-    const heading = lines.find((l) => /^#{1,6}\s/.test(l))?.replace(/^#+\s+/, '').trim();
-    if (heading !== undefined && ref.title !== heading) problems.push(`[${ref.n}] is titled '${ref.title}', but ${ref.source} is headed '${heading}'`);
+    const heading = lines
+      .find((l) => /^#{1,6}\s/.test(l))
+      ?.replace(/^#+\s+/, '')
+      .trim();
+    if (heading !== undefined && ref.title !== heading)
+      problems.push(`[${ref.n}] is titled '${ref.title}', but ${ref.source} is headed '${heading}'`);
     if (ref.line < 1 || ref.endLine < ref.line || ref.endLine > lines.length) {
       problems.push(`[${ref.n}] ${ref.source}:${ref.line}-${ref.endLine} is outside the file's ${lines.length} lines`);
-    } else if (lines.slice(ref.line - 1, ref.endLine).join(' ').trim() === '') {
+    } else if (
+      lines
+        .slice(ref.line - 1, ref.endLine)
+        .join(' ')
+        .trim() === ''
+    ) {
       problems.push(`[${ref.n}] ${ref.source}:${ref.line}-${ref.endLine} is blank`);
     }
   }
@@ -85,10 +94,15 @@ export function citationProblems(markdown: string, sourcesDir: string, minOverla
       }
       const file = join(sourcesDir, ref.source);
       if (!existsSync(file)) continue;
-      const cited = readFileSync(file, 'utf8').split('\n').slice(ref.line - 1, ref.endLine).join(' ');
+      const cited = readFileSync(file, 'utf8')
+        .split('\n')
+        .slice(ref.line - 1, ref.endLine)
+        .join(' ');
       const share = overlap(s.text, cited);
       if (share < minOverlap) {
-        problems.push(`[${n}] ${ref.source}:${ref.line}-${ref.endLine} does not support "${s.text}" (${Math.round(share * 100)}% of its words)`);
+        problems.push(
+          `[${n}] ${ref.source}:${ref.line}-${ref.endLine} does not support "${s.text}" (${Math.round(share * 100)}% of its words)`,
+        );
       }
     }
   }

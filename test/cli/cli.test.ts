@@ -54,7 +54,9 @@ describe('concord demo (what npm start runs)', () => {
     expect(history.stdout).toMatch(/^VERSION\s+ACTOR\s+ACTION\s+TIMESTAMP\s+SUMMARY/);
 
     const json = await runCli(['history', documentId, '--json'], { cwd: tmp.dir });
-    const { versions } = JSON.parse(json.stdout) as { versions: Array<{ version: number; actor: string; action: string; summary: string }> };
+    const { versions } = JSON.parse(json.stdout) as {
+      versions: Array<{ version: number; actor: string; action: string; summary: string }>;
+    };
     expect(versions[0]).toMatchObject({ version: 1, action: 'create' });
     const writing = versions.filter((v) => v.actor === 'writing');
     const editing = versions.filter((v) => v.actor === 'editing');
@@ -90,7 +92,10 @@ describe('concord demo (what npm start runs)', () => {
     expect(diff.stdout).toMatch(new RegExp(`^\\+\\+\\+ ${documentId}@${firstDraft} \\(writing\\)`, 'm'));
     expect(diff.stdout).toMatch(/^@@ -0,0 \+1,\d+ @@$/m);
     expect(diff.stdout).toMatch(/^\+# Reliable coordination/m);
-    const diffJson = JSON.parse((await runCli(['diff', documentId, '1', String(latest), '--json'], { cwd: tmp.dir })).stdout) as { added: number; removed: number };
+    const diffJson = JSON.parse((await runCli(['diff', documentId, '1', String(latest), '--json'], { cwd: tmp.dir })).stdout) as {
+      added: number;
+      removed: number;
+    };
     expect(diffJson.added).toBeGreaterThan(0);
     expect(diffJson.removed).toBe(0);
   });
@@ -114,12 +119,31 @@ describe('concord run', () => {
     const tmp = tempDir();
     try {
       const result = await runCli(
-        ['run', 'Idempotency and retries', '--sources', SOURCES, '--words', '300', '--out', 'doc.md', '--state', `sqlite:${join(tmp.dir, 'x.db')}`, '--json', '--no-progress'],
+        [
+          'run',
+          'Idempotency and retries',
+          '--sources',
+          SOURCES,
+          '--words',
+          '300',
+          '--out',
+          'doc.md',
+          '--state',
+          `sqlite:${join(tmp.dir, 'x.db')}`,
+          '--json',
+          '--no-progress',
+        ],
         { cwd: tmp.dir },
       );
       expect(result.code, result.stderr).toBe(0);
       expect(result.stderr).toBe('');
-      const outcome = JSON.parse(result.stdout) as { status: string; out: string; documentId: string; scores: Record<string, number>; historyCommand: string };
+      const outcome = JSON.parse(result.stdout) as {
+        status: string;
+        out: string;
+        documentId: string;
+        scores: Record<string, number>;
+        historyCommand: string;
+      };
       expect(outcome.status).toBe('completed');
       expect(outcome.out).toBe(join(tmp.dir, 'doc.md'));
       expect(outcome.historyCommand).toContain(`--state sqlite:${join(tmp.dir, 'x.db')}`);
@@ -133,11 +157,14 @@ describe('concord run', () => {
   it('prints plain progress lines when stderr is not a terminal', async () => {
     const tmp = tempDir();
     try {
-      const result = await runCli(['run', 'Observability of agents', '--sources', SOURCES, '--state', `sqlite:${join(tmp.dir, 'x.db')}`], { cwd: tmp.dir });
+      const result = await runCli(['run', 'Observability of agents', '--sources', SOURCES, '--state', `sqlite:${join(tmp.dir, 'x.db')}`], {
+        cwd: tmp.dir,
+      });
       expect(result.code, result.stderr).toBe(0);
       expect(result.stderr).toMatch(/^starting workflow wf-\S+ \(document doc-\S+\): research → writing → editing → verification$/m);
       expect(result.stderr).toMatch(/^stage research → agent research \(iteration 1\/3\)$/m);
       expect(result.stderr).toMatch(/^stage verification done: score \d\.\d\d, document version \d+$/m);
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: an ANSI escape is exactly what must not appear
       expect(result.stderr).not.toMatch(/\r|\x1b\[/);
     } finally {
       tmp.cleanup();
@@ -159,21 +186,51 @@ describe('errors are one line and a non-zero exit code', () => {
   const cases: Array<[string, () => string[], number, RegExp]> = [
     ['an unknown command', () => ['frobnicate'], 2, /unknown command 'frobnicate'/],
     ['a missing option', () => ['run', 'a topic'], 2, /--sources/],
-    ['a bad number', () => ['run', 'a topic', '--sources', SOURCES, '--words', 'many'], 2, /--words must be an integer 50\.\.20000, got `many`/],
+    [
+      'a bad number',
+      () => ['run', 'a topic', '--sources', SOURCES, '--words', 'many'],
+      2,
+      /--words must be an integer 50\.\.20000, got `many`/,
+    ],
     ['a bad choice', () => ['run', 'a topic', '--sources', SOURCES, '--agents', 'elsewhere'], 2, /--agents/],
     ['a bad version', () => ['show', 'doc-x', '--version', '0', '--state', state()], 2, /--version must be an integer/],
-    ['a missing sources directory', () => ['run', 'a topic', '--sources', join(tmp.dir, 'nope')], 1, /sources directory .*nope does not exist/],
+    [
+      'a missing sources directory',
+      () => ['run', 'a topic', '--sources', join(tmp.dir, 'nope')],
+      1,
+      /sources directory .*nope does not exist/,
+    ],
     ['an unknown document', () => ['history', 'doc-nope', '--state', state()], 1, /no document `doc-nope`/],
     ['an unknown document version', () => ['diff', 'doc-nope', '1', '2', '--state', state()], 1, /no document `doc-nope`/],
     ['an unknown workflow', () => ['resume', 'wf-nope', '--state', state()], 1, /no workflow `wf-nope`/],
     ['no state yet', () => ['workflows', '--state', `sqlite:${join(tmp.dir, 'empty', 'x.db')}`], 1, /no state at .*x\.db/],
-    ['an unsupported URL', () => ['stats', '--state', 'postgres://u@localhost/db'], 1, /unsupported backend URL `postgres:\/\/u@localhost\/db`/],
+    [
+      'an unsupported URL',
+      () => ['stats', '--state', 'postgres://u@localhost/db'],
+      1,
+      /unsupported backend URL `postgres:\/\/u@localhost\/db`/,
+    ],
     ['an unreachable state store', () => ['history', 'doc-x', '--state', 'redis://127.0.0.1:1'], 1, /redis:\/\/127\.0\.0\.1:1/],
-    ['an unreachable bus', () => ['run', 'a topic', '--sources', SOURCES, '--state', state(), '--bus', 'redis://127.0.0.1:1'], 1, /redis:\/\/127\.0\.0\.1:1/],
+    [
+      'an unreachable bus',
+      () => ['run', 'a topic', '--sources', SOURCES, '--state', state(), '--bus', 'redis://127.0.0.1:1'],
+      1,
+      /redis:\/\/127\.0\.0\.1:1/,
+    ],
     ['dlq on a memory bus', () => ['dlq', 'list'], 1, /dlq needs a shared bus.*memory:\/\//],
     ['an agent on a memory bus', () => ['agent', 'writing'], 1, /needs a bus shared between processes/],
-    ['an unknown agent', () => ['agent', 'poet', '--bus', 'redis://127.0.0.1:1'], 1, /unknown agent `poet`: expected one of research, writing, editing, verification/],
-    ['remote agents on a memory bus', () => ['run', 'a topic', '--sources', SOURCES, '--agents', 'remote'], 1, /--agents remote needs a bus shared between processes/],
+    [
+      'an unknown agent',
+      () => ['agent', 'poet', '--bus', 'redis://127.0.0.1:1'],
+      1,
+      /unknown agent `poet`: expected one of research, writing, editing, verification/,
+    ],
+    [
+      'remote agents on a memory bus',
+      () => ['run', 'a topic', '--sources', SOURCES, '--agents', 'remote'],
+      1,
+      /--agents remote needs a bus shared between processes/,
+    ],
   ];
 
   it.each(cases)('%s', async (_name, args, code, pattern) => {

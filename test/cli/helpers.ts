@@ -45,7 +45,11 @@ export interface CliProcess {
 
 /** Starts `node dist/cli/main.js ...args` in `cwd`. */
 export function startCli(args: string[], options: { cwd: string; env?: Record<string, string> }): CliProcess {
-  const child = spawn(process.execPath, [MAIN, ...args], { cwd: options.cwd, env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd: options.cwd,
+    env: childEnv(options.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   const listeners = new Set<() => void>();
@@ -98,7 +102,10 @@ export function startCli(args: string[], options: { cwd: string; env?: Record<st
 }
 
 /** Runs `concord ...args` to completion (killed after `timeoutMs`). */
-export async function runCli(args: string[], options: { cwd: string; env?: Record<string, string>; timeoutMs?: number }): Promise<CliResult> {
+export async function runCli(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string>; timeoutMs?: number },
+): Promise<CliResult> {
   const p = startCli(args, options);
   const timer = setTimeout(() => p.child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
   try {

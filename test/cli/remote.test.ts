@@ -28,14 +28,42 @@ describe.runIf(redisUp)('each agent in its own process over Redis', () => {
   });
 
   it('completes the pipeline with --agents remote and writes the same document as the single-process run', async () => {
-    const common = ['--sources', SOURCES, '--words', '500', '--requirement', 'idempotency', '--requirement', 'observability', '--no-progress', '--json'];
-    const remote = await runCli(['run', TOPIC, ...common, '--bus', bus, '--agents', 'remote', '--state', `sqlite:${join(tmp.dir, 'remote.db')}`, '--out', 'remote.md'], {
-      cwd: tmp.dir,
-    });
+    const common = [
+      '--sources',
+      SOURCES,
+      '--words',
+      '500',
+      '--requirement',
+      'idempotency',
+      '--requirement',
+      'observability',
+      '--no-progress',
+      '--json',
+    ];
+    const remote = await runCli(
+      [
+        'run',
+        TOPIC,
+        ...common,
+        '--bus',
+        bus,
+        '--agents',
+        'remote',
+        '--state',
+        `sqlite:${join(tmp.dir, 'remote.db')}`,
+        '--out',
+        'remote.md',
+      ],
+      {
+        cwd: tmp.dir,
+      },
+    );
     expect(remote.code, remote.stderr).toBe(0);
     expect(JSON.parse(remote.stdout)).toMatchObject({ status: 'completed' });
 
-    const local = await runCli(['run', TOPIC, ...common, '--state', `sqlite:${join(tmp.dir, 'local.db')}`, '--out', 'local.md'], { cwd: tmp.dir });
+    const local = await runCli(['run', TOPIC, ...common, '--state', `sqlite:${join(tmp.dir, 'local.db')}`, '--out', 'local.md'], {
+      cwd: tmp.dir,
+    });
     expect(local.code, local.stderr).toBe(0);
 
     expect(readFileSync(join(tmp.dir, 'remote.md'), 'utf8')).toBe(readFileSync(join(tmp.dir, 'local.md'), 'utf8'));
@@ -49,7 +77,10 @@ describe.runIf(redisUp)('each agent in its own process over Redis', () => {
     await agents[2]!.waitFor(/agent editing: task \S+ from orchestrator → \d+ edits, \d+ words \(\d+ ms\)/);
     await agents[3]!.waitFor(/agent verification: task \S+ from orchestrator → score \d\.\d\d, \d+ problems, \d+ words \(\d+ ms\)/);
     for (const a of agents) {
-      const handled = a.stdout().split('\n').filter((l) => / from orchestrator → /.test(l));
+      const handled = a
+        .stdout()
+        .split('\n')
+        .filter((l) => / from orchestrator → /.test(l));
       const ids = handled.map((l) => / (\S+) from orchestrator/.exec(l)?.[1]);
       expect(new Set(ids).size).toBe(ids.length);
     }
@@ -57,9 +88,12 @@ describe.runIf(redisUp)('each agent in its own process over Redis', () => {
 
   it('the state can live in Redis too', async () => {
     const state = `${SERVICES.redis.url}?namespace=${namespaces[1]}`;
-    const run = await runCli(['run', 'Shared state', '--sources', SOURCES, '--bus', bus, '--agents', 'remote', '--state', state, '--json', '--out', 'shared.md'], {
-      cwd: tmp.dir,
-    });
+    const run = await runCli(
+      ['run', 'Shared state', '--sources', SOURCES, '--bus', bus, '--agents', 'remote', '--state', state, '--json', '--out', 'shared.md'],
+      {
+        cwd: tmp.dir,
+      },
+    );
     expect(run.code, run.stderr).toBe(0);
     const { documentId } = JSON.parse(run.stdout) as { documentId: string };
     const history = await runCli(['history', documentId, '--state', state, '--json'], { cwd: tmp.dir });
@@ -72,10 +106,13 @@ describe.runIf(redisUp)('each agent in its own process over Redis', () => {
   it('resume goes back to the remote agents and the bus the run used, without being told again', async () => {
     const stateUrl = `sqlite:${join(tmp.dir, 'resume.db')}`;
     // A topic the sample notes cover (one they do not now ends below the threshold, exit 3).
-    const run = startCli(['run', 'Recovering workflows', '--sources', SOURCES, '--bus', bus, '--agents', 'remote', '--state', stateUrl, '--lease', '500'], {
-      cwd: tmp.dir,
-      env: { CONCORD_TEST_PAUSE_AFTER_STAGE: 'research' },
-    });
+    const run = startCli(
+      ['run', 'Recovering workflows', '--sources', SOURCES, '--bus', bus, '--agents', 'remote', '--state', stateUrl, '--lease', '500'],
+      {
+        cwd: tmp.dir,
+        env: { CONCORD_TEST_PAUSE_AFTER_STAGE: 'research' },
+      },
+    );
     const started = await run.waitFor(/starting workflow (wf-\S+)/);
     await run.waitFor(/test pause after stage research/);
     run.child.kill('SIGKILL');
@@ -117,9 +154,14 @@ describe.runIf(redisUp)('remote agents that are not there', () => {
     const ns = testNamespace('cli-empty');
     try {
       const bus = `${SERVICES.redis.url}?namespace=${ns}`;
-      const result = await runCli(['run', TOPIC, '--sources', SOURCES, '--bus', bus, '--agents', 'remote', '--state', `sqlite:${join(tmp.dir, 'x.db')}`], { cwd: tmp.dir });
+      const result = await runCli(
+        ['run', TOPIC, '--sources', SOURCES, '--bus', bus, '--agents', 'remote', '--state', `sqlite:${join(tmp.dir, 'x.db')}`],
+        { cwd: tmp.dir },
+      );
       expect(result.code).toBe(1);
-      expect(result.stderr.trim()).toMatch(/^concord: no `research` agent is serving on redis:\/\/\S+: start it with `concord agent research --bus redis:\/\/\S+ --sources DIR`$/);
+      expect(result.stderr.trim()).toMatch(
+        /^concord: no `research` agent is serving on redis:\/\/\S+: start it with `concord agent research --bus redis:\/\/\S+ --sources DIR`$/,
+      );
     } finally {
       await cleanupNamespace(ns);
       tmp.cleanup();

@@ -28,7 +28,10 @@ async function inspect(stateUrl: string, workflowId: string): Promise<{ wf: Work
 /** Starts `run` paused at `pause` (an env hook), SIGKILLs it there and returns the workflow id. */
 async function runAndKill(dir: string, stateUrl: string, env: Record<string, string>, pausedAt: RegExp): Promise<string> {
   // A short run lease, so the killed run's claim on the workflow runs out soon for `resume`.
-  const run = startCli(['run', 'Recovering workflows after a crash', '--sources', SOURCES, '--state', stateUrl, '--out', 'doc.md', '--lease', '500'], { cwd: dir, env });
+  const run = startCli(
+    ['run', 'Recovering workflows after a crash', '--sources', SOURCES, '--state', stateUrl, '--out', 'doc.md', '--lease', '500'],
+    { cwd: dir, env },
+  );
   cleanups.push(() => void run.child.kill('SIGKILL'));
   const started = await run.waitFor(/starting workflow (wf-\S+)/);
   await run.waitFor(pausedAt);
@@ -51,7 +54,11 @@ describe('crash and resume', () => {
     expect(killed.data.runs).toEqual({ research: 1, writing: 1 });
     expect(existsSync(join(tmp.dir, 'doc.md'))).toBe(false);
 
-    const list = JSON.parse((await runCli(['workflows', '--json', '--state', stateUrl], { cwd: tmp.dir })).stdout) as Array<{ workflowId: string; status: string; stage: string }>;
+    const list = JSON.parse((await runCli(['workflows', '--json', '--state', stateUrl], { cwd: tmp.dir })).stdout) as Array<{
+      workflowId: string;
+      status: string;
+      stage: string;
+    }>;
     expect(list).toEqual([expect.objectContaining({ workflowId, status: 'running', stage: 'writing' })]);
 
     const resumed = await runCli(['resume', workflowId, '--state', stateUrl], { cwd: tmp.dir });
@@ -83,7 +90,12 @@ describe('crash and resume', () => {
     cleanups.push(tmp.cleanup);
     const stateUrl = `sqlite:${join(tmp.dir, 'state.db')}`;
     // The writing stage records a draft (editing records one only when it changes the text).
-    const workflowId = await runAndKill(tmp.dir, stateUrl, { CONCORD_TEST_PAUSE_BEFORE_COMPLETE: 'writing' }, /test pause before completing stage writing/);
+    const workflowId = await runAndKill(
+      tmp.dir,
+      stateUrl,
+      { CONCORD_TEST_PAUSE_BEFORE_COMPLETE: 'writing' },
+      /test pause before completing stage writing/,
+    );
 
     const killed = await inspect(stateUrl, workflowId);
     expect(killed.wf.stage).toBe('writing');
@@ -130,7 +142,9 @@ describe('crash and resume', () => {
     run.child.kill('SIGINT');
     const result = await run.exited;
     expect(result.code).toBe(130);
-    expect(result.stderr).toMatch(new RegExp(`^concord: interrupted \\(SIGINT\\); continue with: .* resume ${started[1]} --state ${stateUrl}$`, 'm'));
+    expect(result.stderr).toMatch(
+      new RegExp(`^concord: interrupted \\(SIGINT\\); continue with: .* resume ${started[1]} --state ${stateUrl}$`, 'm'),
+    );
     const resumed = await runCli(['resume', started[1]!, '--state', stateUrl, '--json'], { cwd: tmp.dir });
     expect(JSON.parse(resumed.stdout)).toMatchObject({ status: 'completed' });
   });
@@ -151,7 +165,9 @@ describe('resume checks what the run recorded, as the run checked it', () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
     const stateUrl = `sqlite:${join(tmp.dir, 'state.db')}`;
-    const first = await runCli(['run', 'Delivery guarantees', '--sources', SOURCES, '--state', stateUrl, '--out', 'doc.md', '--json'], { cwd: tmp.dir });
+    const first = await runCli(['run', 'Delivery guarantees', '--sources', SOURCES, '--state', stateUrl, '--out', 'doc.md', '--json'], {
+      cwd: tmp.dir,
+    });
     expect(first.code, first.stderr).toBe(0);
     const { workflowId } = JSON.parse(first.stdout) as { workflowId: string };
     const recordedInput = (await inspect(stateUrl, workflowId)).data.input;
@@ -162,14 +178,20 @@ describe('resume checks what the run recorded, as the run checked it', () => {
 
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{ out: elsewhere }, /recorded out: .*elsewhere exists and is not a regular file/],
-      [{ out: 'relative.md' }, /recorded out "relative\.md" is not an absolute path: was the workflow record edited\? Pass --out to choose/],
+      [
+        { out: 'relative.md' },
+        /recorded out "relative\.md" is not an absolute path: was the workflow record edited\? Pass --out to choose/,
+      ],
       [{ out: 42 }, /recorded out 42 is not an absolute path/],
       [{ out: join(aFile, 'doc.md') }, /recorded out: .*a-file\.txt is not a directory/],
       [{ sourcesDir: aFile }, /recorded sourcesDir: sources directory .*a-file\.txt does not exist or is not a directory/],
       [{ sourcesDir: 'samples/sources' }, /recorded sourcesDir "samples\/sources" is not an absolute path.*--sources/],
       [{ bus: 'redis://127.0.0.1:99999/0' }, /recorded bus: invalid Redis URL/],
       [{ bus: 'postgres://127.0.0.1/db' }, /recorded bus: unsupported backend URL/],
-      [{ bus: 'redis://:hunter2@127.0.0.1:6379/0' }, /recorded bus "redis:\/\/:\*\*\*@127\.0\.0\.1:6379\/0" is not a shared bus URL without a password/],
+      [
+        { bus: 'redis://:hunter2@127.0.0.1:6379/0' },
+        /recorded bus "redis:\/\/:\*\*\*@127\.0\.0\.1:6379\/0" is not a shared bus URL without a password/,
+      ],
       [{ maxIterations: 1e9 }, /recorded maxIterations 1000000000 is not an integer 1\.\.20/],
       [{ threshold: 'high' }, /recorded threshold "high" is not a number between 0 and 1/],
     ];
@@ -189,7 +211,10 @@ describe('resume checks what the run recorded, as the run checked it', () => {
     const refused = await runCli(['resume', workflowId, '--state', stateUrl, '--out', elsewhere, '--sources', SOURCES], { cwd: tmp.dir });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/--out: .*elsewhere exists and is not a regular file/);
-    const chosen = await runCli(['resume', workflowId, '--state', stateUrl, '--out', join(tmp.dir, 'chosen.md'), '--sources', SOURCES, '--json'], { cwd: tmp.dir });
+    const chosen = await runCli(
+      ['resume', workflowId, '--state', stateUrl, '--out', join(tmp.dir, 'chosen.md'), '--sources', SOURCES, '--json'],
+      { cwd: tmp.dir },
+    );
     expect(chosen.code, chosen.stderr).toBe(0);
     expect(readFileSync(join(tmp.dir, 'chosen.md'), 'utf8')).toMatch(/^# /);
 

@@ -32,7 +32,9 @@ describe('unifiedDiff', () => {
     const a = ['one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten'].join('\n') + '\n';
     const b = a.replace('two', 'TWO').replace('nine\n', '');
     expect(unifiedDiff(a, b, { fromLabel: 'v1', toLabel: 'v2', context: 1 })).toBe(
-      ['--- v1', '+++ v2', '@@ -1,3 +1,3 @@', ' one', '-two', '+TWO', ' three', '@@ -8,3 +8,2 @@', ' eight', '-nine', ' ten', ''].join('\n'),
+      ['--- v1', '+++ v2', '@@ -1,3 +1,3 @@', ' one', '-two', '+TWO', ' three', '@@ -8,3 +8,2 @@', ' eight', '-nine', ' ten', ''].join(
+        '\n',
+      ),
     );
   });
 
@@ -51,6 +53,7 @@ describe('progress display', () => {
     const progress = createProgress({ stream, messages: () => 7, maxIterations: 3 });
     for (const e of events) progress.handle(e);
     progress.stop();
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: an ANSI escape is exactly what must not appear
     expect(stream.text()).not.toMatch(/\r|\x1b/);
     expect(stream.text().trim().split('\n')).toEqual([
       'starting workflow wf-1 (document doc-1): research → writing',
@@ -82,7 +85,15 @@ describe('progress display', () => {
 
 describe('table', () => {
   it('pads every column but the last', () => {
-    expect(table(['A', 'BB'], [['xxx', 'y'], ['z', 'long value']])).toBe('A    BB\nxxx  y\nz    long value');
+    expect(
+      table(
+        ['A', 'BB'],
+        [
+          ['xxx', 'y'],
+          ['z', 'long value'],
+        ],
+      ),
+    ).toBe('A    BB\nxxx  y\nz    long value');
   });
 });
 
@@ -124,11 +135,21 @@ describe('log levels and lines', () => {
     expect(logLevel('INFO')).toBe('info');
     expect(logLevel('verbose')).toBe('debug');
     expect(logLevel('warning')).toBe('warn');
-    expect(() => logLevel('loud')).toThrow(/CONCORD_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent \(or verbose = debug\), got `loud`/);
+    expect(() => logLevel('loud')).toThrow(
+      /CONCORD_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent \(or verbose = debug\), got `loud`/,
+    );
   });
 
   it('renders a JSON log line readably for a terminal', () => {
-    const line = JSON.stringify({ level: 30, time: Date.UTC(2026, 0, 2, 3, 4, 5), pid: 1, hostname: 'h', msg: 'stage research done', stage: 'research', note: 'two words' });
+    const line = JSON.stringify({
+      level: 30,
+      time: Date.UTC(2026, 0, 2, 3, 4, 5),
+      pid: 1,
+      hostname: 'h',
+      msg: 'stage research done',
+      stage: 'research',
+      note: 'two words',
+    });
     expect(prettyLogLine(line)).toBe('03:04:05 INFO  stage research done  stage=research note="two words"');
   });
 });

@@ -78,7 +78,13 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
     }
 
     function seed(m: StateManager, documentId = 'doc', content = 'a\nb\nc\nd\ne'): Promise<DocumentState> {
-      return m.createDocumentState({ documentId, topic: 'Quarterly report', requirements: ['short'], context: { audience: 'board' }, content });
+      return m.createDocumentState({
+        documentId,
+        topic: 'Quarterly report',
+        requirements: ['short'],
+        context: { audience: 'board' },
+        content,
+      });
     }
 
     beforeEach(async () => {
@@ -174,7 +180,10 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         const state = await manager();
         await seed(state);
         await state.updateDocumentContent({ documentId: 'doc', content: 'v2', actor: 'a', expectedVersion: 1 });
-        const err = await rejects(state.updateDocumentContent({ documentId: 'doc', content: 'late', actor: 'b', expectedVersion: 1 }), StateConflictError);
+        const err = await rejects(
+          state.updateDocumentContent({ documentId: 'doc', content: 'late', actor: 'b', expectedVersion: 1 }),
+          StateConflictError,
+        );
         expect(err.code).toBe('state_conflict');
         expect(err.documentId).toBe('doc');
         expect(err.expectedVersion).toBe(1);
@@ -182,8 +191,14 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect((err.current as DocumentState).content).toBe('v2');
         expect((err.current as DocumentState).version).toBe(2);
         expect(err.message).toContain('version 2');
-        await rejects(state.updateDocumentMetadata({ documentId: 'doc', metadata: { x: 1 }, actor: 'b', expectedVersion: 1 }), StateConflictError);
-        await rejects(state.updateDocumentContent({ documentId: 'doc', content: 'future', actor: 'b', expectedVersion: 9 }), StateConflictError);
+        await rejects(
+          state.updateDocumentMetadata({ documentId: 'doc', metadata: { x: 1 }, actor: 'b', expectedVersion: 1 }),
+          StateConflictError,
+        );
+        await rejects(
+          state.updateDocumentContent({ documentId: 'doc', content: 'future', actor: 'b', expectedVersion: 9 }),
+          StateConflictError,
+        );
         const doc = await state.getDocumentState('doc');
         expect(doc?.version).toBe(2);
         expect(doc?.content).toBe('v2');
@@ -196,7 +211,10 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         await seed(a);
         await a.getDocumentState('doc');
         await b.updateDocumentContent({ documentId: 'doc', content: 'by b', actor: 'b', expectedVersion: 1 });
-        const err = await rejects(a.updateDocumentContent({ documentId: 'doc', content: 'by a', actor: 'a', expectedVersion: 1 }), StateConflictError);
+        const err = await rejects(
+          a.updateDocumentContent({ documentId: 'doc', content: 'by a', actor: 'a', expectedVersion: 1 }),
+          StateConflictError,
+        );
         expect(err.actualVersion).toBe(2);
         expect((await b.getDocumentState('doc'))?.content).toBe('by b');
       });
@@ -205,7 +223,13 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         const state = await manager();
         await seed(state, 'doc', 'a\nb\nc\nd\ne');
         await state.updateDocumentContent({ documentId: 'doc', content: 'A\nb\nc\nd\ne', actor: 'first', expectedVersion: 1 });
-        const merged = await state.updateDocumentContent({ documentId: 'doc', content: 'a\nb\nc\nd\nE', actor: 'second', expectedVersion: 1, merge: true });
+        const merged = await state.updateDocumentContent({
+          documentId: 'doc',
+          content: 'a\nb\nc\nd\nE',
+          actor: 'second',
+          expectedVersion: 1,
+          merge: true,
+        });
         expect(merged.version).toBe(3);
         expect(merged.content).toBe('A\nb\nc\nd\nE');
         const last = (await state.getStateHistory('doc')).at(-1);
@@ -239,7 +263,10 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         const state = await manager({ historyLimit: 2 });
         await seed(state, 'doc', 'a\nb\nc');
         for (let i = 0; i < 3; i++) await state.updateDocumentContent({ documentId: 'doc', content: `a\nb\nc${i}`, actor: 'w' });
-        const err = await rejects(state.updateDocumentContent({ documentId: 'doc', content: 'A\nb\nc', actor: 'late', expectedVersion: 1, merge: true }), StateConflictError);
+        const err = await rejects(
+          state.updateDocumentContent({ documentId: 'doc', content: 'A\nb\nc', actor: 'late', expectedVersion: 1, merge: true }),
+          StateConflictError,
+        );
         expect(err.message).toMatch(/compacted.*oldest kept is 3/);
       });
 
@@ -264,7 +291,12 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         for (let v = 2; v <= 9; v++) {
           doc =
             v % 3 === 0
-              ? await state.updateDocumentMetadata({ documentId: 'doc', metadata: { step: v, nested: { list: [v] } }, actor: 'm', expectedVersion: doc.version })
+              ? await state.updateDocumentMetadata({
+                  documentId: 'doc',
+                  metadata: { step: v, nested: { list: [v] } },
+                  actor: 'm',
+                  expectedVersion: doc.version,
+                })
               : await state.updateDocumentContent({ documentId: 'doc', content: `v${v}`, actor: 'w', expectedVersion: doc.version });
           expected.push(doc.metadata);
         }
@@ -326,7 +358,8 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
       it('getStateHistory pages: 100 newest by default, limit, before and after, and a walk back covers every kept entry once', async () => {
         const state = await manager({ historyLimit: 250 });
         let doc = await seed(state);
-        for (let v = 2; v <= 260; v++) doc = await state.updateDocumentContent({ documentId: 'doc', content: `c${v}`, actor: 'w', expectedVersion: doc.version });
+        for (let v = 2; v <= 260; v++)
+          doc = await state.updateDocumentContent({ documentId: 'doc', content: `c${v}`, actor: 'w', expectedVersion: doc.version });
         const versions = (page: { version: number }[]) => page.map((h) => h.version);
         const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
         expect(versions(await state.getStateHistory('doc'))).toEqual(range(161, 260));
@@ -350,13 +383,16 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         expect((await rejects(state.getStateHistory('doc', { before: 0 }), ValidationError)).field).toBe('before');
         expect((await rejects(state.getStateHistory('doc', { after: -1 }), ValidationError)).field).toBe('after');
         expect((await rejects(state.getStateHistory('doc', { limit: 1.5 }), ValidationError)).field).toBe('limit');
-        expect((await rejects(state.getStateHistory('doc', { befor: 3 } as never), ValidationError)).message).toMatch(/unknown option `befor`/);
+        expect((await rejects(state.getStateHistory('doc', { befor: 3 } as never), ValidationError)).message).toMatch(
+          /unknown option `befor`/,
+        );
       });
 
       it('getDocumentAtVersion reads any kept version with its own history window, far from the current one too', async () => {
         const state = await manager({ historyLimit: 500, historyWindow: 4 });
         let doc = await seed(state, 'doc', 'c1');
-        for (let v = 2; v <= 300; v++) doc = await state.updateDocumentContent({ documentId: 'doc', content: `c${v}`, actor: `w${v}`, expectedVersion: doc.version });
+        for (let v = 2; v <= 300; v++)
+          doc = await state.updateDocumentContent({ documentId: 'doc', content: `c${v}`, actor: `w${v}`, expectedVersion: doc.version });
         for (const v of [1, 2, 150, 299, 300]) {
           const at = await state.getDocumentAtVersion('doc', v);
           expect(at.version).toBe(v);
@@ -384,7 +420,12 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         it(`nothing a write returns can change what is read or written next (cache ${cache ? 'on' : 'off'})`, async () => {
           const state = await manager({ cache });
           const doc = await seed(state);
-          const written = await state.updateDocumentContent({ documentId: 'doc', content: 'x\ny', actor: 'w', expectedVersion: doc.version });
+          const written = await state.updateDocumentContent({
+            documentId: 'doc',
+            content: 'x\ny',
+            actor: 'w',
+            expectedVersion: doc.version,
+          });
           (written.metadata as Record<string, unknown>)['topic'] = 'mutated';
           ((written.metadata['requirements'] as string[]) ?? []).push('mutated');
           written.updatedAt.setTime(0);
@@ -396,7 +437,12 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
           expect(() => entry.timestamp.setTime(0)).toThrow(TypeError);
           expect(entry.timestamp).toBeInstanceOf(Date);
           // The next write builds on the stored version, not on the caller's object.
-          const next = await state.updateDocumentContent({ documentId: 'doc', content: 'x\ny\nz', actor: 'w', expectedVersion: written.version });
+          const next = await state.updateDocumentContent({
+            documentId: 'doc',
+            content: 'x\ny\nz',
+            actor: 'w',
+            expectedVersion: written.version,
+          });
           for (const read of [next, await state.getDocumentState('doc'), await state.getDocumentAtVersion('doc', written.version)]) {
             expect(read?.metadata['topic']).toBe('Quarterly report');
             expect(read?.metadata['requirements']).toEqual(doc.metadata['requirements']);
@@ -465,7 +511,14 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
       it('restoring a snapshot of a missing document creates it at version 1 with action restore', async () => {
         const state = await manager();
         const now = new Date();
-        const record: DocumentRecord = { documentId: 'reborn', version: 7, content: 'from backup', metadata: { topic: 't' }, createdAt: now, updatedAt: now };
+        const record: DocumentRecord = {
+          documentId: 'reborn',
+          version: 7,
+          content: 'from backup',
+          metadata: { topic: 't' },
+          createdAt: now,
+          updatedAt: now,
+        };
         const doc = await state.restoreSnapshot(makeSnapshot(record));
         expect(doc.version).toBe(1);
         expect(doc.content).toBe('from backup');
@@ -612,7 +665,9 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         const ms = await Promise.all(Array.from({ length: 5 }, () => manager()));
         await seed(ms[0]!);
         await Promise.all(
-          Array.from({ length: 50 }, (_, i) => ms[i % 5]!.updateDocumentContent({ documentId: 'doc', content: `writer ${i}`, actor: `w${i}` })),
+          Array.from({ length: 50 }, (_, i) =>
+            ms[i % 5]!.updateDocumentContent({ documentId: 'doc', content: `writer ${i}`, actor: `w${i}` }),
+          ),
         );
         const doc = await ms[2]!.getDocumentState('doc');
         expect(doc?.version).toBe(51);
@@ -626,7 +681,9 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         const ms = await Promise.all(Array.from({ length: 5 }, () => manager({ cache: { ttlMs: 60_000 } })));
         await seed(ms[0]!);
         await Promise.all(
-          Array.from({ length: 50 }, (_, i) => ms[i % 5]!.updateDocumentMetadata({ documentId: 'doc', metadata: { [`k${i}`]: i }, actor: `w${i}` })),
+          Array.from({ length: 50 }, (_, i) =>
+            ms[i % 5]!.updateDocumentMetadata({ documentId: 'doc', metadata: { [`k${i}`]: i }, actor: `w${i}` }),
+          ),
         );
         // Straight from the store: nothing lost.
         const stored = await (await manager()).getDocumentState('doc');
@@ -649,7 +706,12 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
             for (;;) {
               const doc = (await m.getDocumentState('doc'))!;
               try {
-                await m.updateDocumentContent({ documentId: 'doc', content: `${doc.content}\nline ${i}`, actor: `w${i}`, expectedVersion: doc.version });
+                await m.updateDocumentContent({
+                  documentId: 'doc',
+                  content: `${doc.content}\nline ${i}`,
+                  actor: `w${i}`,
+                  expectedVersion: doc.version,
+                });
                 return;
               } catch (err) {
                 if (!(err instanceof StateConflictError)) throw err;
@@ -677,7 +739,12 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
               try {
                 const m = ms[i % 5]!;
                 const doc = (await m.getDocumentState('doc'))!;
-                await m.updateDocumentContent({ documentId: 'doc', content: `${doc.content}\nline ${i}`, actor: `w${i}`, expectedVersion: doc.version });
+                await m.updateDocumentContent({
+                  documentId: 'doc',
+                  content: `${doc.content}\nline ${i}`,
+                  actor: `w${i}`,
+                  expectedVersion: doc.version,
+                });
               } finally {
                 inside--;
               }
@@ -720,7 +787,11 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
 
       it('withLock releases on error and rethrows', async () => {
         const a = await manager();
-        await expect(a.withLock('doc', async () => { throw new Error('boom'); })).rejects.toThrow('boom');
+        await expect(
+          a.withLock('doc', async () => {
+            throw new Error('boom');
+          }),
+        ).rejects.toThrow('boom');
         expect(a.locks.isHeld('doc')).toBe(false);
         const b = await manager();
         expect(await b.locks.tryAcquire('doc')).not.toBeNull();
@@ -774,7 +845,10 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
           },
         });
         const a = await manager({ locks: { ttlMs: 30 } }, losing);
-        const reason = await a.withLock('doc', (lock) => new Promise((resolve) => lock.signal.addEventListener('abort', () => resolve(lock.signal.reason))));
+        const reason = await a.withLock(
+          'doc',
+          (lock) => new Promise((resolve) => lock.signal.addEventListener('abort', () => resolve(lock.signal.reason))),
+        );
         expect(reason).toBeInstanceOf(LockLostError);
       });
 
@@ -923,7 +997,8 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
       it('document ids come back exactly and ids that differ only in a lone surrogate or NUL stay distinct', async () => {
         const [writer, reader] = [await manager(), await manager()];
         const ids = ['id\uD800', 'id\uDBFF', 'id\uFFFD', 'id\uDC00\uD800', 'id\u0000', 'id'];
-        for (const documentId of ids) await writer.createDocumentState({ documentId, topic: 't', requirements: [], context: {}, content: documentId });
+        for (const documentId of ids)
+          await writer.createDocumentState({ documentId, topic: 't', requirements: [], context: {}, content: documentId });
         for (const documentId of ids) {
           const doc = (await reader.getDocumentState(documentId))!;
           expect(doc.documentId).toBe(documentId);
@@ -954,7 +1029,7 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
           const wf = (await reader.getWorkflowState(workflowId))!;
           expect(wf).toMatchObject({ workflowId, stages: [text, 'b'], stage: text, data: { [text]: text, nested: { [text]: [text] } } });
         }
-        expect((await reader.getWorkflowState('wf0cut emoji \uDBFF'))).toBeNull();
+        expect(await reader.getWorkflowState('wf0cut emoji \uDBFF')).toBeNull();
       });
 
       it('the raw port and the change feed keep every string exactly', async () => {
@@ -962,13 +1037,32 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         const start = await store.currentRevision();
         const now = new Date('2024-01-01T00:00:00Z');
         for (const text of TRICKY) {
-          const document: DocumentRecord = { documentId: text, version: 1, content: text, metadata: { [text]: text }, createdAt: now, updatedAt: now };
+          const document: DocumentRecord = {
+            documentId: text,
+            version: 1,
+            content: text,
+            metadata: { [text]: text },
+            createdAt: now,
+            updatedAt: now,
+          };
           const change: StateChange = { version: 1, timestamp: now, actor: text, action: 'create', summary: text };
           expect((await store.commitDocument({ document, change, expectedVersion: null, historyLimit: 10 })).ok).toBe(true);
           expect(await store.getDocument(text)).toEqual(document);
           expect(await store.getVersion(text, 1)).toEqual(document);
           expect(await store.getHistory(text)).toEqual([change]);
-          const wf = { workflowId: text, stages: [text], stage: text, completedStages: [text], pendingStages: [], qualityScores: { [text]: 1 }, iteration: 1, data: { [text]: text }, createdAt: now, updatedAt: now, revision: 0 };
+          const wf = {
+            workflowId: text,
+            stages: [text],
+            stage: text,
+            completedStages: [text],
+            pendingStages: [],
+            qualityScores: { [text]: 1 },
+            iteration: 1,
+            data: { [text]: text },
+            createdAt: now,
+            updatedAt: now,
+            revision: 0,
+          };
           expect(await store.commitWorkflow(wf, null)).toEqual({ ok: true, revision: 1 });
           expect(await store.getWorkflow(text)).toEqual({ ...wf, revision: 1 });
         }
@@ -983,21 +1077,45 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
     describe('the raw StateStore port', () => {
       const now = new Date('2024-01-01T00:00:00Z');
       function record(version: number, content = `v${version}`): DocumentRecord {
-        return { documentId: 'raw', version, content, metadata: { v: version }, createdAt: now, updatedAt: new Date(now.getTime() + version) };
+        return {
+          documentId: 'raw',
+          version,
+          content,
+          metadata: { v: version },
+          createdAt: now,
+          updatedAt: new Date(now.getTime() + version),
+        };
       }
       function change(version: number): StateChange {
-        return { version, timestamp: new Date(now.getTime() + version), actor: 'raw', action: version === 1 ? 'create' : 'update_content', summary: `s${version}` };
+        return {
+          version,
+          timestamp: new Date(now.getTime() + version),
+          actor: 'raw',
+          action: version === 1 ? 'create' : 'update_content',
+          summary: `s${version}`,
+        };
       }
 
       it('commits compare-and-swap: exists, not_found and conflict write nothing', async () => {
         const store = await connect();
-        expect(await store.commitDocument({ document: record(2), change: change(2), expectedVersion: 1, historyLimit: 10 })).toMatchObject({ ok: false, reason: 'not_found', current: null });
+        expect(await store.commitDocument({ document: record(2), change: change(2), expectedVersion: 1, historyLimit: 10 })).toMatchObject({
+          ok: false,
+          reason: 'not_found',
+          current: null,
+        });
         const created = await store.commitDocument({ document: record(1), change: change(1), expectedVersion: null, historyLimit: 10 });
         expect(created.ok).toBe(true);
-        const again = await store.commitDocument({ document: record(1, 'dup'), change: change(1), expectedVersion: null, historyLimit: 10 });
+        const again = await store.commitDocument({
+          document: record(1, 'dup'),
+          change: change(1),
+          expectedVersion: null,
+          historyLimit: 10,
+        });
         expect(again).toMatchObject({ ok: false, reason: 'exists' });
         expect(again.ok === false && again.current?.content).toBe('v1');
-        expect((await store.commitDocument({ document: record(2), change: change(2), expectedVersion: 1, historyLimit: 10 })).ok).toBe(true);
+        expect((await store.commitDocument({ document: record(2), change: change(2), expectedVersion: 1, historyLimit: 10 })).ok).toBe(
+          true,
+        );
         const stale = await store.commitDocument({ document: record(2, 'stale'), change: change(2), expectedVersion: 1, historyLimit: 10 });
         expect(stale).toMatchObject({ ok: false, reason: 'conflict' });
         expect(stale.ok === false && stale.current?.version).toBe(2);
@@ -1008,13 +1126,16 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
 
       it('rejects a commit whose version does not follow the expected one', async () => {
         const store = await connect();
-        await expect(store.commitDocument({ document: record(3), change: change(3), expectedVersion: null, historyLimit: 10 })).rejects.toThrow(ValidationError);
+        await expect(
+          store.commitDocument({ document: record(3), change: change(3), expectedVersion: null, historyLimit: 10 }),
+        ).rejects.toThrow(ValidationError);
       });
 
       it('compacts beyond historyLimit and reports the oldest kept version', async () => {
         const store = await connect();
         await store.commitDocument({ document: record(1), change: change(1), expectedVersion: null, historyLimit: 3 });
-        for (let v = 2; v <= 6; v++) await store.commitDocument({ document: record(v), change: change(v), expectedVersion: v - 1, historyLimit: 3 });
+        for (let v = 2; v <= 6; v++)
+          await store.commitDocument({ document: record(v), change: change(v), expectedVersion: v - 1, historyLimit: 3 });
         expect(await store.oldestVersion('raw')).toBe(4);
         expect(await store.oldestVersion('missing')).toBeNull();
         expect(await store.getVersion('raw', 3)).toBeNull();
@@ -1027,8 +1148,10 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
       it('getHistory reads a range: before, after and limit, within the kept versions', async () => {
         const store = await connect();
         await store.commitDocument({ document: record(1), change: change(1), expectedVersion: null, historyLimit: 8 });
-        for (let v = 2; v <= 20; v++) await store.commitDocument({ document: record(v), change: change(v), expectedVersion: v - 1, historyLimit: 8 });
-        const versions = async (range: Parameters<StateStore['getHistory']>[1]) => (await store.getHistory('raw', range)).map((h) => h.version);
+        for (let v = 2; v <= 20; v++)
+          await store.commitDocument({ document: record(v), change: change(v), expectedVersion: v - 1, historyLimit: 8 });
+        const versions = async (range: Parameters<StateStore['getHistory']>[1]) =>
+          (await store.getHistory('raw', range)).map((h) => h.version);
         expect(await versions(undefined)).toEqual([13, 14, 15, 16, 17, 18, 19, 20]);
         expect(await versions({ before: 16 })).toEqual([13, 14, 15]);
         expect(await versions({ before: 16, limit: 2 })).toEqual([14, 15]);
@@ -1048,7 +1171,19 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         const start = await store.currentRevision();
         await store.commitDocument({ document: record(1), change: change(1), expectedVersion: null, historyLimit: 10 });
         await store.commitDocument({ document: record(2), change: change(2), expectedVersion: 1, historyLimit: 10 });
-        const wf = { workflowId: 'w', stages: ['a'], stage: null, completedStages: [], pendingStages: ['a'], qualityScores: {}, iteration: 1, data: {}, createdAt: now, updatedAt: now, revision: 0 };
+        const wf = {
+          workflowId: 'w',
+          stages: ['a'],
+          stage: null,
+          completedStages: [],
+          pendingStages: ['a'],
+          qualityScores: {},
+          iteration: 1,
+          data: {},
+          createdAt: now,
+          updatedAt: now,
+          revision: 0,
+        };
         expect(await store.commitWorkflow(wf, null)).toEqual({ ok: true, revision: 1 });
         const events = await store.changesSince(start);
         expect(events.map((e) => [e.kind, e.id, e.version, e.action])).toEqual([
@@ -1071,7 +1206,19 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
 
       it('compare-and-swaps workflows on their revision', async () => {
         const store = await connect();
-        const wf = { workflowId: 'w', stages: ['a'], stage: null, completedStages: [], pendingStages: ['a'], qualityScores: {}, iteration: 1, data: { n: 1 }, createdAt: now, updatedAt: now, revision: 0 };
+        const wf = {
+          workflowId: 'w',
+          stages: ['a'],
+          stage: null,
+          completedStages: [],
+          pendingStages: ['a'],
+          qualityScores: {},
+          iteration: 1,
+          data: { n: 1 },
+          createdAt: now,
+          updatedAt: now,
+          revision: 0,
+        };
         expect((await store.commitWorkflow(wf, null)).ok).toBe(true);
         expect((await store.commitWorkflow(wf, null)).ok).toBe(false);
         expect((await store.commitWorkflow({ ...wf, stage: 'a', revision: 1 }, 1)).ok).toBe(true);
@@ -1104,9 +1251,21 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         await store.commitDocument({ document: record(1), change: change(1), expectedVersion: null, historyLimit: 10 });
         const old = await store.tryAcquireLock('doc:raw', 20);
         const fresh = await waitFor(() => store.tryAcquireLock('doc:raw', 10_000), 'the lease to expire');
-        const refused = await store.commitDocument({ document: record(2), change: change(2), expectedVersion: 1, historyLimit: 10, fence: { key: 'doc:raw', token: old!.fence } });
+        const refused = await store.commitDocument({
+          document: record(2),
+          change: change(2),
+          expectedVersion: 1,
+          historyLimit: 10,
+          fence: { key: 'doc:raw', token: old!.fence },
+        });
         expect(refused).toMatchObject({ ok: false, reason: 'fenced' });
-        const accepted = await store.commitDocument({ document: record(2), change: change(2), expectedVersion: 1, historyLimit: 10, fence: { key: 'doc:raw', token: fresh!.fence } });
+        const accepted = await store.commitDocument({
+          document: record(2),
+          change: change(2),
+          expectedVersion: 1,
+          historyLimit: 10,
+          fence: { key: 'doc:raw', token: fresh!.fence },
+        });
         expect(accepted.ok).toBe(true);
         expect((await store.getDocument('raw'))?.version).toBe(2);
       });

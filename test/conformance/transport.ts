@@ -45,7 +45,7 @@ function gate(): { wait: Promise<void>; open(): void } {
 function withOverrides(t: Transport, overrides: Partial<Transport>): Transport {
   return new Proxy(t, {
     get(target, prop) {
-      if (Object.prototype.hasOwnProperty.call(overrides, prop)) return (overrides as Record<string | symbol, unknown>)[prop];
+      if (Object.hasOwn(overrides, prop)) return (overrides as Record<string | symbol, unknown>)[prop];
       const value: unknown = Reflect.get(target, prop, target);
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
@@ -112,7 +112,13 @@ export function runTransportConformance(name: string, factory: TransportFactory)
 
       it('carries every field of a message intact and sets attempt on lease', async () => {
         const t = await space.connect();
-        const m = msg({ priority: 8, correlationId: 'c-1', headers: { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', x: 'y' }, ttlMs: 60_000, payload: { deep: { list: [1, 'two', null] } } });
+        const m = msg({
+          priority: 8,
+          correlationId: 'c-1',
+          headers: { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', x: 'y' },
+          ttlMs: 60_000,
+          payload: { deep: { list: [1, 'two', null] } },
+        });
         await t.enqueue([entry(m)]);
         const [lease] = await t.lease('q', { leaseMs: 5_000, waitMs: 0 });
         expect(lease?.message).toEqual({ ...m, attempt: 1 });
@@ -221,14 +227,21 @@ export function runTransportConformance(name: string, factory: TransportFactory)
         const [sent, ackA, ackB] = await Promise.all([t.enqueue([entry(next)]), t.ack(leases[0] as Lease), t.ack(leases[1] as Lease)]);
         expect(sent).toEqual([{ status: 'enqueued' }]);
         expect([ackA, ackB]).toEqual([true, true]);
-        expect(await Promise.all([t.enqueue([entry(msg({ payload: { n: 4 } }))]), t.ack(leases[0] as Lease)])).toEqual([[{ status: 'enqueued' }], false]);
+        expect(await Promise.all([t.enqueue([entry(msg({ payload: { n: 4 } }))]), t.ack(leases[0] as Lease)])).toEqual([
+          [{ status: 'enqueued' }],
+          false,
+        ]);
         const rest = await t.lease('q', { leaseMs: 5_000, waitMs: 0, max: 10 });
         expect(rest.map((l) => l.message.payload)).toEqual([{ n: 3 }, { n: 4 }]);
       });
 
       it('requeues a message into its original place, with attempt + 1 on the next lease', async () => {
         const t = await space.connect();
-        const [a, b, c] = [msg({ payload: { n: 'a' } }), msg({ payload: { n: 'b' } }), msg({ payload: { n: 'c' } })] as [Message, Message, Message];
+        const [a, b, c] = [msg({ payload: { n: 'a' } }), msg({ payload: { n: 'b' } }), msg({ payload: { n: 'c' } })] as [
+          Message,
+          Message,
+          Message,
+        ];
         await t.enqueue([entry(a), entry(b), entry(c)]);
         const [leaseA] = await t.lease('q', { leaseMs: 5_000, waitMs: 0 });
         expect(leaseA?.message.id).toBe(a.id);
@@ -281,7 +294,14 @@ export function runTransportConformance(name: string, factory: TransportFactory)
         const m = msg();
         await t.enqueue([entry(m)]);
         const [lease] = await t.lease('q', { leaseMs: 5_000, waitMs: 0 });
-        const letter: DeadLetter = { message: lease!.message, queue: 'q', reason: 'max_attempts', error: 'boom', attempts: 1, deadAt: new Date() };
+        const letter: DeadLetter = {
+          message: lease!.message,
+          queue: 'q',
+          reason: 'max_attempts',
+          error: 'boom',
+          attempts: 1,
+          deadAt: new Date(),
+        };
         expect(await t.deadLetter(letter, lease)).toBe(true);
         expect(await t.depth('q')).toEqual({ ready: 0, delayed: 0, inFlight: 0 });
         expect(await t.deadLetter({ ...letter, error: 'again' }, lease)).toBe(false);
@@ -407,7 +427,9 @@ export function runTransportConformance(name: string, factory: TransportFactory)
         const bus = await newBus();
         bus.registerAgent('puller');
         const prios = [5, 1, 9, 5, 10, 0, 9, 5, 1, 10, 3];
-        const sent = await bus.sendBatch(prios.map((priority, n) => ({ sender: 's', recipient: 'puller', type: MessageType.TASK, payload: { n }, priority })));
+        const sent = await bus.sendBatch(
+          prios.map((priority, n) => ({ sender: 's', recipient: 'puller', type: MessageType.TASK, payload: { n }, priority })),
+        );
         const order: string[] = [];
         for (;;) {
           const d = await bus.receive('puller');
@@ -415,7 +437,10 @@ export function runTransportConformance(name: string, factory: TransportFactory)
           order.push(d.id);
           expect(await d.ack()).toBe(true);
         }
-        const expected = sent.map((m, n) => ({ m, n })).sort((x, y) => y.m.priority - x.m.priority || x.n - y.n).map(({ m }) => m.id);
+        const expected = sent
+          .map((m, n) => ({ m, n }))
+          .sort((x, y) => y.m.priority - x.m.priority || x.n - y.n)
+          .map(({ m }) => m.id);
         expect(order).toEqual(expected);
       });
 
@@ -435,7 +460,17 @@ export function runTransportConformance(name: string, factory: TransportFactory)
               const out: string[] = [];
               for (let i = 0; i < perProducer; i++) {
                 const bus = (p + i) % 2 === 0 ? a : b;
-                out.push((await bus.send({ sender: `p${p}`, recipient: 'worker', type: MessageType.TASK, payload: { p, i }, priority: (p * 7 + i) % 11 })).id);
+                out.push(
+                  (
+                    await bus.send({
+                      sender: `p${p}`,
+                      recipient: 'worker',
+                      type: MessageType.TASK,
+                      payload: { p, i },
+                      priority: (p * 7 + i) % 11,
+                    })
+                  ).id,
+                );
               }
               return out;
             }),
@@ -619,7 +654,9 @@ export function runTransportConformance(name: string, factory: TransportFactory)
           [1, 2, 3].map((n) => responder.send({ sender: 'someone', recipient: 'planner', type: MessageType.FEEDBACK, payload: { n } })),
         );
         const replies = await Promise.all(
-          Array.from({ length: 12 }, (_, n) => requester.request({ sender: 'planner', recipient: 'doubler', payload: { n }, timeout: 5_000 })),
+          Array.from({ length: 12 }, (_, n) =>
+            requester.request({ sender: 'planner', recipient: 'doubler', payload: { n }, timeout: 5_000 }),
+          ),
         );
         expect(replies.map((r) => r.payload['doubled'])).toEqual(Array.from({ length: 12 }, (_, n) => n * 2));
         for (const r of replies) {
@@ -723,7 +760,9 @@ export function runTransportConformance(name: string, factory: TransportFactory)
           }),
         });
         buses.push(bus);
-        await expect(bus.send({ sender: 's', recipient: 'later', type: MessageType.TASK, payload: { keep: 'me' } })).rejects.toBeInstanceOf(RecipientNotFoundError);
+        await expect(bus.send({ sender: 's', recipient: 'later', type: MessageType.TASK, payload: { keep: 'me' } })).rejects.toBeInstanceOf(
+          RecipientNotFoundError,
+        );
         const [letter] = await bus.getDeadLetters();
         expect(letter?.reason).toBe('recipient_not_found');
         bus.registerAgent('later');
@@ -739,7 +778,9 @@ export function runTransportConformance(name: string, factory: TransportFactory)
 
       it('redrive of an unknown recipient keeps the letter where it was', async () => {
         const bus = await newBus();
-        await expect(bus.send({ sender: 's', recipient: 'nobody', type: MessageType.TASK, payload: { n: 1 } })).rejects.toBeInstanceOf(RecipientNotFoundError);
+        await expect(bus.send({ sender: 's', recipient: 'nobody', type: MessageType.TASK, payload: { n: 1 } })).rejects.toBeInstanceOf(
+          RecipientNotFoundError,
+        );
         const [letter] = await bus.getDeadLetters();
         await expect(bus.redrive(letter!.message.id)).rejects.toBeInstanceOf(RecipientNotFoundError);
         expect(await bus.getDeadLetters()).toEqual([letter]);
@@ -805,7 +846,15 @@ export function runTransportConformance(name: string, factory: TransportFactory)
         await bus.ready();
         const original = msg({ recipient: 'raw', payload: { data: 'precious', list: [1, 2, 3] }, headers: { replyTo: 'someone' } });
         const standIn = { ...original, payload: {}, headers: {} };
-        await t.deadLetter({ message: standIn, queue: 'raw', reason: 'malformed', error: 'too big here', attempts: 1, deadAt: new Date(), raw: encodeMessage(original) });
+        await t.deadLetter({
+          message: standIn,
+          queue: 'raw',
+          reason: 'malformed',
+          error: 'too big here',
+          attempts: 1,
+          deadAt: new Date(),
+          raw: encodeMessage(original),
+        });
         const redriven = await bus.redrive(original.id);
         expect(redriven?.payload).toEqual(original.payload);
         const got = await bus.receive('raw', { timeout: 2_000 });
@@ -814,7 +863,15 @@ export function runTransportConformance(name: string, factory: TransportFactory)
         await got?.ack();
 
         const junk = msg({ recipient: 'raw', payload: {} });
-        await t.deadLetter({ message: junk, queue: 'raw', reason: 'malformed', error: 'not JSON', attempts: 1, deadAt: new Date(), raw: '{"id":"x", not json' });
+        await t.deadLetter({
+          message: junk,
+          queue: 'raw',
+          reason: 'malformed',
+          error: 'not JSON',
+          attempts: 1,
+          deadAt: new Date(),
+          raw: '{"id":"x", not json',
+        });
         const refused = await bus.redrive(junk.id).then(
           () => undefined,
           (err: unknown) => err,

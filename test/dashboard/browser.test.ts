@@ -11,7 +11,10 @@ import { ROOT, requireBuild, runCli, startCli, tempDir, type CliProcess } from '
 import { CHROMIUM, chromiumAvailable, parseExposition } from './helpers.js';
 
 /** The page's `document`, inside functions Playwright runs in the browser (the tests compile without the DOM lib). */
-declare const document: { querySelector(s: string): { textContent: string | null } | null; querySelectorAll(s: string): ArrayLike<{ textContent: string | null }> & Iterable<{ textContent: string | null }> };
+declare const document: {
+  querySelector(s: string): { textContent: string | null } | null;
+  querySelectorAll(s: string): ArrayLike<{ textContent: string | null }> & Iterable<{ textContent: string | null }>;
+};
 
 const up = (await serviceAvailable('redis')) && chromiumAvailable();
 /** Screenshots go to docs/images (committed) with CONCORD_SCREENSHOTS=1, else to the test's temp dir (a plain test run leaves the tree clean). */
@@ -88,7 +91,8 @@ describe.runIf(up)('concord dashboard in Chromium', () => {
     await page.waitForSelector('#live.live');
     const demo = await runCli(['demo', '--bus', bus, '--state', state, '--threshold', '0.99'], { cwd: tmp.dir, timeoutMs: 60_000 });
     expect(demo.stderr).not.toMatch(/concord: /);
-    for (let i = 0; i < 2; i++) await local.send({ sender: 'shop', recipient: 'billing', type: MessageType.TASK, payload: { order: 1000 + i, amount: 42 } });
+    for (let i = 0; i < 2; i++)
+      await local.send({ sender: 'shop', recipient: 'billing', type: MessageType.TASK, payload: { order: 1000 + i, amount: 42 } });
     await local.send({ sender: 'shop', recipient: 'archive', type: MessageType.TASK, payload: { order: 7 }, priority: 8 });
     await waitFor(async () => (await transport.listDeadLetters()).length === 2, 'two billing tasks to be dead-lettered', 10_000);
 
@@ -112,10 +116,14 @@ describe.runIf(up)('concord dashboard in Chromium', () => {
     expect(await page.textContent('#conversation')).toMatch(/wrote .*@\d+ \((create|update_content|update_metadata)\)/);
     // Filters: by type, then by agent.
     await page.selectOption('#filters select[name=type]', 'result');
-    await page.waitForFunction(() => [...document.querySelectorAll('#timeline tbody tr td:nth-child(2)')].every((td) => td.textContent === 'result'));
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('#timeline tbody tr td:nth-child(2)')].every((td) => td.textContent === 'result'),
+    );
     await page.selectOption('#filters select[name=type]', '');
     await page.fill('#filters input[name=agent]', 'billing');
-    await page.waitForFunction(() => [...document.querySelectorAll('#timeline tbody tr td:nth-child(3)')].every((td) => td.textContent?.includes('billing')));
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('#timeline tbody tr td:nth-child(3)')].every((td) => td.textContent?.includes('billing')),
+    );
     expect(await page.$$eval('#timeline tbody tr', (r) => r.length)).toBe(2);
     await page.fill('#filters input[name=agent]', '');
     await shot('timeline');
@@ -203,14 +211,20 @@ describe.runIf(up)('concord dashboard in Chromium', () => {
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const e = parseExposition(await res.text());
     expect(e.types.get('concord_queue_messages')).toBe('gauge');
-    expect(e.samples.find((s) => s.name === 'concord_queue_messages' && s.labels['queue'] === 'writing' && s.labels['state'] === 'ready')?.value).toBe(0);
+    expect(
+      e.samples.find((s) => s.name === 'concord_queue_messages' && s.labels['queue'] === 'writing' && s.labels['state'] === 'ready')?.value,
+    ).toBe(0);
     expect(e.types.get('concord_messages_sent_total')).toBe('counter');
     // Every TASK seen: one per stage run of the demo (however many revision rounds it took) and the three sent above.
     const workflows = (await (await fetch(new URL('api/workflows', url))).json()) as { data?: { runs?: Record<string, number> } }[];
     const stageRuns = workflows.reduce((n, w) => n + Object.values(w.data?.runs ?? {}).reduce((a, b) => a + b, 0), 0);
     expect(stageRuns).toBeGreaterThanOrEqual(4);
-    expect(e.samples.find((s) => s.name === 'concord_messages_sent_total' && s.labels['type'] === 'task')!.value).toBeGreaterThanOrEqual(stageRuns + 3);
-    expect(e.samples.find((s) => s.name === 'concord_messages_dead_lettered_total' && s.labels['reason'] === 'max_attempts')?.value).toBe(2);
+    expect(e.samples.find((s) => s.name === 'concord_messages_sent_total' && s.labels['type'] === 'task')!.value).toBeGreaterThanOrEqual(
+      stageRuns + 3,
+    );
+    expect(e.samples.find((s) => s.name === 'concord_messages_dead_lettered_total' && s.labels['reason'] === 'max_attempts')?.value).toBe(
+      2,
+    );
     const commits = e.samples.filter((s) => s.name === 'concord_state_commits_total' && s.labels['kind'] === 'document');
     expect(commits.reduce((n, s) => n + s.value, 0)).toBeGreaterThanOrEqual(3);
     expect(commits.find((s) => s.labels['action'] === 'update_content')!.value).toBeGreaterThanOrEqual(1);

@@ -78,7 +78,9 @@ describe.runIf(up)('Prometheus metrics over a Redis bus and a SQLite state', () 
     expect(value('concord_queue_messages', { queue: 'idle', state: 'ready' })).toBe(2);
     expect(value('concord_queue_messages', { queue: 'idle', state: 'leased' })).toBe(0);
     expect(value('concord_queue_messages', { queue: 'writer', state: 'delayed' })).toBe(0);
-    expect(new Set(e.samples.filter((s) => s.name === 'concord_queue_messages').map((s) => s.labels['state']))).toEqual(new Set(['ready', 'delayed', 'leased']));
+    expect(new Set(e.samples.filter((s) => s.name === 'concord_queue_messages').map((s) => s.labels['state']))).toEqual(
+      new Set(['ready', 'delayed', 'leased']),
+    );
     expect(e.types.get('concord_queue_oldest_message_age_seconds')).toBe('gauge');
     expect(value('concord_queue_oldest_message_age_seconds', { queue: 'idle' })).toBeGreaterThan(0);
     expect(value('concord_queue_oldest_message_age_seconds', { queue: 'writer' })).toBe(0);
@@ -116,7 +118,9 @@ describe.runIf(up)('Prometheus metrics over a Redis bus and a SQLite state', () 
     }
     // Bounded labels only: no message id, correlation id or payload ever becomes a label.
     const labelNames = new Set(e.samples.flatMap((s) => Object.keys(s.labels)));
-    expect([...labelNames].sort()).toEqual(['action', 'kind', 'le', 'outcome', 'queue', 'reason', 'state', 'type'].filter((l) => labelNames.has(l)));
+    expect([...labelNames].sort()).toEqual(
+      ['action', 'kind', 'le', 'outcome', 'queue', 'reason', 'state', 'type'].filter((l) => labelNames.has(l)),
+    );
     expect(labelNames.has('id')).toBe(false);
   });
 

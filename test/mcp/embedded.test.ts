@@ -15,7 +15,7 @@ describe('tool schemas and the library agree', () => {
     expect(() => validatePriority(PRIORITY_MAX + 1)).toThrow(/priority must be an integer/);
   });
 
-  it('the advertised message types are the library\'s', () => {
+  it("the advertised message types are the library's", () => {
     expect(MESSAGE_TYPES).toEqual(Object.values(MessageType));
     for (const type of MESSAGE_TYPES) expect(validateType(type)).toBe(type);
   });
@@ -64,7 +64,10 @@ describe('createMcpServer embedded in a process (concord-agents/mcp)', () => {
   it('a receive the client cancelled hands the message it then gets straight back to the queue', async () => {
     const bus = new MessageBus();
     const state = new StateManager();
-    closers.push(() => state.close(), () => bus.close());
+    closers.push(
+      () => state.close(),
+      () => bus.close(),
+    );
     const client = await connect(createMcpServer({ agent: 'worker', bus, state }));
     bus.registerAgent('boss');
     const abort = new AbortController();
@@ -75,7 +78,11 @@ describe('createMcpServer embedded in a process (concord-agents/mcp)', () => {
     await expect(cancelled).rejects.toThrow();
     const sent = await bus.send({ sender: 'boss', recipient: 'worker', type: 'task', payload: { n: 2 } });
     // The cancelled call's receive still took the message; it nacked it without delay, so it is back as attempt 2.
-    const again = await waitFor(async () => (await bus.receive('worker', { timeout: 100 })) ?? undefined, 'the message back on the queue', 5_000);
+    const again = await waitFor(
+      async () => (await bus.receive('worker', { timeout: 100 })) ?? undefined,
+      'the message back on the queue',
+      5_000,
+    );
     expect(again).toMatchObject({ id: sent.id, attempt: 2 });
     await again!.ack();
     expect(await callError(client, 'ack_message', { messageId: sent.id })).toMatchObject({ code: 'validation' });

@@ -19,7 +19,10 @@ export interface AgentClient {
   close(): Promise<void>;
 }
 
-export async function connectStdio(agent: string, options: { bus: string; state: string; cwd: string; extra?: string[] }): Promise<AgentClient> {
+export async function connectStdio(
+  agent: string,
+  options: { bus: string; state: string; cwd: string; extra?: string[] },
+): Promise<AgentClient> {
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [MAIN, 'mcp', '--agent', agent, '--bus', options.bus, '--state', options.state, ...(options.extra ?? [])],

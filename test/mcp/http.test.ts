@@ -13,10 +13,14 @@ const redisUp = await serviceAvailable('redis');
 /** Status of a POST to `url` sent with Host `host`. */
 function statusWithHost(url: string, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: 'POST', headers: { host, 'content-type': 'application/json', accept: 'application/json, text/event-stream' } }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
+    const req = httpRequest(
+      url,
+      { method: 'POST', headers: { host, 'content-type': 'application/json', accept: 'application/json, text/event-stream' } },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
     req.on('error', reject);
     req.end('{}');
   });
@@ -49,13 +53,16 @@ describe.runIf(redisUp)('concord mcp --http: Streamable HTTP on 127.0.0.1', () =
     tmp.cleanup();
   });
 
-  it('an HTTP client acts as its agent: receives a stdio client\'s request and replies', async () => {
+  it("an HTTP client acts as its agent: receives a stdio client's request and replies", async () => {
     const asked = call(alice.client, 'request', { recipient: 'carol', payload: { review: 'chapter 1' }, timeoutMs: 20_000 });
     const got = await call(carol, 'receive_message', { timeoutMs: 20_000 });
     expect(got['message']).toMatchObject({ sender: 'alice', recipient: 'carol', payload: { review: 'chapter 1' } });
     await call(carol, 'reply', { messageId: got['message']['id'], payload: { verdict: 'fine' } });
     expect((await asked)['reply']).toMatchObject({ sender: 'carol', payload: { verdict: 'fine' } });
-    expect(await callError(carol, 'nack_message', { messageId: got['message']['id'] })).toMatchObject({ code: 'validation', field: 'messageId' });
+    expect(await callError(carol, 'nack_message', { messageId: got['message']['id'] })).toMatchObject({
+      code: 'validation',
+      field: 'messageId',
+    });
   });
 
   it('refuses a request whose Host is not its own (DNS rebinding)', async () => {

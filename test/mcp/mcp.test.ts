@@ -35,8 +35,22 @@ describe.runIf(redisUp)('concord mcp: two LLM clients as two agents on one bus',
     const names = tools.map((t) => t.name).sort();
     expect(names).toEqual(
       [
-        'ack_message', 'advance_workflow', 'create_document', 'document_diff', 'document_history', 'extend_lease', 'list_dead_letters',
-        'nack_message', 'publish', 'read_document', 'read_workflow', 'receive_message', 'reply', 'request', 'send_message', 'update_document',
+        'ack_message',
+        'advance_workflow',
+        'create_document',
+        'document_diff',
+        'document_history',
+        'extend_lease',
+        'list_dead_letters',
+        'nack_message',
+        'publish',
+        'read_document',
+        'read_workflow',
+        'receive_message',
+        'reply',
+        'request',
+        'send_message',
+        'update_document',
       ].sort(),
     );
     const send = tools.find((t) => t.name === 'send_message')!;
@@ -49,7 +63,13 @@ describe.runIf(redisUp)('concord mcp: two LLM clients as two agents on one bus',
   it('completes a request/response: alice requests, bob receives it with a lease and replies', async () => {
     const asked = call(alice.client, 'request', { recipient: 'bob', payload: { question: 'sum', a: 2, b: 3 }, timeoutMs: 20_000 });
     const got = await call(bob.client, 'receive_message', { timeoutMs: 20_000 });
-    expect(got['message']).toMatchObject({ type: 'task', sender: 'alice', recipient: 'bob', payload: { question: 'sum', a: 2, b: 3 }, attempt: 1 });
+    expect(got['message']).toMatchObject({
+      type: 'task',
+      sender: 'alice',
+      recipient: 'bob',
+      payload: { question: 'sum', a: 2, b: 3 },
+      attempt: 1,
+    });
     expect(got['expectsReply']).toBe(true);
     expect(Date.parse(got['leaseDeadline'])).toBeGreaterThan(Date.now());
     const requestId = got['message']['id'] as string;
@@ -68,7 +88,10 @@ describe.runIf(redisUp)('concord mcp: two LLM clients as two agents on one bus',
   });
 
   it('an error reply makes the request fail with remote_error and the payload', async () => {
-    const asked = alice.client.callTool({ name: 'request', arguments: { recipient: 'bob', payload: { question: 'divide', by: 0 }, timeoutMs: 20_000 } });
+    const asked = alice.client.callTool({
+      name: 'request',
+      arguments: { recipient: 'bob', payload: { question: 'divide', by: 0 }, timeoutMs: 20_000 },
+    });
     const got = await call(bob.client, 'receive_message', { timeoutMs: 20_000 });
     await call(bob.client, 'reply', { messageId: got['message']['id'], payload: { message: 'cannot divide by zero' }, type: 'error' });
     const result = await asked;
@@ -92,7 +115,9 @@ describe.runIf(redisUp)('concord mcp: two LLM clients as two agents on one bus',
     expect(first['message']).toMatchObject({ id: sent['message']['id'], type: 'status', priority: 9, attempt: 1 });
     expect(first['expectsReply']).toBe(false);
 
-    expect(await call(bob.client, 'nack_message', { messageId: sent['message']['id'], error: 'not now', delayMs: 0 })).toMatchObject({ nacked: sent['message']['id'] });
+    expect(await call(bob.client, 'nack_message', { messageId: sent['message']['id'], error: 'not now', delayMs: 0 })).toMatchObject({
+      nacked: sent['message']['id'],
+    });
     const again = await call(bob.client, 'receive_message', { timeoutMs: 10_000 });
     expect(again['message']).toMatchObject({ id: sent['message']['id'], attempt: 2 });
     const extended = await call(bob.client, 'extend_lease', { messageId: sent['message']['id'], leaseMs: 120_000 });
@@ -111,10 +136,18 @@ describe.runIf(redisUp)('concord mcp: two LLM clients as two agents on one bus',
     expect(readA['document']['version']).toBe(1);
     expect(readB['document']['version']).toBe(1);
 
-    const byAlice = await call(alice.client, 'update_document', { documentId, content: 'intro, by alice\nbody\nend\n', expectedVersion: 1 });
+    const byAlice = await call(alice.client, 'update_document', {
+      documentId,
+      content: 'intro, by alice\nbody\nend\n',
+      expectedVersion: 1,
+    });
     expect(byAlice['document']['version']).toBe(2);
 
-    const conflict = await callError(bob.client, 'update_document', { documentId, content: 'intro\nbody\nend, by bob\n', expectedVersion: 1 });
+    const conflict = await callError(bob.client, 'update_document', {
+      documentId,
+      content: 'intro\nbody\nend, by bob\n',
+      expectedVersion: 1,
+    });
     expect(conflict).toMatchObject({
       code: 'state_conflict',
       name: 'StateConflictError',
@@ -125,7 +158,12 @@ describe.runIf(redisUp)('concord mcp: two LLM clients as two agents on one bus',
     });
     expect(conflict['message']).toBe(`document \`${documentId}\` is at version 2, expected version 1`);
 
-    const merged = await call(bob.client, 'update_document', { documentId, content: 'intro\nbody\nend, by bob\n', expectedVersion: 1, merge: true });
+    const merged = await call(bob.client, 'update_document', {
+      documentId,
+      content: 'intro\nbody\nend, by bob\n',
+      expectedVersion: 1,
+      merge: true,
+    });
     expect(merged['document']).toMatchObject({ version: 3, content: 'intro, by alice\nbody\nend, by bob\n' });
     expect(merged['change']).toMatchObject({ version: 3, actor: 'bob', action: 'merge' });
 
@@ -139,7 +177,9 @@ describe.runIf(redisUp)('concord mcp: two LLM clients as two agents on one bus',
     expect(diff).toMatchObject({ fromVersion: 1, toVersion: 3, added: 2, removed: 2 });
     expect(diff['diff']).toContain('-intro\n+intro, by alice\n');
     expect(diff['diff']).toContain('-end\n+end, by bob\n');
-    expect((await call(bob.client, 'read_document', { documentId, version: 2 }))['document']['content']).toBe('intro, by alice\nbody\nend\n');
+    expect((await call(bob.client, 'read_document', { documentId, version: 2 }))['document']['content']).toBe(
+      'intro, by alice\nbody\nend\n',
+    );
   });
 
   it('reads and advances a workflow that an orchestrator created', async () => {
@@ -150,7 +190,10 @@ describe.runIf(redisUp)('concord mcp: two LLM clients as two agents on one bus',
     } finally {
       await manager.close();
     }
-    expect((await call(bob.client, 'read_workflow', { workflowId }))['workflow']).toMatchObject({ stage: null, pendingStages: ['draft', 'review'] });
+    expect((await call(bob.client, 'read_workflow', { workflowId }))['workflow']).toMatchObject({
+      stage: null,
+      pendingStages: ['draft', 'review'],
+    });
     await call(bob.client, 'advance_workflow', { workflowId, stage: 'draft' });
     const done = await call(bob.client, 'advance_workflow', { workflowId, stage: 'draft', action: 'complete', qualityScore: 0.8 });
     expect(done['workflow']).toMatchObject({ completedStages: ['draft'], qualityScores: { draft: 0.8 } });
@@ -160,20 +203,33 @@ describe.runIf(redisUp)('concord mcp: two LLM clients as two agents on one bus',
 
   it('every failure is a tool error with the library code and message, and the server carries on', async () => {
     const priority = await callError(alice.client, 'send_message', { recipient: 'bob', payload: {}, priority: PRIORITY_MAX + 1 });
-    expect(priority).toMatchObject({ code: 'validation', field: 'priority', message: `priority must be an integer 0..10, got \`${PRIORITY_MAX + 1}\`` });
+    expect(priority).toMatchObject({
+      code: 'validation',
+      field: 'priority',
+      message: `priority must be an integer 0..10, got \`${PRIORITY_MAX + 1}\``,
+    });
     const type = await callError(alice.client, 'send_message', { recipient: 'bob', payload: {}, type: 'shout' });
     expect(type).toMatchObject({ code: 'validation', field: 'type' });
     expect(type['message']).toMatch(/^type must be one of task, result, status, error, feedback, control, got the string `'shout'`/);
     const payload = await callError(alice.client, 'send_message', { recipient: 'bob', payload: 'hello' });
-    expect(payload).toMatchObject({ code: 'validation', field: 'payload', message: "payload must be a JSON object or array, got the string `'hello'`" });
+    expect(payload).toMatchObject({
+      code: 'validation',
+      field: 'payload',
+      message: "payload must be a JSON object or array, got the string `'hello'`",
+    });
 
     const nobody = await callError(alice.client, 'send_message', { recipient: 'nobody', payload: { x: 1 } });
     expect(nobody).toMatchObject({ code: 'recipient_not_found', recipient: 'nobody' });
     const { deadLetters } = await call(alice.client, 'list_dead_letters', {});
-    expect(deadLetters).toContainEqual(expect.objectContaining({ reason: 'recipient_not_found', message: expect.objectContaining({ id: nobody['messageId'] }) }));
+    expect(deadLetters).toContainEqual(
+      expect.objectContaining({ reason: 'recipient_not_found', message: expect.objectContaining({ id: nobody['messageId'] }) }),
+    );
 
     expect(await callError(alice.client, 'read_document', { documentId: 'no-such-doc' })).toMatchObject({ code: 'document_not_found' });
-    expect(await callError(alice.client, 'request', { recipient: 'bob', payload: {}, timeoutMs: 200 })).toMatchObject({ code: 'request_timeout', timeoutMs: 200 });
+    expect(await callError(alice.client, 'request', { recipient: 'bob', payload: {}, timeoutMs: 200 })).toMatchObject({
+      code: 'request_timeout',
+      timeoutMs: 200,
+    });
     // The unanswered request is still in bob's queue: take it out so later tests start clean.
     const stale = await call(bob.client, 'receive_message', { timeoutMs: 5_000 });
     await call(bob.client, 'ack_message', { messageId: stale['message']['id'] });

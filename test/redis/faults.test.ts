@@ -95,10 +95,15 @@ describe.runIf(up)('Redis faults on the shared server (own connections only)', (
 
     // Subscriptions come back by themselves (at-most-once: publish until one arrives).
     let n = 0;
-    await waitFor(async () => {
-      await t.publish('probe', msg('', ++n));
-      return seen.length > 0;
-    }, 'a publication after the reconnect', 10_000, 50);
+    await waitFor(
+      async () => {
+        await t.publish('probe', msg('', ++n));
+        return seen.length > 0;
+      },
+      'a publication after the reconnect',
+      10_000,
+      50,
+    );
 
     // The store's change feed catches up after its subscriber reconnects.
     const r = await store.commitDocument({
@@ -111,7 +116,9 @@ describe.runIf(up)('Redis faults on the shared server (own connections only)', (
     await waitFor(() => changes.length > 0, 'a change event after the reconnect', 10_000);
   });
 
-  it('a blocked consumer whose connection goes silent (no close, no answer) gets a new one and carries on', { timeout: 40_000 }, async () => {
+  it('a blocked consumer whose connection goes silent (no close, no answer) gets a new one and carries on', {
+    timeout: 40_000,
+  }, async () => {
     // A TCP proxy in front of the shared server that can black-hole a connection it carries: it
     // stays open and swallows everything both ways, as after a network partition; new ones work.
     const pipes: { silent: boolean; client: Socket; server: Socket }[] = [];

@@ -18,7 +18,9 @@ afterAll(async () => {
 });
 
 describe.skipIf(!up)('hardening on Redis (issue 20)', () => {
-  it('a handled request() made while Redis pauses writes rejects the caller with RequestTimeoutError and nothing else', { timeout: 20_000 }, async () => {
+  it('a handled request() made while Redis pauses writes rejects the caller with RequestTimeoutError and nothing else', {
+    timeout: 20_000,
+  }, async () => {
     const server = await ThrowawayRedis.start();
     const bus = new MessageBus({ transport: `${server.url}?namespace=pause` });
     const admin = rawClient('127.0.0.1', server.port);
@@ -47,16 +49,24 @@ describe.skipIf(!up)('hardening on Redis (issue 20)', () => {
     }
   });
 
-  it('close() returns after drainTimeoutMs with a concurrency-1 handler that never settles; another bus gets the delivery after its lease', { timeout: 20_000 }, async () => {
+  it('close() returns after drainTimeoutMs with a concurrency-1 handler that never settles; another bus gets the delivery after its lease', {
+    timeout: 20_000,
+  }, async () => {
     const url = redisUrl(ns);
     const a = new MessageBus({ transport: url, leaseMs: 500 });
     const b = new MessageBus({ transport: url });
     try {
       let started = 0;
-      a.registerAgent('stuck', defineAgent({ name: 'stuck', handleMessage: () => {
-        started++;
-        return new Promise<never>(() => undefined); // never settles, ignores ctx.signal
-      } }));
+      a.registerAgent(
+        'stuck',
+        defineAgent({
+          name: 'stuck',
+          handleMessage: () => {
+            started++;
+            return new Promise<never>(() => undefined); // never settles, ignores ctx.signal
+          },
+        }),
+      );
       await a.ready();
       const sent = await a.send({ sender: 's', recipient: 'stuck', type: MessageType.TASK, payload: { n: 7 } });
       await waitFor(() => started === 1, 'the handler to start');

@@ -19,7 +19,11 @@ export function rawClient(host: string = SERVICES.redis.host, port: number = SER
 }
 
 /** Deletes every key of namespace `ns` (SCAN MATCH + UNLINK): never anything else on the server. */
-export async function cleanupNamespace(ns: string, host: string = SERVICES.redis.host, port: number = SERVICES.redis.port): Promise<number> {
+export async function cleanupNamespace(
+  ns: string,
+  host: string = SERVICES.redis.host,
+  port: number = SERVICES.redis.port,
+): Promise<number> {
   const client = rawClient(host, port);
   await client.connect();
   let removed = 0;

@@ -50,7 +50,10 @@ describe.runIf(up)('a worker killed with SIGKILL mid-task (real processes, real 
     requireBuild();
     const others = ['research', 'editing', 'verification'].map((name) => start(['agent', name, '--bus', bus, '--sources', SOURCES]));
     writers = [0, 1].map(() =>
-      start(['agent', 'writing', '--bus', bus, '--lease', String(LEASE_MS)], { CONCORD_TEST_PAUSE_IN_HANDLER: 'writing', CONCORD_LOG_LEVEL: 'debug' }),
+      start(['agent', 'writing', '--bus', bus, '--lease', String(LEASE_MS)], {
+        CONCORD_TEST_PAUSE_IN_HANDLER: 'writing',
+        CONCORD_LOG_LEVEL: 'debug',
+      }),
     );
     await Promise.all([...others, ...writers].map((p) => p.waitFor(/agent \w+ serving on redis:\/\//)));
   });
@@ -62,12 +65,30 @@ describe.runIf(up)('a worker killed with SIGKILL mid-task (real processes, real 
     tmp.cleanup();
   });
 
-  it('redelivers the task to the other worker after its lease, and the workflow completes with the same document', { timeout: 120_000 }, async () => {
+  it('redelivers the task to the other worker after its lease, and the workflow completes with the same document', {
+    timeout: 120_000,
+  }, async () => {
     const common = ['--sources', SOURCES, '--words', '500', '--requirement', 'idempotency', '--no-progress', '--json'];
-    const run = start(['run', TOPIC, ...common, '--bus', bus, '--agents', 'remote', '--state', `sqlite:${join(tmp.dir, 'remote.db')}`, '--out', 'remote.md']);
+    const run = start([
+      'run',
+      TOPIC,
+      ...common,
+      '--bus',
+      bus,
+      '--agents',
+      'remote',
+      '--state',
+      `sqlite:${join(tmp.dir, 'remote.db')}`,
+      '--out',
+      'remote.md',
+    ]);
 
     // Whichever worker took the writing task says so from inside its handler; kill that one.
-    const victim = (await waitFor(() => writers.find((w) => /test pause in writing handling/.test(w.stderr())), 'a writing worker to be mid-task', 60_000))!;
+    const victim = (await waitFor(
+      () => writers.find((w) => /test pause in writing handling/.test(w.stderr())),
+      'a writing worker to be mid-task',
+      60_000,
+    ))!;
     const survivor = writers.find((w) => w !== victim)!;
     const taskId = /test pause in writing handling (\S+) \(pid (\d+)\)/.exec(victim.stderr())?.[1];
     expect(taskId).toBeDefined();
@@ -85,7 +106,9 @@ describe.runIf(up)('a worker killed with SIGKILL mid-task (real processes, real 
     const dlq = await runCli(['dlq', 'list', '--bus', bus, '--json'], { cwd: tmp.dir });
     expect(JSON.parse(dlq.stdout)).toEqual([]);
 
-    const local = await runCli(['run', TOPIC, ...common, '--state', `sqlite:${join(tmp.dir, 'local.db')}`, '--out', 'local.md'], { cwd: tmp.dir });
+    const local = await runCli(['run', TOPIC, ...common, '--state', `sqlite:${join(tmp.dir, 'local.db')}`, '--out', 'local.md'], {
+      cwd: tmp.dir,
+    });
     expect(local.code, local.stderr).toBe(0);
     expect(readFileSync(join(tmp.dir, 'remote.md'), 'utf8')).toBe(readFileSync(join(tmp.dir, 'local.md'), 'utf8'));
     expect(JSON.parse(result.stdout).scores).toEqual(JSON.parse(local.stdout).scores);

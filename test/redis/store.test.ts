@@ -18,9 +18,22 @@ function change(version: number, action: ChangeAction = version === 1 ? 'create'
 }
 
 /** Commits version `expected + 1` of `id` (or creates it when `expected` is null). */
-function commit(store: RedisStore, id: string, expected: number | null, content: string, historyLimit = 1000, fence?: { key: string; token: number }) {
+function commit(
+  store: RedisStore,
+  id: string,
+  expected: number | null,
+  content: string,
+  historyLimit = 1000,
+  fence?: { key: string; token: number },
+) {
   const version = (expected ?? 0) + 1;
-  return store.commitDocument({ document: record(id, version, content), change: change(version), expectedVersion: expected, historyLimit, ...(fence ? { fence } : {}) });
+  return store.commitDocument({
+    document: record(id, version, content),
+    change: change(version),
+    expectedVersion: expected,
+    historyLimit,
+    ...(fence ? { fence } : {}),
+  });
 }
 
 describe.runIf(up)('Redis state store primitives (real Redis)', () => {
@@ -106,7 +119,13 @@ describe.runIf(up)('Redis state store primitives (real Redis)', () => {
     );
     const doc = (await s.getDocument('doc-c'))!;
     expect(doc.version).toBe(writers + 1);
-    expect(doc.content.split(',').slice(1).map(Number).sort((a, b) => a - b)).toEqual(Array.from({ length: writers }, (_, i) => i));
+    expect(
+      doc.content
+        .split(',')
+        .slice(1)
+        .map(Number)
+        .sort((a, b) => a - b),
+    ).toEqual(Array.from({ length: writers }, (_, i) => i));
     expect((await s.getHistory('doc-c')).map((h) => h.version)).toEqual(Array.from({ length: writers + 1 }, (_, i) => i + 1));
   });
 
@@ -209,7 +228,22 @@ describe.runIf(up)('Redis state store primitives (real Redis)', () => {
     await commit(writer, 'doc-w', null, '1');
     await commit(writer, 'doc-w', 1, '2');
     const now = new Date();
-    await writer.commitWorkflow({ workflowId: 'wf-w', stages: ['a'], stage: null, completedStages: [], pendingStages: ['a'], qualityScores: {}, iteration: 1, data: {}, createdAt: now, updatedAt: now, revision: 0 }, null);
+    await writer.commitWorkflow(
+      {
+        workflowId: 'wf-w',
+        stages: ['a'],
+        stage: null,
+        completedStages: [],
+        pendingStages: ['a'],
+        qualityScores: {},
+        iteration: 1,
+        data: {},
+        createdAt: now,
+        updatedAt: now,
+        revision: 0,
+      },
+      null,
+    );
     await waitFor(() => seen.length >= 3, 'three events');
     expect(seen.map((e) => [e.revision, e.id, e.action])).toEqual([
       [start + 1, 'doc-w', 'create'],

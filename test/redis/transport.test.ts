@@ -281,7 +281,11 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
     await waitFor(async () => (await t.depth(q)).inFlight === 7, 'the next batches leased ahead');
     for (const l of first) expect(await consumer.ack(l)).toBe(true);
     const second = await consumer.lease(q, { leaseMs: 10_000, waitMs: 1000, max: 3 });
-    expect(second.map((l) => [l.message.payload['n'], l.message.attempt])).toEqual([[4, 1], [5, 1], [6, 1]]);
+    expect(second.map((l) => [l.message.payload['n'], l.message.attempt])).toEqual([
+      [4, 1],
+      [5, 1],
+      [6, 1],
+    ]);
     // It stops: what is left of the batches leased ahead for it (just 7) goes back as if never leased.
     consumer.forgetConsumer(q);
     await waitFor(async () => (await t.depth(q)).inFlight === 3, 'the batch taken ahead put back');
@@ -382,13 +386,17 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
     const q = 'dlq';
     await t.enqueue([entry(q, msg(q, { n: 1 })), entry(q, msg(q, { n: 2 }))]);
     const [l1, l2] = await t.lease(q, { leaseMs: 5000, waitMs: 0, max: 2 });
-    expect(await t.deadLetter({ message: l1!.message, queue: q, reason: 'max_attempts', error: 'boom', attempts: 1, deadAt: new Date() }, l1)).toBe(true);
+    expect(
+      await t.deadLetter({ message: l1!.message, queue: q, reason: 'max_attempts', error: 'boom', attempts: 1, deadAt: new Date() }, l1),
+    ).toBe(true);
     expect(await t.ack(l1!)).toBe(false);
     await t.requeue(l2!, { delayMs: 0 });
     // A lost lease stores nothing.
     expect(await t.deadLetter({ message: l2!.message, queue: q, reason: 'max_attempts', attempts: 1, deadAt: new Date() }, l2)).toBe(false);
     const lone = msg('nobody');
-    expect(await t.deadLetter({ message: lone, queue: 'nobody', reason: 'recipient_not_found', attempts: 0, deadAt: new Date() })).toBe(true);
+    expect(await t.deadLetter({ message: lone, queue: 'nobody', reason: 'recipient_not_found', attempts: 0, deadAt: new Date() })).toBe(
+      true,
+    );
     const letters = await t.listDeadLetters();
     expect(letters.map((d) => [d.message.id, d.reason])).toEqual([
       [l1!.message.id, 'max_attempts'],
@@ -463,7 +471,10 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
     expect(await owner.depth(q)).toEqual({ ready: 3, delayed: 0, inFlight: 0 });
 
     const first = await owner.lease(q, { leaseMs: 5000, waitMs: 1000, max: 2 });
-    expect(first.map((l) => [l.message.payload['n'], l.message.attempt])).toEqual([[1, 1], [2, 1]]);
+    expect(first.map((l) => [l.message.payload['n'], l.message.attempt])).toEqual([
+      [1, 1],
+      [2, 1],
+    ]);
     expect(await owner.ack(first[0]!)).toBe(true);
     expect(await owner.ack(first[0]!)).toBe(false); // once only
     expect(await owner.extendLease(first[1]!, 1000)).toBe(true);
@@ -568,7 +579,13 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(
-          fc.record({ q: fc.nat(names.length - 1), priority: fc.integer({ min: 0, max: 10 }), delayed: fc.boolean(), dedupe: fc.boolean(), required: fc.boolean() }),
+          fc.record({
+            q: fc.nat(names.length - 1),
+            priority: fc.integer({ min: 0, max: 10 }),
+            delayed: fc.boolean(),
+            dedupe: fc.boolean(),
+            required: fc.boolean(),
+          }),
           { minLength: 1, maxLength: 60 },
         ),
         async (specs) => {
@@ -589,7 +606,11 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
           for (let qi = 0; qi < names.length; qi++) {
             const mine = specs.map((s, n) => ({ ...s, n })).filter((s, n) => s.q === qi && !refused[n]);
             const depth = await t.depth(queueOf(qi));
-            expect(depth).toEqual({ ready: mine.filter((s) => !s.delayed).length, delayed: mine.filter((s) => s.delayed).length, inFlight: 0 });
+            expect(depth).toEqual({
+              ready: mine.filter((s) => !s.delayed).length,
+              delayed: mine.filter((s) => s.delayed).length,
+              inFlight: 0,
+            });
             const leased = await t.lease(queueOf(qi), { leaseMs: 5000, waitMs: 0, max: 100 });
             const expected = mine.filter((s) => !s.delayed).sort((a, b) => b.priority - a.priority || a.n - b.n);
             expect(leased.map((l) => l.message.payload['n'])).toEqual(expected.map((s) => s.n));

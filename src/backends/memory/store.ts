@@ -101,7 +101,14 @@ class FeedRing {
   }
 
   /** Appends the next revision's event; returns its revision. */
-  push(kind: ChangeEvent['kind'], id: string, version: number, action: ChangeEvent['action'], actor: string | undefined, time: number): number {
+  push(
+    kind: ChangeEvent['kind'],
+    id: string,
+    version: number,
+    action: ChangeEvent['action'],
+    actor: string | undefined,
+    time: number,
+  ): number {
     const slot = this.last % this.#capacity;
     const page = this.#pages[(slot / FEED_PAGE) | 0] ?? this.#newPage();
     const i = slot % FEED_PAGE;
@@ -205,7 +212,8 @@ export class MemoryStore implements StateStore {
     const existing = this.#documents.get(document.documentId);
     if (fence) {
       const lock = this.#locks.get(fence.key);
-      if (!lock || lock.fence !== fence.token) return { ok: false, reason: 'fenced', current: existing ? toRecord(existing, currentOf(existing)) : null };
+      if (!lock || lock.fence !== fence.token)
+        return { ok: false, reason: 'fenced', current: existing ? toRecord(existing, currentOf(existing)) : null };
     }
     if (expectedVersion === null) {
       if (existing) return { ok: false, reason: 'exists', current: toRecord(existing, currentOf(existing)) };
@@ -291,7 +299,14 @@ export class MemoryStore implements StateStore {
     const revision = (expectedRevision ?? 0) + 1;
     const stored = { ...structuredClone(workflow), revision };
     this.#workflows.set(workflow.workflowId, stored);
-    this.#append('workflow', workflow.workflowId, revision, expectedRevision === null ? 'workflow_create' : 'workflow_update', undefined, stored.updatedAt.getTime());
+    this.#append(
+      'workflow',
+      workflow.workflowId,
+      revision,
+      expectedRevision === null ? 'workflow_create' : 'workflow_update',
+      undefined,
+      stored.updatedAt.getTime(),
+    );
     return { ok: true, revision };
   }
 
@@ -378,7 +393,14 @@ export class MemoryStore implements StateStore {
     if (this.#closed) throw new ClosedError('memory store');
   }
 
-  #append(kind: ChangeEvent['kind'], id: string, version: number, action: ChangeEvent['action'], actor: string | undefined, time: number): number {
+  #append(
+    kind: ChangeEvent['kind'],
+    id: string,
+    version: number,
+    action: ChangeEvent['action'],
+    actor: string | undefined,
+    time: number,
+  ): number {
     const revision = this.#feed.push(kind, id, version, action, actor, time);
     if (this.#fanout.size > 0) this.#fanout.deliverFresh(this.#feed.event(revision));
     return revision;

@@ -155,7 +155,14 @@ export class RedisStore implements StateStore {
         change.timestamp.getTime(),
         this.#p + 'wake',
         document.updatedAt.getTime(),
-        JSON.stringify({ k: 'document', i: document.documentId, v: document.version, a: change.action, u: change.actor, t: change.timestamp.getTime() }),
+        JSON.stringify({
+          k: 'document',
+          i: document.documentId,
+          v: document.version,
+          a: change.action,
+          u: change.actor,
+          t: change.timestamp.getTime(),
+        }),
       ],
     )) as [string, unknown];
     const [status, detail] = raw;
@@ -287,7 +294,13 @@ export class RedisStore implements StateStore {
     while (out.length < max) {
       const count = Math.min(FEED_PAGE, max - out.length);
       const entries = await this.#call('changesSince', (c) => c.xrangeBuffer(this.#p + 'feed', `${after + 1}-0`, '+', 'COUNT', count));
-      for (const [id, fields] of entries) out.push(decodeEvent(id.toString(), fields.map((f) => readText(f))));
+      for (const [id, fields] of entries)
+        out.push(
+          decodeEvent(
+            id.toString(),
+            fields.map((f) => readText(f)),
+          ),
+        );
       const last = out[out.length - 1];
       if (entries.length < count || !last) break;
       after = last.revision;
@@ -487,8 +500,22 @@ function encodeRecord(r: DocumentRecord): string {
 }
 
 function decodeRecord(json: string): DocumentRecord {
-  const o = JSON.parse(json) as { documentId: string; version: number; content: string; metadata: Record<string, unknown>; createdAt: number; updatedAt: number };
-  return { documentId: o.documentId, version: o.version, content: o.content, metadata: o.metadata, createdAt: new Date(o.createdAt), updatedAt: new Date(o.updatedAt) };
+  const o = JSON.parse(json) as {
+    documentId: string;
+    version: number;
+    content: string;
+    metadata: Record<string, unknown>;
+    createdAt: number;
+    updatedAt: number;
+  };
+  return {
+    documentId: o.documentId,
+    version: o.version,
+    content: o.content,
+    metadata: o.metadata,
+    createdAt: new Date(o.createdAt),
+    updatedAt: new Date(o.updatedAt),
+  };
 }
 
 function encodeChange(c: StateChange): string {

@@ -157,10 +157,12 @@ export class RedisTransport implements Transport {
   /** Connects the command connection; `TransportError` naming the URL when Redis is unreachable. Idempotent. */
   connect(): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('redis transport'));
-    this.#connecting ??= connectClient(this.#cmd, this.#config).then(() => ensureProtocol(this.#cmd, this.#config)).catch((err: unknown) => {
-      this.#connecting = undefined;
-      throw err;
-    });
+    this.#connecting ??= connectClient(this.#cmd, this.#config)
+      .then(() => ensureProtocol(this.#cmd, this.#config))
+      .catch((err: unknown) => {
+        this.#connecting = undefined;
+        throw err;
+      });
     return this.#connecting;
   }
 

@@ -83,8 +83,15 @@ export function registerAgentCommand(program: Command): void {
   )
     .option('--state <url>', 'state store handed to the agent as ctx.state (optional)')
     .option('--sources <dir>', 'sources directory (research and verification read it; default: the bundled samples)')
-    .option('--model <name>', 'writing and editing: work through this chat model (see `concord run --help`; default: offline, or $CONCORD_MODEL)')
-    .option('--lease <ms>', 'how long this worker owns a message before another worker may take it over (default 60000)', integer('--lease', 100, 86_400_000))
+    .option(
+      '--model <name>',
+      'writing and editing: work through this chat model (see `concord run --help`; default: offline, or $CONCORD_MODEL)',
+    )
+    .option(
+      '--lease <ms>',
+      'how long this worker owns a message before another worker may take it over (default 60000)',
+      integer('--lease', 100, 86_400_000),
+    )
     .action(async (name: string, flags: AgentFlags) => {
       if (!AGENT_NAMES.includes(name)) {
         throw new ValidationError(`unknown agent \`${name}\`: expected one of ${AGENT_NAMES.join(', ')}`, { field: 'name' });

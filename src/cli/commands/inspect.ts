@@ -105,7 +105,8 @@ export function registerInspectCommands(program: Command): void {
       out(`\n${history.length} version${history.length === 1 ? '' : 's'} by ${actors.join(', ')}`);
       // A full page may have older versions before it: say how to get them.
       const first = history[0]?.version;
-      if (history.length === limit && first !== undefined && first > 1) out(`older versions: concord history ${documentId} --before ${first}`);
+      if (history.length === limit && first !== undefined && first > 1)
+        out(`older versions: concord history ${documentId} --before ${first}`);
     });
   });
 
@@ -120,7 +121,9 @@ export function registerInspectCommands(program: Command): void {
   ).action(async (documentId: string, flags: StateFlags & { version?: number }) => {
     await withOpenState(flags, async ({ state, store }) => {
       const doc =
-        flags.version !== undefined ? await state.getDocumentAtVersion(documentId, flags.version) : await state.getDocumentState(documentId);
+        flags.version !== undefined
+          ? await state.getDocumentAtVersion(documentId, flags.version)
+          : await state.getDocumentState(documentId);
       if (!doc) throw new DocumentNotFoundError(documentId);
       const verdict = await verdictFor(store, documentId, flags.version);
       if (flags.json) out(json({ ...doc, verification: verdict ?? null }));
@@ -161,105 +164,114 @@ export function registerInspectCommands(program: Command): void {
     });
   });
 
-  withJson(
-    withState(program.command('workflows').description('list workflows: status, stage, iteration, scores')),
-  ).action(async (flags: StateFlags) => {
-    await withOpenState(flags, async ({ store }) => {
-      const workflows = (await store.listWorkflows()).sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime());
-      if (flags.json) {
+  withJson(withState(program.command('workflows').description('list workflows: status, stage, iteration, scores'))).action(
+    async (flags: StateFlags) => {
+      await withOpenState(flags, async ({ store }) => {
+        const workflows = (await store.listWorkflows()).sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime());
+        if (flags.json) {
+          out(
+            json(
+              workflows.map((wf) => {
+                const d = orchestratorData(wf);
+                return {
+                  workflowId: wf.workflowId,
+                  status: d.status ?? null,
+                  stage: wf.stage,
+                  iteration: d.iteration ?? wf.iteration,
+                  completedStages: wf.completedStages,
+                  pendingStages: wf.pendingStages,
+                  qualityScores: wf.qualityScores,
+                  documentId: d.documentId ?? null,
+                  topic: d.topic ?? null,
+                  accepted: d.accepted ?? null,
+                  judgements: d.judgements ?? [],
+                  stopped: d.stopped ?? null,
+                  error: d.error ?? null,
+                  createdAt: wf.createdAt,
+                  updatedAt: wf.updatedAt,
+                };
+              }),
+            ),
+          );
+          return;
+        }
+        if (workflows.length === 0) {
+          out('no workflows yet (start one with `concord demo` or `concord run`)');
+          return;
+        }
         out(
-          json(
+          table(
+            ['WORKFLOW', 'STATUS', 'STAGE', 'ITERATION', 'THRESHOLD', 'PROBLEMS', 'SCORES', 'DOCUMENT', 'UPDATED'],
             workflows.map((wf) => {
               const d = orchestratorData(wf);
-              return {
-                workflowId: wf.workflowId,
-                status: d.status ?? null,
-                stage: wf.stage,
-                iteration: d.iteration ?? wf.iteration,
-                completedStages: wf.completedStages,
-                pendingStages: wf.pendingStages,
-                qualityScores: wf.qualityScores,
-                documentId: d.documentId ?? null,
-                topic: d.topic ?? null,
-                accepted: d.accepted ?? null,
-                judgements: d.judgements ?? [],
-                stopped: d.stopped ?? null,
-                error: d.error ?? null,
-                createdAt: wf.createdAt,
-                updatedAt: wf.updatedAt,
-              };
+              const stage = wf.stage === null ? '-' : `${wf.stage}${wf.completedStages.includes(wf.stage) ? '' : ' (in progress)'}`;
+              return [
+                wf.workflowId,
+                d.status ?? '-',
+                d.status === 'completed' ? 'done' : stage,
+                String(d.iteration ?? wf.iteration),
+                thresholdCell(d),
+                problemsCell(d),
+                scores(wf.qualityScores, wf.stages),
+                d.documentId ?? '-',
+                timestamp(wf.updatedAt),
+              ];
             }),
           ),
         );
-        return;
-      }
-      if (workflows.length === 0) {
-        out('no workflows yet (start one with `concord demo` or `concord run`)');
-        return;
-      }
-      out(
-        table(
-          ['WORKFLOW', 'STATUS', 'STAGE', 'ITERATION', 'THRESHOLD', 'PROBLEMS', 'SCORES', 'DOCUMENT', 'UPDATED'],
-          workflows.map((wf) => {
-            const d = orchestratorData(wf);
-            const stage = wf.stage === null ? '-' : `${wf.stage}${wf.completedStages.includes(wf.stage) ? '' : ' (in progress)'}`;
-            return [
-              wf.workflowId,
-              d.status ?? '-',
-              d.status === 'completed' ? 'done' : stage,
-              String(d.iteration ?? wf.iteration),
-              thresholdCell(d),
-              problemsCell(d),
-              scores(wf.qualityScores, wf.stages),
-              d.documentId ?? '-',
-              timestamp(wf.updatedAt),
-            ];
-          }),
-        ),
-      );
-      // What was wrong, where verification found something: the latest verdict of each such run.
-      for (const wf of workflows) {
-        const last = orchestratorData(wf).judgements?.at(-1);
-        if (last && last.problems.length > 0) out(`\n${wf.workflowId}: ${verdictLines(last).join('\n')}`);
-      }
-    });
-  });
+        // What was wrong, where verification found something: the latest verdict of each such run.
+        for (const wf of workflows) {
+          const last = orchestratorData(wf).judgements?.at(-1);
+          if (last && last.problems.length > 0) out(`\n${wf.workflowId}: ${verdictLines(last).join('\n')}`);
+        }
+      });
+    },
+  );
 
-  withJson(
-    withState(program.command('stats').description('state metrics: documents, versions, workflows by status')),
-  ).action(async (flags: StateFlags) => {
-    await withOpenState(flags, async ({ url, state, store }) => {
-      const metrics = await state.refreshMetrics();
-      const workflows = await store.listWorkflows();
-      const byStatus: Record<string, number> = {};
-      for (const wf of workflows) {
-        const status = orchestratorData(wf).status ?? 'other';
-        byStatus[status] = (byStatus[status] ?? 0) + 1;
-      }
-      const documents = await store.listDocuments();
-      const stats = {
-        state: url,
-        documents: metrics.activeDocuments,
-        workflows: metrics.activeWorkflows,
-        workflowsByStatus: byStatus,
-        totalStateChanges: metrics.totalStateChanges,
-        averageDocumentVersion: metrics.averageDocumentVersion,
-        latestDocument: documents.sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime())[0]?.documentId ?? null,
-      };
-      if (flags.json) {
-        out(json(stats));
-        return;
-      }
-      const rows: Array<[string, string]> = [
-        ['state', url],
-        ['documents', String(stats.documents)],
-        ['workflows', `${stats.workflows}${workflows.length ? ` (${Object.entries(byStatus).map(([k, v]) => `${v} ${k}`).join(', ')})` : ''}`],
-        ['state changes', String(stats.totalStateChanges)],
-        ['average document version', stats.averageDocumentVersion.toFixed(1)],
-        ...(stats.latestDocument ? [['latest document', stats.latestDocument] as [string, string]] : []),
-      ];
-      const width = Math.max(...rows.map(([k]) => k.length));
-      out(rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n'));
-    });
-  });
+  withJson(withState(program.command('stats').description('state metrics: documents, versions, workflows by status'))).action(
+    async (flags: StateFlags) => {
+      await withOpenState(flags, async ({ url, state, store }) => {
+        const metrics = await state.refreshMetrics();
+        const workflows = await store.listWorkflows();
+        const byStatus: Record<string, number> = {};
+        for (const wf of workflows) {
+          const status = orchestratorData(wf).status ?? 'other';
+          byStatus[status] = (byStatus[status] ?? 0) + 1;
+        }
+        const documents = await store.listDocuments();
+        const stats = {
+          state: url,
+          documents: metrics.activeDocuments,
+          workflows: metrics.activeWorkflows,
+          workflowsByStatus: byStatus,
+          totalStateChanges: metrics.totalStateChanges,
+          averageDocumentVersion: metrics.averageDocumentVersion,
+          latestDocument: documents.sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime())[0]?.documentId ?? null,
+        };
+        if (flags.json) {
+          out(json(stats));
+          return;
+        }
+        const rows: Array<[string, string]> = [
+          ['state', url],
+          ['documents', String(stats.documents)],
+          [
+            'workflows',
+            `${stats.workflows}${
+              workflows.length
+                ? ` (${Object.entries(byStatus)
+                    .map(([k, v]) => `${v} ${k}`)
+                    .join(', ')})`
+                : ''
+            }`,
+          ],
+          ['state changes', String(stats.totalStateChanges)],
+          ['average document version', stats.averageDocumentVersion.toFixed(1)],
+          ...(stats.latestDocument ? [['latest document', stats.latestDocument] as [string, string]] : []),
+        ];
+        const width = Math.max(...rows.map(([k]) => k.length));
+        out(rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n'));
+      });
+    },
+  );
 }

@@ -56,11 +56,21 @@ export function registerMcpCommand(program: Command): void {
   withState(
     program
       .command('mcp')
-      .description('serve an MCP server through which an LLM client acts as an agent on a shared bus (stdio, or Streamable HTTP with --http)')
+      .description(
+        'serve an MCP server through which an LLM client acts as an agent on a shared bus (stdio, or Streamable HTTP with --http)',
+      )
       .requiredOption('--agent <name>', 'the agent name the client acts as (its queue, and the sender of what it sends)')
       .option('--bus <url>', 'shared message bus, e.g. redis://127.0.0.1:6379/0?namespace=app (or $CONCORD_BUS)')
-      .option('--http <port>', 'serve Streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio (0: any free port)', integer('--http', 0, 65_535))
-      .option('--lease <ms>', 'default lease of a received message before it is delivered again (default 60000)', integer('--lease', 100, 86_400_000)),
+      .option(
+        '--http <port>',
+        'serve Streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio (0: any free port)',
+        integer('--http', 0, 65_535),
+      )
+      .option(
+        '--lease <ms>',
+        'default lease of a received message before it is delivered again (default 60000)',
+        integer('--lease', 100, 86_400_000),
+      ),
   ).action(async (flags: McpFlags) => {
     const agent = validateAgentName(flags.agent);
     const busAt = busUrl(flags.bus);

@@ -10,7 +10,20 @@ import { modelConfigFromEnv, parseModelConfig, type ModelConfig } from '../../ag
 import { createProgress, describe, type ProgressDisplay } from '../progress.js';
 import { json, score, scores, shellQuote } from '../format.js';
 import { collect, fraction, integer, withBus, withState } from '../options.js';
-import { busUrl, checkBusUrl, cliCommand, cliLogger, isSharedBus, openBus, openState, samplesDir, stateUrl, DEFAULT_STATE_URL, type OpenBus, type OpenState } from '../runtime.js';
+import {
+  busUrl,
+  checkBusUrl,
+  cliCommand,
+  cliLogger,
+  isSharedBus,
+  openBus,
+  openState,
+  samplesDir,
+  stateUrl,
+  DEFAULT_STATE_URL,
+  type OpenBus,
+  type OpenState,
+} from '../runtime.js';
 import { AGENT_NAMES, registerDocumentAgents, skipWarning } from '../agents.js';
 
 /** The topic `concord demo` writes about. */
@@ -79,11 +92,15 @@ function statIfAny(path: string): Stats | undefined {
 
 /** A file the document may be written to (new, or an existing regular file): its absolute path. */
 function checkOut(file: string, what = '--out'): string {
-  if (file.trim() === '' || file.includes('\0')) throw new ValidationError(`${what} must be a file path, got ${JSON.stringify(file)}`, { field: 'out' });
+  if (file.trim() === '' || file.includes('\0'))
+    throw new ValidationError(`${what} must be a file path, got ${JSON.stringify(file)}`, { field: 'out' });
   const abs = resolve(file);
   const existing = statIfAny(abs);
   if (existing && !existing.isFile()) {
-    throw new ValidationError(`${what}: ${file} exists and is not a regular file (a directory, device or socket); the document is written to a file`, { field: 'out' });
+    throw new ValidationError(
+      `${what}: ${file} exists and is not a regular file (a directory, device or socket); the document is written to a file`,
+      { field: 'out' },
+    );
   }
   const parent = statIfAny(dirname(abs));
   if (parent && !parent.isDirectory()) throw new ValidationError(`${what}: ${dirname(abs)} is not a directory`, { field: 'out' });
@@ -94,12 +111,21 @@ function checkOut(file: string, what = '--out'): string {
  * A value a run recorded in its workflow data, checked as the run checked it: a recorded path
  * is absolute (the run recorded it resolved), a recorded bus is one the run would record.
  */
-async function recorded(workflowId: string, input: Record<string, unknown>, key: 'sourcesDir' | 'out' | 'bus' | 'maxIterations' | 'threshold', flag?: string): Promise<unknown> {
+async function recorded(
+  workflowId: string,
+  input: Record<string, unknown>,
+  key: 'sourcesDir' | 'out' | 'bus' | 'maxIterations' | 'threshold',
+  flag?: string,
+): Promise<unknown> {
   const value = input[key];
   const what = `workflow ${workflowId} recorded ${key}`;
   const refuse = (expected: string): never => {
-    const shown = typeof value === 'string' ? JSON.stringify(key === 'bus' ? redactUrl(value) : value) : (JSON.stringify(value) ?? String(value));
-    throw new ValidationError(`${what} ${shown} is not ${expected}: was the workflow record edited?${flag ? ` Pass ${flag} to choose` : ''}`, { field: key });
+    const shown =
+      typeof value === 'string' ? JSON.stringify(key === 'bus' ? redactUrl(value) : value) : (JSON.stringify(value) ?? String(value));
+    throw new ValidationError(
+      `${what} ${shown} is not ${expected}: was the workflow record edited?${flag ? ` Pass ${flag} to choose` : ''}`,
+      { field: key },
+    );
   };
   switch (key) {
     case 'sourcesDir':
@@ -150,7 +176,12 @@ interface Session {
   close(): Promise<void>;
 }
 
-async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxIterations: number, model: ModelConfig | undefined): Promise<Session> {
+async function openSession(
+  flags: RunFlags,
+  sourcesDir: string | undefined,
+  maxIterations: number,
+  model: ModelConfig | undefined,
+): Promise<Session> {
   const stateAt = stateUrl(flags.state);
   const busAt = await checkBusUrl(busUrl(flags.bus), '--bus');
   const remote = flags.agents === 'remote';
@@ -193,12 +224,15 @@ async function openSession(flags: RunFlags, sourcesDir: string | undefined, maxI
     await state.close().catch(() => {});
     throw err;
   }
-  progress = flags.progress === false ? undefined : createProgress({
-    stream: process.stderr,
-    messages: () => bus.bus.metrics().messagesSent,
-    maxIterations,
-    ...(model ? { model: modelLabel(model) } : {}),
-  });
+  progress =
+    flags.progress === false
+      ? undefined
+      : createProgress({
+          stream: process.stderr,
+          messages: () => bus.bus.metrics().messagesSent,
+          maxIterations,
+          ...(model ? { model: modelLabel(model) } : {}),
+        });
   let closed = false;
   return {
     state,
@@ -223,7 +257,9 @@ function onInterrupt(session: Session, workflowId: () => string | undefined): ()
   const handler = (signal: NodeJS.Signals) => {
     session.progress?.stop();
     const id = workflowId();
-    process.stderr.write(`concord: interrupted (${signal})${id ? `; continue with: ${cliAfter(`resume ${id}`, session.state.url)}` : ''}\n`);
+    process.stderr.write(
+      `concord: interrupted (${signal})${id ? `; continue with: ${cliAfter(`resume ${id}`, session.state.url)}` : ''}\n`,
+    );
     const exit = () => process.exit(signal === 'SIGINT' ? 130 : 143);
     // Hand back the run lease so `resume` can start at once (a crash would make it wait for
     // the lease to run out); never let a slow store hold the exit up for long.
@@ -294,7 +330,11 @@ function report(
   const lines = [
     '',
     `Document written to ${out ? showPath(out) : '(not written)'}`,
-    ...(outcome.accepted ? [] : [`Note: the document stayed below the verification threshold after ${outcome.iterations} round${outcome.iterations === 1 ? '' : 's'}.`]),
+    ...(outcome.accepted
+      ? []
+      : [
+          `Note: the document stayed below the verification threshold after ${outcome.iterations} round${outcome.iterations === 1 ? '' : 's'}.`,
+        ]),
     `  topic      ${data.topic}`,
     `  quality    verification ${againstThreshold(outcome.scores['verification'], threshold)}` +
       (threshold !== undefined ? ` (threshold ${score(threshold)}: ${outcome.accepted ? 'met' : 'NOT met'})` : '') +
@@ -312,7 +352,9 @@ function report(
     lines.push(
       `See its history:  ${cliAfter(`history ${outcome.documentId}`, stateAt)}`,
       `Read a version:   ${cliAfter(`show ${outcome.documentId} --version ${firstDraft}`, stateAt)}`,
-      ...(options.diff ? [`Compare versions: ${cliAfter(`diff ${outcome.documentId} ${options.diff[0]} ${options.diff[1]}`, stateAt)}`] : []),
+      ...(options.diff
+        ? [`Compare versions: ${cliAfter(`diff ${outcome.documentId} ${options.diff[0]} ${options.diff[1]}`, stateAt)}`]
+        : []),
       '',
     );
   }
@@ -336,7 +378,9 @@ function report(
 export function problemLines(data: WorkflowOutcome['data'], max = 10): string[] {
   const last = data.judgements?.at(-1);
   if (!last) return [];
-  const out = [`Problems verification found in version ${last.draftVersion} (score ${last.score.toFixed(2)}, threshold ${last.threshold.toFixed(2)}):`];
+  const out = [
+    `Problems verification found in version ${last.draftVersion} (score ${last.score.toFixed(2)}, threshold ${last.threshold.toFixed(2)}):`,
+  ];
   for (const p of last.problems.slice(0, max)) {
     const o = (p ?? {}) as { kind?: string; message?: string };
     out.push(`  - ${o.kind ?? 'problem'}: ${o.message ?? JSON.stringify(p)}`);
@@ -375,7 +419,9 @@ function documentPipelineThreshold(data: WorkflowOutcome['data']): number | unde
 
 async function execute(
   given: RunFlags,
-  start: { topic: string; sourcesDir: string | undefined; words: number; requirements: string[]; out: string | undefined; demo?: boolean } | { resume: string },
+  start:
+    | { topic: string; sourcesDir: string | undefined; words: number; requirements: string[]; out: string | undefined; demo?: boolean }
+    | { resume: string },
 ): Promise<number> {
   let flags = given;
   const stateAt = stateUrl(flags.state);
@@ -397,10 +443,12 @@ async function execute(
       }
       // Flags given now win; what the run recorded is checked as the run checked it (see `recorded`).
       const id = start.resume;
-      if (flags.maxIterations === undefined && input['maxIterations'] !== undefined) maxIterations = (await recorded(id, input, 'maxIterations')) as number;
+      if (flags.maxIterations === undefined && input['maxIterations'] !== undefined)
+        maxIterations = (await recorded(id, input, 'maxIterations')) as number;
       if (flags.threshold === undefined && input['threshold'] !== undefined) threshold = (await recorded(id, input, 'threshold')) as number;
       if (flags.sources) sourcesDir = checkSources(flags.sources);
-      else if (input['sourcesDir'] !== undefined && input['sourcesDir'] !== null) sourcesDir = (await recorded(id, input, 'sourcesDir', '--sources')) as string;
+      else if (input['sourcesDir'] !== undefined && input['sourcesDir'] !== null)
+        sourcesDir = (await recorded(id, input, 'sourcesDir', '--sources')) as string;
       if (flags.out) out = checkOut(flags.out);
       else if (input['out'] !== undefined) out = (await recorded(id, input, 'out', '--out')) as string;
       // A run written by a model goes on with it (the endpoint and key come from the environment again).
@@ -420,7 +468,10 @@ async function execute(
   const model = modelConfigFromEnv(flags.model ?? recordedModel);
   if (model) parseModelConfig(model);
   if (model && flags.agents === 'remote') {
-    throw new ValidationError('--model applies to agents in this process; with --agents remote, start the agents with `concord agent writing --model NAME`', { field: 'model' });
+    throw new ValidationError(
+      '--model applies to agents in this process; with --agents remote, start the agents with `concord agent writing --model NAME`',
+      { field: 'model' },
+    );
   }
   const session = await openSession(flags, sourcesDir, maxIterations, model);
   let workflowId: string | undefined = 'resume' in start ? start.resume : undefined;
@@ -434,7 +485,8 @@ async function execute(
         if (event.type === 'workflow_started') workflowId = event.workflowId;
         session.progress?.handle(event);
         const line = describe(event, maxIterations);
-        if (line) (event.type === 'workflow_failed' || event.type === 'stage_retry' ? log.warn : log.info).call(log, { event: event.type }, line);
+        if (line)
+          (event.type === 'workflow_failed' || event.type === 'stage_retry' ? log.warn : log.info).call(log, { event: event.type }, line);
       },
       hooks: testHooks(),
       ...(flags.lease ? { lease: { ttlMs: flags.lease } } : {}),
@@ -494,8 +546,10 @@ export function registerRunCommands(program: Command): void {
   const addRunOptions = (cmd: Command) =>
     withBus(withState(cmd))
       .addOption(
-        new Option('--agents <where>', 'local (default): the four agents run in this process; remote: they serve on --bus (concord agent NAME); resume keeps what the run used')
-          .choices(['local', 'remote']),
+        new Option(
+          '--agents <where>',
+          'local (default): the four agents run in this process; remote: they serve on --bus (concord agent NAME); resume keeps what the run used',
+        ).choices(['local', 'remote']),
       )
       .option('--timeout <ms>', 'how long each agent may take to answer', integer('--timeout', 100, 3_600_000))
       .option(

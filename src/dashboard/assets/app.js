@@ -22,8 +22,16 @@ async function api(path, options = {}) {
   return body;
 }
 
-const time = (iso) => new Date(iso).toLocaleTimeString([], { hour12: false }) + '.' + String(new Date(iso).getMilliseconds()).padStart(3, '0');
-const age = (ms) => (ms === null || ms === undefined ? '–' : ms < 1000 ? `${ms} ms` : ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 60_000)} min`);
+const time = (iso) =>
+  new Date(iso).toLocaleTimeString([], { hour12: false }) + '.' + String(new Date(iso).getMilliseconds()).padStart(3, '0');
+const age = (ms) =>
+  ms === null || ms === undefined
+    ? '–'
+    : ms < 1000
+      ? `${ms} ms`
+      : ms < 60_000
+        ? `${(ms / 1000).toFixed(1)} s`
+        : `${Math.round(ms / 60_000)} min`;
 const short = (id) => (id ? String(id).slice(-8) : '');
 const typeTag = (t) => h('span', { class: `type type-${t}` }, t);
 
@@ -41,7 +49,14 @@ function show(name) {
 }
 
 function refresh(name = view) {
-  const loaders = { agents: loadAgents, timeline: renderTimeline, leases: loadLeases, 'dead-letters': loadDeadLetters, documents: loadDocuments, workflows: loadWorkflows };
+  const loaders = {
+    agents: loadAgents,
+    timeline: renderTimeline,
+    leases: loadLeases,
+    'dead-letters': loadDeadLetters,
+    documents: loadDocuments,
+    workflows: loadWorkflows,
+  };
   loaders[name]?.().catch((err) => console.error(err));
 }
 
@@ -56,7 +71,14 @@ async function loadAgents() {
     ...o.queues.map((q) =>
       h(
         'tr',
-        { 'data-agent': q.name, onclick: () => { filters.agent = q.name; $('#filters [name=agent]').value = q.name; show('timeline'); } },
+        {
+          'data-agent': q.name,
+          onclick: () => {
+            filters.agent = q.name;
+            $('#filters [name=agent]').value = q.name;
+            show('timeline');
+          },
+        },
         h('td', {}, q.name),
         h('td', {}, q.ready),
         h('td', {}, q.delayed),
@@ -74,7 +96,11 @@ async function loadAgents() {
 // ------------------------------------------------------------------------------ timeline
 
 function matches(m) {
-  return (!filters.agent || m.sender === filters.agent || m.recipient === filters.agent) && (!filters.type || m.type === filters.type) && (!filters.correlationId || m.correlationId === filters.correlationId);
+  return (
+    (!filters.agent || m.sender === filters.agent || m.recipient === filters.agent) &&
+    (!filters.type || m.type === filters.type) &&
+    (!filters.correlationId || m.correlationId === filters.correlationId)
+  );
 }
 
 function messageRow(m) {
@@ -86,7 +112,23 @@ function messageRow(m) {
     h('td', {}, `${m.sender} → ${m.recipient || '(topic)'}`),
     h('td', {}, m.priority),
     h('td', {}, m.attempt),
-    h('td', {}, m.correlationId ? h('a', { class: 'mono correlation', onclick: (e) => { e.stopPropagation(); showConversation(m.correlationId); } }, short(m.correlationId)) : ''),
+    h(
+      'td',
+      {},
+      m.correlationId
+        ? h(
+            'a',
+            {
+              class: 'mono correlation',
+              onclick: (e) => {
+                e.stopPropagation();
+                showConversation(m.correlationId);
+              },
+            },
+            short(m.correlationId),
+          )
+        : '',
+    ),
     h('td', { class: 'mono' }, short(m.traceId)),
   );
 }
@@ -101,7 +143,10 @@ async function renderTimeline() {
 }
 
 function showMessage(m) {
-  $('#detail').replaceChildren(h('h3', {}, `${m.type} ${m.sender} → ${m.recipient || '(topic)'}`), h('pre', { id: 'message-json' }, JSON.stringify(m, null, 2)));
+  $('#detail').replaceChildren(
+    h('h3', {}, `${m.type} ${m.sender} → ${m.recipient || '(topic)'}`),
+    h('pre', { id: 'message-json' }, JSON.stringify(m, null, 2)),
+  );
 }
 
 async function showConversation(id) {
@@ -117,10 +162,27 @@ async function showConversation(id) {
         h(
           'div',
           {},
-          h('span', { class: 'who' }, m.sender), ' → ', h('span', { class: 'who' }, m.recipient || '(topic)'), ' ', typeTag(m.type),
+          h('span', { class: 'who' }, m.sender),
+          ' → ',
+          h('span', { class: 'who' }, m.recipient || '(topic)'),
+          ' ',
+          typeTag(m.type),
           ` attempt ${m.attempt}`,
-          row.deadLetter ? h('div', { class: 'dead' }, `dead letter: ${row.deadLetter.reason} after ${row.deadLetter.attempts} attempts — ${row.deadLetter.error ?? ''}`) : null,
-          row.versions.length ? h('div', { class: 'muted' }, 'wrote ', row.versions.map((v) => h('a', { onclick: () => openDocument(v.id, v.version) }, `${v.id}@${v.version} (${v.action}) `))) : null,
+          row.deadLetter
+            ? h(
+                'div',
+                { class: 'dead' },
+                `dead letter: ${row.deadLetter.reason} after ${row.deadLetter.attempts} attempts — ${row.deadLetter.error ?? ''}`,
+              )
+            : null,
+          row.versions.length
+            ? h(
+                'div',
+                { class: 'muted' },
+                'wrote ',
+                row.versions.map((v) => h('a', { onclick: () => openDocument(v.id, v.version) }, `${v.id}@${v.version} (${v.action}) `)),
+              )
+            : null,
         ),
       ),
     );
@@ -134,9 +196,27 @@ async function loadLeases() {
   const { supported, leases } = await api('/api/leases');
   const body = $('#leases tbody');
   body.replaceChildren(
-    ...leases.map((l) => h('tr', {}, h('td', {}, l.queue), h('td', { class: 'mono' }, short(l.message.id)), h('td', {}, typeTag(l.message.type)), h('td', {}, l.attempt), h('td', { class: 'mono' }, l.token), h('td', {}, age(Math.max(0, l.expiresInMs))))),
+    ...leases.map((l) =>
+      h(
+        'tr',
+        {},
+        h('td', {}, l.queue),
+        h('td', { class: 'mono' }, short(l.message.id)),
+        h('td', {}, typeTag(l.message.type)),
+        h('td', {}, l.attempt),
+        h('td', { class: 'mono' }, l.token),
+        h('td', {}, age(Math.max(0, l.expiresInMs))),
+      ),
+    ),
   );
-  if (leases.length === 0) body.append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, supported ? 'no message is leased right now' : 'this transport cannot list its leases')));
+  if (leases.length === 0)
+    body.append(
+      h(
+        'tr',
+        {},
+        h('td', { colspan: 6, class: 'muted' }, supported ? 'no message is leased right now' : 'this transport cannot list its leases'),
+      ),
+    );
 }
 
 // ------------------------------------------------------------------------------ dead letters
@@ -176,7 +256,10 @@ async function loadDeadLetters() {
     ...letters.map((l) =>
       h(
         'tr',
-        { 'data-id': l.message.id, onclick: () => $('#letter').replaceChildren(h('h3', {}, `Dead letter ${l.message.id}`), h('pre', {}, JSON.stringify(l, null, 2))) },
+        {
+          'data-id': l.message.id,
+          onclick: () => $('#letter').replaceChildren(h('h3', {}, `Dead letter ${l.message.id}`), h('pre', {}, JSON.stringify(l, null, 2))),
+        },
         h('td', { class: 'mono' }, short(l.message.id)),
         h('td', {}, l.queue),
         h('td', {}, typeTag(l.message.type)),
@@ -184,13 +267,25 @@ async function loadDeadLetters() {
         h('td', {}, l.attempts),
         h('td', { class: 'mono' }, time(l.deadAt)),
         h('td', {}, (l.error ?? '').split('\n')[0].slice(0, 120)),
-        h('td', {}, h('button', {
-          class: 'redrive',
-          onclick: async (e) => {
-            e.stopPropagation();
-            if (await confirmAction(`Put message ${l.message.id} back on queue ${l.queue}?`)) await act(`/api/dead-letters/${encodeURIComponent(l.message.id)}/redrive`, (r) => `redrove ${r.redriven.id} to ${r.redriven.recipient}`);
-          },
-        }, 'Redrive…')),
+        h(
+          'td',
+          {},
+          h(
+            'button',
+            {
+              class: 'redrive',
+              onclick: async (e) => {
+                e.stopPropagation();
+                if (await confirmAction(`Put message ${l.message.id} back on queue ${l.queue}?`))
+                  await act(
+                    `/api/dead-letters/${encodeURIComponent(l.message.id)}/redrive`,
+                    (r) => `redrove ${r.redriven.id} to ${r.redriven.recipient}`,
+                  );
+              },
+            },
+            'Redrive…',
+          ),
+        ),
       ),
     ),
   );
@@ -202,19 +297,46 @@ async function loadDeadLetters() {
 async function loadDocuments() {
   const docs = await api('/api/documents');
   $('#documents tbody').replaceChildren(
-    ...docs.map((d) => h('tr', { 'data-id': d.documentId, onclick: () => openDocument(d.documentId) }, h('td', {}, d.documentId), h('td', {}, d.version), h('td', { class: 'mono' }, time(d.updatedAt)))),
+    ...docs.map((d) =>
+      h(
+        'tr',
+        { 'data-id': d.documentId, onclick: () => openDocument(d.documentId) },
+        h('td', {}, d.documentId),
+        h('td', {}, d.version),
+        h('td', { class: 'mono' }, time(d.updatedAt)),
+      ),
+    ),
   );
 }
 
 function diffView(text) {
-  return h('pre', { class: 'diff', id: 'diff' }, text === '' ? 'the two versions have the same content' : text.split('\n').map((line) => h('span', { class: line.startsWith('@@') ? 'hunk' : line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : '' }, line + '\n')));
+  return h(
+    'pre',
+    { class: 'diff', id: 'diff' },
+    text === ''
+      ? 'the two versions have the same content'
+      : text
+          .split('\n')
+          .map((line) =>
+            h(
+              'span',
+              { class: line.startsWith('@@') ? 'hunk' : line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : '' },
+              line + '\n',
+            ),
+          ),
+  );
 }
 
 async function openDocument(id, version) {
   if (view !== 'documents') show('documents');
   const doc = await api(`/api/documents/${encodeURIComponent(id)}` + (version ? `?version=${version}` : ''));
   const versions = doc.history.map((v) => v.version);
-  const pick = (name, value) => h('select', { name }, versions.map((v) => h('option', { value: v, selected: v === value }, `v${v}`)));
+  const pick = (name, value) =>
+    h(
+      'select',
+      { name },
+      versions.map((v) => h('option', { value: v, selected: v === value }, `v${v}`)),
+    );
   const from = pick('from', versions[Math.max(0, versions.length - 2)]);
   const to = pick('to', versions[versions.length - 1]);
   const out = h('div', { id: 'diff-out' });
@@ -224,8 +346,30 @@ async function openDocument(id, version) {
   };
   $('#document').replaceChildren(
     h('h3', {}, `${id} @ v${doc.version}`),
-    h('table', { id: 'history' }, h('thead', {}, h('tr', {}, h('th', {}, 'Version'), h('th', {}, 'Actor'), h('th', {}, 'Action'), h('th', {}, 'When'), h('th', {}, 'Summary'))),
-      h('tbody', {}, doc.history.map((v) => h('tr', { onclick: () => openDocument(id, v.version) }, h('td', {}, v.version), h('td', {}, v.actor), h('td', {}, v.action), h('td', { class: 'mono' }, time(v.timestamp)), h('td', {}, v.summary ?? ''))))),
+    h(
+      'table',
+      { id: 'history' },
+      h(
+        'thead',
+        {},
+        h('tr', {}, h('th', {}, 'Version'), h('th', {}, 'Actor'), h('th', {}, 'Action'), h('th', {}, 'When'), h('th', {}, 'Summary')),
+      ),
+      h(
+        'tbody',
+        {},
+        doc.history.map((v) =>
+          h(
+            'tr',
+            { onclick: () => openDocument(id, v.version) },
+            h('td', {}, v.version),
+            h('td', {}, v.actor),
+            h('td', {}, v.action),
+            h('td', { class: 'mono' }, time(v.timestamp)),
+            h('td', {}, v.summary ?? ''),
+          ),
+        ),
+      ),
+    ),
     h('p', {}, 'Diff ', from, ' → ', to, ' ', h('button', { id: 'compare', onclick: compare }, 'Compare')),
     out,
     h('h4', {}, 'Content'),
@@ -246,24 +390,88 @@ async function loadWorkflows() {
       return h(
         'div',
         { class: 'workflow', 'data-id': w.workflowId },
-        h('h3', {}, w.workflowId, ' ', h('span', { class: 'badge' }, d.status ?? '–'), ' ', met === true ? h('span', { class: 'met' }, 'met its thresholds') : met === false ? h('span', { class: 'unmet' }, 'did not meet its thresholds') : ''),
-        h('p', { class: 'muted' }, d.topic ? `“${d.topic}” → ${d.documentId}` : '', ` · iteration ${d.iteration ?? w.iteration}`, threshold !== undefined ? ` · last threshold ${threshold}` : ''),
-        h('div', { class: 'stages' }, w.stages.map((s) =>
-          h('div', { class: `stage ${w.completedStages.includes(s) ? 'completed' : ''} ${w.stage === s && d.status === 'running' ? 'current' : ''}` },
-            h('div', {}, h('b', {}, s)),
-            h('div', { class: 'muted' }, w.completedStages.includes(s) ? 'done' : w.stage === s ? 'in progress' : 'pending'),
-            w.qualityScores[s] !== undefined ? h('div', {}, `score ${Number(w.qualityScores[s]).toFixed(2)}`) : null,
-            d.runs?.[s] ? h('div', { class: 'muted' }, `${d.runs[s]} run${d.runs[s] === 1 ? '' : 's'}`) : null,
-          ))),
-        (d.revisions ?? []).length ? h('div', {}, h('b', {}, 'Revisions: '), d.revisions.map((r) => `round ${r.fromIteration}: ${r.stage} scored ${r.score} → back to ${r.to} (${r.problems} problems)`).join('; ')) : null,
+        h(
+          'h3',
+          {},
+          w.workflowId,
+          ' ',
+          h('span', { class: 'badge' }, d.status ?? '–'),
+          ' ',
+          met === true
+            ? h('span', { class: 'met' }, 'met its thresholds')
+            : met === false
+              ? h('span', { class: 'unmet' }, 'did not meet its thresholds')
+              : '',
+        ),
+        h(
+          'p',
+          { class: 'muted' },
+          d.topic ? `“${d.topic}” → ${d.documentId}` : '',
+          ` · iteration ${d.iteration ?? w.iteration}`,
+          threshold !== undefined ? ` · last threshold ${threshold}` : '',
+        ),
+        h(
+          'div',
+          { class: 'stages' },
+          w.stages.map((s) =>
+            h(
+              'div',
+              {
+                class: `stage ${w.completedStages.includes(s) ? 'completed' : ''} ${w.stage === s && d.status === 'running' ? 'current' : ''}`,
+              },
+              h('div', {}, h('b', {}, s)),
+              h('div', { class: 'muted' }, w.completedStages.includes(s) ? 'done' : w.stage === s ? 'in progress' : 'pending'),
+              w.qualityScores[s] !== undefined ? h('div', {}, `score ${Number(w.qualityScores[s]).toFixed(2)}`) : null,
+              d.runs?.[s] ? h('div', { class: 'muted' }, `${d.runs[s]} run${d.runs[s] === 1 ? '' : 's'}`) : null,
+            ),
+          ),
+        ),
+        (d.revisions ?? []).length
+          ? h(
+              'div',
+              {},
+              h('b', {}, 'Revisions: '),
+              d.revisions
+                .map((r) => `round ${r.fromIteration}: ${r.stage} scored ${r.score} → back to ${r.to} (${r.problems} problems)`)
+                .join('; '),
+            )
+          : null,
         (d.judgements ?? []).length
-          ? h('div', { class: 'judgements' }, h('b', {}, 'Verdicts: '),
-              h('ul', {}, d.judgements.map((j) =>
-                h('li', { class: j.score >= j.threshold ? 'met' : 'unmet' },
-                  `${j.stage} round ${j.iteration} judged v${j.draftVersion}: ${Number(j.score).toFixed(2)} against ${j.threshold}`,
-                  j.problems.length ? h('ul', {}, j.problems.map((p) => h('li', { class: 'problem' }, typeof p === 'object' && p !== null ? `${p.kind ?? 'problem'}: ${p.message ?? JSON.stringify(p)}` : String(p)))) : null))))
-          : d.feedback?.problems?.length ? h('pre', {}, JSON.stringify(d.feedback.problems, null, 2)) : null,
-        d.stopped ? h('p', { class: 'unmet' }, `revisions stopped after round ${d.stopped.iteration} (${d.stopped.stage}): ${d.stopped.reason}`) : null,
+          ? h(
+              'div',
+              { class: 'judgements' },
+              h('b', {}, 'Verdicts: '),
+              h(
+                'ul',
+                {},
+                d.judgements.map((j) =>
+                  h(
+                    'li',
+                    { class: j.score >= j.threshold ? 'met' : 'unmet' },
+                    `${j.stage} round ${j.iteration} judged v${j.draftVersion}: ${Number(j.score).toFixed(2)} against ${j.threshold}`,
+                    j.problems.length
+                      ? h(
+                          'ul',
+                          {},
+                          j.problems.map((p) =>
+                            h(
+                              'li',
+                              { class: 'problem' },
+                              typeof p === 'object' && p !== null ? `${p.kind ?? 'problem'}: ${p.message ?? JSON.stringify(p)}` : String(p),
+                            ),
+                          ),
+                        )
+                      : null,
+                  ),
+                ),
+              ),
+            )
+          : d.feedback?.problems?.length
+            ? h('pre', {}, JSON.stringify(d.feedback.problems, null, 2))
+            : null,
+        d.stopped
+          ? h('p', { class: 'unmet' }, `revisions stopped after round ${d.stopped.iteration} (${d.stopped.stage}): ${d.stopped.reason}`)
+          : null,
         d.error ? h('p', { class: 'unmet' }, `failed in ${d.error.stage}: ${d.error.message}`) : null,
       );
     }),
@@ -277,13 +485,22 @@ let pending = false;
 function soon(name) {
   if (pending) return;
   pending = true;
-  setTimeout(() => { pending = false; if (view === name) refresh(name); }, 200);
+  setTimeout(() => {
+    pending = false;
+    if (view === name) refresh(name);
+  }, 200);
 }
 
 function connect() {
   const events = new EventSource('/api/events');
-  events.addEventListener('hello', () => { $('#live').textContent = 'live'; $('#live').className = 'badge live'; });
-  events.onerror = () => { $('#live').textContent = 'reconnecting…'; $('#live').className = 'badge'; };
+  events.addEventListener('hello', () => {
+    $('#live').textContent = 'live';
+    $('#live').className = 'badge live';
+  });
+  events.onerror = () => {
+    $('#live').textContent = 'reconnecting…';
+    $('#live').className = 'badge';
+  };
   events.addEventListener('message', (e) => {
     const m = JSON.parse(e.data);
     messages.push(m);
@@ -296,16 +513,27 @@ function connect() {
     else soon('documents');
   });
   for (const kind of ['dead_letter', 'redriven']) events.addEventListener(kind, () => soon('dead-letters'));
-  events.addEventListener('tick', () => { if (view === 'agents' || view === 'leases') refresh(); });
+  events.addEventListener('tick', () => {
+    if (view === 'agents' || view === 'leases') refresh();
+  });
 }
 
 // ------------------------------------------------------------------------------ start
 
 for (const b of document.querySelectorAll('#tabs button')) b.addEventListener('click', () => show(b.dataset.view));
-$('#filters').addEventListener('input', (e) => { filters[e.target.name] = e.target.value.trim(); renderTimeline(); });
-$('#filters').addEventListener('reset', () => { setTimeout(() => { filters.agent = filters.type = filters.correlationId = ''; renderTimeline(); }); });
+$('#filters').addEventListener('input', (e) => {
+  filters[e.target.name] = e.target.value.trim();
+  renderTimeline();
+});
+$('#filters').addEventListener('reset', () => {
+  setTimeout(() => {
+    filters.agent = filters.type = filters.correlationId = '';
+    renderTimeline();
+  });
+});
 $('#purge').addEventListener('click', async () => {
-  if (await confirmAction('Delete every dead letter for good?')) await act('/api/dead-letters/purge', (r) => `purged ${r.purged} dead letter${r.purged === 1 ? '' : 's'}`);
+  if (await confirmAction('Delete every dead letter for good?'))
+    await act('/api/dead-letters/purge', (r) => `purged ${r.purged} dead letter${r.purged === 1 ? '' : 's'}`);
 });
 $('#token').value = new URLSearchParams(location.hash.slice(1)).get('token') ?? sessionStorage.getItem('concord-token') ?? '';
 $('#token').addEventListener('change', () => sessionStorage.setItem('concord-token', token()));
