@@ -19,6 +19,7 @@ import type { ChangeAction, ChangeEvent, StateChange } from '../../state/types.j
 import { parseBackendUrl } from '../url.js';
 import { migrate } from './schema.js';
 import { readText } from '../text.js';
+import { changeEvent, toChange, toDocument, toWorkflow, type ChangeRow, type DocumentRow, type HistoryRow } from './rows.js';
 
 /** How a SqliteStore opens its file. */
 export interface SqliteStoreOptions {
@@ -45,35 +46,6 @@ export interface SqliteStoreOptions {
    * database file's mode. An existing file keeps its mode. Must include owner read and write.
    */
   mode?: number;
-}
-
-// Text columns are read as bytes (`CAST(col AS BLOB)`) and decoded by `readText`, so every
-// string comes back exactly (see text.ts); JSON columns (metadata, body) are always plain text.
-interface DocumentRow {
-  document_id: Buffer;
-  version: number;
-  content: Buffer;
-  metadata: string;
-  created_at: number;
-  updated_at: number;
-}
-
-interface HistoryRow {
-  version: number;
-  actor: Buffer;
-  action: string;
-  summary: Buffer | null;
-  changed_at: number;
-}
-
-interface ChangeRow {
-  revision: number;
-  kind: string;
-  id: Buffer;
-  version: number;
-  action: string;
-  actor: Buffer | null;
-  changed_at: number;
 }
 
 type Statements = ReturnType<typeof prepare>;
@@ -241,39 +213,6 @@ function createFile(file: string, mode: number): void {
 function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
-}
-
-function toDocument(row: DocumentRow): DocumentRecord {
-  return {
-    documentId: readText(row.document_id),
-    version: row.version,
-    content: readText(row.content),
-    metadata: JSON.parse(row.metadata) as Record<string, unknown>,
-    createdAt: new Date(row.created_at),
-    updatedAt: new Date(row.updated_at),
-  };
-}
-
-function toWorkflow(row: { revision: number; body: string }): WorkflowRecord {
-  const body = JSON.parse(row.body) as Omit<WorkflowRecord, 'createdAt' | 'updatedAt' | 'revision'> & { createdAt: number; updatedAt: number };
-  return { ...body, createdAt: new Date(body.createdAt), updatedAt: new Date(body.updatedAt), revision: row.revision };
-}
-
-function toChange(row: ChangeRow): ChangeEvent {
-  return changeEvent({ ...row, id: readText(row.id), actor: readText(row.actor) });
-}
-
-function changeEvent(row: { revision: number; kind: string; id: string; version: number; action: string; actor: string | null; changed_at: number }): ChangeEvent {
-  const event: ChangeEvent = {
-    revision: row.revision,
-    kind: row.kind as ChangeEvent['kind'],
-    id: row.id,
-    version: row.version,
-    action: row.action as ChangeEvent['action'],
-    timestamp: new Date(row.changed_at),
-  };
-  if (row.actor !== null) event.actor = row.actor;
-  return event;
 }
 
 /**
