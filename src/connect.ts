@@ -1,11 +1,12 @@
 import type { Transport } from './bus/transport.js';
 import { parseBackendUrl, schemeOf } from './backends/url.js';
-import { installBackendResolvers } from './resolvers.js';
+import { installTransportResolver } from './bus/resolve.js';
+import { installStoreResolver } from './state/resolve.js';
 import type { StateStore } from './state/store.js';
 
 // The top of the house: the one place a backend URL becomes a backend. The core (bus/, state/,
 // message.ts) never imports a backend; the package entry installs these resolvers for it
-// (see resolvers.ts). Each scheme's URL is parsed once, by its backend (`parseSqliteUrl`,
+// (see bus/resolve.ts and state/resolve.ts). Each scheme's URL is parsed once, by its backend (`parseSqliteUrl`,
 // the Redis options parser); here only the scheme is read, to pick the backend.
 
 export const TRANSPORT_URLS = ['memory://', 'redis://host:6379/0', 'rediss://host:6380/0'] as const;
@@ -49,9 +50,9 @@ export async function resolveStore(spec: StateStore | string | undefined): Promi
   }
 }
 
-installBackendResolvers({
-  transport: resolveTransport,
+installTransportResolver(resolveTransport);
+installStoreResolver({
   store: resolveStore,
   // Checked when a StateManager is made, so a bad URL fails at once rather than at first use.
-  checkStoreUrl: (url) => void parseBackendUrl(url, STORE_URLS),
+  checkUrl: (url) => void parseBackendUrl(url, STORE_URLS),
 });

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore } from '../src/backends/memory/store.js';
 import { ClosedError, SnapshotError, ValidationError } from '../src/errors.js';
-import { RecentVersions, VersionedCache } from '../src/state/cache.js';
+import { KnownDocument, RecentDocuments, VersionedCache } from '../src/state/cache.js';
 import { copyJson, ImmutableDate, sameJson, sealChange } from '../src/state/copy.js';
 import { StateManager } from '../src/state/manager.js';
 import { lineDiffStats, summarizeStats, threeWayMerge } from '../src/state/merge.js';
@@ -625,30 +625,50 @@ describe('copies at the boundaries', () => {
   });
 });
 
-describe('RecentVersions (the write-base memo)', () => {
-  const doc = (version: number, content = 'x') => ({ version, content });
+describe('RecentDocuments (the write-base memo)', () => {
+  const doc = (key: string, version: number, content = 'x') =>
+    new KnownDocument({ documentId: key, version, content, metadata: {}, createdAt: new Date(0), updatedAt: new Date(0) }, [], 4);
 
   it('never goes back to an older version of a key', () => {
-    const recent = new RecentVersions<{ version: number; content: string }>({ maxEntries: 10, maxChars: 1000 });
-    recent.set('a', doc(3));
-    recent.set('a', doc(2));
+    const recent = new RecentDocuments({ maxEntries: 10, maxChars: 1000 });
+    recent.set(doc('a', 3));
+    recent.set(doc('a', 2));
     expect(recent.get('a')?.version).toBe(3);
-    recent.set('a', doc(4));
+    recent.set(doc('a', 4));
     expect(recent.get('a')?.version).toBe(4);
   });
 
   it('evicts the least recently set keys beyond its entry and size bounds', () => {
-    const recent = new RecentVersions<{ version: number; content: string }>({ maxEntries: 3, maxChars: 10 });
-    for (const key of ['a', 'b', 'c']) recent.set(key, doc(1));
-    recent.set('a', doc(2)); // a is now the most recent
-    recent.set('d', doc(1));
+    const recent = new RecentDocuments({ maxEntries: 3, maxChars: 10 });
+    for (const key of ['a', 'b', 'c']) recent.set(doc(key, 1));
+    recent.set(doc('a', 2)); // a is now the most recent
+    recent.set(doc('d', 1));
     expect(['a', 'b', 'c', 'd'].filter((k) => recent.get(k))).toEqual(['a', 'c', 'd']);
-    recent.set('e', doc(1, 'x'.repeat(9))); // 12 characters: c goes (4 entries), then a (11)
+    recent.set(doc('e', 1, 'x'.repeat(9))); // 12 characters: c goes (4 entries), then a (11)
     expect(['a', 'c', 'd', 'e'].filter((k) => recent.get(k))).toEqual(['d', 'e']);
-    recent.set('f', doc(1, 'y'.repeat(50))); // larger than the bound alone: kept, the others go
+    recent.set(doc('f', 1, 'y'.repeat(50))); // larger than the bound alone: kept, the others go
     expect(['d', 'e', 'f'].filter((k) => recent.get(k))).toEqual(['f']);
     recent.delete('f');
     expect(recent.get('f')).toBeUndefined();
+  });
+
+  it('advances an entry in place: it becomes the most recent, its size counts, its window slides', () => {
+    const recent = new RecentDocuments({ maxEntries: 3, maxChars: 10 });
+    for (const key of ['a', 'b', 'c']) recent.set(doc(key, 1));
+    const a = recent.get('a')!;
+    const change = (version: number) => sealChange({ version, timestamp: new Date(version), actor: 'w', action: 'update_content' });
+    for (let version = 2; version <= 7; version++) {
+      recent.advance(a, { ...a.record(), version, content: 'x'.repeat(version === 7 ? 8 : 1) }, change(version));
+    }
+    expect(a.version).toBe(7);
+    expect(a.history().map((c) => c.version)).toEqual([4, 5, 6, 7]); // the window holds 4
+    expect(recent.get('a')).toBe(a);
+    // a's 8 characters count: a fourth document pushes out b (the least recently used, not a),
+    // and the next one c as well (8 + 1 + 1 + 1 > 10).
+    recent.set(doc('d', 1));
+    expect(['a', 'b', 'c', 'd'].filter((k) => recent.get(k))).toEqual(['a', 'c', 'd']);
+    recent.set(doc('e', 1));
+    expect(['a', 'c', 'd', 'e'].filter((k) => recent.get(k))).toEqual(['a', 'd', 'e']);
   });
 });
 
@@ -685,6 +705,32 @@ describe('the write path asks the store only what it must', () => {
     // Let any feed event and refresh land before counting.
     await new Promise((resolve) => setImmediate(resolve));
     expect(Object.fromEntries(calls)).toEqual({ commitDocument: 50 });
+  });
+
+  it('store reads per update are the same with 10 000 live documents as with 1: none (no cliff at a memo bound)', async () => {
+    const readsPerUpdate = async (documents: number): Promise<Record<string, number>> => {
+      const { store, calls } = countingStore();
+      const state = manager({ store });
+      const versions: number[] = [];
+      for (let i = 0; i < documents; i++) versions.push((await state.createDocumentState({ documentId: `d${i}`, topic: 't', content: 'a\nb' })).version);
+      calls.clear();
+      // Round-robin, each update a compare-and-swap on the version the previous one returned.
+      for (let round = 0; round < 2; round++) {
+        for (let i = 0; i < documents; i++) {
+          const doc = await state.updateDocumentContent({ documentId: `d${i}`, content: `a\nb ${round}`, actor: 'w', expectedVersion: versions[i] });
+          expect(doc.history.map((h) => h.version)).toEqual([1, 2, 3].slice(0, round + 2));
+          versions[i] = doc.version;
+        }
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      const reads: Record<string, number> = {};
+      for (const [method, count] of calls) if (method !== 'commitDocument' && method !== 'stats') reads[method] = count / (2 * documents);
+      expect(calls.get('commitDocument')).toBe(2 * documents);
+      return reads;
+    };
+    const one = await readsPerUpdate(1);
+    expect(one).toEqual({});
+    expect(await readsPerUpdate(10_000)).toEqual(one);
   });
 
   it('another manager\'s write in between costs one read and a conflict, and is counted in the metrics', async () => {

@@ -13,11 +13,11 @@ import {
   STAMP_TRACE,
 } from '../message.js';
 import { checkOptionNames } from '../options.js';
-import { backendResolvers } from '../resolvers.js';
 import type { StateManager } from '../state/manager.js';
 import { startTimer, type Timer } from '../timers.js';
 import { type Agent, checkRegisteredAgent, validateAgentName } from './agent.js';
 import { resolveBackoff } from './backoff.js';
+import { resolveTransportUrl } from './resolve.js';
 import { type BusOps, BusSubscription, type HandlerContext, PullDelivery, Registration } from './context.js';
 import { BusCore, VERDICT_OK } from './core.js';
 import { Consumers, LeaseWatch } from './delivery.js';
@@ -205,6 +205,7 @@ export class MessageBus {
     if (reg === undefined) return false;
     this.#agents.delete(name);
     reg.stop();
+    this.#consumers.wake(new ClosedError(`agent \`${name}\``));
     await reg.setup.catch(() => undefined);
     const t = this.#transport;
     if (t !== undefined && !this.#core.closed) await t.removeRecipient(name);
@@ -548,7 +549,9 @@ export class MessageBus {
 
   async #shutdown(drainMs: number): Promise<void> {
     for (const reg of this.#agents.values()) reg.stop();
-    this.#stop.abort(new ClosedError('message bus'));
+    const closed = new ClosedError('message bus');
+    this.#consumers.wake(closed);
+    this.#stop.abort(closed);
     await this.#settlePending();
     // Drain: running handlers finish (they may still send and reply).
     const drained = await this.#drain(drainMs);
@@ -598,7 +601,7 @@ export class MessageBus {
     this.#opening ??= (async () => {
       try {
         const spec = this.#spec;
-        const t = spec !== undefined && typeof spec !== 'string' ? spec : await backendResolvers().transport(spec);
+        const t = spec !== undefined && typeof spec !== 'string' ? spec : await resolveTransportUrl(spec);
         await t.connect();
         this.#transport = t;
         return t;

@@ -14,7 +14,6 @@ export class Registration {
   readonly name: string;
   readonly agent: Agent | undefined;
   readonly concurrency: number;
-  readonly controller = new AbortController();
   /** Handlers of this agent running now. */
   running = 0;
   stopped = false;
@@ -29,10 +28,12 @@ export class Registration {
     this.concurrency = agent?.concurrency ?? 1;
   }
 
-  /** Stops delivering: aborts the loop's wait and wakes it if it waits for a free slot. */
+  /**
+   * Stops delivering: wakes the loop if it waits for a free slot. A loop waiting for a message
+   * ends once its bus's `Consumers.wake()` ends the wait (one signal for all loops, not one each).
+   */
   stop(): void {
     this.stopped = true;
-    this.controller.abort(new ClosedError(`agent \`${this.name}\``));
     const slot = this.slot;
     this.slot = null;
     slot?.();

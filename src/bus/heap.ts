@@ -125,3 +125,93 @@ export class IndexedHeap<T extends HeapItem> {
     item.heapIndex = i;
   }
 }
+
+/** Something a {@link DeadlineQueue} holds: the queue maintains `slot` and `heapIndex`. */
+export interface DeadlineItem extends HeapItem {
+  readonly deadline: number;
+  /** Position in the queue's FIFO run (absolute), -1 when not in it. Maintained by the queue. */
+  slot: number;
+}
+
+/**
+ * Items by deadline, earliest first, for items that mostly arrive in deadline order (requests with
+ * the same timeout): those go to a FIFO run, O(1) to add and to remove from anywhere (the slot is
+ * emptied), and only an item due before the last one added goes to a heap beside it. A heap of
+ * 10,000 waiting requests cost a sift of 14 levels over scattered objects per reply; this costs
+ * a store. Emptied slots are dropped as the front passes them, and all at once when they
+ * outnumber the items 3 to 1, so a long wait at the front never pins the slots behind it.
+ */
+export class DeadlineQueue<T extends DeadlineItem> {
+  #run: (T | undefined)[] = [];
+  /** Absolute slot of `#run[0]`. */
+  #base = 0;
+  /** Index in `#run` of the first slot that may hold an item. */
+  #head = 0;
+  #inRun = 0;
+  #lastDeadline = Number.NEGATIVE_INFINITY;
+  readonly #late = new IndexedHeap<T>((a, b) => a.deadline < b.deadline);
+
+  /** How many items it holds. */
+  get size(): number {
+    return this.#inRun + this.#late.size;
+  }
+
+  /** Slots the FIFO run holds, filled or emptied (what it costs in memory, for tests). */
+  get heldSlots(): number {
+    return this.#run.length - this.#head;
+  }
+
+  /** Adds an item (not already in it). */
+  push(item: T): void {
+    if (item.deadline >= this.#lastDeadline) {
+      this.#lastDeadline = item.deadline;
+      item.slot = this.#base + this.#run.length;
+      this.#run.push(item);
+      this.#inRun++;
+    } else {
+      item.slot = -1;
+      this.#late.push(item);
+    }
+  }
+
+  /** Removes `item` wherever it is; false when it is not in this queue. */
+  remove(item: T): boolean {
+    const i = item.slot - this.#base;
+    if (item.slot >= 0 && this.#run[i] === item) {
+      this.#run[i] = undefined;
+      item.slot = -1;
+      if (--this.#inRun === 0) {
+        this.#run = [];
+        this.#base += i + 1;
+        this.#head = 0;
+      } else if (this.#run.length > 1024 && this.#run.length > 4 * this.#inRun) this.#compact();
+      return true;
+    }
+    return this.#late.remove(item);
+  }
+
+  /** The item due first, without removing it. */
+  peek(): T | undefined {
+    const run = this.#run;
+    let head = this.#head;
+    while (head < run.length && run[head] === undefined) head++;
+    this.#head = head;
+    const first = run[head];
+    const late = this.#late.peek();
+    if (first === undefined) return late;
+    return late !== undefined && late.deadline < first.deadline ? late : first;
+  }
+
+  /** Keeps only the filled slots of the run (their slots renumbered). */
+  #compact(): void {
+    const kept: T[] = [];
+    for (let i = this.#head; i < this.#run.length; i++) {
+      const item = this.#run[i];
+      if (item !== undefined) kept.push(item);
+    }
+    this.#base += this.#run.length;
+    for (let i = 0; i < kept.length; i++) (kept[i] as T).slot = this.#base + i;
+    this.#run = kept;
+    this.#head = 0;
+  }
+}

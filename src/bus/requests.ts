@@ -3,7 +3,7 @@ import { type Message, MessageType } from '../message.js';
 import { timerDelay } from '../timers.js';
 import type { BusCore } from './core.js';
 import { LOOP_ERROR_PAUSE_MS, LOOP_WAIT_MS, pause } from './delivery.js';
-import { type HeapItem, IndexedHeap } from './heap.js';
+import { type DeadlineItem, DeadlineQueue } from './heap.js';
 import { isThenable, type MaybePromise } from './maybe.js';
 import { INBOX_PREFIX, type Lease, type Transport } from './transport.js';
 
@@ -13,9 +13,10 @@ import { INBOX_PREFIX, type Lease, type Transport } from './transport.js';
 /** Replies taken from the inbox per lease call. */
 const INBOX_BATCH = 256;
 
-/** A request waiting for its reply; ordered by deadline in the timeout heap. */
-class PendingRequest implements HeapItem {
+/** A request waiting for its reply; ordered by deadline in the timeout queue. */
+class PendingRequest implements DeadlineItem {
   heapIndex = -1;
+  slot = -1;
   readonly id: string;
   readonly recipient: string;
   readonly timeoutMs: number;
@@ -47,7 +48,7 @@ export class Requests {
   readonly #core: BusCore;
   readonly #stop: AbortSignal;
   readonly #waiting = new Map<string, PendingRequest>();
-  readonly #deadlines = new IndexedHeap<PendingRequest>((a, b) => a.deadline < b.deadline);
+  readonly #deadlines = new DeadlineQueue<PendingRequest>();
   #timer: NodeJS.Timeout | null = null;
   #timerAt = Number.POSITIVE_INFINITY;
   /** The inbox loop, once started (by the first request). */

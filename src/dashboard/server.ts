@@ -10,7 +10,7 @@ import type { DeadLetter, Transport } from '../bus/transport.js';
 import type { StateManager } from '../state/manager.js';
 import type { StateStore } from '../state/store.js';
 import type { ChangeEvent } from '../state/types.js';
-import { unifiedDiff, diffStat } from '../cli/diff.js';
+import { unifiedDiff, diffStat } from '../state/diff.js';
 import { BackendObserver, type ObservedEvent } from '../observability/observer.js';
 import { createConcordMetrics, type ConcordMetrics } from '../observability/metrics.js';
 

@@ -1,7 +1,7 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { ZodRawShape } from 'zod';
-import { unifiedDiff, diffStat } from '../cli/diff.js';
+import { unifiedDiff, diffStat } from '../state/diff.js';
 import {
   ConcordError,
   DocumentNotFoundError,

@@ -1,3 +1,6 @@
+import type { DocumentRecord } from './store.js';
+import type { StateChange } from './types.js';
+
 /**
  * A read cache of versioned values (documents by version, workflows by revision) that can
  * never go backwards: a value is only stored when its version is at least the highest version
@@ -73,47 +76,122 @@ export class VersionedCache<T> {
 }
 
 /**
- * The last known state of the documents this manager recently wrote or read, used only as the
- * base of its next write (never to answer a read). A version's content never changes once
- * committed, so a known version is exact; whether it is still the current one is decided by
- * the store's compare-and-swap, which refuses the write otherwise. This is what lets an update
- * with `expectedVersion` cost one store round trip. Bounded by entries and by content size;
- * the least recently stored entry goes first.
+ * The latest version of one document a manager knows: what its next write needs (version,
+ * content for the line counts, metadata to carry over, creation time) and the sealed history
+ * window ending at it. One object per document, advanced in place by each write: a write
+ * allocates nothing here that outlives it. (A new state object per write, each living until that
+ * document's next write, survived scavenges and was promoted as soon as the live documents
+ * outnumbered the writes between two scavenges: bench/NOTES.md, issue 25 round 2.) Never handed
+ * out; `record()` and `history()` give copies of what a write may hold across an await.
  */
-export class RecentVersions<T extends { version: number; content: string }> {
+export class KnownDocument {
+  readonly documentId: string;
+  version: number;
+  content: string;
+  /** Private to the manager (never handed out), so shared rather than copied. */
+  metadata: Record<string, unknown>;
+  createdAt: Date;
+  updatedAt: Date;
+  /** Written since the memo last looked at it for eviction (the memo's second-chance bit). */
+  used = false;
+  /** The window as a ring: `#size` entries from `#start`, oldest first. */
+  #ring: Array<StateChange | undefined>;
+  #start = 0;
+  #size = 0;
+
+  constructor(record: DocumentRecord, window: readonly StateChange[], capacity: number) {
+    this.documentId = record.documentId;
+    this.version = record.version;
+    this.content = record.content;
+    this.metadata = record.metadata;
+    this.createdAt = record.createdAt;
+    this.updatedAt = record.updatedAt;
+    this.#ring = new Array<StateChange | undefined>(capacity).fill(undefined);
+    const from = Math.max(0, window.length - capacity);
+    for (let i = from; i < window.length; i++) this.#ring[this.#size++] = window[i];
+  }
+
+  /** The version's fields as a new record (dates shared: the manager never hands them out). */
+  record(): DocumentRecord {
+    return {
+      documentId: this.documentId,
+      version: this.version,
+      content: this.content,
+      metadata: this.metadata,
+      createdAt: this.createdAt,
+      updatedAt: this.updatedAt,
+    };
+  }
+
+  /** The history window ending at `version`, oldest first, as a new array. */
+  history(): StateChange[] {
+    const ring = this.#ring;
+    const out = new Array<StateChange>(this.#size);
+    for (let i = 0, j = this.#start; i < this.#size; i++, j = j + 1 === ring.length ? 0 : j + 1) out[i] = ring[j]!;
+    return out;
+  }
+
+  /** Moves to the next version, `document`, made by `change` (sealed); the oldest entry drops out of a full window. */
+  advance(document: DocumentRecord, change: StateChange): void {
+    this.version = document.version;
+    this.content = document.content;
+    this.metadata = document.metadata;
+    this.updatedAt = document.updatedAt;
+    const ring = this.#ring;
+    if (ring.length === 0) return;
+    let end = this.#start + this.#size;
+    if (end >= ring.length) end -= ring.length;
+    ring[end] = change;
+    if (this.#size < ring.length) this.#size++;
+    else this.#start = this.#start + 1 === ring.length ? 0 : this.#start + 1;
+  }
+}
+
+/**
+ * The documents this manager recently wrote or read, as `KnownDocument`s, used only as the base
+ * of its next write (never to answer a read). A version's content never changes once committed,
+ * so a known version is exact; whether it is still the current one is decided by the store's
+ * compare-and-swap, which refuses the write otherwise. This is what lets an update with
+ * `expectedVersion` cost one store round trip. Bounded by entries and by content size; past a
+ * bound the least recently stored entry goes first, unless it was written since (then it gets a
+ * second chance, as in a CLOCK cache): a write marks its entry instead of moving it to the end of
+ * the Map, which at 100 000 documents cost a hash-table delete and insert per write.
+ */
+export class RecentDocuments {
   #maxEntries: number;
   #maxChars: number;
   #chars = 0;
-  #entries = new Map<string, T>();
-  /** The key set last, which is last in `#entries`' order. */
-  #newest: string | undefined;
+  #entries = new Map<string, KnownDocument>();
 
   constructor(options: { maxEntries: number; maxChars: number }) {
     this.#maxEntries = options.maxEntries;
     this.#maxChars = options.maxChars;
   }
 
-  get(key: string): T | undefined {
+  get(key: string): KnownDocument | undefined {
     return this.#entries.get(key);
   }
 
-  /** Remembers `value` unless a newer version of `key` is already known. */
-  set(key: string, value: T): void {
+  /** Remembers `known` unless a newer version of its document is already known. */
+  set(known: KnownDocument): void {
+    const key = known.documentId;
     const old = this.#entries.get(key);
     if (old) {
-      if (old.version > value.version) return;
+      if (old.version > known.version) return;
       this.#chars -= old.content.length;
-      // Already the most recent key (the usual run of writes to one document): keep its place.
-      if (key !== this.#newest) this.#entries.delete(key);
+      this.#entries.delete(key);
     }
-    this.#entries.set(key, value);
-    this.#newest = key;
-    this.#chars += value.content.length;
-    while (this.#entries.size > 1 && (this.#entries.size > this.#maxEntries || this.#chars > this.#maxChars)) {
-      const [oldestKey, oldest] = this.#entries.entries().next().value as [string, T];
-      this.#entries.delete(oldestKey);
-      this.#chars -= oldest.content.length;
-    }
+    this.#entries.set(key, known);
+    this.#chars += known.content.length;
+    this.#trim();
+  }
+
+  /** Advances `known` (an entry of this memo) in place to `document` (see `KnownDocument.advance`). */
+  advance(known: KnownDocument, document: DocumentRecord, change: StateChange): void {
+    this.#chars += document.content.length - known.content.length;
+    known.advance(document, change);
+    known.used = true;
+    if (this.#chars > this.#maxChars) this.#trim();
   }
 
   delete(key: string): void {
@@ -121,12 +199,28 @@ export class RecentVersions<T extends { version: number; content: string }> {
     if (!old) return;
     this.#chars -= old.content.length;
     this.#entries.delete(key);
-    if (key === this.#newest) this.#newest = undefined;
   }
 
   clear(): void {
     this.#entries.clear();
     this.#chars = 0;
-    this.#newest = undefined;
+  }
+
+  /** Number of documents remembered. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  #trim(): void {
+    // Each entry is given a second chance at most once per call, so this ends.
+    let chances = this.#entries.size;
+    while (this.#entries.size > 1 && (this.#entries.size > this.#maxEntries || this.#chars > this.#maxChars)) {
+      const [oldestKey, oldest] = this.#entries.entries().next().value as [string, KnownDocument];
+      this.#entries.delete(oldestKey);
+      if (oldest.used && chances-- > 0) {
+        oldest.used = false;
+        this.#entries.set(oldestKey, oldest);
+      } else this.#chars -= oldest.content.length;
+    }
   }
 }

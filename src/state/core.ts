@@ -4,23 +4,15 @@
  * (documents.ts, history.ts, workflow-states.ts, change-feed.ts).
  */
 import { ClosedError } from '../errors.js';
-import { RecentVersions, VersionedCache } from './cache.js';
-import type { DocumentRecord, StateStore, WorkflowRecord } from './store.js';
+import { RecentDocuments, VersionedCache } from './cache.js';
+import type { StateStore, WorkflowRecord } from './store.js';
 import type { DocumentState } from './types.js';
 
 /** How many times an update without `expectedVersion` re-reads and retries after losing a race. */
 export const MAX_WRITE_ATTEMPTS = 1000;
-/** Bounds of the write-base memo (see `RecentVersions`): documents, and characters of content. */
-const RECENT_MAX_ENTRIES = 1024;
-const RECENT_MAX_CHARS = 16 * 1024 * 1024;
-
-/**
- * A document as this manager keeps it in its cache and write memo (never handed out as is):
- * plus the lines of its content, split once when known, so the next content update splits only
- * its new text for the line counts of its history entry.
- */
-export type KnownDocument = DocumentRecord & { lines?: string[] };
-export type KnownState = DocumentState & { lines?: string[] | undefined };
+/** Bounds of the write-base memo (see `RecentDocuments`): documents, and characters of content. */
+const RECENT_MAX_ENTRIES = 131_072;
+const RECENT_MAX_CHARS = 64 * 1024 * 1024;
 
 export type StoreStats = Awaited<ReturnType<StateStore['stats']>>;
 
@@ -45,10 +37,12 @@ export interface CoreSettings {
 export class StateCore {
   readonly historyLimit: number;
   readonly historyWindow: number;
-  readonly docCache: VersionedCache<KnownState> | null;
+  /** Entries a document's history window holds: `historyWindow`, at most `historyLimit`. */
+  readonly windowKeep: number;
+  readonly docCache: VersionedCache<DocumentState> | null;
   readonly wfCache: VersionedCache<WorkflowRecord> | null;
   /** The last known state of recently used documents: the base of the next write (never served to reads). */
-  readonly recent = new RecentVersions<KnownState>({ maxEntries: RECENT_MAX_ENTRIES, maxChars: RECENT_MAX_CHARS });
+  readonly recent = new RecentDocuments({ maxEntries: RECENT_MAX_ENTRIES, maxChars: RECENT_MAX_CHARS });
   /** Settles once the store is open (set by the facade right after construction). */
   ready!: Promise<StateStore>;
   store: StateStore | null = null;
@@ -57,11 +51,12 @@ export class StateCore {
   constructor(settings: CoreSettings) {
     this.historyLimit = settings.historyLimit;
     this.historyWindow = settings.historyWindow;
+    this.windowKeep = Math.min(this.historyWindow, this.historyLimit);
     if (settings.cache === null) {
       this.docCache = null;
       this.wfCache = null;
     } else {
-      this.docCache = new VersionedCache<KnownState>(settings.cache);
+      this.docCache = new VersionedCache<DocumentState>(settings.cache);
       this.wfCache = new VersionedCache(settings.cache);
     }
   }

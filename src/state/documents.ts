@@ -4,10 +4,10 @@
  * trip. Internal; the `StateManager` facade delegates here.
  */
 import { DocumentExistsError, DocumentNotFoundError, StateConflictError, ValidationError } from '../errors.js';
-import type { RecentVersions, VersionedCache } from './cache.js';
+import { KnownDocument, type RecentDocuments, type VersionedCache } from './cache.js';
 import type { ChangeFeed } from './change-feed.js';
 import { copyDocument, copyJson, ImmutableDate, newChange, sealOwnChange } from './copy.js';
-import { MAX_WRITE_ATTEMPTS, raceBackoff, type KnownDocument, type KnownState, type StateCore } from './core.js';
+import { MAX_WRITE_ATTEMPTS, raceBackoff, type StateCore } from './core.js';
 import type { CreateDocumentInput, UpdateContentInput, UpdateMetadataInput } from './inputs.js';
 import { LockLostError, type LockScope } from './locks.js';
 import { countableLines, lineDiffStats, lineDiffStatsOfLines, summarizeStats, threeWayMerge } from './merge.js';
@@ -17,8 +17,12 @@ import type { ChangeAction, DocumentState, StateChange } from './types.js';
 import * as v from './validate.js';
 
 interface Base {
-  record: KnownDocument;
-  /** The history window ending at `record.version`, when known. */
+  /** The base version; not changed while the write holds it (a copy when it came from the write memo). */
+  record: DocumentRecord;
+  /**
+   * The history window ending at `record.version`, when known as an array (a store read or the
+   * read cache); a base from the write memo has its window there (see `#committed`).
+   */
   history: StateChange[] | undefined;
   /** Read from the store just now (not from the cache). */
   fresh: boolean;
@@ -29,8 +33,6 @@ interface PlannedChange {
   metadata: Record<string, unknown>;
   action: ChangeAction;
   summary: string;
-  /** `countableLines(content)`, when the plan split it anyway. */
-  lines?: string[];
 }
 
 /** A history summary with the caller's note in front, if any: `draft 2: +12 -3 lines`. */
@@ -50,9 +52,20 @@ export class Documents {
   // The core's parts the write path uses, held here so each access is one field load.
   #historyLimit: number;
   #historyWindow: number;
-  #docCache: VersionedCache<KnownState> | null;
-  #recent: RecentVersions<KnownState>;
+  /** Entries a document's history window holds: `historyWindow`, at most `historyLimit`. */
+  #windowKeep: number;
+  #docCache: VersionedCache<DocumentState> | null;
+  #recent: RecentDocuments;
   #own: OwnCommits;
+
+  /**
+   * The last content a content update split into lines, and its lines: the base of the next
+   * update of the same document is that very string, so a run of writes to one document splits
+   * each text once. One pair for the whole manager, not one per document: kept per document, each
+   * line array lived until that document's next write and was promoted (bench/NOTES.md, issue 25).
+   */
+  #splitContent: string | undefined;
+  #splitLines: string[] = [];
 
   constructor(core: StateCore, feed: ChangeFeed, locks: LockScope) {
     this.#core = core;
@@ -60,6 +73,7 @@ export class Documents {
     this.#locks = locks;
     this.#historyLimit = core.historyLimit;
     this.#historyWindow = core.historyWindow;
+    this.#windowKeep = core.windowKeep;
     this.#docCache = core.docCache;
     this.#recent = core.recent;
     this.#own = feed.own;
@@ -111,9 +125,8 @@ export class Documents {
       let mergeBase: DocumentRecord | null | undefined;
       return this.write(store, documentId, actor, expectedVersion, merge, (current) => {
         if (expectedVersion === undefined || current.version === expectedVersion) {
-          const lines = countableLines(content);
-          const stats = lineDiffStatsOfLines(current.lines ?? countableLines(current.content), lines);
-          return { content, metadata: current.metadata, action: 'update_content', summary: withNote(note, summarizeStats(stats)), lines };
+          const summary = withNote(note, summarizeStats(this.#contentDiff(current.content, content)));
+          return { content, metadata: current.metadata, action: 'update_content', summary };
         }
         return (async () => {
           mergeBase ??= this.#knownVersion(documentId, expectedVersion) ?? (await store.getVersion(documentId, expectedVersion));
@@ -123,6 +136,16 @@ export class Documents {
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /** The line counts of a content update from `before` to `after` (see `#splitContent`). */
+  #contentDiff(before: string, after: string): { added: number; removed: number } {
+    if (before === after) return { added: 0, removed: 0 };
+    const beforeLines = before === this.#splitContent ? this.#splitLines : countableLines(before);
+    const afterLines = countableLines(after);
+    this.#splitContent = after;
+    this.#splitLines = afterLines;
+    return lineDiffStatsOfLines(beforeLines, afterLines);
   }
 
   /** The merge of an edit based on `expectedVersion` (`base`, null when compacted) onto `current`. */
@@ -175,16 +198,12 @@ export class Documents {
     }
     const summary = v.optionalSummary(req['summary']) ?? metadataSummary(Object.keys(metadata), mode);
     const store = await this.#core.s();
-    return await this.write(store, documentId, actor, expectedVersion, false, (current) => {
-      const planned: PlannedChange = {
-        content: current.content,
-        metadata: mode === 'replace' ? metadata : { ...current.metadata, ...metadata },
-        action: 'update_metadata',
-        summary,
-      };
-      if (current.lines) planned.lines = current.lines;
-      return planned;
-    });
+    return await this.write(store, documentId, actor, expectedVersion, false, (current) => ({
+      content: current.content,
+      metadata: mode === 'replace' ? metadata : { ...current.metadata, ...metadata },
+      action: 'update_metadata',
+      summary,
+    }));
   }
 
   /** Creates a document at version 1; null when it already exists. */
@@ -211,7 +230,7 @@ export class Documents {
     } finally {
       this.#own.end(own, result?.ok === true);
     }
-    if (result.ok) return this.#committed(store, document, change, [], result.revision);
+    if (result.ok) return this.#committed(store, document, change, 0, [], result.revision);
     if (result.reason === 'fenced') throw new LockLostError(documentId, fence?.token ?? 0);
     if (result.current) this.#docCache?.saw(documentId, result.current.version);
     return null;
@@ -231,7 +250,7 @@ export class Documents {
     actor: string,
     expectedVersion: number | undefined,
     merge: boolean,
-    plan: (current: KnownDocument) => PlannedChange | Promise<PlannedChange>,
+    plan: (current: DocumentRecord) => PlannedChange | Promise<PlannedChange>,
   ): Promise<DocumentState> {
     const fence = this.#locks.fenceFor(documentId);
     let base = this.#knownBase(documentId, expectedVersion) ?? (await this.#loadBase(store, documentId));
@@ -272,7 +291,7 @@ export class Documents {
       } finally {
         this.#own.end(own, result?.ok === true);
       }
-      if (result.ok) return this.#committed(store, document, change, base.history, result.revision, planned.lines);
+      if (result.ok) return this.#committed(store, document, change, base.record.version, base.history, result.revision);
       this.#forget(documentId);
       if (result.reason === 'fenced') throw new LockLostError(documentId, fence?.token ?? 0);
       if (result.reason === 'not_found' || !result.current) throw new DocumentNotFoundError(documentId);
@@ -298,11 +317,14 @@ export class Documents {
   #knownBase(documentId: string, expectedVersion: number | undefined): Base | undefined {
     const cached = this.#docCache?.get(documentId);
     const recent = this.#recent.get(documentId);
-    let known = cached && recent ? (recent.version > cached.version ? recent : cached) : (cached ?? recent);
-    if (expectedVersion !== undefined && known?.version !== expectedVersion) {
-      known = cached?.version === expectedVersion ? cached : recent?.version === expectedVersion ? recent : undefined;
+    let fromCache = cached !== undefined && (recent === undefined || cached.version >= recent.version);
+    if (expectedVersion !== undefined && (fromCache ? cached!.version : recent?.version) !== expectedVersion) {
+      if (cached?.version === expectedVersion) fromCache = true;
+      else if (recent?.version === expectedVersion) fromCache = false;
+      else return undefined;
     }
-    return known ? { record: known, history: known.history, fresh: false } : undefined;
+    if (fromCache) return { record: cached!, history: cached!.history, fresh: false };
+    return recent ? { record: recent.record(), history: undefined, fresh: false } : undefined;
   }
 
   /** The store's current state of the document as a write base, or null when it does not exist. */
@@ -312,9 +334,9 @@ export class Documents {
   }
 
   /** A version of the document this manager knows without asking the store, if any. */
-  #knownVersion(documentId: string, version: number): DocumentState | undefined {
+  #knownVersion(documentId: string, version: number): DocumentRecord | undefined {
     const recent = this.#recent.get(documentId);
-    if (recent?.version === version) return recent;
+    if (recent?.version === version) return recent.record();
     const cached = this.#docCache?.get(documentId);
     return cached?.version === version ? cached : undefined;
   }
@@ -331,7 +353,7 @@ export class Documents {
     if (!record) return null;
     const state = await this.#stateOf(store, record);
     this.#docCache?.put(documentId, state.version, state);
-    this.#recent.set(documentId, state);
+    this.#recent.set(new KnownDocument(state, state.history, this.#windowKeep));
     return state;
   }
 
@@ -354,7 +376,7 @@ export class Documents {
   /** `#stateOf` for a record just read as current (a conflict's): remembered here, and a copy handed out. */
   async #currentState(store: StateStore, record: DocumentRecord): Promise<DocumentState> {
     const state = await this.#stateOf(store, record);
-    this.#recent.set(record.documentId, state);
+    this.#recent.set(new KnownDocument(state, state.history, this.#windowKeep));
     return copyDocument(state);
   }
 
@@ -363,42 +385,47 @@ export class Documents {
   }
 
   /**
-   * After a successful commit: metrics, the new state's history window (the base's window plus
-   * the new entry, when the base's was known; else read from the store), cache and write memo.
-   * `document` and `change` were built by this manager and are kept as they are (nothing
+   * After a successful commit: metrics, the new state's history window, cache and write memo.
+   * When the memo knows the base version, its entry is advanced in place and gives the window;
+   * else the base's window plus the new entry, when known; else the window is read from the
+   * store. `document` and `change` were built by this manager and are kept as they are (nothing
    * outside holds them); the caller gets a copy.
    */
   #committed(
     store: StateStore,
     document: DocumentRecord,
     change: StateChange,
+    baseVersion: number,
     baseHistory: StateChange[] | undefined,
     revision: number,
-    lines?: string[],
   ): DocumentState | Promise<DocumentState> {
     this.#feed.noteOwnWrite(document.version === 1 ? 'create' : 'update', 'document', revision);
-    if (!baseHistory) return this.windowAt(store, document.documentId, document.version).then((history) => this.#keep(document, history, lines));
-    const keep = Math.min(this.#historyWindow, this.#historyLimit);
-    const history = baseHistory.slice(Math.max(0, baseHistory.length + 1 - keep));
+    const known = this.#recent.get(document.documentId);
+    if (known !== undefined && known.version === baseVersion) {
+      this.#recent.advance(known, document, change);
+      return this.#keep(document, known.history(), false);
+    }
+    if (!baseHistory) return this.windowAt(store, document.documentId, document.version).then((history) => this.#keep(document, history, true));
+    const history = baseHistory.slice(Math.max(0, baseHistory.length + 1 - this.#windowKeep));
     history.push(change); // sealed by newChange
-    return this.#keep(document, history, lines);
+    return this.#keep(document, history, true);
   }
 
-  /** Caches and remembers a just-committed state; returns the caller's copy. */
-  #keep(document: DocumentRecord, history: StateChange[], lines: string[] | undefined): DocumentState {
-    const state: KnownState = {
+  /**
+   * The caller's copy of a just-committed state with its (new, unshared) window `history`;
+   * caches it, and remembers it in the write memo when `remember` (not advanced there already).
+   */
+  #keep(document: DocumentRecord, history: StateChange[], remember: boolean): DocumentState {
+    if (remember) this.#recent.set(new KnownDocument(document, history, this.#windowKeep));
+    this.#docCache?.put(document.documentId, document.version, { ...document, history: history.slice() });
+    return {
       documentId: document.documentId,
       version: document.version,
       content: document.content,
-      metadata: document.metadata,
+      metadata: copyJson(document.metadata),
       history,
-      createdAt: document.createdAt,
-      updatedAt: document.updatedAt,
-      // Always present (undefined when not known), so every remembered state has one shape.
-      lines,
+      createdAt: new Date(document.createdAt.getTime()),
+      updatedAt: new Date(document.updatedAt.getTime()),
     };
-    this.#docCache?.put(document.documentId, document.version, state);
-    this.#recent.set(document.documentId, state);
-    return copyDocument(state);
   }
 }

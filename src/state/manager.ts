@@ -1,5 +1,4 @@
 import { ValidationError } from '../errors.js';
-import { backendResolvers } from '../resolvers.js';
 import { checkOptionNames } from '../options.js';
 import { ChangeFeed } from './change-feed.js';
 import { StateCore } from './core.js';
@@ -24,6 +23,7 @@ import {
   type WatchTarget,
 } from './inputs.js';
 import { LockScope, StateLocks, type LockHandle, type LockOptions } from './locks.js';
+import { storeResolver } from './resolve.js';
 import type { StateStore } from './store.js';
 import type { ChangeEvent, DocumentState, Snapshot, StateChange, StateMetrics, WorkflowState } from './types.js';
 import * as v from './validate.js';
@@ -83,7 +83,7 @@ export class StateManager {
     const opts = v.optionsObject(options, 'StateManager options');
     checkOptionNames(opts, MANAGER_OPTIONS, 'StateManager options');
     const store = opts['store'];
-    if (typeof store === 'string') backendResolvers().checkStoreUrl(store);
+    if (typeof store === 'string') storeResolver().checkUrl(store);
     else if (store !== undefined && (typeof store !== 'object' || store === null || typeof (store as StateStore).commitDocument !== 'function')) {
       throw new ValidationError(`store must be a StateStore or a URL such as \`memory://\` or \`sqlite:./state.db\`, got ${v.describe(store)}`, {
         field: 'store',
@@ -120,7 +120,7 @@ export class StateManager {
 
   async #init(): Promise<StateStore> {
     const spec = this.#spec;
-    const store = spec !== undefined && typeof spec !== 'string' ? spec : await backendResolvers().store(spec);
+    const store = spec !== undefined && typeof spec !== 'string' ? spec : await storeResolver().store(spec);
     try {
       await store.connect();
       this.#stopFeed = await store.watch((event) => this.#feed.onChange(event));

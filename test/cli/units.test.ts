@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { diffStat, unifiedDiff } from '../../src/cli/diff.js';
+import { diffStat, unifiedDiff } from '../../src/state/diff.js';
 import { createProgress } from '../../src/cli/progress.js';
 import { table } from '../../src/cli/format.js';
 import { logLevel, prettyLogLine } from '../../src/cli/runtime.js';

@@ -1,7 +1,6 @@
 import type { Transport } from '../../src/bus/transport.js';
-import { resolveStore, resolveTransport, STORE_URLS } from '../../src/connect.js';
-import { parseBackendUrl } from '../../src/backends/url.js';
-import { installBackendResolvers } from '../../src/resolvers.js';
+import { resolveTransport } from '../../src/connect.js';
+import { installTransportResolver } from '../../src/bus/resolve.js';
 
 /**
  * `inner` seen through a networked transport's eyes: every method answers with a promise (a
@@ -38,9 +37,5 @@ export function asyncOnly(inner: Transport, keep: readonly string[] = []): Trans
  * use an async-only transport. Call it before the tests are collected.
  */
 export function useAsyncOnlyTransports(): void {
-  installBackendResolvers({
-    transport: async (url) => asyncOnly(await resolveTransport(url), ['depth']),
-    store: resolveStore,
-    checkStoreUrl: (url) => void parseBackendUrl(url, STORE_URLS),
-  });
+  installTransportResolver(async (url) => asyncOnly(await resolveTransport(url), ['depth']));
 }

@@ -188,8 +188,11 @@ class KeyRing<T> {
  */
 export class BandedQueue<T> {
   readonly #stride: number;
-  readonly #rings: KeyRing<T>[] = [];
-  readonly #late = new KeyedHeap<T>();
+  readonly #bands: number;
+  /** Band b's ring, made with the first item of that band: an idle queue holds none (most bands of most queues stay empty). */
+  readonly #rings: (KeyRing<T> | undefined)[] = [];
+  /** Made with the first item that cannot go to its ring. */
+  #late: KeyedHeap<T> | undefined;
   /** Bit b set: band b's ring is non-empty. */
   #mask = 0;
   #inRings = 0;
@@ -201,39 +204,51 @@ export class BandedQueue<T> {
   constructor(bands: number, stride: number) {
     if (!(bands >= 1 && bands <= 31)) throw new RangeError(`bands must be 1..31, got ${bands}`);
     this.#stride = stride;
-    for (let b = 0; b < bands; b++) this.#rings.push(new KeyRing<T>(16));
+    this.#bands = bands;
   }
 
   /** How many items it holds. */
   get size(): number {
-    return this.#inRings + this.#late.size;
+    return this.#late === undefined ? this.#inRings : this.#inRings + this.#late.size;
+  }
+
+  /** How many bands have a ring (made on first use): what the queue holds memory for. */
+  get allocatedBands(): number {
+    let n = 0;
+    for (const ring of this.#rings) if (ring !== undefined) n++;
+    return n;
   }
 
   /** Adds `item` under `key` (of band `floor(key / stride)`), carrying `aux`. */
   push(item: T, key: number, aux = 0): void {
     const band = Math.floor(key / this.#stride);
-    const ring = this.#rings[band] as KeyRing<T>;
+    let ring = this.#rings[band];
+    if (ring === undefined) {
+      if (!(band >= 0 && band < this.#bands)) throw new RangeError(`key ${key} is outside the ${this.#bands} bands`);
+      ring = this.#rings[band] = new KeyRing<T>(RING_CAPACITY);
+    }
     if (aux === 0 && key > ring.lastKey) {
       ring.push(item, key);
       this.#mask |= 1 << band;
       this.#inRings++;
     } else {
-      this.#late.push(item, key, aux);
+      (this.#late ??= new KeyedHeap<T>()).push(item, key, aux);
     }
   }
 
   /** The smallest key, or Infinity when empty. */
   peekKey(): number {
-    const late = this.#late.peekKey();
+    const late = this.#late === undefined ? Number.POSITIVE_INFINITY : this.#late.peekKey();
     if (this.#mask === 0) return late;
     const ring = this.#rings[31 - Math.clz32(this.#mask & -this.#mask)] as KeyRing<T>;
     const key = ring.headKey();
-    return Math.min(key, late);
+    return key < late ? key : late;
   }
 
   /** Removes and returns the item with the smallest key (its key and aux in `poppedKey`/`poppedAux`). */
   pop(): T | undefined {
-    const lateKey = this.#late.peekKey();
+    const late = this.#late;
+    const lateKey = late === undefined ? Number.POSITIVE_INFINITY : late.peekKey();
     const mask = this.#mask;
     if (mask !== 0) {
       const band = 31 - Math.clz32(mask & -mask);
@@ -248,18 +263,21 @@ export class BandedQueue<T> {
         return item;
       }
     }
-    if (lateKey === Infinity) return undefined;
-    const item = this.#late.pop();
-    this.poppedKey = this.#late.poppedKey;
-    this.poppedAux = this.#late.poppedAux;
+    if (late === undefined || lateKey === Number.POSITIVE_INFINITY) return undefined;
+    const item = late.pop();
+    this.poppedKey = late.poppedKey;
+    this.poppedAux = late.poppedAux;
     return item;
   }
 
   /** Empties it. */
   clear(): void {
-    for (const ring of this.#rings) ring.clear();
-    this.#late.clear();
+    for (const ring of this.#rings) ring?.clear();
+    this.#late?.clear();
     this.#mask = 0;
     this.#inRings = 0;
   }
 }
+
+/** First capacity of a band's ring (a power of two; it doubles as needed). */
+const RING_CAPACITY = 16;

@@ -85,10 +85,14 @@ export class QueueState {
   recipient = false;
   /** Visible messages by `readyKey` (priority desc, then enqueue order), each with its lease count as aux. */
   readonly ready = new BandedQueue<Message>(11, PRIORITY_STRIDE);
-  /** Messages not visible yet (backoff, delayed sends), keyed by the time they become visible. */
-  readonly delayed = new KeyedHeap<Entry>();
-  /** Leased messages: earliest deadline first. */
-  readonly leased = new IndexedHeap<Entry>(deadlineOrder);
+  /**
+   * Messages not visible yet (backoff, delayed sends), keyed by the time they become visible: the
+   * shared empty heap until the first one (push through `delayedHeap()`), so an idle queue holds
+   * nothing it does not use.
+   */
+  delayed: KeyedHeap<Entry> = NO_DELAYED;
+  /** Leased messages, earliest deadline first: the shared empty heap until the first lease (push through `leasedHeap()`). */
+  leased: IndexedHeap<Entry> = NO_LEASES;
   waiters: Waiter[] = [];
   /** Waiters not yet done. */
   live = 0;
@@ -99,14 +103,28 @@ export class QueueState {
   timerRefed = false;
   /** The transport this queue belongs to (a lease from another instance is not ours). */
   readonly owner: object;
-  readonly onTimer: () => void;
+  /** The timer's callback, made with the first timer. */
+  onTimer: (() => void) | undefined;
 
-  constructor(name: string, owner: object, onTimer: (q: QueueState) => void) {
+  constructor(name: string, owner: object) {
     this.name = name;
     this.owner = owner;
-    this.onTimer = () => onTimer(this);
+  }
+
+  /** The delayed heap to push to (its own, made on first use). */
+  delayedHeap(): KeyedHeap<Entry> {
+    return this.delayed === NO_DELAYED ? (this.delayed = new KeyedHeap<Entry>()) : this.delayed;
+  }
+
+  /** The lease heap to push to (its own, made on first use). */
+  leasedHeap(): IndexedHeap<Entry> {
+    return this.leased === NO_LEASES ? (this.leased = new IndexedHeap<Entry>(deadlineOrder)) : this.leased;
   }
 }
+
+/** The empty heaps every queue starts with; never pushed to (see `delayedHeap`, `leasedHeap`). */
+const NO_DELAYED = new KeyedHeap<Entry>();
+const NO_LEASES = new IndexedHeap<Entry>(deadlineOrder);
 
 /** The message as one delivery sees it: a shallow copy carrying this delivery's attempt. */
 export function deliveryCopy(m: Message, attempt: number): Message {

@@ -16,16 +16,19 @@ import { checkCommitShape, ChangeFanout, CHANGE_FEED_RETENTION, historySpan } fr
 import { copyJson, sameJson, sealChange } from '../../state/copy.js';
 
 /**
- * One kept version with its history entry, as stored: the update time as epoch ms, metadata a
- * private deep copy, and the history entry sealed (frozen, with an immutable timestamp: see
- * `sealChange`), so `getHistory` hands out the entry itself and reading a window allocates
- * nothing per entry. The manager's entries come sealed and are kept as they are.
+ * One kept version with its history entry, as stored: metadata a private deep copy, and the
+ * history entry sealed (frozen, with an immutable timestamp: see `sealChange`), so `getHistory`
+ * hands out the entry itself and reading a window allocates nothing per entry. The manager's
+ * entries come sealed and are kept as they are. The update time is that entry's (immutable)
+ * timestamp when the two agree, as in every commit the manager makes, else a Date of its own:
+ * as epoch ms it was one more heap object per version (a number that large is boxed), and each
+ * kept version's objects are copied by the young-generation collector (bench/NOTES.md, issue 25).
  */
 interface StoredVersion {
   version: number;
   content: string;
   metadata: Record<string, unknown>;
-  updatedAt: number;
+  updatedAt: Date;
   change: StateChange;
 }
 
@@ -61,7 +64,7 @@ function toRecord(doc: StoredDocument, v: StoredVersion): DocumentRecord {
     content: v.content,
     metadata: copyJson(v.metadata),
     createdAt: new Date(doc.createdAt),
-    updatedAt: new Date(v.updatedAt),
+    updatedAt: new Date(v.updatedAt.getTime()),
   };
 }
 
@@ -215,12 +218,14 @@ export class MemoryStore implements StateStore {
     const timestamp = change.timestamp.getTime();
     // Metadata carried over unchanged (every content update) shares the previous version's copy.
     const previous = existing ? currentOf(existing).metadata : undefined;
+    const sealed = sealChange(change);
+    const updatedAt = document.updatedAt.getTime();
     doc.kept.push({
       version: document.version,
       content: document.content,
       metadata: previous !== undefined && sameJson(previous, document.metadata) ? previous : copyJson(document.metadata),
-      updatedAt: document.updatedAt.getTime(),
-      change: sealChange(change),
+      updatedAt: updatedAt === timestamp ? sealed.timestamp : new Date(updatedAt),
+      change: sealed,
     });
     while (doc.kept.length - doc.head > historyLimit) doc.kept[doc.head++] = undefined;
     if (doc.head >= 64 && doc.head * 2 >= doc.kept.length) {
@@ -266,7 +271,7 @@ export class MemoryStore implements StateStore {
     return [...this.#documents.values()].map((doc) => ({
       documentId: doc.documentId,
       version: currentOf(doc).version,
-      updatedAt: new Date(currentOf(doc).updatedAt),
+      updatedAt: new Date(currentOf(doc).updatedAt.getTime()),
     }));
   }
 

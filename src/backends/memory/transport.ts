@@ -18,6 +18,12 @@ const ENQUEUED: EnqueueResult = Object.freeze({ status: 'enqueued' });
 const NO_RECIPIENT: EnqueueResult = Object.freeze({ status: 'no_recipient' });
 const RESOLVED: Promise<void> = Promise.resolve();
 
+/** The queues an abort signal was given to waits on: usually one (a consumer loop's). */
+interface SignalWaits {
+  first: QueueState;
+  more: Set<QueueState> | undefined;
+}
+
 /** Options of {@link MemoryTransport}. */
 export interface MemoryTransportOptions {
   /** Shown in errors and logs (default `memory://`). */
@@ -56,9 +62,13 @@ export class MemoryTransport implements Transport {
   #claimSeq = 0;
   readonly #dedupe = new Map<string, { message: Message; expiresAt: number }>();
   readonly #subscribers = new Map<string, Set<(message: Message) => void>>();
-  /** Signals with our abort listener; the last one seen (consumer loops pass the same one every time). */
-  readonly #listened = new WeakSet<AbortSignal>();
+  /**
+   * Every signal given to a wait, with our one abort listener, and the queues it waited on; the
+   * last signal and queue seen (a consumer loop passes the same ones every time).
+   */
+  readonly #signals = new WeakMap<AbortSignal, SignalWaits>();
   #lastSignal: AbortSignal | undefined;
+  #lastSignalQueue: QueueState | undefined;
   /** Subscriptions live on every topic (0 spares a publication its lookups). */
   #subscriberCount = 0;
   #seq = 0;
@@ -172,7 +182,7 @@ export class MemoryTransport implements Transport {
     } else {
       const entry = new Entry(q, message, key, 0, 0);
       entry.state = DELAYED;
-      q.delayed.push(entry, e.visibleAt);
+      q.delayedHeap().push(entry, e.visibleAt);
     }
     if (e.dedupeWindowMs > 0) this.#dedupe.set(message.id, { message, expiresAt: this.#now() + e.dedupeWindowMs });
     this.#putInto = q;
@@ -203,9 +213,11 @@ export class MemoryTransport implements Transport {
     const waiting = q;
     return new Promise<Lease[]>((resolve) => {
       const waiter: Waiter = { queue: waiting, max, leaseMs, until: now + waitMs, signal, resolve, done: false };
-      waiting.waiters.push(waiter);
+      // An array of exactly one for the usual lone waiter (pushing to an empty one reserves 17 slots).
+      if (waiting.waiters.length === 0) waiting.waiters = [waiter];
+      else waiting.waiters.push(waiter);
       waiting.live++;
-      if (signal !== undefined) this.#watchSignal(signal);
+      if (signal !== undefined) this.#watchSignal(signal, waiting);
       this.#arm(waiting, now);
     });
   }
@@ -236,7 +248,7 @@ export class MemoryTransport implements Transport {
     const delayMs = options.delayMs;
     if (delayMs > 0) {
       entry.state = DELAYED;
-      q.delayed.push(entry, now + delayMs);
+      q.delayedHeap().push(entry, now + delayMs);
       if (q.live > 0) this.#arm(q, now);
     } else {
       entry.state = DETACHED;
@@ -431,7 +443,7 @@ export class MemoryTransport implements Transport {
   #queue(name: string): QueueState {
     let q = this.#lookup(name);
     if (q === undefined) {
-      this.#queues.set(name, (q = new QueueState(name, this, this.#onTimer)));
+      this.#queues.set(name, (q = new QueueState(name, this)));
       this.#last = q;
     }
     return q;
@@ -497,7 +509,7 @@ export class MemoryTransport implements Transport {
       const entry = new Entry(q, deliveryCopy(message, attempt), ready.poppedKey, attempt, ++this.#tokens);
       entry.state = LEASED;
       entry.deadline = deadline;
-      q.leased.push(entry);
+      q.leasedHeap().push(entry);
       out.push(entry);
     }
     return out;
@@ -511,7 +523,7 @@ export class MemoryTransport implements Transport {
     const entry = new Entry(q, deliveryCopy(message, attempt), ready.poppedKey, attempt, ++this.#tokens);
     entry.state = LEASED;
     entry.deadline = now + leaseMs;
-    q.leased.push(entry);
+    q.leasedHeap().push(entry);
     return entry;
   }
 
@@ -549,23 +561,34 @@ export class MemoryTransport implements Transport {
   }
 
   /**
-   * One abort listener per signal, however many waits use it (consumer loops reuse theirs). A wait
-   * does no bookkeeping per signal: aborts are rare, so the listener looks for its waiters.
+   * One abort listener per signal, however many waits use it (consumer loops reuse theirs), and
+   * the queues it waited on: an abort ends the waits of those queues only, so ending N waits by
+   * their signals costs O(N), not O(N × queues). A wait repeating the last signal and queue (a
+   * consumer loop) does no bookkeeping.
    */
-  #watchSignal(signal: AbortSignal): void {
-    if (signal === this.#lastSignal) return;
-    if (!this.#listened.has(signal)) {
-      this.#listened.add(signal);
-      signal.addEventListener('abort', () => this.#abortWaits(signal), { once: true });
-    }
+  #watchSignal(signal: AbortSignal, q: QueueState): void {
+    if (signal === this.#lastSignal && q === this.#lastSignalQueue) return;
+    const waits = this.#signals.get(signal);
+    if (waits === undefined) {
+      const record: SignalWaits = { first: q, more: undefined };
+      this.#signals.set(signal, record);
+      signal.addEventListener('abort', () => this.#abortWaits(signal, record), { once: true });
+    } else if (waits.first !== q) (waits.more ??= new Set()).add(q);
     this.#lastSignal = signal;
+    this.#lastSignalQueue = q;
   }
 
-  #abortWaits(signal: AbortSignal): void {
-    for (const q of this.#queues.values()) {
-      if (q.live === 0) continue;
-      for (const w of [...q.waiters]) if (!w.done && w.signal === signal) this.#finish(w, []);
-    }
+  #abortWaits(signal: AbortSignal, waits: SignalWaits): void {
+    this.#signals.delete(signal);
+    if (this.#lastSignal === signal) this.#lastSignal = this.#lastSignalQueue = undefined;
+    this.#abortWaitsOn(waits.first, signal);
+    if (waits.more !== undefined) for (const q of waits.more) this.#abortWaitsOn(q, signal);
+  }
+
+  #abortWaitsOn(q: QueueState, signal: AbortSignal): void {
+    if (q.live === 0) return;
+    // `#finish` resolves in a microtask, so nothing joins q.waiters meanwhile.
+    for (const w of q.waiters) if (!w.done && w.signal === signal) this.#finish(w, []);
   }
 
   /** Sets the queue's single timer for its next event, if anybody waits. */
@@ -597,10 +620,8 @@ export class MemoryTransport implements Transport {
     }
     q.timerAt = next;
     q.timerRefed = true;
-    q.timer = setTimeout(q.onTimer, Math.min(MAX_TIMER_MS, Math.max(0, next - now)));
+    q.timer = setTimeout((q.onTimer ??= () => this.#tick(q)), Math.min(MAX_TIMER_MS, Math.max(0, next - now)));
   }
-
-  readonly #onTimer = (q: QueueState): void => this.#tick(q);
 
   #tick(q: QueueState): void {
     q.timer = null;

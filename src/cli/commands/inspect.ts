@@ -3,7 +3,7 @@ import { DocumentNotFoundError } from '../../errors.js';
 import { DEFAULT_HISTORY_PAGE } from '../../state/manager.js';
 import type { WorkflowRecord } from '../../state/store.js';
 import type { Judgement, WorkflowData } from '../../workflow/types.js';
-import { unifiedDiff, diffStat } from '../diff.js';
+import { unifiedDiff, diffStat } from '../../state/diff.js';
 import { json, scores, table, timestamp } from '../format.js';
 import { integer, withJson, withState } from '../options.js';
 import { openState, stateUrl, type OpenState } from '../runtime.js';
