@@ -60,7 +60,12 @@ export function sameJson(a: unknown, b: unknown): boolean {
 
 /** A copy of a history entry (no `summary` key when it has none). */
 export function copyChange(change: StateChange): StateChange {
-  const out: StateChange = { version: change.version, timestamp: new Date(change.timestamp.getTime()), actor: change.actor, action: change.action };
+  const out: StateChange = {
+    version: change.version,
+    timestamp: new Date(change.timestamp.getTime()),
+    actor: change.actor,
+    action: change.action,
+  };
   if (change.summary !== undefined) out.summary = change.summary;
   return out;
 }
@@ -103,7 +108,12 @@ for (const name of Object.getOwnPropertyNames(Date.prototype)) {
  */
 export function sealChange(change: StateChange): StateChange {
   if (Object.isFrozen(change) && change.timestamp instanceof ImmutableDate) return change;
-  const out: StateChange = { version: change.version, timestamp: Object.freeze(new ImmutableDate(change.timestamp.getTime())), actor: change.actor, action: change.action };
+  const out: StateChange = {
+    version: change.version,
+    timestamp: Object.freeze(new ImmutableDate(change.timestamp.getTime())),
+    actor: change.actor,
+    action: change.action,
+  };
   if (change.summary !== undefined) out.summary = change.summary;
   return Object.freeze(out);
 }
@@ -119,7 +129,13 @@ export function sealOwnChange(change: StateChange): StateChange {
 }
 
 /** A new sealed history entry (see `sealChange`) stamped `timestamp`. */
-export function newChange(version: number, timestamp: ImmutableDate, actor: string, action: StateChange['action'], summary: string | undefined): StateChange {
+export function newChange(
+  version: number,
+  timestamp: ImmutableDate,
+  actor: string,
+  action: StateChange['action'],
+  summary: string | undefined,
+): StateChange {
   const change: StateChange = { version, timestamp, actor, action };
   if (summary !== undefined) change.summary = summary;
   return Object.freeze(change);

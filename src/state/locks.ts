@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { ConcordError, LockTimeoutError, ValidationError } from '../errors.js';
 import type { LockGrant, StateStore } from './store.js';
 import * as v from './validate.js';
@@ -234,5 +235,45 @@ export class StateLocks {
     this.#held.set(key, handle);
     schedule();
     return handle;
+  }
+}
+
+/**
+ * The document locks held by the code running now (`StateManager.withLock`), so that writes
+ * made inside it carry the lock's fencing number. Internal.
+ */
+export class LockScope {
+  #context = new AsyncLocalStorage<Map<string, LockHandle>>();
+  /** `withLock` bodies running now; while none runs, writes skip the AsyncLocalStorage lookup. */
+  #depth = 0;
+
+  /** See `StateManager.withLock`. */
+  async withLock<T>(locks: StateLocks, documentId: string, fn: (lock: LockHandle) => Promise<T> | T, options?: LockOptions): Promise<T> {
+    const id = v.id(documentId, 'documentId');
+    const run = v.fn<(lock: LockHandle) => Promise<T> | T>(fn, 'fn');
+    const held = this.#context.getStore();
+    const mine = held?.get(id);
+    if (mine?.held) return run(mine);
+    const lock = await locks.acquire(id, options);
+    this.#depth++;
+    try {
+      const context = new Map(held ?? []);
+      context.set(id, lock);
+      return await this.#context.run(context, () => run(lock));
+    } finally {
+      this.#depth--;
+      await lock.release().catch((err: unknown) => {
+        process.emitWarning(`releasing lock \`${id}\` failed (it expires with its lease): ${(err as Error).message}`, {
+          code: 'CONCORD_LOCK_RELEASE',
+        });
+      });
+    }
+  }
+
+  /** The fence a write to the document carries: the held lock's, when inside its `withLock`. */
+  fenceFor(documentId: string): { key: string; token: number } | undefined {
+    if (this.#depth === 0) return undefined;
+    const lock = this.#context.getStore()?.get(documentId);
+    return lock ? { key: lockStoreKey(documentId), token: lock.fence } : undefined;
   }
 }

@@ -147,7 +147,8 @@ function multisetStats(a: string[], b: string[]): LineDiffStats {
 /** The short history summary of a content change, e.g. `+12 -3 lines`. */
 export function summarizeStats(stats: LineDiffStats): string {
   const { added, removed } = stats;
-  if (added < SMALL_SUMMARIES && removed < SMALL_SUMMARIES) return (smallSummaries[added * SMALL_SUMMARIES + removed] ??= `+${added} -${removed} lines`);
+  if (added < SMALL_SUMMARIES && removed < SMALL_SUMMARIES)
+    return (smallSummaries[added * SMALL_SUMMARIES + removed] ??= `+${added} -${removed} lines`);
   return `+${added} -${removed} lines`;
 }
 

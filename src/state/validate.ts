@@ -43,7 +43,9 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
 /** A document, workflow or lock id: a non-empty string of at most `MAX_ID_LENGTH` characters. */
 export function id(value: unknown, field: string): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH) {
-    throw new ValidationError(`${field} must be a non-empty string of at most ${MAX_ID_LENGTH} characters, got ${describe(value)}`, { field });
+    throw new ValidationError(`${field} must be a non-empty string of at most ${MAX_ID_LENGTH} characters, got ${describe(value)}`, {
+      field,
+    });
   }
   return value;
 }
@@ -169,7 +171,9 @@ export function stringArray(value: unknown, field: string): string[] {
 export function requirements(value: unknown): string[] | Record<string, unknown> {
   if (Array.isArray(value)) return stringArray(value, 'requirements');
   if (isPlainObject(value)) return jsonObject(value, 'requirements');
-  throw new ValidationError(`requirements must be an array of strings or a plain object, got ${describe(value)}`, { field: 'requirements' });
+  throw new ValidationError(`requirements must be an array of strings or a plain object, got ${describe(value)}`, {
+    field: 'requirements',
+  });
 }
 
 /** Longest caller-given history summary. */
@@ -179,7 +183,9 @@ export const MAX_SUMMARY_LENGTH = 500;
 export function optionalSummary(value: unknown): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || value.trim().length === 0 || value.length > MAX_SUMMARY_LENGTH) {
-    throw new ValidationError(`summary must be a non-empty string of at most ${MAX_SUMMARY_LENGTH} characters, got ${describe(value)}`, { field: 'summary' });
+    throw new ValidationError(`summary must be a non-empty string of at most ${MAX_SUMMARY_LENGTH} characters, got ${describe(value)}`, {
+      field: 'summary',
+    });
   }
   return value;
 }

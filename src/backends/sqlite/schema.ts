@@ -152,7 +152,9 @@ export function migrate(db: BetterSqlite3.Database, url: string): void {
       if (migration.version > current) db.exec(migration.sql);
     }
     if (current < SCHEMA_VERSION) {
-      db.prepare('INSERT INTO schema_version (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version').run(SCHEMA_VERSION);
+      db.prepare('INSERT INTO schema_version (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version').run(
+        SCHEMA_VERSION,
+      );
     }
   }).immediate();
 }

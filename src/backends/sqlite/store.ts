@@ -19,6 +19,7 @@ import type { ChangeAction, ChangeEvent, StateChange } from '../../state/types.j
 import { parseBackendUrl } from '../url.js';
 import { migrate } from './schema.js';
 import { readText } from '../text.js';
+import { changeEvent, toChange, toDocument, toWorkflow, type ChangeRow, type DocumentRow, type HistoryRow } from './rows.js';
 
 /** How a SqliteStore opens its file. */
 export interface SqliteStoreOptions {
@@ -45,35 +46,6 @@ export interface SqliteStoreOptions {
    * database file's mode. An existing file keeps its mode. Must include owner read and write.
    */
   mode?: number;
-}
-
-// Text columns are read as bytes (`CAST(col AS BLOB)`) and decoded by `readText`, so every
-// string comes back exactly (see text.ts); JSON columns (metadata, body) are always plain text.
-interface DocumentRow {
-  document_id: Buffer;
-  version: number;
-  content: Buffer;
-  metadata: string;
-  created_at: number;
-  updated_at: number;
-}
-
-interface HistoryRow {
-  version: number;
-  actor: Buffer;
-  action: string;
-  summary: Buffer | null;
-  changed_at: number;
-}
-
-interface ChangeRow {
-  revision: number;
-  kind: string;
-  id: Buffer;
-  version: number;
-  action: string;
-  actor: Buffer | null;
-  changed_at: number;
 }
 
 type Statements = ReturnType<typeof prepare>;
@@ -111,17 +83,20 @@ export function parseSqliteUrl(url: string): SqliteStoreOptions {
   const q = url.indexOf('?');
   let file = url.slice('sqlite:'.length, q >= 0 ? q : undefined);
   if (file.startsWith('//')) file = file.slice(2);
-  if (file.length === 0) throw new ValidationError(`SQLite URL must name a file, e.g. \`sqlite:./state.db\`, got \`${url}\``, { field: 'url' });
+  if (file.length === 0)
+    throw new ValidationError(`SQLite URL must name a file, e.g. \`sqlite:./state.db\`, got \`${url}\``, { field: 'url' });
   const options: SqliteStoreOptions = { filename: decodeURIComponent(file) };
   if (parsed.namespace !== undefined) options.namespace = parsed.namespace;
   const sync = parsed.params.get('synchronous');
   if (sync !== null) {
-    if (sync !== 'full' && sync !== 'normal') throw new ValidationError(`synchronous must be \`full\` or \`normal\`, got \`${sync}\``, { field: 'synchronous' });
+    if (sync !== 'full' && sync !== 'normal')
+      throw new ValidationError(`synchronous must be \`full\` or \`normal\`, got \`${sync}\``, { field: 'synchronous' });
     options.synchronous = sync;
   }
   const mode = parsed.params.get('mode');
   if (mode !== null) {
-    if (!/^(0o?)?[0-7]{3}$/.test(mode)) throw new ValidationError(`mode must be octal permission bits such as \`600\` or \`0640\`, got \`${mode}\``, { field: 'mode' });
+    if (!/^(0o?)?[0-7]{3}$/.test(mode))
+      throw new ValidationError(`mode must be octal permission bits such as \`600\` or \`0640\`, got \`${mode}\``, { field: 'mode' });
     options.mode = parseInt(mode.replace(/^0o?/, ''), 8);
   }
   for (const key of ['busyTimeoutMs', 'busyRetryMs', 'pollIntervalMs'] as const) {
@@ -220,7 +195,9 @@ function fileMode(mode: unknown): number {
   if (mode === undefined) return 0o600;
   if (typeof mode !== 'number' || !Number.isInteger(mode) || mode < 0 || mode > 0o777 || (mode & 0o600) !== 0o600) {
     const got = typeof mode === 'number' && Number.isInteger(mode) && mode >= 0 ? `0o${mode.toString(8)}` : String(mode);
-    throw new ValidationError(`mode must be permission bits 0o600..0o777 including owner read and write, got \`${got}\``, { field: 'mode' });
+    throw new ValidationError(`mode must be permission bits 0o600..0o777 including owner read and write, got \`${got}\``, {
+      field: 'mode',
+    });
   }
   return mode;
 }
@@ -241,39 +218,6 @@ function createFile(file: string, mode: number): void {
 function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
-}
-
-function toDocument(row: DocumentRow): DocumentRecord {
-  return {
-    documentId: readText(row.document_id),
-    version: row.version,
-    content: readText(row.content),
-    metadata: JSON.parse(row.metadata) as Record<string, unknown>,
-    createdAt: new Date(row.created_at),
-    updatedAt: new Date(row.updated_at),
-  };
-}
-
-function toWorkflow(row: { revision: number; body: string }): WorkflowRecord {
-  const body = JSON.parse(row.body) as Omit<WorkflowRecord, 'createdAt' | 'updatedAt' | 'revision'> & { createdAt: number; updatedAt: number };
-  return { ...body, createdAt: new Date(body.createdAt), updatedAt: new Date(body.updatedAt), revision: row.revision };
-}
-
-function toChange(row: ChangeRow): ChangeEvent {
-  return changeEvent({ ...row, id: readText(row.id), actor: readText(row.actor) });
-}
-
-function changeEvent(row: { revision: number; kind: string; id: string; version: number; action: string; actor: string | null; changed_at: number }): ChangeEvent {
-  const event: ChangeEvent = {
-    revision: row.revision,
-    kind: row.kind as ChangeEvent['kind'],
-    id: row.id,
-    version: row.version,
-    action: row.action as ChangeEvent['action'],
-    timestamp: new Date(row.changed_at),
-  };
-  if (row.actor !== null) event.actor = row.actor;
-  return event;
 }
 
 /**
@@ -351,7 +295,9 @@ export class SqliteStore implements StateStore {
     try {
       Database = (await import('better-sqlite3')).default;
     } catch (err) {
-      throw new TransportError(this.url, 'concord-agents/sqlite needs the better-sqlite3 package: npm install better-sqlite3', { cause: err });
+      throw new TransportError(this.url, 'concord-agents/sqlite needs the better-sqlite3 package: npm install better-sqlite3', {
+        cause: err,
+      });
     }
     let db: BetterSqlite3.Database;
     try {
@@ -367,7 +313,9 @@ export class SqliteStore implements StateStore {
       await this.#retryBusy(() => migrate(db, this.url));
     } catch (err) {
       db.close();
-      throw err instanceof ConcordError ? err : new TransportError(this.url, `cannot prepare SQLite database: ${(err as Error).message}`, { cause: err });
+      throw err instanceof ConcordError
+        ? err
+        : new TransportError(this.url, `cannot prepare SQLite database: ${(err as Error).message}`, { cause: err });
     }
     if (this.#closed) {
       db.close();
@@ -377,7 +325,8 @@ export class SqliteStore implements StateStore {
     this.#stmts = prepare(db);
     this.#tx = {
       commit: db.transaction((request: CommitRequest) => this.#commitInTx(request)).immediate,
-      commitWorkflow: db.transaction((workflow: WorkflowRecord, expected: number | null) => this.#commitWorkflowInTx(workflow, expected)).immediate,
+      commitWorkflow: db.transaction((workflow: WorkflowRecord, expected: number | null) => this.#commitWorkflowInTx(workflow, expected))
+        .immediate,
       acquire: db.transaction((key: string, ttlMs: number) => this.#acquireInTx(key, ttlMs)).immediate,
     };
     if (this.#file !== ':memory:') {
@@ -439,8 +388,15 @@ export class SqliteStore implements StateStore {
       // Versions below `oldest_version` are compacted: every read is bounded by it. Their rows go
       // in batches, when `oldest` crosses a multiple of COMPACT_BATCH, so that a commit does not
       // also rewrite the page of the oldest row (one more page written and synced every time).
-      if (Math.floor(oldest / COMPACT_BATCH) > Math.floor(head.oldest_version / COMPACT_BATCH)) s.compact.run(ns, document.documentId, oldest);
-      s.updateDocument.run({ ns, documentId: document.documentId, version: document.version, oldest, updatedAt: document.updatedAt.getTime() });
+      if (Math.floor(oldest / COMPACT_BATCH) > Math.floor(head.oldest_version / COMPACT_BATCH))
+        s.compact.run(ns, document.documentId, oldest);
+      s.updateDocument.run({
+        ns,
+        documentId: document.documentId,
+        version: document.version,
+        oldest,
+        updatedAt: document.updatedAt.getTime(),
+      });
     } else {
       s.insertDocument.run({
         ns,
@@ -628,7 +584,8 @@ export class SqliteStore implements StateStore {
     for (const store of set) {
       if (store.#fanout.size === 0 || store.#options.namespace !== this.#options.namespace) continue;
       const behind = store.#fanout.minCursor();
-      if (event && behind !== null && behind >= event.revision - 1) store.#fanout.deliverFresh(changeEvent({ ...event, changed_at: event.changedAt }));
+      if (event && behind !== null && behind >= event.revision - 1)
+        store.#fanout.deliverFresh(changeEvent({ ...event, changed_at: event.changedAt }));
       else setImmediate(() => void store.#poll());
     }
   }
@@ -716,7 +673,9 @@ export class SqliteStore implements StateStore {
         if (err instanceof ConcordError) throw err;
         if (!isBusy(err)) throw new TransportError(this.url, `SQLite failed: ${(err as Error).message}`, { cause: err });
         if (Date.now() >= deadline) {
-          throw new TransportError(this.url, `SQLite database stayed busy (locked by another writer) for ${this.#options.busyRetryMs} ms`, { cause: err });
+          throw new TransportError(this.url, `SQLite database stayed busy (locked by another writer) for ${this.#options.busyRetryMs} ms`, {
+            cause: err,
+          });
         }
         const backoff = Math.min(100, 2 ** Math.min(attempt, 7));
         await new Promise((r) => setTimeout(r, backoff / 2 + Math.random() * backoff));
