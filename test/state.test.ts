@@ -11,7 +11,7 @@ import { OwnCommits } from '../src/state/own-commits.js';
 import { ChangeFanout } from '../src/state/store-kit.js';
 import type { StateStore } from '../src/state/store.js';
 import type { ChangeEvent } from '../src/state/types.js';
-import * as wf from '../src/state/workflow.js';
+import * as wf from '../src/state/workflow-rules.js';
 import { waitFor } from './helpers/services.js';
 
 const managers: StateManager[] = [];

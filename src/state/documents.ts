@@ -279,8 +279,8 @@ export class Documents {
           throw tracedConflict(new StateConflictError(documentId, expectedVersion, base.record.version, { current }));
         }
       }
-      const plan_ = plan(base.record);
-      const planned = plan_ instanceof Promise ? await plan_ : plan_;
+      const planning = plan(base.record);
+      const planned = planning instanceof Promise ? await planning : planning;
       const now = new ImmutableDate();
       const version = base.record.version + 1;
       const document: DocumentRecord = {

@@ -12,7 +12,7 @@ import type { OwnCommits } from './own-commits.js';
 import type { StateStore, WorkflowCommitResult, WorkflowRecord } from './store.js';
 import type { WorkflowState } from './types.js';
 import * as v from './validate.js';
-import * as wf from './workflow.js';
+import * as wf from './workflow-rules.js';
 
 export class WorkflowStates {
   #core: StateCore;

@@ -353,7 +353,7 @@ export class SqliteStore implements StateStore {
   }
 
   #commitInTx(request: CommitRequest): CommitResult {
-    const s = this.#s();
+    const s = this.#statements();
     const ns = this.#options.namespace;
     const { document, change, expectedVersion, historyLimit, fence } = request;
     const head = s.getHead.get(ns, document.documentId);
@@ -418,7 +418,7 @@ export class SqliteStore implements StateStore {
   }
 
   #appendChange(event: { kind: string; id: string; version: number; action: string; actor: string | null; changedAt: number }): number {
-    const s = this.#s();
+    const s = this.#statements();
     const ns = this.#options.namespace;
     // Inside the writing BEGIN IMMEDIATE transaction: nobody else can take the same number.
     const revision = (s.currentRevision.get(ns)?.r ?? 0) + 1;
@@ -488,7 +488,7 @@ export class SqliteStore implements StateStore {
   }
 
   #commitWorkflowInTx(workflow: WorkflowRecord, expectedRevision: number | null): WorkflowCommitResult {
-    const s = this.#s();
+    const s = this.#statements();
     const ns = this.#options.namespace;
     const row = s.getWorkflow.get(ns, workflow.workflowId);
     if ((row?.revision ?? null) !== expectedRevision) return { ok: false, current: row ? toWorkflow(row) : null };
@@ -597,7 +597,7 @@ export class SqliteStore implements StateStore {
   }
 
   #acquireInTx(key: string, ttlMs: number): LockGrant | null {
-    const s = this.#s();
+    const s = this.#statements();
     const ns = this.#options.namespace;
     const now = Date.now();
     const lock = s.getLock.get(ns, key);
@@ -647,7 +647,7 @@ export class SqliteStore implements StateStore {
   }
 
   /** The prepared statements (for use inside transactions, where the store is known open). */
-  #s(): Statements {
+  #statements(): Statements {
     if (this.#closed || !this.#stmts) throw new ClosedError(`SQLite store ${this.url}`);
     return this.#stmts;
   }
