@@ -1,4 +1,5 @@
 import type { Context, Span } from '@opentelemetry/api';
+import { hostname } from 'node:os';
 import { type Logger, pino } from 'pino';
 import { ClosedError, RecipientNotFoundError, ValidationError } from '../errors.js';
 import { newId } from '../ids.js';
@@ -141,6 +142,7 @@ export class MessageBus {
         leaseMs: requirePositive('leaseMs', options.leaseMs ?? 60_000),
         maxPayloadBytes: requirePositive('maxPayloadBytes', options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES),
         dedupeMs: requirePositive('dedupeWindowMs', options.dedupeWindowMs ?? 300_000, true),
+        consumer: `${hostname()}:${process.pid}:${newId().slice(-8)}`,
       },
       this.#counters,
       this.#log,
@@ -373,7 +375,13 @@ export class MessageBus {
     const until = Date.now() + timeout;
     for (;;) {
       const waitMs = Math.max(0, until - Date.now());
-      const [lease] = await t.lease(agentName, { leaseMs, waitMs, max: 1, signal: this.#stop.signal });
+      const [lease] = await t.lease(agentName, {
+        leaseMs,
+        waitMs,
+        max: 1,
+        signal: this.#stop.signal,
+        consumer: this.#core.settings.consumer,
+      });
       if (lease === undefined) return null;
       const now = Date.now();
       const verdict = this.#core.verdict(lease.message, now);

@@ -44,6 +44,8 @@ export interface BusSettings {
   readonly leaseMs: number;
   readonly maxPayloadBytes: number;
   readonly dedupeMs: number;
+  /** This bus as the holder of its leases (`LeaseOptions.consumer`): `<host>:<pid>:<bus id>`. */
+  readonly consumer: string;
 }
 
 /** A reply, stamped, and where it goes: the requester's inbox, or else its sender's queue. */

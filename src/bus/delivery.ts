@@ -198,7 +198,13 @@ export class Consumers {
    * keeps pace with a producer that awaits each send and queues stay shallow.
    */
   async consume(t: Transport, reg: Registration): Promise<void> {
-    const options = { leaseMs: this.#core.settings.leaseMs, waitMs: LOOP_WAIT_MS, max: 1, signal: this.#loops.signal };
+    const options = {
+      leaseMs: this.#core.settings.leaseMs,
+      waitMs: LOOP_WAIT_MS,
+      max: 1,
+      signal: this.#loops.signal,
+      consumer: this.#core.settings.consumer,
+    };
     const pacer = new YieldPacer(t, reg.name);
     const inline = reg.concurrency === 1;
     while (!reg.stopped) {

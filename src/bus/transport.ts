@@ -144,6 +144,8 @@ export interface LeaseInfo {
   token: string;
   /** Epoch ms when the lease runs out and the message becomes visible again. */
   deadline: number;
+  /** Who holds the lease: the `consumer` its lease call named (absent when none was named). */
+  holder?: string;
 }
 
 /**
@@ -181,6 +183,11 @@ export interface LeaseOptions {
   /** Most messages to lease at once (default 1). */
   max?: number;
   signal?: AbortSignal;
+  /**
+   * Who leases (the bus: `<host>:<pid>:<bus id>`, one string per bus), recorded with each lease
+   * for `inspectQueue`'s `holder`. Opaque to the transport; it never changes a lease's meaning.
+   */
+  consumer?: string;
 }
 
 export interface Lease {

@@ -220,6 +220,7 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
         leases.push({
           queue,
           token: l.token,
+          holder: l.holder ?? null,
           attempt: l.attempt,
           deadline: new Date(l.deadline).toISOString(),
           expiresInMs: l.deadline - now,

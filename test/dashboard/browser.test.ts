@@ -134,7 +134,9 @@ describe.runIf(up)('concord dashboard in Chromium', () => {
     await page.waitForSelector('#leases tbody tr:has(td:text("archive"))');
     const cells = await page.$$eval('#leases tbody tr:has(td:text("archive")) td', (tds) => tds.map((td) => td.textContent));
     expect(cells[3]).toBe('1');
-    expect(cells[5]).toMatch(/s|min/);
+    // The holder: the bus of this process that leased it (`<host>:<pid>:<bus id>`).
+    expect(cells[4]).toContain(`:${process.pid}:`);
+    expect(cells[6]).toMatch(/s|min/);
     await shot('leases');
     release();
   });

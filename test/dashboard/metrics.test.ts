@@ -8,7 +8,7 @@ import type { StateStore } from '../../src/state/store.js';
 import { resolveStore, resolveTransport } from '../../src/connect.js';
 import { BackendObserver, createConcordMetrics } from '../../src/dashboard/index.js';
 import { serviceAvailable, waitFor } from '../helpers/services.js';
-import { cleanupNamespace, redisNamespace, redisUrl } from '../redis/helpers.js';
+import { cleanupNamespace, rawClient, redisNamespace, redisUrl } from '../redis/helpers.js';
 import { familyOf, parseExposition } from './helpers.js';
 
 const up = await serviceAvailable('redis');
@@ -142,6 +142,33 @@ describe.runIf(up)('Prometheus metrics over a Redis bus and a SQLite state', () 
     expect(Math.abs(info.leases[0]!.deadline - leased[0]!.deadline)).toBeLessThan(1000);
     expect(await transport.listQueues!()).toEqual(expect.arrayContaining(['idle', 'inspect', 'writer']));
   });
+
+  it('inspectQueue on Redis reports who holds each lease, and forgets it once the lease is settled', async () => {
+    await transport.addRecipient('held');
+    for (let i = 0; i < 3; i++) await bus.send({ sender: 'test', recipient: 'held', type: MessageType.TASK, payload: { i } });
+    const [mine] = await transport.lease('held', { leaseMs: 30_000, waitMs: 0, consumer: 'host-a:101:bus1' });
+    const [theirs] = await transport.lease('held', { leaseMs: 30_000, waitMs: 0, consumer: 'host-b:202:bus2' });
+    const holders = async () => Object.fromEntries((await transport.inspectQueue!('held')).leases.map((l) => [l.message.id, l.holder]));
+    expect(await holders()).toEqual({ [mine!.message.id]: 'host-a:101:bus1', [theirs!.message.id]: 'host-b:202:bus2' });
+    // A lease given back and taken again by another consumer is that consumer's.
+    expect(await transport.requeue(mine!, { delayMs: 0 })).toBe(true);
+    const [again] = await transport.lease('held', { leaseMs: 30_000, waitMs: 0, consumer: 'host-c:303:bus3' });
+    expect(again!.message.id).toBe(mine!.message.id);
+    expect((await holders())[mine!.message.id]).toBe('host-c:303:bus3');
+    // Settled leases leave no holder record behind.
+    expect(await transport.ack(again!)).toBe(true);
+    expect(await transport.ack(theirs!)).toBe(true);
+    const [last] = await transport.lease('held', { leaseMs: 30_000, waitMs: 0, consumer: 'host-a:101:bus1' });
+    const letter = { message: last!.message, queue: 'held', reason: 'max_attempts' as const, attempts: 1, deadAt: new Date() };
+    expect(await transport.deadLetter(letter, last!)).toBe(true);
+    const probe = rawClient();
+    await probe.connect();
+    try {
+      expect(await probe.hkeys(`concord:{${ns}}:q:held:body`)).toEqual([]);
+    } finally {
+      probe.disconnect();
+    }
+  });
 });
 
 describe('inspection on the memory transport', () => {
@@ -157,6 +184,11 @@ describe('inspection on the memory transport', () => {
       const info = await transport.inspectQueue('a');
       expect(info.leases).toEqual([{ message: lease!.message, attempt: 1, token: lease!.token, deadline: lease!.deadline }]);
       expect(info.byPriority).toBeNull();
+      // A lease call that names its consumer: the lease is reported as held by it.
+      await bus.send({ sender: 'test', recipient: 'a', type: MessageType.TASK, payload: {} });
+      const [held] = await transport.lease('a', { leaseMs: 20_000, waitMs: 0, consumer: 'host:42:bus' });
+      const later = await transport.inspectQueue('a');
+      expect(later.leases.find((l) => l.token === held!.token)?.holder).toBe('host:42:bus');
     } finally {
       await bus.close();
       await transport.close();

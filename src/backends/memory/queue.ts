@@ -27,6 +27,8 @@ export class Entry implements HeapItem, Lease {
   readonly id: number;
   /** Lease deadline (epoch ms) while leased. */
   deadline = 0;
+  /** Leased: the `consumer` the lease call named. */
+  holder: string | undefined = undefined;
   readonly q: QueueState;
   /** The queue's name (the `Lease` field). */
   readonly queue: string;
@@ -70,6 +72,7 @@ export interface Waiter {
   queue: QueueState;
   max: number;
   leaseMs: number;
+  consumer: string | undefined;
   /** Epoch ms when the wait ends empty (Infinity: only a message or the signal ends it). */
   until: number;
   signal: AbortSignal | undefined;

@@ -204,7 +204,8 @@ export class MemoryTransport implements Transport {
       if (q.ready.size > 0) {
         // Consumers that waited longer go first.
         if (q.live > 0) this.#serve(q, now);
-        if (q.ready.size > 0) return max === 1 ? [this.#takeOne(q, leaseMs, now)] : this.#take(q, max, leaseMs, now);
+        if (q.ready.size > 0)
+          return max === 1 ? [this.#takeOne(q, leaseMs, now, options.consumer)] : this.#take(q, max, leaseMs, now, options.consumer);
       }
     }
     const signal = options.signal;
@@ -212,7 +213,16 @@ export class MemoryTransport implements Transport {
     q ??= this.#queue(queue);
     const waiting = q;
     return new Promise<Lease[]>((resolve) => {
-      const waiter: Waiter = { queue: waiting, max, leaseMs, until: now + waitMs, signal, resolve, done: false };
+      const waiter: Waiter = {
+        queue: waiting,
+        max,
+        leaseMs,
+        consumer: options.consumer,
+        until: now + waitMs,
+        signal,
+        resolve,
+        done: false,
+      };
       // An array of exactly one for the usual lone waiter (pushing to an empty one reserves 17 slots).
       if (waiting.waiters.length === 0) waiting.waiters = [waiter];
       else waiting.waiters.push(waiter);
@@ -398,7 +408,13 @@ export class MemoryTransport implements Transport {
     return {
       byPriority: null,
       oldestWaitingAt: null,
-      leases: leases.map((e) => ({ message: e.message, attempt: e.leases, token: e.token, deadline: e.deadline })),
+      leases: leases.map((e) => ({
+        message: e.message,
+        attempt: e.leases,
+        token: e.token,
+        deadline: e.deadline,
+        ...(e.holder === undefined ? {} : { holder: e.holder }),
+      })),
     };
   }
 
@@ -498,7 +514,7 @@ export class MemoryTransport implements Transport {
   }
 
   /** Leases up to `max` ready messages. */
-  #take(q: QueueState, max: number, leaseMs: number, now: number): Lease[] {
+  #take(q: QueueState, max: number, leaseMs: number, now: number, consumer: string | undefined): Lease[] {
     const out: Lease[] = [];
     const deadline = now + leaseMs;
     const ready = q.ready;
@@ -509,6 +525,7 @@ export class MemoryTransport implements Transport {
       const entry = new Entry(q, deliveryCopy(message, attempt), ready.poppedKey, attempt, ++this.#tokens);
       entry.state = LEASED;
       entry.deadline = deadline;
+      entry.holder = consumer;
       q.leasedHeap().push(entry);
       out.push(entry);
     }
@@ -516,13 +533,14 @@ export class MemoryTransport implements Transport {
   }
 
   /** Leases the next ready message (there must be one). */
-  #takeOne(q: QueueState, leaseMs: number, now: number): Entry {
+  #takeOne(q: QueueState, leaseMs: number, now: number, consumer: string | undefined): Entry {
     const ready = q.ready;
     const message = ready.pop() as Message;
     const attempt = ready.poppedAux + 1;
     const entry = new Entry(q, deliveryCopy(message, attempt), ready.poppedKey, attempt, ++this.#tokens);
     entry.state = LEASED;
     entry.deadline = now + leaseMs;
+    entry.holder = consumer;
     q.leasedHeap().push(entry);
     return entry;
   }
@@ -539,7 +557,7 @@ export class MemoryTransport implements Transport {
       const w = q.waiters.shift();
       if (w === undefined) break;
       if (w.done) continue;
-      this.#finish(w, this.#take(q, w.max, w.leaseMs, now));
+      this.#finish(w, this.#take(q, w.max, w.leaseMs, now, w.consumer));
     }
   }
 

@@ -197,11 +197,19 @@ export class Scripts {
     return { script: 'ack-many', keys: [k.ready, k.inflight, k.signal, k.body, k.tries], args, at };
   }
 
+  /** Per queue (by its inflight key), the consumer its leases are recorded as held by (`LeaseOptions.consumer`). */
+  readonly #holders = new Map<string, string>();
+
+  /** Leases of `queue` from now on are recorded as held by `consumer` (see `LeaseInfo.holder`). */
+  holdAs(queue: string, consumer: string): void {
+    this.#holders.set(this.queueKeys(queue).inflight, consumer);
+  }
+
   lease(keys: QueueKeys, leaseMs: number, max: number): Call {
     return {
       script: 'lease',
       keys: [keys.ready, keys.delayed, keys.inflight, keys.signal, keys.body, keys.tries],
-      args: [Math.min(max, MAX_ROUND), Math.ceil(leaseMs)],
+      args: [Math.min(max, MAX_ROUND), Math.ceil(leaseMs), this.#holders.get(keys.inflight) ?? ''],
     };
   }
 

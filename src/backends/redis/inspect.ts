@@ -1,12 +1,14 @@
 import type { Redis } from 'ioredis';
-import type { QueueInspection } from '../../bus/transport.js';
+import type { LeaseInfo, QueueInspection } from '../../bus/transport.js';
 import { decodeMessage, type Message } from '../../message.js';
 import type { QueueKeys } from './commands.js';
 
 /**
  * What a queue holds, by plain reads (no script, nothing moved): counts per priority band of
  * `ready` (order = (10 - priority) * 2^40 + seq) plus delayed ones by their body, the front of
- * each band (FIFO, so the oldest of it) for the oldest age, and the leases by deadline.
+ * each band (FIFO, so the oldest of it) for the oldest age, and the leases by deadline with their
+ * holders (body field `<id>:h` = `<attempt>|<holder>`, written by the lease script; one left from
+ * an earlier attempt is not this lease's).
  */
 export async function inspectQueue(client: Redis, keys: QueueKeys, limit: number): Promise<QueueInspection> {
   const BAND = 2 ** 40;
@@ -34,7 +36,7 @@ export async function inspectQueue(client: Redis, keys: QueueKeys, limit: number
   const delayed = value(22) as string[];
   const inflight = value(23) as string[];
   const leasedIds = inflight.filter((_, i) => i % 2 === 0);
-  const ids = [...fronts, ...delayed, ...leasedIds];
+  const ids = [...fronts, ...delayed, ...leasedIds, ...leasedIds.map((id) => `${id}:h`)];
   const bodies = ids.length === 0 ? [] : await client.hmget(keys.body, ...ids);
   const messageAt = (i: number): Message | null => {
     const body = bodies[i];
@@ -59,7 +61,12 @@ export async function inspectQueue(client: Redis, keys: QueueKeys, limit: number
     const score = inflight[2 * j + 1] ?? '0';
     if (m === null) continue;
     const n = Number(score);
-    leases.push({ message: m, attempt: n % 1024, token: score, deadline: Math.floor(n / 1024) });
+    const lease: LeaseInfo = { message: m, attempt: n % 1024, token: score, deadline: Math.floor(n / 1024) };
+    const held = bodies[fronts.length + delayed.length + leasedIds.length + j];
+    const bar = typeof held === 'string' ? held.indexOf('|') : -1;
+    // The attempt in the score stops at 1023 (the rest is in tries): compare as far as it goes.
+    if (bar > 0 && Math.min(Number(held!.slice(0, bar)), 1023) === lease.attempt) lease.holder = held!.slice(bar + 1);
+    leases.push(lease);
   }
   return { byPriority, oldestWaitingAt: oldest, leases };
 }

@@ -109,6 +109,8 @@ export class RedisTransport implements Transport {
   readonly #due = new Map<string, number>();
   /** Queues a consumer loop waits on in this process (lease calls that may wait), with its lease length. */
   readonly #consumers = new Map<string, number>();
+  /** Per queue, the `consumer` its last lease call named (the scripts record leases as held by it). */
+  readonly #holders = new Map<string, string>();
   /** Leases taken in the same round trip as an ack, or ahead, for the consumer that is about to ask again. */
   readonly #prefetched = new PrefetchStash((lease) => this.#undo(lease));
   /** A lease taken ahead for a busy consumer, on its way (see `#leaseAhead`), per queue. */
@@ -276,6 +278,11 @@ export class RedisTransport implements Transport {
     if (this.#closed || options.signal?.aborted) return Promise.resolve([]);
     const max = Math.floor(asked);
     if (queue.startsWith(INBOX_PREFIX)) return this.#inbox(queue).take(max, leaseMs, waitMs, options.signal);
+    const consumer = options.consumer;
+    if (consumer !== undefined && this.#holders.get(queue) !== consumer) {
+      this.#holders.set(queue, consumer);
+      this.#scripts.holdAs(queue, consumer);
+    }
     // A caller that waits is a consumer loop: it will ask again once it is done with these.
     if (waitMs > 0) this.#consumers.set(queue, leaseMs);
     const leasing = this.#leaseOrWait(queue, leaseMs, waitMs, max, options.signal);

@@ -204,6 +204,7 @@ async function loadLeases() {
         h('td', { class: 'mono' }, short(l.message.id)),
         h('td', {}, typeTag(l.message.type)),
         h('td', {}, l.attempt),
+        h('td', { class: 'mono holder' }, l.holder ?? '—'),
         h('td', { class: 'mono' }, l.token),
         h('td', {}, age(Math.max(0, l.expiresInMs))),
       ),
@@ -214,7 +215,7 @@ async function loadLeases() {
       h(
         'tr',
         {},
-        h('td', { colspan: 6, class: 'muted' }, supported ? 'no message is leased right now' : 'this transport cannot list its leases'),
+        h('td', { colspan: 7, class: 'muted' }, supported ? 'no message is leased right now' : 'this transport cannot list its leases'),
       ),
     );
 }

@@ -52,7 +52,7 @@ if ARGV[4] ~= '' then
     end
   end
   redis.call('ZREM', KEYS[5], id)
-  redis.call('HDEL', KEYS[7], id)
+  redis.call('HDEL', KEYS[7], id, id .. ':h')
   redis.call('HDEL', KEYS[8], id)
 end
 redis.call('HSET', KEYS[1], ARGV[1], letter)

@@ -12,6 +12,9 @@
   KEYS[6]  {prefix}q:<queue>:tries     HASH id -> times leased
   ARGV[1]  max                         most messages to lease (at most 1000)
   ARGV[2]  leaseMs                     lease length
+  ARGV[3]  holder                      who leases ('' = nobody named): stored per leased message in
+                                       body as '<id>:h' -> '<attempt>|<holder>' (for inspection only;
+                                       an id segment has no ':', so it cannot clash with one)
 
   Returns { waitMs, remaining, firstToken, n, id1, body1, ..., idn, bodyn, then a triple
   i, attempt, token for each message i (1-based) leased before }: remaining is how many messages
@@ -105,6 +108,9 @@ if n > 0 then
   out[4] = n
   local flight = {}
   local again = {}
+  local holder = ARGV[3] or ''
+  local held = holder ~= '' and {} or nil
+  local firstHeld = held and ('1|' .. holder)
   for i = 1, n do
     local id = ids[i]
     local attempt = (prev[i] or 0) + 1
@@ -118,11 +124,16 @@ if n > 0 then
       again[#again + 1] = token
     end
     flight[2 * i] = id
+    if held then
+      held[2 * i - 1] = id .. ':h'
+      held[2 * i] = attempt == 1 and firstHeld or (attempt .. '|' .. holder)
+    end
     out[3 + 2 * i] = id
     out[4 + 2 * i] = bodies[i]
   end
   for j = 1, #again do out[4 + 2 * n + j] = again[j] end
   redis.call('ZADD', KEYS[3], unpack(flight))
+  if held then redis.call('HSET', KEYS[5], unpack(held)) end
 end
 
 local remaining = redis.call('ZCARD', KEYS[1])

@@ -38,7 +38,13 @@ local function ackLeases(k, now, first, last)
   end
   if #done > 0 then
     redis.call('ZREM', k.inflight, unpack(done))
-    redis.call('HDEL', k.body, unpack(done))
+    -- The body and its holder record ('<id>:h', see lease-6.lua).
+    local fields = {}
+    for i, id in ipairs(done) do
+      fields[2 * i - 1] = id
+      fields[2 * i] = id .. ':h'
+    end
+    redis.call('HDEL', k.body, unpack(fields))
     if #tried > 0 then redis.call('HDEL', k.tries, unpack(tried)) end
   end
   if #lapsed > 0 then
