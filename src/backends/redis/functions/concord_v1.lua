@@ -25,7 +25,7 @@
 
 local MAJOR = '1'
 -- Bumped whenever this file changes; a transport never replaces a library of a higher revision.
-local REVISION = 1
+local REVISION = 2
 
 local SCALE = 1024            -- inflight score = deadline * 1024 + min(attempt, 1023)
 local SIGNAL_CAP = 16         -- wake-up tokens kept per queue
@@ -222,7 +222,7 @@ redis.register_function('concord_v1_reply', function(keys, args)
     acked = 0
     if score then
       redis.call('ZREM', k.inflight, id)
-      redis.call('HDEL', k.body, id)
+      redis.call('HDEL', k.body, id, id .. ':h')
       redis.call('HDEL', k.tries, id)
       acked = 1
     end
@@ -321,7 +321,7 @@ redis.register_function('concord_v1_ack', function(keys, args)
   local id = segment(name_arg(args[2], 'id'))
   if not held(k, id, args[3], now_ms()) then return 0 end
   redis.call('ZREM', k.inflight, id)
-  redis.call('HDEL', k.body, id)
+  redis.call('HDEL', k.body, id, id .. ':h')
   redis.call('HDEL', k.tries, id)
   return 1
 end)
@@ -386,7 +386,7 @@ redis.register_function('concord_v1_dead_letter', function(keys, args)
     local idseg = segment(id)
     if not held(k, idseg, token, now) then return 0 end
     redis.call('ZREM', k.inflight, idseg)
-    redis.call('HDEL', k.body, idseg)
+    redis.call('HDEL', k.body, idseg, idseg .. ':h')
     redis.call('HDEL', k.tries, idseg)
   end
   local letter = '{"m":' .. cjson.encode(args[7]) .. ',"q":' .. cjson.encode(queue) .. ',"r":"' .. reason .. '"'
