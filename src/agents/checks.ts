@@ -14,6 +14,7 @@ import {
   citationNumbers,
   contentStems,
   contextWord,
+  unresolvedReference,
   isRepeat,
   keyTerms,
   lengthBounds,
@@ -244,10 +245,34 @@ function checkCoherence(model: DocumentModel, task: VerificationTask, problems: 
     const key = `${s.section}:${s.paragraph}`;
     paragraphs.set(key, [...(paragraphs.get(key) ?? []), s]);
   }
+  const byNumber = new Map(model.references.map((r) => [r.n, r] as const));
+  // What a reader has met before each sentence: title, topic, requirements, the headings so far, the sentences above.
+  const unresolved = new Map<(typeof sentences)[number], string>();
+  let read = [model.title ?? '', task.topic, ...(task.requirements ?? [])].join('\n');
+  let section = -1;
+  for (const s of sentences) {
+    for (; section < s.section; section++) read += `\n${model.sections[section + 1]?.heading ?? ''}`;
+    // The headings of the passages it cites introduce what the writer quoted under them.
+    const cited = citationNumbers(s.text).map((n) => passageOf(byNumber.get(n), task.passages));
+    const phrase = unresolvedReference(s.text, [read, ...cited.map((p) => `${p?.title ?? ''}\n${p?.heading ?? ''}`)].join('\n'));
+    if (phrase !== null) unresolved.set(s, phrase);
+    read += `\n${stripCitations(s.text)}`;
+  }
   for (const list of paragraphs.values()) {
     checks++;
     let ok = true;
     list.forEach((s, i) => {
+      const phrase = unresolved.get(s);
+      if (phrase !== undefined) {
+        ok = false;
+        problems.push({
+          kind: 'coherence',
+          section: s.heading,
+          sentence: s.text,
+          message: `${excerpt(s.text)} in ${place(s.heading)} speaks of '${phrase}' as if it were known, but nothing before it in the document introduces it`,
+        });
+        return;
+      }
       const word = contextWord(s.text);
       if (word === null) return;
       const previous = list[i - 1];
@@ -267,7 +292,6 @@ function checkCoherence(model: DocumentModel, task: VerificationTask, problems: 
   }
 
   // Each body section: at least half its cited sentences are about its heading.
-  const byNumber = new Map(model.references.map((r) => [r.n, r] as const));
   model.sections.forEach((section, i) => {
     if (isFrame(section.heading)) return;
     // The heading's own words: its topic words ("tea" in "Times by tea type") say nothing about where a sentence belongs.

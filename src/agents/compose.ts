@@ -17,6 +17,7 @@ import {
   leansOnContext,
   sentenceKey,
   support,
+  unresolvedReference,
 } from './text.js';
 
 /** A source sentence the writer may quote. */
@@ -46,7 +47,8 @@ export { leansOnContext };
 /**
  * The quotable sentences of the passages: complete sentences of 6..50 words starting with a
  * capital or digit, first occurrence only, in passage order. A sentence that leans on the one
- * before it (`Most systems therefore choose...`) is only quotable together with that one.
+ * before it (`Most systems therefore choose...`, or `The high ratio...` before any ratio is named)
+ * is only quotable together with that one.
  */
 export function candidateSentences(passages: readonly Passage[]): Candidate[] {
   const out: Candidate[] = [];
@@ -54,11 +56,16 @@ export function candidateSentences(passages: readonly Passage[]): Candidate[] {
   const complete = (text: string): boolean => /[.!?]["')\]”’]?$/u.test(text) && /^["'(“‘]?[\p{Lu}\p{N}]/u.test(text);
   passages.forEach((passage, pi) => {
     const sentences = paragraphSentences(passage.text);
+    // A definite phrase (`The queue...`) must be introduced by the passage's title or heading, or by
+    // what travels with it: a sentence further up is not quoted with it, so would not be there.
+    const framing = `${passage.title ?? ''}\n${passage.heading ?? ''}`;
+    const leans = (text: string): boolean => leansOnContext(text) || unresolvedReference(text, framing) !== null;
     sentences.forEach((text, si) => {
       let parts = [text];
-      if (leansOnContext(text)) {
+      if (leans(text)) {
         const before = sentences[si - 1];
-        if (before === undefined || leansOnContext(before) || !complete(before)) return;
+        if (before === undefined || leans(before) || !complete(before)) return;
+        if (unresolvedReference(text, `${framing}\n${before}`) !== null) return;
         parts = [before, text];
       }
       const joined = parts.join(' ');

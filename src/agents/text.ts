@@ -286,3 +286,33 @@ export const GENERIC_TOPIC_WORDS: ReadonlySet<string> = new Set(
     .split(' ')
     .map((w) => stem(w)),
 );
+
+// "The high ratio is...", "Those queues...": a definite article or demonstrative, then up to three
+// words (up to two modifiers and a head noun) before a stopword, a number or punctuation.
+const DEFINITE = /^(the|that|those)\s+((?:[\p{L}]+(?:-[\p{L}]+)*\s+){0,2}[\p{L}]+(?:-[\p{L}]+)*)/iu;
+
+const FRAME_NOUNS = new Set(['document', 'article', 'report', 'section', 'sections', 'notes', 'guide']);
+
+/**
+ * The definite phrase a sentence opens with (`The high ratio`) when nothing in `before` introduces
+ * it, else null. `before` is what a reader has read first: the passage or document up to the
+ * sentence, with its title and headings. The phrase is its opening words up to the first stopword
+ * (`The queue decouples producers` → `queue`, `decouples`, `producers`); it counts as introduced
+ * when any of them occurs in `before` (compared by stem, so `ratios` introduces `ratio`): a false
+ * alarm would cost a good sentence, a missed one only a slightly abrupt one.
+ */
+export function unresolvedReference(sentence: string, before: string): string | null {
+  const plain = stripCitations(sentence).replace(/^["'(“‘]+/u, '');
+  const m = DEFINITE.exec(plain);
+  if (!m) return null;
+  const words: string[] = [];
+  for (const w of (m[2] ?? '').split(/\s+/u)) {
+    if (!isContentWord(w.toLowerCase())) break;
+    words.push(w);
+  }
+  // "The section on delivery...", "The document...": the writer's own framing names what it means.
+  if (words.length === 0 || FRAME_NOUNS.has((words[0] as string).toLowerCase())) return null;
+  const known = new Set(contentStems(before));
+  if (words.some((w) => known.has(stem(w.toLowerCase())))) return null;
+  return `${m[1]} ${words.join(' ')}`;
+}

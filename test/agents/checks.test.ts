@@ -63,6 +63,29 @@ describe('verifyDocument', () => {
     expect(verifyDocument(task(GOOD)).score).toBe(1);
   });
 
+  it('flags a sentence whose definite phrase nothing before it in the document introduces', () => {
+    const dangling = GOOD.replace(
+      'Retries are spaced with exponential backoff and random jitter [3].',
+      'The backoff schedule spaces retries with random jitter [3].',
+    );
+    const { problems, scores } = verifyDocument(task(dangling), SOURCES);
+    expect(problems.filter((p) => p.kind === 'coherence').map((p) => [p.section, p.message])).toEqual([
+      [
+        'Leases',
+        "\"The backoff schedule spaces retries with random jitter.\" in 'Leases' speaks of 'The backoff schedule spaces' as if it were known, but nothing before it in the document introduces it",
+      ],
+    ]);
+    expect(scores.coherence).toBeLessThan(1);
+    // Introduced earlier in the document, by the section heading or by the topic: no problem.
+    const introduced = GOOD.replace(
+      'random jitter [3].',
+      'random jitter [3]. The exponential backoff spaces retries [3]. The leases expire [2].',
+    );
+    expect(verifyDocument(task(introduced), SOURCES).problems.filter((p) => p.kind === 'coherence')).toEqual([]);
+    const byTopic = GOOD.replace('This document covers queues and leases. A queue lets', 'This document covers these. The queue lets');
+    expect(verifyDocument(task(byTopic), SOURCES).problems.filter((p) => p.kind === 'coherence')).toEqual([]);
+  });
+
   it('names each broken citation, its section and its sentence', () => {
     const bad = GOOD.replace('producers [1]', 'producers [4]')
       .replace('jitter [3]', 'jitter [2]')

@@ -76,6 +76,37 @@ describe('outline', () => {
 });
 
 describe('candidate sentences', () => {
+  it('quotes a sentence opening with a definite phrase only with what introduces it', () => {
+    const p: Passage = {
+      id: 'b:1',
+      source: 'b',
+      line: 1,
+      endLine: 4,
+      score: 1,
+      heading: 'Delivery',
+      text: [
+        'Agents in a multi-agent system rarely call each other directly.',
+        'They exchange messages through a queue or a bus, so a crash does not stall the sender.',
+        'The queue decouples producers from consumers in time, so work can wait.',
+        'A lease hides a message from other consumers for a while.',
+        'The lease runs out when the consumer crashes before it acknowledges.',
+        'The delivery attempt counter tells the next consumer about the redelivery.',
+      ].join('\n'),
+    };
+    expect(candidateSentences([p]).map((c) => c.parts)).toEqual([
+      ['Agents in a multi-agent system rarely call each other directly.'],
+      [
+        'Agents in a multi-agent system rarely call each other directly.',
+        'They exchange messages through a queue or a bus, so a crash does not stall the sender.',
+      ],
+      // "The queue..." is dropped: the sentence before it leans itself, and it alone would dangle.
+      ['A lease hides a message from other consumers for a while.'],
+      ['A lease hides a message from other consumers for a while.', 'The lease runs out when the consumer crashes before it acknowledges.'],
+      // Introduced by the passage's heading: stands on its own.
+      ['The delivery attempt counter tells the next consumer about the redelivery.'],
+    ]);
+  });
+
   it('keeps complete sentences that stand on their own, and one that leans on the sentence before only together with it', () => {
     const p: Passage = {
       id: 'a:1',

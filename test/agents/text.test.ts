@@ -11,6 +11,7 @@ import {
   stripCitations,
   support,
   tokenize,
+  unresolvedReference,
 } from '../../src/agents/text.js';
 
 describe('text primitives', () => {
@@ -80,5 +81,22 @@ describe('text primitives', () => {
     expect(joinList([])).toBe('');
     expect(joinList(['a'])).toBe('a');
     expect(joinList(['a', 'b', 'c'])).toBe('a, b and c');
+  });
+
+  it('names a definite phrase nothing before it introduces', () => {
+    expect(unresolvedReference('The high ratio is balanced by short steeps.', 'Gongfu brewing uses many leaves.')).toBe('The high ratio');
+    expect(unresolvedReference('The queue decouples producers from consumers [5].', 'Agents rarely call each other.')).toBe(
+      'The queue decouples producers',
+    );
+    expect(unresolvedReference('Those leases expire [2].', '')).toBe('Those leases expire');
+    // Introduced before: by stem, so plurals and singulars meet.
+    expect(unresolvedReference('The high ratio is balanced by short steeps.', 'Use a higher leaf ratio.')).toBeNull();
+    expect(unresolvedReference('The queues decouple producers.', 'A queue holds messages.')).toBeNull();
+    expect(unresolvedReference('The ratios differ.', 'One ratio per tea.')).toBeNull();
+    // No definite phrase, a phrase of stopwords only, or the writer's own framing.
+    expect(unresolvedReference('A queue decouples producers.', '')).toBeNull();
+    expect(unresolvedReference('The same holds for leases.', '')).toBeNull();
+    expect(unresolvedReference('The section on leases covered expiry.', '')).toBeNull();
+    expect(unresolvedReference('Theory matters.', '')).toBeNull();
   });
 });
