@@ -4,18 +4,30 @@
  * the findings into scores in [0, 1] and a list of concrete problems.
  */
 import { type DocumentModel, type Reference, documentSentences, documentWords, parseDocument } from './markdown.js';
-import { DEFAULT_WORDS, type Passage, type Problem, type VerificationResult, type VerificationTask } from './payloads.js';
+import {
+  DEFAULT_WORDS,
+  type Passage,
+  type Problem,
+  type VerificationResult,
+  type VerificationTask,
+  isLeadPassage,
+  passageContext,
+} from './payloads.js';
 import {
   LENGTH_TOLERANCE,
   MAX_QUOTES_PER_PASSAGE,
   SUPPORT_THRESHOLD,
   FRAMING_WORDS,
   GENERIC_TOPIC_WORDS,
+  betterSection,
   citationNumbers,
   contentStems,
   contextWord,
   unresolvedReference,
+  isRecap,
   isRepeat,
+  sectionAffinity,
+  sectionStems,
   keyTerms,
   lengthBounds,
   sentenceKey,
@@ -206,6 +218,8 @@ function checkStructure(model: DocumentModel, task: VerificationTask, problems: 
   const seen: { text: string; heading: string }[] = [];
   let repeats = 0;
   for (const s of documentSentences(model)) {
+    // A conclusion restates what the body said (its own check is for new claims): only its cited sentences can repeat.
+    if (isRecap(s)) continue;
     const first = seen.find((k) => isRepeat(k.text, s.text));
     if (first) {
       repeats++;
@@ -291,22 +305,22 @@ function checkCoherence(model: DocumentModel, task: VerificationTask, problems: 
     if (ok) passed++;
   }
 
-  // Each body section: at least half its cited sentences are about its heading.
+  // Each body section: at least half its cited sentences are about its heading (by the rule the
+  // writer places sentences with: their words or the headings they were quoted under).
+  const topic = new Set(contentStems(task.topic));
+  const bodyHeadings = model.sections.filter((s) => !isFrame(s.heading)).map((s) => s.heading);
+  const contextOf = (s: (typeof sentences)[number]): string => {
+    const p = passageOf(byNumber.get(citationNumbers(s.text)[0] ?? -1), task.passages);
+    return p ? passageContext(p) : '';
+  };
   model.sections.forEach((section, i) => {
     if (isFrame(section.heading)) return;
-    // The heading's own words: its topic words ("tea" in "Times by tea type") say nothing about where a sentence belongs.
-    const all = new Set(contentStems(section.heading));
-    const topic = new Set(contentStems(task.topic));
-    const h = new Set([...all].filter((st) => !topic.has(st)));
-    if (h.size === 0) return;
+    const h = sectionStems(section.heading, topic);
+    if ([...h].every((st) => topic.has(st))) return;
     const cited = sentences.filter((s) => s.section === i && citationNumbers(s.text).length > 0);
     if (cited.length === 0) return;
     checks++;
-    const about = cited.filter((s) => {
-      if (contentStems(stripCitations(s.text)).some((st) => h.has(st))) return true;
-      const p = passageOf(byNumber.get(citationNumbers(s.text)[0] ?? -1), task.passages);
-      return p !== undefined && contentStems(p.heading ?? '').some((st) => h.has(st));
-    }).length;
+    const about = cited.filter((s) => sectionAffinity(s.text, contextOf(s), h) > 0).length;
     if (about * 2 >= cited.length) passed++;
     else {
       problems.push({
@@ -315,6 +329,34 @@ function checkCoherence(model: DocumentModel, task: VerificationTask, problems: 
         message: `section '${section.heading}' strays from its heading: only ${about} of its ${cited.length} cited sentences are about ${[...h].join(', ')}`,
       });
     }
+  });
+
+  // Each cited sentence under the section it is about: none says nothing of its own section and
+  // something of another (in the introduction: a detail quoted from under a source's subheading).
+  sentences.forEach((s, k) => {
+    const heading = model.sections[s.section]?.heading ?? '';
+    const intro = sentenceKey(heading) === 'introduction';
+    if ((isFrame(heading) && !intro) || s.section < 0 || citationNumbers(s.text).length === 0) return;
+    const passage = passageOf(byNumber.get(citationNumbers(s.text)[0] ?? -1), task.passages);
+    if (intro && (passage === undefined || isLeadPassage(passage))) return;
+    // A sentence leaning on the one before it (same source) is placed with it: judge the two together.
+    const before = sentences[k - 1];
+    const joined =
+      before && before.section === s.section && before.paragraph === s.paragraph && contextWord(s.text) !== null
+        ? `${before.text} ${s.text}`
+        : s.text;
+    checks++;
+    const better = betterSection(joined, passage ? passageContext(passage) : '', heading, bodyHeadings, topic);
+    if (better === undefined) {
+      passed++;
+      return;
+    }
+    problems.push({
+      kind: 'coherence',
+      section: heading,
+      sentence: s.text,
+      message: `${excerpt(s.text)} in ${place(heading)} is about '${better}', not '${heading}': it belongs under '${better}'`,
+    });
   });
 
   // The conclusion: nothing the body did not say.

@@ -6,7 +6,7 @@
  */
 import { headingCase } from './edits.js';
 import { type DocumentModel, type Reference, attachCitation, citationsOf, paragraphSentences, renderDocument } from './markdown.js';
-import { DEFAULT_WORDS, type Passage, type WritingResult, type WritingTask } from './payloads.js';
+import { DEFAULT_WORDS, type Passage, type WritingResult, type WritingTask, isLeadPassage, passageContext } from './payloads.js';
 import {
   SUPPORT_THRESHOLD,
   contentStems,
@@ -15,7 +15,10 @@ import {
   MAX_QUOTES_PER_PASSAGE,
   joinList,
   leansOnContext,
+  sectionAffinity,
+  sectionStems,
   sentenceKey,
+  stripCitations,
   support,
   unresolvedReference,
 } from './text.js';
@@ -41,8 +44,8 @@ export interface SentenceQuery {
 /** Paragraphs the writer builds hold at most this many sentences. */
 export const MAX_SENTENCES_PER_PARAGRAPH = 4;
 
-/** Re-exported: the rule lives with the other text primitives so verification applies the same one. */
-export { leansOnContext };
+/** Re-exported: the rules live with the other text primitives so verification applies the same ones. */
+export { leansOnContext, sectionStems };
 
 /**
  * The quotable sentences of the passages: complete sentences of 6..50 words starting with a
@@ -116,9 +119,9 @@ export class Material {
 
   /** How well a candidate answers a query; 0 when no primary stem matches. */
   score(c: Candidate, query: SentenceQuery): number {
-    // The source's own heading counts: a sentence under "Times by tea type" is about times.
-    const heading = new Set(contentStems(c.passage.heading ?? ''));
-    const primary = this.weight(c.stems, query.primary) + 0.5 * this.weight(heading, query.primary);
+    // What the sentence was written under counts: a sentence under "Times by tea type" is about times.
+    const context = new Set(contentStems(passageContext(c.passage)));
+    const primary = this.weight(c.stems, query.primary) + 0.5 * this.weight(context, query.primary);
     if (primary === 0) return 0;
     return primary + (query.secondary ? 0.2 * this.weight(c.stems, query.secondary) : 0);
   }
@@ -129,7 +132,8 @@ export class Material {
     let bestScore = 0;
     for (const c of this.candidates) {
       const score = this.score(c, query);
-      if (score <= bestScore || !accept(c) || taken.some((t) => isRepeat(t, c.text))) continue;
+      // A pair repeats what is taken when either of its sentences does.
+      if (score <= bestScore || !accept(c) || taken.some((t) => c.parts.some((p) => isRepeat(t, p)))) continue;
       best = c;
       bestScore = score;
     }
@@ -179,37 +183,43 @@ function lowerFirst(text: string): string {
   return /^\p{Lu}\p{Ll}/u.test(t) ? t.charAt(0).toLowerCase() + t.slice(1) : t;
 }
 
-/** The stems that set a section's heading apart from the topic (all of them when it is nothing but topic words). */
-export function sectionStems(heading: string, topic: ReadonlySet<string>): Set<string> {
-  const all = stems(heading);
-  const own = new Set([...all].filter((s) => !topic.has(s)));
-  return own.size ? own : all;
+/**
+ * Up to `max` themes of a topic without requirements, best-ranked passage first: the titles of the
+ * sources when the passages come from two or more (notes on tea in five files are about five
+ * things), else the headings within the one source. A title that only repeats the topic is no theme.
+ */
+function passageThemes(passages: readonly Passage[], topic: ReadonlySet<string>, max: number): string[] {
+  const collect = (pick: (p: Passage) => string | undefined): string[] => {
+    const themes: string[] = [];
+    const seen = new Set<string>();
+    for (const p of passages) {
+      const h = pick(p)?.trim();
+      if (!h || seen.has(sentenceKey(h)) || !contentStems(h).some((st) => !topic.has(st))) continue;
+      seen.add(sentenceKey(h));
+      themes.push(h);
+      if (themes.length >= max) break;
+    }
+    return themes;
+  };
+  const titles = collect((p) => p.title);
+  return titles.length >= 2 ? titles : collect((p) => (isLeadPassage(p) ? undefined : p.heading));
 }
 
-/** Up to `max` distinct headings of the passages, best-ranked passage first: the themes of a topic without requirements. */
-function passageThemes(passages: readonly Passage[], max: number): string[] {
-  const themes: string[] = [];
-  const seen = new Set<string>();
-  for (const p of passages) {
-    const h = p.heading?.trim();
-    if (!h || contentStems(h).length === 0 || seen.has(sentenceKey(h))) continue;
-    seen.add(sentenceKey(h));
-    themes.push(h);
-    if (themes.length >= max) break;
-  }
-  return themes;
+/** How many themes a document of `words` words has room for: about 50 words of body each, 2..5. */
+function themeCount(words: number): number {
+  return Math.max(2, Math.min(5, Math.floor((words * 0.65) / 50)));
 }
 
 /**
  * Plans a document: an introduction on the topic, one section per requirement (or, without
- * requirements, per leading theme of the passages: their headings), and a conclusion. The word
+ * requirements, per leading theme of the passages: their sources' titles), and a conclusion. The word
  * target is split 20% / 65% across the body / 15%.
  */
 export function buildOutline(topic: string, requirements: readonly string[], passages: readonly Passage[], words: number): Outline {
   const topicStems = stems(topic);
   const allStems = stems([topic, ...requirements].join(' '));
   let themes = requirements.map((r) => r.trim()).filter((r) => contentStems(r).length > 0);
-  if (themes.length === 0) themes = passageThemes(passages, 3);
+  if (themes.length === 0) themes = passageThemes(passages, topicStems, themeCount(words));
   if (themes.length === 0) themes = ['Key points'];
   const body = Math.round((words * 0.65) / themes.length);
   return {
@@ -270,24 +280,63 @@ function paragraphs(sentences: readonly { text: string; source?: string }[]): st
   return out.map((p) => p.join(' '));
 }
 
+/** The first clause of a sentence (before `;`, `:`, or a subordinate `, which` / `, while` / `, because`...) when that is 5+ words, else the sentence; citations and end punctuation dropped. */
+export function mainClause(sentence: string): string {
+  const s = stripCitations(sentence)
+    .trim()
+    .replace(/[.!?]+["')\]”’]?$/u, '');
+  const cut = /\s*[;:]\s|,\s+(?:which|while|whereas|because|so|but|although|since|unless)\b|\s+because\b/u.exec(s);
+  return cut && countWords(s.slice(0, cut.index)) >= 5 ? s.slice(0, cut.index) : s;
+}
+
+/** Lower-cases the first letter of `text` when its first word is met in lower case in `lower` (so `Water` → `water`, but `Japanese` stays). */
+export function softenFirst(text: string, lower: ReadonlySet<string>): string {
+  const first = /^[\p{L}][\p{L}'-]*/u.exec(text)?.[0];
+  return first !== undefined && first !== first.toLowerCase() && lower.has(first.toLowerCase())
+    ? text.charAt(0).toLowerCase() + text.slice(1)
+    : text;
+}
+
 /**
- * The conclusion's summary of one body section, from what that section drew on: the headings of
- * the source sections its sentences came from (`covered idempotency keys; naturally idempotent
- * operations`), else its most repeated phrases. Uncited, and nothing the body did not say.
+ * The conclusion's line for one body section: the main clause of its most central sentence (the
+ * one sharing most words with the section's heading and its other sentences), introduced by the
+ * heading: `On water temperature, water that is too hot scalds delicate leaves and draws out bitter
+ * tannins.` Nothing the body did not say, uncited; undefined when no sentence of the section stands
+ * on its own in 5..25 words. `lower`: the words the material uses in lower case.
  */
-export function summarySentence(heading: string, picks: readonly Candidate[]): string | undefined {
-  const key = sentenceKey(heading);
-  const seen = new Set<string>();
-  const items: string[] = [];
-  for (const c of picks) {
-    const h = c.passage.heading?.trim();
-    if (!h || h === c.passage.title || sentenceKey(h) === key || seen.has(sentenceKey(h))) continue;
-    seen.add(sentenceKey(h));
-    items.push(lowerFirst(h));
-    if (items.length >= 3) break;
+export function summarySentence(
+  heading: string,
+  picks: readonly Candidate[],
+  topic: ReadonlySet<string>,
+  lower: ReadonlySet<string>,
+): string | undefined {
+  const h = sectionStems(heading, topic);
+  const parts = picks.flatMap((c) => c.parts).filter((p) => !leansOnContext(p));
+  const scored = parts.map((part, i) => {
+    const mine = new Set(contentStems(part));
+    const others = new Set(parts.filter((_, j) => j !== i).flatMap((p) => contentStems(p)));
+    let score = 0;
+    for (const st of mine) score += (others.has(st) ? 1 : 0) + (h.has(st) ? 2 : 0);
+    return { part, score, i };
+  });
+  scored.sort((a, b) => b.score - a.score || a.i - b.i);
+  for (const { part } of scored) {
+    const clause = mainClause(part);
+    const words = countWords(clause);
+    const softened = softenFirst(clause, lower);
+    // A first word that may be a name (`Japanese green teas...`) cannot follow a comma: try the next sentence.
+    if (words < 5 || words > 25) continue;
+    // A clause that names the section itself needs no frame: `Observability is the practice of...`.
+    if (
+      contentStems(clause)
+        .slice(0, h.size)
+        .every((st) => h.has(st))
+    )
+      return `${clause}.`;
+    if (softened === clause) continue;
+    return `On ${lowerFirst(heading)}, ${softened}.`;
   }
-  if (items.length === 0) return undefined;
-  return `The section on ${lowerFirst(heading)} covered ${items.join('; ')}.`;
+  return undefined;
 }
 
 /** How many sentences of `picks` come from the passage `c` comes from. */
@@ -317,51 +366,73 @@ export function composeDocument(task: WritingTask): WritingResult {
     return n;
   };
 
-  // Where each candidate belongs: the body section whose query it answers best (earlier wins ties).
+  // Where each candidate belongs: the body section it is most about, by the rule verification
+  // checks placement with (`sectionAffinity`); the better query score, then the earlier section, breaks ties.
   const body = outline.sections.filter((s) => s.role === 'body');
   const home = new Map<Candidate, OutlineSection>();
   for (const c of material.candidates) {
     let best: OutlineSection | undefined;
+    let bestAffinity = 0;
     let bestScore = 0;
     for (const section of body) {
+      const affinity = sectionAffinity(c.text, passageContext(c.passage), section.query.primary);
       const score = material.score(c, section.query);
-      if (score > bestScore) {
+      if (affinity > bestAffinity || (affinity === bestAffinity && affinity > 0 && score > bestScore)) {
         best = section;
+        bestAffinity = affinity;
         bestScore = score;
       }
     }
     if (best) home.set(c, best);
   }
 
+  // A section reads in its sources' own order: source by source (best-ranked first), line by line.
+  const sourceRank = new Map<string, number>();
+  for (const [i, p] of task.passages.entries()) if (!sourceRank.has(p.source)) sourceRank.set(p.source, i);
+  const reading = (a: Candidate, b: Candidate): number =>
+    (sourceRank.get(a.passage.source) ?? 0) - (sourceRank.get(b.passage.source) ?? 0) ||
+    a.passage.line - b.passage.line ||
+    a.order - b.order;
+
+  // What the opening sentence lists: the requirements, or else the themes the body has sections for.
+  const leading = sentenceKey(body[0]?.heading ?? '');
+  const titleKey = (c: Candidate): string => sentenceKey(c.passage.title ?? '');
+  const covers = (sections: readonly OutlineSection[]): string[] =>
+    task.requirements.length ? [...task.requirements] : sections.map((s) => s.heading);
+
   // Choose the introduction's and the body's sentences (in outline order)...
   const chosen = outline.sections.map((section) => {
-    const framing = section.role === 'introduction' ? openingSentence(task.topic, task.requirements) : undefined;
+    const framing = section.role === 'introduction' ? openingSentence(task.topic, covers(body)) : undefined;
     let count = framing ? countWords(framing) : 0;
     const picks: Candidate[] = [];
     if (section.role !== 'conclusion') {
+      // The introduction introduces: what no body section wants, and one line at most from the
+      // opening of the first section's source (`All true tea comes from one plant...`).
       const belongs = (c: Candidate): boolean =>
-        (section.role === 'introduction' ? !home.has(c) : home.get(c) === section) &&
-        quotes(picks, c) + c.parts.length <= MAX_QUOTES_PER_PASSAGE;
+        (section.role === 'introduction'
+          ? !home.has(c) || (isLeadPassage(c.passage) && titleKey(c) === leading && !picks.some((p) => home.has(p)))
+          : home.get(c) === section) && quotes(picks, c) + c.parts.length <= MAX_QUOTES_PER_PASSAGE;
       while (count < section.budget) {
         const c = material.pick(section.query, taken, belongs);
         if (!c) break;
         const w = countWords(c.text);
         if (count + w > section.budget * 1.25 && count >= section.budget * 0.6) break;
         picks.push(c);
-        taken.push(c.text);
+        taken.push(...c.parts);
         count += w;
       }
     }
-    picks.sort((a, b) => a.order - b.order);
+    picks.sort(reading);
     return { section, framing, picks };
   });
 
-  // Short of the target: body sections take their next best sentences wherever those were homed.
+  // Short of the target (less what the conclusion will take): body sections take their next best sentences.
+  const fill = (words - (outline.sections.at(-1)?.budget ?? 0)) * 0.95;
   let total = chosen.reduce((n, c) => n + (c.framing ? countWords(c.framing) : 0) + c.picks.reduce((m, p) => m + countWords(p.text), 0), 0);
-  for (let open = true; open && total < words * 0.95; ) {
+  for (let open = true; open && total < fill; ) {
     open = false;
     for (const entry of chosen) {
-      if (entry.section.role !== 'body' || total >= words * 0.95) continue;
+      if (entry.section.role !== 'body' || total >= fill) continue;
       const c = material.pick(
         entry.section.query,
         taken,
@@ -369,12 +440,12 @@ export function composeDocument(task: WritingTask): WritingResult {
       );
       if (!c) continue;
       entry.picks.push(c);
-      taken.push(c.text);
+      taken.push(...c.parts);
       total += countWords(c.text);
       open = true;
     }
   }
-  for (const entry of chosen) entry.picks.sort((a, b) => a.order - b.order);
+  for (const entry of chosen) entry.picks.sort(reading);
 
   // ...then number citations in reading order, leaving out body sections with nothing to say.
   const model: DocumentModel = {
@@ -386,6 +457,8 @@ export function composeDocument(task: WritingTask): WritingResult {
     malformedReferences: [],
   };
   const summaries: string[] = [];
+  const topic = stems(task.topic);
+  const lower = new Set(task.passages.flatMap((p) => p.text.match(/\b\p{Ll}[\p{L}'-]*/gu) ?? []));
   for (const { section, framing, picks } of chosen) {
     if (section.role === 'conclusion') {
       const paras = [closingSentence(task.topic, task.requirements), ...summaries];
@@ -394,10 +467,13 @@ export function composeDocument(task: WritingTask): WritingResult {
     }
     if (section.role === 'body' && picks.length === 0) continue;
     const sentences = picks.map((c) => ({ text: citeCandidate(c, cite(c.passage)), source: c.passage.source }));
-    if (framing) sentences.unshift({ text: framing, source: picks[0]?.passage.source ?? '' });
+    if (framing) {
+      const written = chosen.filter((c) => c.section.role === 'body' && c.picks.length > 0).map((c) => c.section);
+      sentences.unshift({ text: openingSentence(task.topic, covers(written)), source: picks[0]?.passage.source ?? '' });
+    }
     model.sections.push({ heading: section.heading, level: 2, paragraphs: paragraphs(sentences) });
     if (section.role === 'body') {
-      const summary = summarySentence(section.heading, picks);
+      const summary = summarySentence(section.heading, picks, topic, lower);
       if (summary) summaries.push(summary);
     }
   }

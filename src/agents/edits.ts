@@ -20,7 +20,9 @@ import {
   capitalise,
   citationNumbers,
   contentStems,
+  contextWord,
   countWords,
+  isRecap,
   isRepeat,
   keyTerms,
   lengthBounds,
@@ -47,9 +49,22 @@ function where(heading: string): string {
 export function removeRepeats(model: DocumentModel): Edit {
   const kept: string[] = [];
   const changes: string[] = [];
+  // A sentence leaning on a removed one (same source, `...around such operations`) goes with it.
+  let dropped: { n: number | undefined; section: number; paragraph: number } | undefined;
   const out = mapSentences(model, (s) => {
+    const n = citationNumbers(s.text)[0];
+    const lead = dropped;
+    dropped = undefined;
+    if (lead && lead.section === s.section && lead.paragraph === s.paragraph && lead.n === n && contextWord(s.text) !== null) {
+      changes.push(`removed with it, as it leans on it: ${quote(s.text)}`);
+      dropped = lead;
+      return null;
+    }
+    // The conclusion's uncited sentences restate the body by design; only a repeated fact goes.
+    if (isRecap(s)) return s.text;
     if (kept.some((k) => isRepeat(k, s.text))) {
       changes.push(`removed a repeated sentence in ${where(s.heading)}: ${quote(s.text)}`);
+      dropped = { n, section: s.section, paragraph: s.paragraph };
       return null;
     }
     kept.push(s.text);

@@ -26,6 +26,16 @@ export interface Passage {
   title?: string;
 }
 
+/** What a passage was written under: its source's title and its section heading. */
+export function passageContext(p: Passage): string {
+  return `${p.title ?? ''}\n${p.heading ?? ''}`;
+}
+
+/** True for a passage of a source's opening, under its title rather than a subheading: it introduces. */
+export function isLeadPassage(p: Passage): boolean {
+  return p.heading === undefined || p.heading === p.title;
+}
+
 /** What the research agent is asked. */
 export interface ResearchTask {
   topic: string;

@@ -30,12 +30,23 @@ import {
   renderDocument,
   renumberCitations,
 } from './markdown.js';
-import { DEFAULT_WORDS, type Passage, type Problem, type WritingResult, type WritingTask } from './payloads.js';
+import {
+  DEFAULT_WORDS,
+  type Passage,
+  type Problem,
+  type WritingResult,
+  type WritingTask,
+  isLeadPassage,
+  passageContext,
+} from './payloads.js';
 import {
   MAX_QUOTES_PER_PASSAGE,
   SUPPORT_THRESHOLD,
+  betterSection,
+  sectionAffinity,
   citationNumbers,
   contentStems,
+  contextWord,
   countWords,
   isRepeat,
   lengthBounds,
@@ -121,8 +132,19 @@ function addSentence(
   accept: (c: Candidate) => boolean = () => true,
 ): Candidate | undefined {
   const taken = documentSentences(r.model).map((s) => s.text);
+  const heading = headingOf(r.model, section);
+  const intro = section < 0 || sentenceKey(heading) === 'introduction';
+  const topic = stems(r.task.topic);
+  const headings = bodySections(r.model)
+    .filter((i) => i >= 0)
+    .map((i) => headingOf(r.model, i));
   const c = r.material.pick(query, taken, (x) => {
     if (!accept(x)) return false;
+    // Only where verification would leave it: under a heading it is about; in the introduction,
+    // nothing a body section is about unless it is a source's opening.
+    const context = passageContext(x.passage);
+    const elsewhere = betterSection(x.text, context, intro ? '' : heading, headings, topic);
+    if (elsewhere !== undefined && !(intro && isLeadPassage(x.passage))) return false;
     const ref = r.model.references.find(
       (f) => f.source === x.passage.source && f.line === x.passage.line && f.endLine === x.passage.endLine,
     );
@@ -244,11 +266,40 @@ function fixCitation(r: Revision, problem: Problem): void {
 function fixCoherence(r: Revision, problem: Problem): void {
   const target = problem.sentence === undefined ? undefined : sentenceKey(problem.sentence);
   if (target !== undefined) {
+    const moves: { sentence: string; to: number }[] = [];
+    const topic = stems(r.task.topic);
+    const body = bodySections(r.model).filter((i) => i >= 0);
+    const headings = body.map((i) => headingOf(r.model, i));
+    // A sentence leaning on the one acted on (same source, `...around such operations`) goes with it.
+    let last: { n: number | undefined; to: number | undefined; section: number; paragraph: number } | undefined;
     r.model = mapSentences(r.model, (s) => {
-      if (sentenceKey(s.text) !== target) return s.text;
-      r.notes.push(`removed from '${s.heading}' ${short(s.text)}: ${problem.message.replace(/^".*?" in '.*?' /u, '')}`);
+      const n = citationNumbers(s.text)[0];
+      if (sentenceKey(s.text) !== target) {
+        const follows =
+          last && last.section === s.section && last.paragraph === s.paragraph && last.n === n && contextWord(s.text) !== null;
+        const lead = last;
+        last = undefined;
+        if (!follows || !lead) return s.text;
+        if (lead.to !== undefined) moves.push({ sentence: s.text, to: lead.to });
+        return null;
+      }
+      // A sentence under the wrong heading moves to the one it is about (by verification's own rule).
+      const ref = r.model.references.find((x) => x.n === n);
+      const passage = ref && r.material.passageFor(ref);
+      const better = passage && betterSection(s.text, passageContext(passage), s.heading, headings, topic);
+      const to = better === undefined ? undefined : sectionIndex(r.model, better);
+      const room = to !== undefined && ref !== undefined && quotesOf(r.model, to, ref.n) < MAX_QUOTES_PER_PASSAGE;
+      const move = to !== undefined && to !== s.section && room;
+      if (move) {
+        moves.push({ sentence: s.text, to });
+        r.notes.push(`moved ${short(s.text)} from '${s.heading}' to '${better}', which it is about`);
+      } else {
+        r.notes.push(`removed from '${s.heading}' ${short(s.text)}: ${problem.message.replace(/^".*?" in '.*?' /u, '')}`);
+      }
+      last = { n, to: move ? to : undefined, section: s.section, paragraph: s.paragraph };
       return null;
     });
+    for (const m of moves) appendSentence(r.model, m.to, m.sentence);
     return;
   }
   const section = sectionIndex(r.model, problem.section);
@@ -256,14 +307,13 @@ function fixCoherence(r: Revision, problem: Problem): void {
     r.notes.push(`could not act on: ${problem.message}`);
     return;
   }
-  const h = stems(headingOf(r.model, section));
+  const h = sectionStems(headingOf(r.model, section), stems(r.task.topic));
   let dropped = 0;
   r.model = mapSentences(r.model, (s) => {
     if (s.section !== section || citationNumbers(s.text).length === 0) return s.text;
-    if (contentStems(stripCitations(s.text)).some((st) => h.has(st))) return s.text;
     const ref = r.model.references.find((x) => x.n === citationNumbers(s.text)[0]);
     const passage = ref && r.material.passageFor(ref);
-    if (passage && contentStems(passage.heading ?? '').some((st) => h.has(st))) return s.text;
+    if (sectionAffinity(s.text, passage ? passageContext(passage) : '', h) > 0) return s.text;
     dropped++;
     return null;
   });

@@ -131,6 +131,14 @@ export function keyTerms(topic: string, requirements: readonly string[] = []): s
   return terms;
 }
 
+/**
+ * An uncited sentence of the conclusion: a restatement of the body, which may echo it (the
+ * conclusion is checked for new claims instead); only a cited fact there can be a repeat.
+ */
+export function isRecap(s: { heading: string; text: string }): boolean {
+  return sentenceKey(s.heading) === 'conclusion' && citationNumbers(s.text).length === 0;
+}
+
 /** Matches one citation marker such as `[3]` or `[2, 5]`. */
 export const CITATION_MARKER = /\s?\[(\d+(?:\s*,\s*\d+)*)\]/gu;
 
@@ -315,4 +323,55 @@ export function unresolvedReference(sentence: string, before: string): string | 
   const known = new Set(contentStems(before));
   if (words.some((w) => known.has(stem(w.toLowerCase())))) return null;
   return `${m[1]} ${words.join(' ')}`;
+}
+
+/** The stems that set a section's heading apart from the topic (all of them when it is nothing but topic words). */
+export function sectionStems(heading: string, topic: ReadonlySet<string>): Set<string> {
+  const all = new Set(contentStems(heading));
+  const own = new Set([...all].filter((s) => !topic.has(s)));
+  return own.size ? own : all;
+}
+
+/**
+ * How much a quoted sentence is about a section, in [0, 2]: the share of the heading's stems
+ * (`sectionStems`) the sentence uses, plus the share found in the headings it was quoted under
+ * (its source's title and section heading: a sentence under "Times by tea type" is about times).
+ * Shares, not counts, so a three-word heading does not outbid a one-word one. The writer places
+ * each sentence by this rule and verification checks placement by the same one.
+ */
+export function sectionAffinity(sentence: string, context: string, heading: ReadonlySet<string>): number {
+  if (heading.size === 0) return 0;
+  const own = new Set(contentStems(stripCitations(sentence)));
+  const around = new Set(contentStems(context));
+  let hits = 0;
+  for (const s of heading) hits += (own.has(s) ? 1 : 0) + (around.has(s) ? 1 : 0);
+  return hits / heading.size;
+}
+
+/**
+ * The heading a quoted sentence belongs under instead of `current`, or undefined when it may stay:
+ * it says nothing of its own section (`sectionAffinity` 0, the headings it was quoted under
+ * included) and something of another, the one it says most of (the earlier on a tie). `context`
+ * is what the sentence was written under in its source (title and heading); `headings` are the
+ * body sections' headings, `topic` the topic's stems (which say nothing about placement).
+ */
+export function betterSection(
+  sentence: string,
+  context: string,
+  current: string,
+  headings: readonly string[],
+  topic: ReadonlySet<string>,
+): string | undefined {
+  if (sectionAffinity(sentence, context, sectionStems(current, topic)) > 0) return undefined;
+  let best: string | undefined;
+  let bestAffinity = 0;
+  for (const h of headings) {
+    if (sentenceKey(h) === sentenceKey(current)) continue;
+    const a = sectionAffinity(sentence, context, sectionStems(h, topic));
+    if (a > bestAffinity) {
+      best = h;
+      bestAffinity = a;
+    }
+  }
+  return best;
 }

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   buildOutline,
@@ -8,11 +9,12 @@ import {
   openingSentence,
 } from '../../src/agents/compose.js';
 import { reviseDocument } from '../../src/agents/revise.js';
-import { documentSentences, documentWords, parseDocument } from '../../src/agents/markdown.js';
+import { documentSentences, documentWords, paragraphSentences, parseDocument, renderDocument } from '../../src/agents/markdown.js';
 import type { Passage, WritingTask } from '../../src/agents/payloads.js';
 import { PassageIndex, loadSources, research } from '../../src/agents/passages.js';
 import { citationNumbers, contentStems, stem, stripCitations } from '../../src/agents/text.js';
 import { REQUIREMENTS, SAMPLES, TOPIC } from './helpers.js';
+import { verifyDocument } from '../../src/agents/checks.js';
 
 const flat = (s: string): string => s.replace(/\s+/g, ' ');
 
@@ -65,6 +67,22 @@ describe('outline', () => {
       300,
     );
     expect(outline.sections.map((s) => s.heading)).toEqual(['Introduction', 'Leases and acknowledgements', 'Dead letters', 'Conclusion']);
+  });
+
+  it("takes its themes from the sources' titles when the passages come from several sources", () => {
+    const outline = buildOutline(
+      'Brewing tea',
+      [],
+      [
+        { id: 's:7', source: 's.md', line: 7, endLine: 7, text: 'x', score: 3, title: 'Steeping time', heading: 'Times by tea type' },
+        { id: 'w:3', source: 'w.md', line: 3, endLine: 3, text: 'y', score: 2, title: 'Water temperature', heading: 'Water temperature' },
+        { id: 's:9', source: 's.md', line: 9, endLine: 9, text: 'z', score: 1, title: 'Steeping time', heading: 'Multiple infusions' },
+        // A title that only repeats the topic is no theme.
+        { id: 'b:1', source: 'b.md', line: 1, endLine: 1, text: 'v', score: 1, title: 'Brewing tea' },
+      ],
+      400,
+    );
+    expect(outline.sections.map((s) => s.heading)).toEqual(['Introduction', 'Steeping time', 'Water temperature', 'Conclusion']);
   });
 
   it('frames the introduction and conclusion from the inputs', () => {
@@ -156,14 +174,82 @@ describe('first draft', () => {
     const doc = parseDocument(composeDocument(task).content);
     const uncited = documentSentences(doc).filter((s) => citationNumbers(s.text).length === 0);
     expect(uncited.slice(0, 2).map((s) => s.text)).toEqual([openingSentence(TOPIC, REQUIREMENTS), closingSentence(TOPIC, REQUIREMENTS)]);
-    // The rest sums up the body in the conclusion: one sentence per body section, nothing cited.
+    // The rest sums up the body in the conclusion: at most one sentence per body section, nothing
+    // cited, each the main point of a body sentence (introduced by its section's heading when it
+    // does not name it itself).
+    const body = documentSentences(doc).filter((s) => !['Introduction', 'Conclusion'].includes(s.heading));
     expect(uncited.length).toBeGreaterThan(2);
+    expect(uncited.length - 2).toBeLessThanOrEqual(REQUIREMENTS.length);
     for (const s of uncited.slice(2)) {
       expect(s.heading).toBe('Conclusion');
-      expect(s.text).toMatch(/^The section on [a-z].* (covered|came back to) /);
+      const point = s.text.replace(/^On [^,]+, /u, '').replace(/\.$/u, '');
+      expect(body.some((b) => stripCitations(b.text).toLowerCase().includes(point.toLowerCase()))).toBe(true);
     }
     expect(documentWords(doc)).toBeGreaterThan(300);
     expect(documentWords(doc)).toBeLessThan(500);
+  });
+
+  it('puts each sentence under the section it is about, and sums up each section from what it said', async () => {
+    const tea = join(SAMPLES, '..', 'tea');
+    const teaPassages = research(PassageIndex.fromFiles(await loadSources(tea)), { topic: 'Brewing tea' });
+    const content = composeDocument({ topic: 'Brewing tea', requirements: [], words: 400, passages: teaPassages }).content;
+    const doc = parseDocument(content);
+    const titles = new Map(teaPassages.map((p) => [p.source, p.title]));
+    // Notes on tea in five files make sections named after the files' titles...
+    const body = doc.sections.slice(1, -1);
+    expect(body.length).toBeGreaterThanOrEqual(3);
+    for (const section of body) {
+      for (const s of documentSentences({ ...doc, sections: [section] })) {
+        // ...and every sentence under one of them is quoted from that file, or names all it is about
+        // itself (`...a high ratio of leaf to water` under 'Leaf to water ratio').
+        const ref = doc.references.find((r) => r.n === citationNumbers(s.text)[0]);
+        const own = new Set(contentStems(stripCitations(s.text)));
+        const named = contentStems(section.heading).every((st) => own.has(st) || st === stem('tea'));
+        expect(titles.get(ref?.source ?? '') === section.heading || named, `${s.text} under ${section.heading}`).toBe(true);
+      }
+    }
+    const under = (needle: string) => doc.sections.find((x) => x.paragraphs.join(' ').includes(needle))?.heading;
+    expect(under('steeps for')).toBe('Steeping time');
+    // The conclusion restates, uncited, one point of each section it names.
+    const conclusion = doc.sections.at(-1);
+    expect(conclusion?.heading).toBe('Conclusion');
+    expect(citationNumbers(conclusion?.paragraphs.join(' ') ?? '')).toEqual([]);
+    expect(verifyDocument({ content, topic: 'Brewing tea', requirements: [], words: 400, passages: teaPassages }).problems).toEqual([]);
+  });
+
+  it('verification flags a sentence under the wrong heading (or a detail in the introduction), and a revision moves it', async () => {
+    const tea = join(SAMPLES, '..', 'tea');
+    const teaPassages = research(PassageIndex.fromFiles(await loadSources(tea)), { topic: 'Brewing tea' });
+    const teaTask = { topic: 'Brewing tea', requirements: [] as string[], words: 400, passages: teaPassages };
+    const doc = parseDocument(composeDocument(teaTask).content);
+    const steeping = doc.sections.find((x) => x.heading === 'Steeping time');
+    const water = doc.sections.find((x) => x.heading === 'Water temperature');
+    const intro = doc.sections[0];
+    const times = paragraphSentences(steeping?.paragraphs.join(' ') ?? '').filter((t) => / steeps for /u.test(t));
+    expect(times.length).toBe(2);
+    const [green, black] = times as [string, string];
+    // Steeping times moved: one under 'Water temperature', one into the introduction.
+    if (!steeping || !water || !intro) throw new Error('expected the tea sections');
+    steeping.paragraphs = steeping.paragraphs.map((p) =>
+      p.replace(` ${green}`, '').replace(green, '').replace(` ${black}`, '').replace(black, '').trim(),
+    );
+    steeping.paragraphs = steeping.paragraphs.filter((p) => p !== '');
+    water.paragraphs.push(green);
+    intro.paragraphs.push(black);
+    const misplaced = renderDocument(doc);
+    const verdict = verifyDocument({ ...teaTask, content: misplaced });
+    const placement = verdict.problems.filter((p) => / belongs under /u.test(p.message));
+    expect(placement.map((p) => [p.section, p.sentence])).toEqual([
+      ['Introduction', black],
+      ['Water temperature', green],
+    ]);
+    expect(placement[0]?.message).toMatch(/is about 'Steeping time', not 'Introduction': it belongs under 'Steeping time'$/u);
+    // The writer acts on it: both go back under 'Steeping time', and nothing is flagged any more.
+    const revised = reviseDocument({ ...teaTask, draft: misplaced, feedback: placement });
+    expect(revised.revisions.filter((r) => r.startsWith('moved '))).toHaveLength(2);
+    const after = parseDocument(revised.content);
+    expect(after.sections.find((x) => x.heading === 'Steeping time')?.paragraphs.join(' ')).toContain(stripCitations(green).slice(0, 30));
+    expect(verifyDocument({ ...teaTask, content: revised.content }).problems.filter((p) => / belongs under /u.test(p.message))).toEqual([]);
   });
 
   it('is deterministic', () => {
