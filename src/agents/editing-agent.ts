@@ -12,13 +12,14 @@ export interface EditingAgentOptions {
   name?: string;
   /** A chat model that edits the wording first (the deterministic editor runs after it). */
   model?: ModelConfig | ChatModel;
-  /** Each piece of text the model streams, as it arrives. */
-  onToken?: (text: string) => void;
+  /** Each piece of text the model streams, as it arrives, with the task it edits for. */
+  onToken?: (text: string, task: Message) => void;
 }
 
 /** The editing agent. Its TASK payload is an `EditingTask`; it answers an `EditingResult`. */
 export function createEditingAgent(options: EditingAgentOptions = {}): Agent<EditingResult | undefined> {
   const model = chatModel(options.model);
+  const onToken = options.onToken;
   return defineAgent({
     name: options.name ?? 'editing',
     async handleMessage(msg: Message, ctx: AgentContext): Promise<EditingResult | undefined> {
@@ -32,7 +33,7 @@ export function createEditingAgent(options: EditingAgentOptions = {}): Agent<Edi
         ? await editWithModel(task.content, model, {
             ...edit,
             ...(ctx?.signal ? { signal: ctx.signal } : {}),
-            ...(options.onToken ? { onToken: options.onToken } : {}),
+            ...(onToken ? { onToken: (text: string) => onToken(text, msg) } : {}),
           })
         : editDocument(task.content, edit);
       ctx?.log?.debug({ changes: result.changes.length, words: result.words }, 'editing: document edited');

@@ -11,12 +11,30 @@ import { createVerificationAgent } from './verification-agent.js';
 import { createWritingAgent } from './writing-agent.js';
 import type { SkippedSource } from './sources.js';
 import type { ChatModel, ModelConfig } from './model.js';
+import type { Message } from '../message.js';
 
 export * from './payloads.js';
 export { createResearchAgent, type ResearchAgentOptions } from './research-agent.js';
 export { createWritingAgent, type WritingAgentOptions } from './writing-agent.js';
 export { createEditingAgent, type EditingAgentOptions } from './editing-agent.js';
-export { createChatModel, modelConfigFromEnv, parseModelConfig, type ChatMessage, type ChatModel, type ModelConfig } from './model.js';
+export {
+  createChatModel,
+  modelConfigFromEnv,
+  modelLabel,
+  parseModelConfig,
+  type ChatMessage,
+  type ChatModel,
+  type ModelConfig,
+} from './model.js';
+export {
+  MODEL_TEXT_TOPIC_PREFIX,
+  ModelTextPublisher,
+  modelTextTopic,
+  parseModelTextChunk,
+  type ModelTextBus,
+  type ModelTextChunk,
+  type ModelTextPublisherOptions,
+} from './model-text.js';
 export { draftMessages, editWithModel, fromKeys, passageKey, revisionMessages, toKeys, writeWithModel } from './model-writer.js';
 export { createVerificationAgent, readCitedSources } from './verification-agent.js';
 export {
@@ -76,17 +94,20 @@ export interface DocumentAgentsOptions {
    * deterministic either way.
    */
   model?: ModelConfig | ChatModel;
-  /** Text the model streams, as it arrives, with the agent it streams for (for a progress display). */
-  onToken?: (agent: 'writing' | 'editing', text: string) => void;
+  /**
+   * Text the model streams, as it arrives, with the agent it streams for and the task being
+   * handled (for a progress display in this process, or a {@link ModelTextPublisher} for one elsewhere).
+   */
+  onToken?: (agent: 'writing' | 'editing', text: string, task: Message) => void;
 }
 
 function withModel(
   options: DocumentAgentsOptions,
   agent: 'writing' | 'editing',
-): { model?: ModelConfig | ChatModel; onToken?: (text: string) => void } {
+): { model?: ModelConfig | ChatModel; onToken?: (text: string, task: Message) => void } {
   if (options.model === undefined) return {};
   const onToken = options.onToken;
-  return { model: options.model, ...(onToken ? { onToken: (text: string) => onToken(agent, text) } : {}) };
+  return { model: options.model, ...(onToken ? { onToken: (text: string, task: Message) => onToken(agent, text, task) } : {}) };
 }
 
 /**

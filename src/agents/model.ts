@@ -82,8 +82,8 @@ export function parseModelConfig(value: ModelConfig): ModelConfig {
   return value;
 }
 
-/** `qwen2.5:7b@127.0.0.1:11434`: which model where, without credentials or path. */
-function labelOf(config: ModelConfig): string {
+/** `qwen2.5:7b@127.0.0.1:11434`: which model where, without credentials or path (for logs and progress lines). */
+export function modelLabel(config: ModelConfig): string {
   try {
     return `${config.model}@${new URL(config.baseURL ?? 'https://api.openai.com/v1').host}`;
   } catch {
@@ -126,7 +126,7 @@ async function loadOpenAI(): Promise<OpenAIConstructor> {
  */
 export function createChatModel(input: ModelConfig): ChatModel {
   const config = parseModelConfig(input);
-  const label = labelOf(config);
+  const label = modelLabel(config);
   let client: Promise<OpenAIClient> | undefined;
   return {
     label,

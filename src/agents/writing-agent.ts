@@ -15,8 +15,8 @@ export interface WritingAgentOptions {
    * agent writes offline and deterministically from the passages' own sentences.
    */
   model?: ModelConfig | ChatModel;
-  /** Each piece of text the model streams, as it arrives (for a progress display). */
-  onToken?: (text: string) => void;
+  /** Each piece of text the model streams, as it arrives, with the task it writes for (for a progress display). */
+  onToken?: (text: string, task: Message) => void;
 }
 
 /** A `ChatModel` from a configuration, or the model itself. */
@@ -33,6 +33,7 @@ export function chatModel(model: ModelConfig | ChatModel | undefined): ChatModel
  */
 export function createWritingAgent(options: WritingAgentOptions = {}): Agent<WritingResult | undefined> {
   const model = chatModel(options.model);
+  const onToken = options.onToken;
   return defineAgent({
     name: options.name ?? 'writing',
     async handleMessage(msg: Message, ctx: AgentContext): Promise<WritingResult | undefined> {
@@ -44,7 +45,7 @@ export function createWritingAgent(options: WritingAgentOptions = {}): Agent<Wri
       const result = model
         ? await writeWithModel(task, model, {
             ...(ctx?.signal ? { signal: ctx.signal } : {}),
-            ...(options.onToken ? { onToken: options.onToken } : {}),
+            ...(onToken ? { onToken: (text: string) => onToken(text, msg) } : {}),
           })
         : write(task);
       ctx?.log?.debug(

@@ -1,4 +1,5 @@
 import type { MessageBus } from '../bus/bus.js';
+import type { Message } from '../message.js';
 import { ValidationError } from '../errors.js';
 import { createDocumentAgents, DOCUMENT_AGENT_NAMES, type ModelConfig, type SkippedSource } from '../agents/index.js';
 
@@ -35,7 +36,7 @@ export function registerDocumentAgents(
     only?: string;
     onSkip?: (s: SkippedSource) => void;
     model?: ModelConfig;
-    onToken?: (agent: 'writing' | 'editing', text: string) => void;
+    onToken?: (agent: 'writing' | 'editing', text: string, task: Message) => void;
   } = {},
 ): void {
   const limit = maxSourceBytes();

@@ -6,10 +6,21 @@ export interface ProgressDisplay {
   handle(event: WorkflowEvent): void;
   /** Prints a line of its own (keeps the live line below it). */
   note(line: string): void;
-  /** Text a model streams for `agent`, as it arrives. */
-  token(agent: string, text: string): void;
+  /**
+   * Text a model streams for `agent`, as it arrives: from this process's agents, or forwarded over
+   * the bus by an agent process (which says which `model` it is and how many `tokens` the text holds).
+   */
+  token(agent: string, text: string, from?: TokenSource): void;
   /** Clears the live line and stops redrawing. Idempotent. */
   stop(): void;
+}
+
+/** What a forwarded piece of model text says about itself. */
+export interface TokenSource {
+  /** The model's label (`name@host`), as the agent process reported it (default: this run's model). */
+  model?: string;
+  /** How many streamed pieces `text` holds (default 1). */
+  tokens?: number;
 }
 
 export interface ProgressOptions {
@@ -60,24 +71,26 @@ export function describe(event: WorkflowEvent, maxIterations: number): string | 
 
 class PlainProgress implements ProgressDisplay {
   readonly #o: ProgressOptions;
-  /** The agent whose model output is being streamed onto the current line. */
-  #streaming: string | undefined;
+  /** The agent whose model output is being streamed onto the current line, and the model's label. */
+  #streaming: { agent: string; model: string } | undefined;
   #tokens = 0;
   constructor(options: ProgressOptions) {
     this.#o = options;
   }
-  token(agent: string, text: string): void {
-    if (this.#streaming !== agent) {
+  token(agent: string, text: string, from: TokenSource = {}): void {
+    const model = from.model ?? this.#o.model ?? 'model';
+    if (this.#streaming?.agent !== agent || this.#streaming.model !== model) {
       this.#endStream();
-      this.#streaming = agent;
-      this.#o.stream.write(`${agent} ← ${this.#o.model ?? 'model'}: `);
+      this.#streaming = { agent, model };
+      this.#o.stream.write(`${agent} ← ${model}: `);
     }
-    this.#tokens++;
+    this.#tokens += from.tokens ?? 1;
     this.#o.stream.write(text);
   }
   #endStream(): void {
     if (this.#streaming === undefined) return;
-    this.#o.stream.write(`\n${this.#streaming} ← ${this.#o.model ?? 'model'}: ${this.#tokens} tokens streamed\n`);
+    const { agent, model } = this.#streaming;
+    this.#o.stream.write(`\n${agent} ← ${model}: ${this.#tokens} tokens streamed\n`);
     this.#streaming = undefined;
     this.#tokens = 0;
   }
@@ -104,11 +117,13 @@ class LiveProgress implements ProgressDisplay {
   #iteration = 1;
   #timer: NodeJS.Timeout | undefined;
   #drawn = false;
-  /** The tail of what the model is streaming, shown on the live line. */
+  /** The tail of what the model is streaming, shown on the live line, and the model's label. */
   #stream = '';
+  #model: string;
 
   constructor(options: ProgressOptions) {
     this.#o = options;
+    this.#model = options.model ?? 'model';
     this.#timer = setInterval(() => this.#draw(), 100);
     this.#timer.unref();
   }
@@ -129,7 +144,8 @@ class LiveProgress implements ProgressDisplay {
     this.#draw();
   }
 
-  token(_agent: string, text: string): void {
+  token(_agent: string, text: string, from: TokenSource = {}): void {
+    this.#model = from.model ?? this.#o.model ?? 'model';
     this.#stream = (this.#stream + text).replace(/\s+/gu, ' ').slice(-60);
     this.#draw();
   }
@@ -156,7 +172,7 @@ class LiveProgress implements ProgressDisplay {
     const frame = FRAMES[this.#frame++ % FRAMES.length] ?? '*';
     const text =
       `${frame} ${this.#stage} · iteration ${this.#iteration}/${this.#o.maxIterations} · ${this.#o.messages()} messages · ${duration(Date.now() - this.#started)}` +
-      (this.#stream ? ` · ${this.#o.model ?? 'model'}: …${this.#stream}` : '');
+      (this.#stream ? ` · ${this.#model}: …${this.#stream}` : '');
     const width = this.#o.stream.columns ?? 80;
     this.#o.stream.write('\r\x1b[2K' + text.slice(0, Math.max(10, width - 1)));
     this.#drawn = true;

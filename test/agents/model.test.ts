@@ -16,8 +16,12 @@ import {
   type EditingResult,
 } from '../../src/agents/index.js';
 import { ValidationError } from '../../src/errors.js';
-import { requireBuild, runCli, tempDir } from '../cli/helpers.js';
+import { requireBuild, runCli, startCli, tempDir, type CliProcess } from '../cli/helpers.js';
+import { SERVICES, serviceAvailable, testNamespace } from '../helpers/services.js';
+import { cleanupNamespace } from '../redis/helpers.js';
 import { SAMPLES, call } from './helpers.js';
+
+const redisUp = await serviceAvailable('redis');
 
 const TOPIC = 'Idempotency keys';
 const WORDS = 120;
@@ -199,5 +203,62 @@ describe('a model behind writing and editing (chat-completions stand-in on 127.0
     } finally {
       tmp.cleanup();
     }
+  });
+});
+
+describe.runIf(redisUp)('a model behind writing and editing agent processes on a Redis bus (stand-in on 127.0.0.1)', () => {
+  const ns = testNamespace('model-remote');
+  const bus = `${SERVICES.redis.url}?namespace=${ns}`;
+  const agents: CliProcess[] = [];
+  let standIn: StandIn;
+  let tmp: ReturnType<typeof tempDir>;
+
+  beforeAll(async () => {
+    requireBuild();
+    standIn = await startStandIn(RECORDED_DRAFT);
+    tmp = tempDir();
+    const model = { env: { CONCORD_MODEL_BASE_URL: standIn.url, CONCORD_MODEL_API_KEY: 'test' } };
+    for (const [name, extra] of [
+      ['research', ['--sources', SAMPLES]],
+      ['writing', ['--model', 'standin-7b']],
+      ['editing', ['--model', 'standin-7b']],
+      ['verification', ['--sources', SAMPLES]],
+    ] as const) {
+      agents.push(startCli(['agent', name, '--bus', bus, ...extra], { cwd: tmp.dir, ...(extra[0] === '--model' ? model : {}) }));
+    }
+    await Promise.all(agents.map((a) => a.waitFor(/agent \S+ serving on redis:\/\//)));
+  });
+  afterAll(async () => {
+    for (const a of agents) a.child.kill('SIGTERM');
+    await Promise.all(agents.map((a) => a.exited));
+    await cleanupNamespace(ns);
+    await standIn?.close();
+    tmp?.cleanup();
+  });
+
+  it('stand-in: concord run --agents remote shows the text the agent processes stream, as a local run shows its own', async () => {
+    const args = ['run', TOPIC, '--sources', SAMPLES, '--words', String(WORDS), '--state', 'memory://'];
+    const remote = await runCli([...args, '--bus', bus, '--agents', 'remote', '--out', 'remote.md'], { cwd: tmp.dir });
+    expect(remote.code, remote.stderr).toBe(0);
+    expect(remote.stdout).toMatch(/threshold 0\.80: met/);
+    expect(remote.stderr).toMatch(/^writing ← standin-7b@127\.0\.0\.1:\d+: # Idempotency keys$/m);
+    expect(remote.stderr).toMatch(/^editing ← standin-7b@127\.0\.0\.1:\d+: \d+ tokens streamed$/m);
+
+    // Line for line what a run whose agents are in its own process shows: the same text, the same
+    // token counts, in the same place among the stage lines.
+    const local = await runCli([...args, '--model', 'standin-7b', '--out', 'local.md'], {
+      cwd: tmp.dir,
+      env: { CONCORD_MODEL_BASE_URL: standIn.url, CONCORD_MODEL_API_KEY: 'test' },
+    });
+    expect(local.code, local.stderr).toBe(0);
+    const progress = (stderr: string) =>
+      stderr
+        .split('\n')
+        .filter((l) => !l.startsWith('agents: remote'))
+        .map((l) => l.replace(/(wf|doc)-\S+?-\w{8}\b/g, '$1-ID'))
+        // The replies of agents in the run's own process count among its messages too.
+        .map((l) => l.replace(/\(\d+ messages sent\)$/, '(N messages sent)'));
+    expect(progress(remote.stderr)).toEqual(progress(local.stderr));
+    expect(progress(remote.stderr).filter((l) => / tokens streamed$/.test(l))).toHaveLength(2);
   });
 });

@@ -114,6 +114,20 @@ describe('streamed model tokens in the progress display', () => {
     ]);
   });
 
+  it('plain: text forwarded by an agent process shows the same way, under its model and with its token count', () => {
+    const stream = fakeStream(false);
+    // A run with --agents remote has no model of its own: the chunks name theirs.
+    const progress = createProgress({ stream, messages: () => 1, maxIterations: 3 });
+    progress.token('writing', '# Ti', { model: 'qwen@10.0.0.5:11434', tokens: 2 });
+    progress.token('writing', 'tle', { model: 'qwen@10.0.0.5:11434', tokens: 3 });
+    progress.stop();
+    expect(stream.text().split('\n')).toEqual([
+      'writing ← qwen@10.0.0.5:11434: # Title',
+      'writing ← qwen@10.0.0.5:11434: 5 tokens streamed',
+      '',
+    ]);
+  });
+
   it('live: the tail of the stream on the live line', () => {
     const stream = fakeStream(true);
     const before = process.env['CI'];

@@ -5,7 +5,15 @@ import { ValidationError } from '../../errors.js';
 import { integer, withBus } from '../options.js';
 import { busUrl, cliLogger, isSharedBus, openBus, openState, samplesDir, type OpenBus, type OpenState } from '../runtime.js';
 import { AGENT_NAMES, maxSourceBytes, skipWarning } from '../agents.js';
-import { createDocumentAgents, modelConfigFromEnv, parseModelConfig, type DocumentAgents } from '../../agents/index.js';
+import {
+  createDocumentAgents,
+  modelConfigFromEnv,
+  modelLabel,
+  ModelTextPublisher,
+  parseModelConfig,
+  type DocumentAgents,
+} from '../../agents/index.js';
+import type { MessageBus } from '../../bus/bus.js';
 import { defineAgent, type Agent } from '../../bus/agent.js';
 
 interface AgentFlags {
@@ -72,6 +80,17 @@ function announced(agent: Agent, write: (line: string) => void = (l) => void pro
   });
 }
 
+/** Publishes model text for runs to show; a failed publish is one warning per task, never a failed task. */
+function modelTextPublisher(bus: MessageBus, label: string): ModelTextPublisher {
+  return new ModelTextPublisher(bus, {
+    model: label,
+    onError: (err, task) =>
+      process.stderr.write(
+        `warning: agent ${task.recipient} could not publish model text for task ${task.id} (the task goes on): ${err instanceof Error ? err.message : String(err)}\n`,
+      ),
+  });
+}
+
 /** `concord agent <name>`: one document agent as its own worker process, until SIGTERM or SIGINT. */
 export function registerAgentCommand(program: Command): void {
   withBus(
@@ -85,7 +104,7 @@ export function registerAgentCommand(program: Command): void {
     .option('--sources <dir>', 'sources directory (research and verification read it; default: the bundled samples)')
     .option(
       '--model <name>',
-      'writing and editing: work through this chat model (see `concord run --help`; default: offline, or $CONCORD_MODEL)',
+      "writing and editing: work through this chat model, whose text shows in the run's progress (see `concord run --help`; default: offline, or $CONCORD_MODEL)",
     )
     .option(
       '--lease <ms>',
@@ -118,15 +137,19 @@ export function registerAgentCommand(program: Command): void {
           logger: cliLogger('warn'),
         });
         const limit = maxSourceBytes();
-        const model = modelConfigFromEnv(flags.model);
+        const found = modelConfigFromEnv(flags.model);
+        const model = found ? parseModelConfig(found) : undefined;
+        // What the model streams goes to the run over the bus, which shows it in its progress display.
+        const text = model ? modelTextPublisher(bus.bus, modelLabel(model)) : undefined;
         const agent = createDocumentAgents({
           sourcesDir,
           onSkip: (s) => process.stderr.write(skipWarning(s) + '\n'),
           ...(limit !== undefined ? { maxSourceBytes: limit } : {}),
-          ...(model ? { model: parseModelConfig(model) } : {}),
+          ...(model ? { model } : {}),
+          ...(text ? { onToken: (from, piece, task) => text.write(from, task, piece) } : {}),
         })[name as keyof DocumentAgents];
         const paused = process.env['CONCORD_TEST_PAUSE_IN_HANDLER'] === name ? pauseFirstDelivery(agent) : agent;
-        bus.bus.registerAgent(name, announced(paused));
+        bus.bus.registerAgent(name, announced(text ? text.around(paused) : paused));
         await bus.bus.ready();
       } catch (err) {
         await bus?.close().catch(() => {});

@@ -6,7 +6,9 @@ import { Orchestrator, slugify, type OrchestratorHooks } from '../../workflow/or
 import { DOCUMENT_PIPELINE, documentPipeline } from '../../workflow/document-pipeline.js';
 import type { WorkflowOutcome } from '../../workflow/types.js';
 import { DEFAULT_WORDS } from '../../agents/payloads.js';
-import { modelConfigFromEnv, parseModelConfig, type ModelConfig } from '../../agents/model.js';
+import { modelConfigFromEnv, modelLabel, parseModelConfig, type ModelConfig } from '../../agents/model.js';
+import { modelTextTopic, parseModelTextChunk } from '../../agents/model-text.js';
+import type { MessageBus, Subscription } from '../../bus/bus.js';
 import { createProgress, describe, type ProgressDisplay } from '../progress.js';
 import { json, score, scores, shellQuote } from '../format.js';
 import { collect, fraction, integer, withBus, withState } from '../options.js';
@@ -475,8 +477,12 @@ async function execute(
   }
   const session = await openSession(flags, sourcesDir, maxIterations, model);
   let workflowId: string | undefined = 'resume' in start ? start.resume : undefined;
+  const suffix = Date.now().toString(36).slice(-4) + Math.random().toString(36).slice(2, 6);
+  const runId = 'resume' in start ? start.resume : `wf-${slugify(start.topic, 32)}-${suffix}`;
   const release = onInterrupt(session, () => workflowId);
+  let modelText: Subscription | undefined;
   try {
+    if (session.progress) modelText = await followModelText(session.bus.bus, runId, session.progress);
     const orchestrator = new Orchestrator({
       bus: session.bus.bus,
       state: session.state.state,
@@ -495,8 +501,7 @@ async function execute(
     if ('resume' in start) {
       outcome = await orchestrator.resume(start.resume);
     } else {
-      const suffix = Date.now().toString(36).slice(-4) + Math.random().toString(36).slice(2, 6);
-      workflowId = `wf-${slugify(start.topic, 32)}-${suffix}`;
+      workflowId = runId;
       out = start.out ?? resolve('.concord', 'out', `${slugify(start.topic)}.md`);
       outcome = await orchestrator.start({
         workflowId,
@@ -517,23 +522,35 @@ async function execute(
         context: { sourcesDir: sourcesDir ?? null, workflowId },
       });
     }
+    // Before the display stops: text arriving late must not print below the report.
+    await modelText?.unsubscribe().catch(() => {});
     session.progress?.stop();
     if (outcome.status === 'completed' && out) writeOut(outcome, out);
     const diff = outcome.status === 'completed' ? await draftsThatDiffer(outcome, session.state.state) : null;
     return report(outcome, out, stateAt, { json: flags.json === true, demo: 'demo' in start && start.demo === true, diff });
   } finally {
     release();
+    await modelText?.unsubscribe().catch(() => {});
     await session.close();
   }
 }
 
-/** `name@host` of a model, for the progress display (no credentials). */
-function modelLabel(model: ModelConfig): string {
-  try {
-    return `${model.model}@${new URL(model.baseURL ?? 'https://api.openai.com/v1').host}`;
-  } catch {
-    return model.model;
-  }
+/**
+ * Shows in `progress` the text models stream in agent processes for workflow `workflowId`: they
+ * publish it on the bus (`ModelTextPublisher`, docs/PROTOCOL.md §9) and the run follows the topic
+ * while it runs. Agents in this process hand their text to `progress.token` directly instead: a
+ * trip through the bus would only delay it. A subscription that fails costs the display, not the run.
+ */
+async function followModelText(bus: MessageBus, workflowId: string, progress: ProgressDisplay): Promise<Subscription> {
+  const sub = bus.subscribe(modelTextTopic(workflowId), (message) => {
+    const chunk = parseModelTextChunk(message.payload);
+    if (chunk.text !== '')
+      progress.token(chunk.agent, chunk.text, { ...(chunk.model ? { model: chunk.model } : {}), tokens: chunk.tokens });
+  });
+  await sub.ready.catch((err: unknown) =>
+    progress.note(`warning: text streamed by models in agent processes will not show: ${err instanceof Error ? err.message : String(err)}`),
+  );
+  return sub;
 }
 
 /** A bus URL that may be kept in workflow data: a shared one with nothing `redactUrl` would hide (password, token, credential parameter). */
