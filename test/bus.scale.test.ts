@@ -3,7 +3,7 @@ import { MemoryTransport } from '../src/backends/memory/transport.js';
 import { BandedQueue } from '../src/backends/memory/heap.js';
 import { DeadlineQueue } from '../src/bus/heap.js';
 import { MessageBus } from '../src/bus/bus.js';
-import type { LeaseOptions } from '../src/bus/transport.js';
+import type { Lease, LeaseOptions } from '../src/bus/transport.js';
 import { MessageType } from '../src/message.js';
 
 // Issue 25, item 1: agents are cheap. These tests assert the structure that makes them cheap
@@ -16,11 +16,11 @@ const STRIDE = 2 ** 43;
 function recordingTransport(): { transport: MemoryTransport; signals: Set<AbortSignal> } {
   const transport = new MemoryTransport();
   const signals = new Set<AbortSignal>();
-  const lease = transport.lease.bind(transport);
-  transport.lease = (queue: string, options: LeaseOptions) => {
+  const lease = transport.lease.bind(transport) as (queue: string, options: LeaseOptions) => Lease[] | Promise<Lease[]> | undefined;
+  transport.lease = ((queue: string, options: LeaseOptions) => {
     if (options.signal !== undefined) signals.add(options.signal);
     return lease(queue, options);
-  };
+  }) as MemoryTransport['lease'];
   return { transport, signals };
 }
 

@@ -190,7 +190,7 @@ export class MessageBus {
         const t = await this.#connect();
         await t.addRecipient(name);
         if (reg.stopped) return;
-        if (reg.agent !== undefined) reg.loop = this.#consumers.consume(t, reg);
+        if (reg.agent !== undefined) this.#consumers.start(t, reg);
         if (this.#log.debugging) {
           this.#log.logger.debug({ agent: name, mode: reg.agent ? 'push' : 'pull', concurrency: reg.concurrency }, 'agent registered');
         }
@@ -213,7 +213,7 @@ export class MessageBus {
     await reg.setup.catch(() => undefined);
     const t = this.#transport;
     if (t !== undefined && !this.#core.closed) await t.removeRecipient(name);
-    await reg.loop;
+    await reg.loopEnded();
     return true;
   }
 
@@ -583,7 +583,7 @@ export class MessageBus {
     // A concurrency-1 loop runs its handler inline: one still running after the drain is abandoned
     // (not acked, it comes back after its lease), and so is its loop, or close would wait forever.
     const loops: Promise<void>[] = [];
-    for (const reg of this.#agents.values()) if (drained || reg.running === 0) loops.push(reg.loop);
+    for (const reg of this.#agents.values()) if (drained || reg.running === 0) loops.push(reg.loopEnded());
     if (this.#requests.loop !== undefined) loops.push(this.#requests.loop);
     await Promise.allSettled(loops);
     await Promise.allSettled([...this.#subscriptions].map((sub) => sub.unsubscribe()));

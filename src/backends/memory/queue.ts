@@ -1,5 +1,5 @@
 import { IndexedHeap, type HeapItem } from '../../bus/heap.js';
-import type { Lease } from '../../bus/transport.js';
+import type { Lease, LeaseWaiter } from '../../bus/transport.js';
 import type { Message } from '../../message.js';
 import { BandedQueue, KeyedHeap } from './heap.js';
 
@@ -67,17 +67,29 @@ export function readyKey(priority: number, seq: number): number {
 /** 2^43: the span of sequence numbers within one priority of `readyKey`. */
 export const PRIORITY_STRIDE = 8_796_093_022_208;
 
-/** A `lease()` call waiting for a message. */
-export interface Waiter {
-  queue: QueueState;
-  max: number;
-  leaseMs: number;
-  consumer: string | undefined;
+/**
+ * A `lease()` call waiting for a message: a record in its queue's FIFO list of waits. A queue keeps
+ * its last finished record (`spare`) for its next wait, so a consumer that waits again and again
+ * allocates nothing per wait, and an idle one holds this record and nothing else.
+ */
+export class Waiter {
+  readonly queue: QueueState;
+  max = 1;
+  leaseMs = 0;
+  consumer: string | undefined = undefined;
   /** Epoch ms when the wait ends empty (Infinity: only a message or the signal ends it). */
-  until: number;
-  signal: AbortSignal | undefined;
-  resolve: (leases: Lease[]) => void;
-  done: boolean;
+  until = 0;
+  signal: AbortSignal | undefined = undefined;
+  /** Where the answer goes: the caller's `LeaseWaiter`, or the resolve of the promise `lease` returned. */
+  target: LeaseWaiter | ((leases: Lease[]) => void) | undefined = undefined;
+  /** The answer, from the wait's end until it is handed to a `LeaseWaiter` (in a microtask). */
+  leases: Lease[] | undefined = undefined;
+  /** The next wait on the queue, in arrival order; once answered, the next answer to hand over. */
+  next: Waiter | undefined = undefined;
+
+  constructor(queue: QueueState) {
+    this.queue = queue;
+  }
 }
 
 const deadlineOrder = (a: Entry, b: Entry): boolean => a.deadline < b.deadline || (a.deadline === b.deadline && a.key < b.key);
@@ -86,8 +98,11 @@ export class QueueState {
   readonly name: string;
   /** A registered recipient (`addRecipient`): sends that require one may enqueue here. */
   recipient = false;
-  /** Visible messages by `readyKey` (priority desc, then enqueue order), each with its lease count as aux. */
-  readonly ready = new BandedQueue<Message>(11, PRIORITY_STRIDE);
+  /**
+   * Visible messages by `readyKey` (priority desc, then enqueue order), each with its lease count as
+   * aux: the shared empty queue until the first one (push through `readyQueue()`).
+   */
+  ready: BandedQueue<Message> = NO_READY;
   /**
    * Messages not visible yet (backoff, delayed sends), keyed by the time they become visible: the
    * shared empty heap until the first one (push through `delayedHeap()`), so an idle queue holds
@@ -96,9 +111,13 @@ export class QueueState {
   delayed: KeyedHeap<Entry> = NO_DELAYED;
   /** Leased messages, earliest deadline first: the shared empty heap until the first lease (push through `leasedHeap()`). */
   leased: IndexedHeap<Entry> = NO_LEASES;
-  waiters: Waiter[] = [];
-  /** Waiters not yet done. */
-  live = 0;
+  /** The waits on this queue, oldest first (a linked list through `Waiter.next`: usually one). */
+  first: Waiter | undefined = undefined;
+  last: Waiter | undefined = undefined;
+  /** The record of the last finished wait, for the next one. */
+  spare: Waiter | undefined = undefined;
+  /** The last abort signal a wait here was watched under (see `MemoryTransport.#watchSignal`). */
+  watched: AbortSignal | undefined = undefined;
   /** The one timer of this queue: wakes waiters when a message becomes visible, a lease runs out or a wait ends. */
   timer: NodeJS.Timeout | null = null;
   timerAt = Infinity;
@@ -114,6 +133,27 @@ export class QueueState {
     this.owner = owner;
   }
 
+  /** Adds a wait at the end of the list. */
+  enlist(w: Waiter): void {
+    if (this.last === undefined) this.first = w;
+    else this.last.next = w;
+    this.last = w;
+  }
+
+  /** Removes `w`, which follows `prev` (undefined: `w` is first) in the list. */
+  unlink(w: Waiter, prev: Waiter | undefined): void {
+    const next = w.next;
+    if (prev === undefined) this.first = next;
+    else prev.next = next;
+    if (this.last === w) this.last = prev;
+    w.next = undefined;
+  }
+
+  /** The ready queue to push to (its own, made on first use). */
+  readyQueue(): BandedQueue<Message> {
+    return this.ready === NO_READY ? (this.ready = new BandedQueue<Message>(11, PRIORITY_STRIDE)) : this.ready;
+  }
+
   /** The delayed heap to push to (its own, made on first use). */
   delayedHeap(): KeyedHeap<Entry> {
     return this.delayed === NO_DELAYED ? (this.delayed = new KeyedHeap<Entry>()) : this.delayed;
@@ -125,7 +165,8 @@ export class QueueState {
   }
 }
 
-/** The empty heaps every queue starts with; never pushed to (see `delayedHeap`, `leasedHeap`). */
+/** The empty queue and heaps every queue starts with; never pushed to (see `readyQueue`, `delayedHeap`, `leasedHeap`). */
+const NO_READY = new BandedQueue<Message>(11, PRIORITY_STRIDE);
 const NO_DELAYED = new KeyedHeap<Entry>();
 const NO_LEASES = new IndexedHeap<Entry>(deadlineOrder);
 

@@ -1,7 +1,7 @@
 import { ClosedError, ValidationError } from '../../errors.js';
 import { MAX_TIMER_MS } from '../../timers.js'; // setTimeout waits no longer; longer waits re-arm
 import type { Message } from '../../message.js';
-import { DELAYED, DETACHED, deliveryCopy, Entry, LEASED, QueueState, readyKey, type Waiter } from './queue.js';
+import { DELAYED, DETACHED, deliveryCopy, Entry, LEASED, QueueState, readyKey, Waiter } from './queue.js';
 import type {
   DeadLetter,
   DeadLetterClaim,
@@ -9,9 +9,11 @@ import type {
   EnqueueResult,
   Lease,
   LeaseOptions,
+  LeaseWaiter,
   QueueDepth,
   Transport,
   QueueInspection,
+  WaiterLeaseOptions,
 } from '../../bus/transport.js';
 
 const ENQUEUED: EnqueueResult = Object.freeze({ status: 'enqueued' });
@@ -62,13 +64,8 @@ export class MemoryTransport implements Transport {
   #claimSeq = 0;
   readonly #dedupe = new Map<string, { message: Message; expiresAt: number }>();
   readonly #subscribers = new Map<string, Set<(message: Message) => void>>();
-  /**
-   * Every signal given to a wait, with our one abort listener, and the queues it waited on; the
-   * last signal and queue seen (a consumer loop passes the same ones every time).
-   */
+  /** Every signal given to a wait, with our one abort listener, and the queues it waited on. */
   readonly #signals = new WeakMap<AbortSignal, SignalWaits>();
-  #lastSignal: AbortSignal | undefined;
-  #lastSignalQueue: QueueState | undefined;
   /** Subscriptions live on every topic (0 spares a publication its lookups). */
   #subscriberCount = 0;
   #seq = 0;
@@ -119,7 +116,7 @@ export class MemoryTransport implements Transport {
     for (let i = 0; i < entries.length; i++) {
       results[i] = this.#put(entries[i] as EnqueueEntry);
       const q = this.#putInto;
-      if (q !== undefined && q.live > 0) {
+      if (q !== undefined && q.first !== undefined) {
         if (touched === undefined) touched = q;
         else if (touched !== q) {
           if (!(touched instanceof Set)) touched = new Set([touched]);
@@ -145,7 +142,7 @@ export class MemoryTransport implements Transport {
   #putOne(entry: EnqueueEntry): EnqueueResult {
     const result = this.#put(entry);
     const q = this.#putInto;
-    if (q !== undefined && q.live > 0) this.#wake(q, this.#now());
+    if (q !== undefined && q.first !== undefined) this.#wake(q, this.#now());
     if (entry.publish === true && result === ENQUEUED && this.#subscriberCount > 0) this.#fanOut(entry.message.type, entry.message);
     return result;
   }
@@ -178,7 +175,7 @@ export class MemoryTransport implements Transport {
     } else q = this.#queue(e.queue);
     const key = readyKey(message.priority, this.#seq++);
     if (e.visibleAt <= 0 || e.visibleAt <= this.#now()) {
-      q.ready.push(message, key, 0);
+      q.readyQueue().push(message, key, 0);
     } else {
       const entry = new Entry(q, message, key, 0, 0);
       entry.state = DELAYED;
@@ -189,13 +186,20 @@ export class MemoryTransport implements Transport {
     return ENQUEUED;
   }
 
-  /** See {@link Transport.lease}: synchronously when messages are visible or `waitMs` is 0, else a promise. */
-  lease(queue: string, options: LeaseOptions): Lease[] | Promise<Lease[]> {
+  /**
+   * See {@link Transport.lease}: synchronously when messages are visible or `waitMs` is 0; else
+   * the wait is a record in the queue's list, answered through `options.waiter` or a promise.
+   */
+  lease(queue: string, options: WaiterLeaseOptions): Lease[] | undefined;
+  lease(queue: string, options: LeaseOptions): Lease[] | Promise<Lease[]>;
+  lease(queue: string, options: LeaseOptions & { waiter?: LeaseWaiter }): Lease[] | Promise<Lease[]> | undefined {
     if (this.#closed) return [];
     const { leaseMs, waitMs } = options;
     const max = options.max ?? 1;
     if (!(leaseMs > 0) || !(waitMs >= 0) || !(max >= 1)) {
-      return Promise.reject(new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`));
+      const err = new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`);
+      if (options.waiter === undefined) return Promise.reject(err);
+      throw err;
     }
     const now = Date.now();
     let q = this.#lookup(queue);
@@ -203,7 +207,7 @@ export class MemoryTransport implements Transport {
       this.#reclaim(q, now);
       if (q.ready.size > 0) {
         // Consumers that waited longer go first.
-        if (q.live > 0) this.#serve(q, now);
+        if (q.first !== undefined) this.#serve(q, now);
         if (q.ready.size > 0)
           return max === 1 ? [this.#takeOne(q, leaseMs, now, options.consumer)] : this.#take(q, max, leaseMs, now, options.consumer);
       }
@@ -211,25 +215,20 @@ export class MemoryTransport implements Transport {
     const signal = options.signal;
     if (waitMs === 0 || signal?.aborted) return [];
     q ??= this.#queue(queue);
-    const waiting = q;
-    return new Promise<Lease[]>((resolve) => {
-      const waiter: Waiter = {
-        queue: waiting,
-        max,
-        leaseMs,
-        consumer: options.consumer,
-        until: now + waitMs,
-        signal,
-        resolve,
-        done: false,
-      };
-      // An array of exactly one for the usual lone waiter (pushing to an empty one reserves 17 slots).
-      if (waiting.waiters.length === 0) waiting.waiters = [waiter];
-      else waiting.waiters.push(waiter);
-      waiting.live++;
-      if (signal !== undefined) this.#watchSignal(signal, waiting);
-      this.#arm(waiting, now);
-    });
+    const w = q.spare ?? new Waiter(q);
+    q.spare = undefined;
+    w.max = max;
+    w.leaseMs = leaseMs;
+    w.consumer = options.consumer;
+    w.until = now + waitMs;
+    w.signal = signal;
+    let answer: Promise<Lease[]> | undefined;
+    if (options.waiter !== undefined) w.target = options.waiter;
+    else answer = new Promise<Lease[]>((resolve) => (w.target = resolve));
+    q.enlist(w);
+    if (signal !== undefined) this.#watchSignal(signal, q);
+    this.#arm(q, now);
+    return answer;
   }
 
   /** See {@link Transport.ack}: synchronous. */
@@ -259,11 +258,11 @@ export class MemoryTransport implements Transport {
     if (delayMs > 0) {
       entry.state = DELAYED;
       q.delayedHeap().push(entry, now + delayMs);
-      if (q.live > 0) this.#arm(q, now);
+      if (q.first !== undefined) this.#arm(q, now);
     } else {
       entry.state = DETACHED;
-      q.ready.push(entry.message, entry.key, entry.leases);
-      if (q.live > 0) this.#wake(q, now);
+      q.readyQueue().push(entry.message, entry.key, entry.leases);
+      if (q.first !== undefined) this.#wake(q, now);
     }
     return true;
   }
@@ -423,9 +422,7 @@ export class MemoryTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     for (const q of this.#queues.values()) {
-      const waiters = q.waiters;
-      q.waiters = [];
-      for (const w of waiters) this.#finish(w, []);
+      this.#endWaits(q, ALL);
       if (q.timer !== null) clearTimeout(q.timer);
       q.timer = null;
     }
@@ -492,7 +489,7 @@ export class MemoryTransport implements Transport {
     if (entry.deadline <= now) {
       // Ran out: it is visible again, whoever holds this lease lost it.
       this.#reclaim(entry.q, now);
-      if (entry.q.live > 0) this.#serve(entry.q, now);
+      if (entry.q.first !== undefined) this.#serve(entry.q, now);
       return undefined;
     }
     return entry;
@@ -504,12 +501,12 @@ export class MemoryTransport implements Transport {
     while ((e = q.leased.peek()) !== undefined && e.deadline <= now) {
       q.leased.pop();
       e.state = DETACHED;
-      q.ready.push(e.message, e.key, e.leases);
+      q.readyQueue().push(e.message, e.key, e.leases);
     }
     while (q.delayed.peekKey() <= now) {
       e = q.delayed.pop() as Entry;
       e.state = DETACHED;
-      q.ready.push(e.message, e.key, e.leases);
+      q.readyQueue().push(e.message, e.key, e.leases);
     }
   }
 
@@ -553,73 +550,111 @@ export class MemoryTransport implements Transport {
   }
 
   #serve(q: QueueState, now: number): void {
-    while (q.ready.size > 0 && q.live > 0) {
-      const w = q.waiters.shift();
-      if (w === undefined) break;
-      if (w.done) continue;
+    let w: Waiter | undefined;
+    while (q.ready.size > 0 && (w = q.first) !== undefined) {
+      q.unlink(w, undefined);
       this.#finish(w, this.#take(q, w.max, w.leaseMs, now, w.consumer));
     }
   }
 
+  /** Ends the waits of `q` that `ends` picks, with `[]`. */
+  #endWaits(q: QueueState, ends: (w: Waiter) => boolean): void {
+    let prev: Waiter | undefined;
+    let w = q.first;
+    while (w !== undefined) {
+      const next = w.next;
+      if (ends(w)) {
+        q.unlink(w, prev);
+        this.#finish(w, []);
+      } else prev = w;
+      w = next;
+    }
+  }
+
+  /** Answers a wait already unlinked from its queue. */
   #finish(w: Waiter, leases: Lease[]): void {
-    if (w.done) return;
-    w.done = true;
     const q = w.queue;
-    q.live--;
-    if (q.live === 0) {
-      q.waiters.length = 0;
+    if (q.first === undefined && q.timer !== null && q.timerRefed) {
       // Nobody waits: the timer may stay (the next wait likely wants it again; clearing and setting
       // one per wait is most of the cost of a wait) but must not keep the process alive.
-      if (q.timer !== null && q.timerRefed) {
-        q.timer.unref();
-        q.timerRefed = false;
+      q.timer.unref();
+      q.timerRefed = false;
+    }
+    const target = w.target;
+    w.signal = undefined;
+    if (typeof target === 'function') {
+      w.target = undefined;
+      q.spare = w;
+      target(leases);
+      return;
+    }
+    // A LeaseWaiter is called in a microtask, never from inside this call (see `LeaseWaiter`).
+    w.leases = leases;
+    if (this.#answersLast === undefined) {
+      this.#answers = w;
+      // Not queueMicrotask: Node makes an async resource for each, several times the cost.
+      void RESOLVED.then(this.#handOver);
+    } else this.#answersLast.next = w;
+    this.#answersLast = w;
+  }
+
+  /** Waits answered for a `LeaseWaiter`, in order, until `#handOver` hands them over (linked through `next`). */
+  #answers: Waiter | undefined;
+  #answersLast: Waiter | undefined;
+
+  /** Hands the answered waits to their waiters (whose calls may lease again, and so answer more). */
+  readonly #handOver = (): void => {
+    let w: Waiter | undefined;
+    while ((w = this.#answers) !== undefined) {
+      this.#answers = w.next;
+      if (this.#answers === undefined) this.#answersLast = undefined;
+      const target = w.target as LeaseWaiter;
+      const leases = w.leases as Lease[];
+      w.next = w.target = w.leases = undefined;
+      w.queue.spare = w;
+      try {
+        target.leased(leases);
+      } catch (err) {
+        // A waiter must not throw; if one does, the others still get their answers.
+        queueMicrotask(() => {
+          throw err;
+        });
       }
     }
-    w.resolve(leases);
-  }
+  };
 
   /**
    * One abort listener per signal, however many waits use it (consumer loops reuse theirs), and
    * the queues it waited on: an abort ends the waits of those queues only, so ending N waits by
-   * their signals costs O(N), not O(N × queues). A wait repeating the last signal and queue (a
-   * consumer loop) does no bookkeeping.
+   * their signals costs O(N), not O(N × queues). A wait repeating its queue's last signal (a
+   * consumer loop: all of a bus's share one) does no bookkeeping.
    */
   #watchSignal(signal: AbortSignal, q: QueueState): void {
-    if (signal === this.#lastSignal && q === this.#lastSignalQueue) return;
+    if (q.watched === signal) return;
     const waits = this.#signals.get(signal);
     if (waits === undefined) {
       const record: SignalWaits = { first: q, more: undefined };
       this.#signals.set(signal, record);
       signal.addEventListener('abort', () => this.#abortWaits(signal, record), { once: true });
     } else if (waits.first !== q) (waits.more ??= new Set()).add(q);
-    this.#lastSignal = signal;
-    this.#lastSignalQueue = q;
+    q.watched = signal;
   }
 
   #abortWaits(signal: AbortSignal, waits: SignalWaits): void {
     this.#signals.delete(signal);
-    if (this.#lastSignal === signal) this.#lastSignal = this.#lastSignalQueue = undefined;
     this.#abortWaitsOn(waits.first, signal);
     if (waits.more !== undefined) for (const q of waits.more) this.#abortWaitsOn(q, signal);
   }
 
   #abortWaitsOn(q: QueueState, signal: AbortSignal): void {
-    if (q.live === 0) return;
-    // `#finish` resolves in a microtask, so nothing joins q.waiters meanwhile.
-    for (const w of q.waiters) if (!w.done && w.signal === signal) this.#finish(w, []);
+    if (q.first !== undefined) this.#endWaits(q, (w) => w.signal === signal);
   }
 
   /** Sets the queue's single timer for its next event, if anybody waits. */
   #arm(q: QueueState, now: number): void {
-    if (q.live === 0) return;
+    if (q.first === undefined) return;
     let next = Infinity;
-    let live = 0;
-    for (const w of q.waiters) {
-      if (w.done) continue;
-      live++;
-      if (w.until < next) next = w.until;
-    }
-    if (live !== q.waiters.length) q.waiters = q.waiters.filter((w) => !w.done);
+    for (let w: Waiter | undefined = q.first; w !== undefined; w = w.next) if (w.until < next) next = w.until;
     const visibleAt = q.delayed.peekKey();
     if (visibleAt < next) next = visibleAt;
     const l = q.leased.peek();
@@ -649,10 +684,12 @@ export class MemoryTransport implements Transport {
     const now = Date.now();
     this.#reclaim(q, now);
     this.#serve(q, now);
-    for (const w of q.waiters) if (!w.done && w.until <= now) this.#finish(w, []);
+    if (q.first !== undefined) this.#endWaits(q, (w) => w.until <= now);
     this.#arm(q, now);
   }
 }
+
+const ALL = (): boolean => true;
 
 function callIsolated(handler: (message: Message) => void, message: Message): void {
   try {
