@@ -1,7 +1,7 @@
 import { ClosedError, ValidationError } from '../../errors.js';
 import { MAX_TIMER_MS } from '../../timers.js'; // setTimeout waits no longer; longer waits re-arm
 import type { Message } from '../../message.js';
-import { DELAYED, DETACHED, deliveryCopy, Entry, LEASED, QueueState, readyKey, Waiter } from './queue.js';
+import { DELAYED, DETACHED, deliveryCopy, Entry, LEASED, QueueState, readyKey, Spares, Waiter } from './queue.js';
 import type {
   DeadLetter,
   DeadLetterClaim,
@@ -58,6 +58,7 @@ export class MemoryTransport implements Transport {
   readonly url: string;
 
   readonly #queues = new Map<string, QueueState>();
+  readonly #spares = new Spares();
   readonly #deadLetters = new Map<string, DeadLetter>();
   /** Redrive claims on dead letters, by message id (see `claimDeadLetter`). */
   readonly #claims = new Map<string, { token: string; until: number }>();
@@ -201,11 +202,14 @@ export class MemoryTransport implements Transport {
       if (options.waiter === undefined) return Promise.reject(err);
       throw err;
     }
-    const now = Date.now();
+    // The clock only when something needs it: a consumer waiting on an idle queue for its next
+    // message (the usual wait) reads none, and a read costs ~50 ns.
+    let now = 0;
     let q = this.#lookup(queue);
     if (q !== undefined) {
-      this.#reclaim(q, now);
+      if (q.leased.size > 0 || q.delayed.size > 0) this.#reclaim(q, (now = Date.now()));
       if (q.ready.size > 0) {
+        if (now === 0) now = Date.now();
         // Consumers that waited longer go first.
         if (q.first !== undefined) this.#serve(q, now);
         if (q.ready.size > 0)
@@ -220,7 +224,7 @@ export class MemoryTransport implements Transport {
     w.max = max;
     w.leaseMs = leaseMs;
     w.consumer = options.consumer;
-    w.until = now + waitMs;
+    w.until = waitMs === Number.POSITIVE_INFINITY ? undefined : (now || (now = Date.now())) + waitMs;
     w.signal = signal;
     let answer: Promise<Lease[]> | undefined;
     if (options.waiter !== undefined) w.target = options.waiter;
@@ -236,6 +240,7 @@ export class MemoryTransport implements Transport {
     const entry = this.#owned(lease);
     if (entry === undefined) return false;
     entry.q.leased.remove(entry);
+    entry.q.leaseEnded();
     entry.state = DETACHED;
     return true;
   }
@@ -254,6 +259,7 @@ export class MemoryTransport implements Transport {
     const q = entry.q;
     const now = Date.now();
     q.leased.remove(entry);
+    q.leaseEnded();
     const delayMs = options.delayMs;
     if (delayMs > 0) {
       entry.state = DELAYED;
@@ -285,6 +291,7 @@ export class MemoryTransport implements Transport {
       const entry = this.#owned(lease);
       if (entry === undefined) return Promise.resolve(false);
       entry.q.leased.remove(entry);
+      entry.q.leaseEnded();
       entry.state = DETACHED;
     }
     this.#deadLetters.delete(letter.message.id);
@@ -456,7 +463,7 @@ export class MemoryTransport implements Transport {
   #queue(name: string): QueueState {
     let q = this.#lookup(name);
     if (q === undefined) {
-      this.#queues.set(name, (q = new QueueState(name, this)));
+      this.#queues.set(name, (q = new QueueState(name, this, this.#spares)));
       this.#last = q;
     }
     return q;
@@ -500,6 +507,7 @@ export class MemoryTransport implements Transport {
     let e: Entry | undefined;
     while ((e = q.leased.peek()) !== undefined && e.deadline <= now) {
       q.leased.pop();
+      q.leaseEnded();
       e.state = DETACHED;
       q.readyQueue().push(e.message, e.key, e.leases);
     }
@@ -526,6 +534,7 @@ export class MemoryTransport implements Transport {
       q.leasedHeap().push(entry);
       out.push(entry);
     }
+    q.tookReady();
     return out;
   }
 
@@ -539,6 +548,7 @@ export class MemoryTransport implements Transport {
     entry.deadline = now + leaseMs;
     entry.holder = consumer;
     q.leasedHeap().push(entry);
+    q.tookReady();
     return entry;
   }
 
@@ -553,7 +563,7 @@ export class MemoryTransport implements Transport {
     let w: Waiter | undefined;
     while (q.ready.size > 0 && (w = q.first) !== undefined) {
       q.unlink(w, undefined);
-      this.#finish(w, this.#take(q, w.max, w.leaseMs, now, w.consumer));
+      this.#finish(w, w.max === 1 ? [this.#takeOne(q, w.leaseMs, now, w.consumer)] : this.#take(q, w.max, w.leaseMs, now, w.consumer));
     }
   }
 
@@ -650,11 +660,11 @@ export class MemoryTransport implements Transport {
     if (q.first !== undefined) this.#endWaits(q, (w) => w.signal === signal);
   }
 
-  /** Sets the queue's single timer for its next event, if anybody waits. */
+  /** Sets the queue's single timer for its next event, if anybody waits (`now`: 0 when the caller has not read the clock). */
   #arm(q: QueueState, now: number): void {
     if (q.first === undefined) return;
     let next = Infinity;
-    for (let w: Waiter | undefined = q.first; w !== undefined; w = w.next) if (w.until < next) next = w.until;
+    for (let w: Waiter | undefined = q.first; w !== undefined; w = w.next) if (w.until !== undefined && w.until < next) next = w.until;
     const visibleAt = q.delayed.peekKey();
     if (visibleAt < next) next = visibleAt;
     const l = q.leased.peek();
@@ -673,7 +683,8 @@ export class MemoryTransport implements Transport {
     }
     q.timerAt = next;
     q.timerRefed = true;
-    q.timer = setTimeout((q.onTimer ??= () => this.#tick(q)), Math.min(MAX_TIMER_MS, Math.max(0, next - now)));
+    const delay = next - (now || Date.now());
+    q.timer = setTimeout((q.onTimer ??= () => this.#tick(q)), Math.min(MAX_TIMER_MS, Math.max(0, delay)));
   }
 
   #tick(q: QueueState): void {
@@ -684,7 +695,7 @@ export class MemoryTransport implements Transport {
     const now = Date.now();
     this.#reclaim(q, now);
     this.#serve(q, now);
-    if (q.first !== undefined) this.#endWaits(q, (w) => w.until <= now);
+    if (q.first !== undefined) this.#endWaits(q, (w) => w.until !== undefined && w.until <= now);
     this.#arm(q, now);
   }
 }
