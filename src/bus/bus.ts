@@ -23,7 +23,7 @@ import { resolveBackoff } from './backoff.js';
 import { resolveTransportUrl } from './resolve.js';
 import { type BusOps, BusSubscription, type HandlerContext, PullDelivery, Registration } from './context.js';
 import { BusCore, VERDICT_OK } from './core.js';
-import { Consumers, LeaseWatch } from './delivery.js';
+import { AgentConsumer, Consumers, LeaseWatch } from './delivery.js';
 import { isThenable } from './maybe.js';
 import { BusCounters, BusLog, DepthGauge } from './metrics.js';
 import { Requests } from './requests.js';
@@ -183,14 +183,15 @@ export class MessageBus {
     if (this.#agents.has(name)) {
       throw new ValidationError(`agent \`${name}\` is already registered on this bus`, { field: 'name' });
     }
-    const reg = new Registration(name, agent);
+    const reg = agent === undefined ? new Registration(name, undefined) : this.#consumers.register(name, agent);
     this.#agents.set(name, reg);
     reg.setup = this.#track(
       (async () => {
         const t = await this.#connect();
         await t.addRecipient(name);
+        reg.setup = undefined; // done: 10,000 agents need not keep 10,000 settled promises
         if (reg.stopped) return;
-        if (reg.agent !== undefined) this.#consumers.start(t, reg);
+        if (reg instanceof AgentConsumer) this.#consumers.start(t, reg);
         if (this.#log.debugging) {
           this.#log.logger.debug({ agent: name, mode: reg.agent ? 'push' : 'pull', concurrency: reg.concurrency }, 'agent registered');
         }
@@ -210,7 +211,7 @@ export class MessageBus {
     this.#agents.delete(name);
     reg.stop();
     this.#consumers.wake(new ClosedError(`agent \`${name}\``));
-    await reg.setup.catch(() => undefined);
+    await reg.setup?.catch(() => undefined);
     const t = this.#transport;
     if (t !== undefined && !this.#core.closed) await t.removeRecipient(name);
     await reg.loopEnded();

@@ -19,7 +19,8 @@ export class Registration {
   /** Handlers of this agent running now. */
   running = 0;
   stopped = false;
-  setup: Promise<void> = SETTLED;
+  /** Its setup (the recipient added, the consumer started) while under way. */
+  setup: Promise<void> | undefined = undefined;
   /** Wakes the consumer loop when a handler slot frees up. */
   slot: (() => void) | null = null;
   /** A consumer loop runs for this agent (a push agent, from its setup until the loop ends). */

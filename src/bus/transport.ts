@@ -193,7 +193,11 @@ export interface LeaseOptions {
   consumer?: string;
 }
 
-/** `LeaseOptions` whose answer, when it does not come at once, goes to `waiter` (see {@link LeaseWaiter}). */
+/**
+ * `LeaseOptions` whose answer, when it does not come at once, goes to `waiter` (see
+ * {@link LeaseWaiter}). It may be a class instance (the bus's consumer is its own options and
+ * waiter): read its fields, do not copy it with a spread.
+ */
 export interface WaiterLeaseOptions extends LeaseOptions {
   waiter: LeaseWaiter;
 }

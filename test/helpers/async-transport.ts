@@ -29,8 +29,10 @@ export function asyncOnly(inner: Transport, keep: readonly string[] = []): Trans
         wrapped =
           prop === 'lease'
             ? (queue: string, options: LeaseOptions & { waiter?: LeaseWaiter }): Promise<unknown> | undefined => {
-                const { waiter, ...rest } = options;
-                const answer = later([queue, rest]) as Promise<Lease[]>;
+                const waiter = options.waiter;
+                // Its fields, not a spread: the bus's options object is a class instance with getters.
+                const { leaseMs, waitMs, max, signal, consumer } = options;
+                const answer = later([queue, { leaseMs, waitMs, max, signal, consumer }]) as Promise<Lease[]>;
                 if (waiter === undefined) return answer;
                 answer.then(
                   (leases) => waiter.leased(leases),
