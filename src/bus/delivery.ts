@@ -340,7 +340,9 @@ export class Consumers {
       }
       const room = c.concurrency - c.running;
       if (room <= 0) {
-        c.slot = () => this.#run(c);
+        // Runs on in a microtask, not at once: handlers finishing in the same tick then free their
+        // slots first, and one lease asks for all of them (on Redis, one round trip, not one each).
+        c.slot = () => void SETTLED.then(() => this.#run(c));
         return;
       }
       c.max = room;
@@ -555,6 +557,7 @@ export class Consumers {
 }
 
 const noop = (): void => undefined;
+const SETTLED: Promise<void> = Promise.resolve();
 
 /** `agent.handleMessage(m, ctx)` with `span` as the active span. */
 function handleInSpan(span: Span, agent: Agent, m: Message, ctx: HandlerContext): unknown {
