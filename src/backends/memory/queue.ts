@@ -4,7 +4,8 @@ import type { Message } from '../../message.js';
 import { BandedQueue, KeyedHeap } from './heap.js';
 
 // The records of the memory transport: a queue's state, a leased or delayed message, a waiting
-// lease call, and the order key of a ready message.
+// lease call and the hand-over of its answer, the spare structures queues borrow, and the order
+// key of a ready message.
 
 /** The record no longer tracks the message (it went back to the ready heap, or was acked or dead-lettered). */
 export const DETACHED = 0;
@@ -93,6 +94,49 @@ export class Waiter {
   constructor(queue: QueueState) {
     this.queue = queue;
   }
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/**
+ * Waits answered for a `LeaseWaiter`, handed to their waiters in order in one microtask, never
+ * from inside the call that answered them (linked through `Waiter.next`). A handed-over record
+ * becomes its queue's spare.
+ */
+export class Answers {
+  #first: Waiter | undefined;
+  #last: Waiter | undefined;
+
+  add(w: Waiter, leases: Lease[]): void {
+    w.leases = leases;
+    if (this.#last === undefined) {
+      this.#first = w;
+      // Not queueMicrotask: Node makes an async resource for each, several times the cost.
+      void RESOLVED.then(this.#handOver);
+    } else this.#last.next = w;
+    this.#last = w;
+  }
+
+  /** Hands the answers over (a waiter may lease again, and so add more: they are handed over too). */
+  readonly #handOver = (): void => {
+    let w: Waiter | undefined;
+    while ((w = this.#first) !== undefined) {
+      this.#first = w.next;
+      if (this.#first === undefined) this.#last = undefined;
+      const target = w.target as LeaseWaiter;
+      const leases = w.leases as Lease[];
+      w.next = w.target = w.leases = undefined;
+      w.queue.spare = w;
+      try {
+        target.leased(leases);
+      } catch (err) {
+        // A waiter must not throw; if one does, the others still get their answers.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  };
 }
 
 const deadlineOrder = (a: Entry, b: Entry): boolean => a.deadline < b.deadline || (a.deadline === b.deadline && a.key < b.key);

@@ -1,7 +1,7 @@
 import { ClosedError, ValidationError } from '../../errors.js';
 import { MAX_TIMER_MS } from '../../timers.js'; // setTimeout waits no longer; longer waits re-arm
 import type { Message } from '../../message.js';
-import { DELAYED, DETACHED, deliveryCopy, Entry, LEASED, QueueState, readyKey, Spares, Waiter } from './queue.js';
+import { Answers, DELAYED, DETACHED, deliveryCopy, Entry, LEASED, QueueState, readyKey, Spares, Waiter } from './queue.js';
 import type {
   DeadLetter,
   DeadLetterClaim,
@@ -59,6 +59,8 @@ export class MemoryTransport implements Transport {
 
   readonly #queues = new Map<string, QueueState>();
   readonly #spares = new Spares();
+  /** Waits answered for a `LeaseWaiter`, on their way to it. */
+  readonly #answers = new Answers();
   readonly #deadLetters = new Map<string, DeadLetter>();
   /** Redrive claims on dead letters, by message id (see `claimDeadLetter`). */
   readonly #claims = new Map<string, { token: string; until: number }>();
@@ -599,39 +601,8 @@ export class MemoryTransport implements Transport {
       return;
     }
     // A LeaseWaiter is called in a microtask, never from inside this call (see `LeaseWaiter`).
-    w.leases = leases;
-    if (this.#answersLast === undefined) {
-      this.#answers = w;
-      // Not queueMicrotask: Node makes an async resource for each, several times the cost.
-      void RESOLVED.then(this.#handOver);
-    } else this.#answersLast.next = w;
-    this.#answersLast = w;
+    this.#answers.add(w, leases);
   }
-
-  /** Waits answered for a `LeaseWaiter`, in order, until `#handOver` hands them over (linked through `next`). */
-  #answers: Waiter | undefined;
-  #answersLast: Waiter | undefined;
-
-  /** Hands the answered waits to their waiters (whose calls may lease again, and so answer more). */
-  readonly #handOver = (): void => {
-    let w: Waiter | undefined;
-    while ((w = this.#answers) !== undefined) {
-      this.#answers = w.next;
-      if (this.#answers === undefined) this.#answersLast = undefined;
-      const target = w.target as LeaseWaiter;
-      const leases = w.leases as Lease[];
-      w.next = w.target = w.leases = undefined;
-      w.queue.spare = w;
-      try {
-        target.leased(leases);
-      } catch (err) {
-        // A waiter must not throw; if one does, the others still get their answers.
-        queueMicrotask(() => {
-          throw err;
-        });
-      }
-    }
-  };
 
   /**
    * One abort listener per signal, however many waits use it (consumer loops reuse theirs), and
