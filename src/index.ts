@@ -91,6 +91,8 @@ export type {
   EnqueueResult,
   Lease,
   LeaseOptions,
+  LeaseWaiter,
+  WaiterLeaseOptions,
   DeadLetter,
   DeadLetterReason,
   QueueDepth,

@@ -3,7 +3,7 @@ import { MemoryTransport } from '../src/backends/memory/transport.js';
 import { BandedQueue } from '../src/backends/memory/heap.js';
 import { DeadlineQueue } from '../src/bus/heap.js';
 import { MessageBus } from '../src/bus/bus.js';
-import type { LeaseOptions } from '../src/bus/transport.js';
+import type { Lease, LeaseOptions } from '../src/bus/transport.js';
 import { MessageType } from '../src/message.js';
 
 // Issue 25, item 1: agents are cheap. These tests assert the structure that makes them cheap
@@ -12,15 +12,24 @@ import { MessageType } from '../src/message.js';
 
 const STRIDE = 2 ** 43;
 
+/** Resolves once `check()` holds; fails the test after 30 s. */
+async function waitUntil(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 /** A memory transport that records the signals its `lease` calls were given. */
 function recordingTransport(): { transport: MemoryTransport; signals: Set<AbortSignal> } {
   const transport = new MemoryTransport();
   const signals = new Set<AbortSignal>();
-  const lease = transport.lease.bind(transport);
-  transport.lease = (queue: string, options: LeaseOptions) => {
+  const lease = transport.lease.bind(transport) as (queue: string, options: LeaseOptions) => Lease[] | Promise<Lease[]> | undefined;
+  transport.lease = ((queue: string, options: LeaseOptions) => {
     if (options.signal !== undefined) signals.add(options.signal);
     return lease(queue, options);
-  };
+  }) as MemoryTransport['lease'];
   return { transport, signals };
 }
 
@@ -85,6 +94,63 @@ describe('agents at scale', () => {
     while (handled < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     expect(handled).toBe(n);
     expect(Object.keys(bus.metrics().agents).length).toBe(n);
+    await bus.close();
+    await transport.close();
+  }, 60_000);
+
+  it('an idle agent waits through a waiter: the transport answers its lease undefined, holding no promise for it', async () => {
+    const transport = new MemoryTransport();
+    const answers: unknown[] = [];
+    const lease = transport.lease.bind(transport) as (queue: string, options: LeaseOptions) => unknown;
+    transport.lease = ((queue: string, options: LeaseOptions) => {
+      const answer = lease(queue, options);
+      answers.push(answer);
+      return answer;
+    }) as MemoryTransport['lease'];
+    const bus = new MessageBus({ transport });
+    bus.registerAgent('idle', { name: 'idle', handleMessage: () => undefined });
+    await bus.ready();
+    await waitUntil(() => answers.length > 0, 'the first lease');
+    expect(answers).toEqual([undefined]);
+    await bus.close();
+    await transport.close();
+  });
+
+  it('a message to one of 10,000 idle agents is handled by that agent alone, and close then resolves', async () => {
+    const transport = new MemoryTransport();
+    const bus = new MessageBus({ transport });
+    const n = 10_000;
+    const got: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const name = `agent-${i}`;
+      bus.registerAgent(name, { name, handleMessage: (m) => void got.push(`${name}:${String(m.payload.n)}`) });
+    }
+    await bus.ready();
+    await bus.send({ sender: 's', recipient: 'agent-7777', type: MessageType.STATUS, payload: { n: 1 } });
+    await waitUntil(() => got.length > 0, 'the delivery');
+    await bus.send({ sender: 's', recipient: 'agent-7777', type: MessageType.STATUS, payload: { n: 2 } });
+    await waitUntil(() => got.length > 1, 'the second delivery');
+    expect(got).toEqual(['agent-7777:1', 'agent-7777:2']);
+    await bus.close();
+    await transport.close();
+  }, 60_000);
+
+  it('an agent woken while 9,999 others idle gets the messages that woke it by priority, FIFO within one', async () => {
+    const transport = new MemoryTransport();
+    const bus = new MessageBus({ transport });
+    const got: number[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      const name = `agent-${i}`;
+      bus.registerAgent(name, { name, handleMessage: (m) => void got.push(m.payload.n as number) });
+    }
+    await bus.ready();
+    // One enqueue of six messages, so all are there when the waiting agent wakes.
+    const priorities = [1, 9, 5, 9, 1, 5];
+    await bus.sendBatch(
+      priorities.map((priority, n) => ({ sender: 's', recipient: 'agent-4242', type: MessageType.STATUS, priority, payload: { n } })),
+    );
+    await waitUntil(() => got.length === priorities.length, 'six deliveries');
+    expect(got).toEqual([1, 3, 2, 5, 0, 4]);
     await bus.close();
     await transport.close();
   }, 60_000);

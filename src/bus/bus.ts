@@ -23,7 +23,7 @@ import { resolveBackoff } from './backoff.js';
 import { resolveTransportUrl } from './resolve.js';
 import { type BusOps, BusSubscription, type HandlerContext, PullDelivery, Registration } from './context.js';
 import { BusCore, VERDICT_OK } from './core.js';
-import { Consumers, LeaseWatch } from './delivery.js';
+import { AgentConsumer, Consumers, LeaseWatch } from './delivery.js';
 import { isThenable } from './maybe.js';
 import { BusCounters, BusLog, DepthGauge } from './metrics.js';
 import { Requests } from './requests.js';
@@ -183,14 +183,15 @@ export class MessageBus {
     if (this.#agents.has(name)) {
       throw new ValidationError(`agent \`${name}\` is already registered on this bus`, { field: 'name' });
     }
-    const reg = new Registration(name, agent);
+    const reg = agent === undefined ? new Registration(name, undefined) : this.#consumers.register(name, agent);
     this.#agents.set(name, reg);
     reg.setup = this.#track(
       (async () => {
         const t = await this.#connect();
         await t.addRecipient(name);
+        reg.setup = undefined; // done: 10,000 agents need not keep 10,000 settled promises
         if (reg.stopped) return;
-        if (reg.agent !== undefined) reg.loop = this.#consumers.consume(t, reg);
+        if (reg instanceof AgentConsumer) this.#consumers.start(t, reg);
         if (this.#log.debugging) {
           this.#log.logger.debug({ agent: name, mode: reg.agent ? 'push' : 'pull', concurrency: reg.concurrency }, 'agent registered');
         }
@@ -210,10 +211,10 @@ export class MessageBus {
     this.#agents.delete(name);
     reg.stop();
     this.#consumers.wake(new ClosedError(`agent \`${name}\``));
-    await reg.setup.catch(() => undefined);
+    await reg.setup?.catch(() => undefined);
     const t = this.#transport;
     if (t !== undefined && !this.#core.closed) await t.removeRecipient(name);
-    await reg.loop;
+    await reg.loopEnded();
     return true;
   }
 
@@ -583,7 +584,7 @@ export class MessageBus {
     // A concurrency-1 loop runs its handler inline: one still running after the drain is abandoned
     // (not acked, it comes back after its lease), and so is its loop, or close would wait forever.
     const loops: Promise<void>[] = [];
-    for (const reg of this.#agents.values()) if (drained || reg.running === 0) loops.push(reg.loop);
+    for (const reg of this.#agents.values()) if (drained || reg.running === 0) loops.push(reg.loopEnded());
     if (this.#requests.loop !== undefined) loops.push(this.#requests.loop);
     await Promise.allSettled(loops);
     await Promise.allSettled([...this.#subscriptions].map((sub) => sub.unsubscribe()));

@@ -19,10 +19,15 @@ export class Registration {
   /** Handlers of this agent running now. */
   running = 0;
   stopped = false;
-  setup: Promise<void> = Promise.resolve();
-  loop: Promise<void> = Promise.resolve();
+  /** Its setup (the recipient added, the consumer started) while under way. */
+  setup: Promise<void> | undefined = undefined;
   /** Wakes the consumer loop when a handler slot frees up. */
   slot: (() => void) | null = null;
+  /** A consumer loop runs for this agent (a push agent, from its setup until the loop ends). */
+  looping = false;
+  /** Made when somebody waits for the loop to end (`loopEnded`), not before: most never end. */
+  #ended: Promise<void> | undefined;
+  #onEnded: (() => void) | undefined;
 
   constructor(name: string, agent: Agent | undefined) {
     this.name = name;
@@ -40,7 +45,21 @@ export class Registration {
     this.slot = null;
     slot?.();
   }
+
+  /** Resolves once the consumer loop ended (at once when none runs). Call after `stop()`. */
+  loopEnded(): Promise<void> {
+    if (!this.looping) return SETTLED;
+    return (this.#ended ??= new Promise<void>((resolve) => (this.#onEnded = resolve)));
+  }
+
+  /** The consumer loop ended (it saw `stopped`). */
+  endLoop(): void {
+    this.looping = false;
+    this.#onEnded?.();
+  }
 }
+
+const SETTLED: Promise<void> = Promise.resolve();
 
 /** What handler contexts and deliveries reach inside their bus (one object per bus, no per-message closures). */
 export interface BusOps {

@@ -52,9 +52,12 @@ export interface Transport {
    * Answers `[]` when the wait ends empty or `signal` aborts.
    *
    * May answer synchronously when it need not wait: messages are visible now, or `waitMs` is 0.
-   * The bus calls it from one consumer loop per queue and bus; several buses (processes) may
-   * lease the same queue concurrently, and each message goes to one of them.
+   * An answer that comes later comes as a promise or, when `options.waiter` is given, through the
+   * waiter: `lease` then returns `undefined` (see {@link LeaseWaiter}; a networked transport hands
+   * it every answer). The bus calls it from one consumer per queue and bus; several buses
+   * (processes) may lease the same queue concurrently, and each message goes to one of them.
    */
+  lease(queue: string, options: WaiterLeaseOptions): Lease[] | undefined;
   lease(queue: string, options: LeaseOptions): MaybePromise<Lease[]>;
 
   /**
@@ -188,6 +191,34 @@ export interface LeaseOptions {
    * for `inspectQueue`'s `holder`. Opaque to the transport; it never changes a lease's meaning.
    */
   consumer?: string;
+}
+
+/**
+ * `LeaseOptions` whose answer, when it does not come at once, goes to `waiter` (see
+ * {@link LeaseWaiter}). It may be a class instance (the bus's consumer is its own options and
+ * waiter): read its fields, do not copy it with a spread.
+ */
+export interface WaiterLeaseOptions extends LeaseOptions {
+  waiter: LeaseWaiter;
+}
+
+/**
+ * Takes the answer of a `lease` call that did not answer at once, instead of a promise: a caller
+ * keeps one waiter (a consumer: one per agent) and gives it to each of its lease calls, so an idle
+ * consumer holds no promise, closure or suspended frame, and a transport that keeps its waits as
+ * records allocates nothing per wait. That is what lets 10,000 idle agents cost little memory and
+ * no garbage collection work while the busy ones run.
+ *
+ * The transport calls exactly one of its methods, once per lease call that returned `undefined`,
+ * never from inside a transport call (in a later microtask at the earliest, as a promise would),
+ * and keeps no reference to it afterwards. The same waiter may be given to the next lease call
+ * from inside `leased` or `failed`. Neither method may throw.
+ */
+export interface LeaseWaiter {
+  /** The leases; `[]` when the wait ended without one (`waitMs` passed, the signal aborted, the transport closed). */
+  leased(leases: Lease[]): void;
+  /** The lease failed: what its promise would have rejected with. */
+  failed(err: unknown): void;
 }
 
 export interface Lease {

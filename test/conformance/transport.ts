@@ -16,7 +16,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ClosedError, ConcordError, RecipientNotFoundError, RemoteError, RequestTimeoutError, ValidationError } from '../../src/errors.js';
 import { MessageType, createMessage, encodeMessage, type Message, type MessageInput } from '../../src/message.js';
-import type { DeadLetter, EnqueueEntry, Lease, Transport } from '../../src/bus/transport.js';
+import type { DeadLetter, EnqueueEntry, Lease, LeaseWaiter, Transport } from '../../src/bus/transport.js';
 import { MessageBus, type MessageBusOptions } from '../../src/bus/index.js';
 import { defineAgent, type AgentContext } from '../../src/bus/agent.js';
 import { waitFor } from '../helpers/services.js';
@@ -174,6 +174,69 @@ export function runTransportConformance(name: string, factory: TransportFactory)
         await producer.enqueue([entry(m)]);
         expect((await waiting).map((l) => l.message.id)).toEqual([m.id]);
         expect(await t.lease('q', { leaseMs: 5_000, waitMs: 50 })).toEqual([]);
+      });
+
+      it('a lease given a waiter answers at once when a message is visible, else through the waiter, once, never from inside a call', async () => {
+        const t = await space.connect();
+        const producer = await space.connect();
+        let inside = false;
+        let calledInside = false;
+        let calls = 0;
+        /** One lease call with a waiter: its answer, whichever way it comes. */
+        const leaseWith = (waitMs: number): { answer: Promise<Lease[]>; atOnce: boolean } => {
+          let atOnce = false;
+          const answer = new Promise<Lease[]>((resolve, reject) => {
+            const waiter: LeaseWaiter = {
+              leased(leases) {
+                calls++;
+                if (inside) calledInside = true;
+                resolve(leases);
+              },
+              failed(err) {
+                calls++;
+                reject(err);
+              },
+            };
+            inside = true;
+            const now = t.lease('q', { leaseMs: 5_000, waitMs, waiter });
+            inside = false;
+            if (now !== undefined) {
+              atOnce = true;
+              resolve(now);
+            }
+          });
+          return { answer, atOnce };
+        };
+        const m1 = msg({ payload: { n: 1 } });
+        await producer.enqueue([entry(m1)]);
+        const first = leaseWith(10_000);
+        expect((await first.answer).map((l) => l.message.id)).toEqual([m1.id]);
+        // Nothing visible: the answer comes through the waiter, when the message does.
+        const second = leaseWith(10_000);
+        expect(second.atOnce).toBe(false);
+        const m2 = msg({ payload: { n: 2 } });
+        inside = true;
+        const enqueued = producer.enqueue([entry(m2)]);
+        inside = false;
+        await enqueued;
+        expect((await second.answer).map((l) => l.message.id)).toEqual([m2.id]);
+        expect(calledInside).toBe(false);
+        expect(calls).toBe(first.atOnce ? 1 : 2);
+      });
+
+      it('a waiting lease given a waiter ends with [] through it when its signal aborts, and on close', async () => {
+        const t = await space.connect();
+        const ended: Lease[][] = [];
+        const controller = new AbortController();
+        const waiter: LeaseWaiter = { leased: (leases) => void ended.push(leases), failed: (err) => void ended.push([err as Lease]) };
+        expect(t.lease('q', { leaseMs: 5_000, waitMs: 30_000, signal: controller.signal, waiter })).toBeUndefined();
+        controller.abort();
+        await waitFor(() => ended.length === 1, 'the aborted wait to end');
+        expect(ended).toEqual([[]]);
+        expect(t.lease('q', { leaseMs: 5_000, waitMs: 30_000, waiter })).toBeUndefined();
+        await t.close();
+        await waitFor(() => ended.length === 2, 'the wait to end on close');
+        expect(ended).toEqual([[], []]);
       });
 
       it('ends a waiting lease with [] when its signal aborts', async () => {

@@ -1,4 +1,4 @@
-import type { Transport } from '../../src/bus/transport.js';
+import type { Lease, LeaseOptions, LeaseWaiter, Transport } from '../../src/bus/transport.js';
 import { resolveTransport } from '../../src/connect.js';
 import { installTransportResolver } from '../../src/bus/resolve.js';
 
@@ -18,13 +18,29 @@ export function asyncOnly(inner: Transport, keep: readonly string[] = []): Trans
       let wrapped = methods.get(prop);
       if (wrapped === undefined) {
         const fn = value as (...args: unknown[]) => unknown;
-        wrapped = (...args: unknown[]): Promise<unknown> => {
+        const later = (args: unknown[]): Promise<unknown> => {
           try {
             return Promise.resolve(fn.apply(target, args));
           } catch (err) {
             return Promise.reject(err);
           }
         };
+        // A lease given a waiter answers through it, as every networked transport's does.
+        wrapped =
+          prop === 'lease'
+            ? (queue: string, options: LeaseOptions & { waiter?: LeaseWaiter }): Promise<unknown> | undefined => {
+                const waiter = options.waiter;
+                // Its fields, not a spread: the bus's options object is a class instance with getters.
+                const { leaseMs, waitMs, max, signal, consumer } = options;
+                const answer = later([queue, { leaseMs, waitMs, max, signal, consumer }]) as Promise<Lease[]>;
+                if (waiter === undefined) return answer;
+                answer.then(
+                  (leases) => waiter.leased(leases),
+                  (err: unknown) => waiter.failed(err),
+                );
+                return undefined;
+              }
+            : (...args: unknown[]): Promise<unknown> => later(args);
         methods.set(prop, wrapped);
       }
       return wrapped;

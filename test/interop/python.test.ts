@@ -130,4 +130,17 @@ describe.runIf(up)('a Python agent and a TypeScript agent on one bus', () => {
     expect(message['payload']).toEqual({ phase: 'typescript is up' });
     expect(await listener.exited).toBe(0);
   });
+
+  it('a Python subscriber of every topic sees what a TypeScript producer sends (it shows itself on all-topics)', async () => {
+    bus.registerAgent('ts-sink', defineAgent({ name: 'ts-sink', handleMessage: () => undefined }));
+    await bus.ready();
+    const listener = python(['subscribe', url, '*', '1']);
+    await listener.waitFor(/subscribed/);
+    await bus.send({ sender: 'ts-client', recipient: 'ts-sink', type: MessageType.TASK, payload: { seen: 'by python' } });
+    const [, json] = (await listener.waitFor(/SEEN (.*)\n/)) as unknown as [string, string];
+    const message = JSON.parse(json) as Record<string, unknown>;
+    expect(message['recipient']).toBe('ts-sink');
+    expect(message['payload']).toEqual({ seen: 'by python' });
+    expect(await listener.exited).toBe(0);
+  });
 });

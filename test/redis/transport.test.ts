@@ -560,6 +560,50 @@ describe.runIf(up)('Redis transport primitives (real Redis)', () => {
     await offProbe();
   });
 
+  it("an enqueue publishes only for subscribers of its namespace: another tenant's pattern subscription makes it publish nothing", async () => {
+    // Another tenant of the server listens to every channel with a pattern (PSUBSCRIBE *).
+    const tenant = rawClient();
+    await tenant.connect();
+    const heard: string[] = [];
+    tenant.on('pmessage', (_pattern: string, channel: string) => heard.push(channel));
+    await tenant.psubscribe('*');
+    const raw = rawClient();
+    await raw.connect();
+    try {
+      const q = 'published';
+      const publishing = (n: number) => entry(q, msg(q, { n, type: MessageType.STATUS }), { publish: true });
+      /** Enqueues, then publishes a marker: the tenant hears whatever the enqueue published before the marker. */
+      const heardFrom = async (n: number): Promise<string[]> => {
+        heard.length = 0;
+        await t.enqueue([publishing(n)]);
+        await raw.publish(`marker:${ns}`, String(n));
+        await waitFor(() => heard.includes(`marker:${ns}`), 'the marker');
+        return heard.filter((c) => c !== `marker:${ns}`);
+      };
+      // Nobody of the namespace subscribes: nothing is published, whatever other tenants listen to.
+      expect(await heardFrom(1)).toEqual([]);
+      // A subscriber of every topic in the namespace: published, and it gets it.
+      const b = transport();
+      const seen: number[] = [];
+      const off = await b.subscribe('*', (m) => seen.push(Number(m.payload['n'])));
+      expect(await heardFrom(2)).toEqual([`concord:{${ns}}:topic:status`]);
+      await waitFor(() => seen.length === 1, 'the * subscriber');
+      expect(seen).toEqual([2]);
+      // It left: nothing is published again.
+      await off();
+      expect(await heardFrom(3)).toEqual([]);
+      // A subscriber of that type alone: published.
+      const offStatus = await b.subscribe(MessageType.STATUS, () => undefined);
+      expect(await heardFrom(4)).toEqual([`concord:{${ns}}:topic:status`]);
+      await offStatus();
+      const leased = await t.lease(q, { leaseMs: 5000, waitMs: 0, max: 10 });
+      expect(leased).toHaveLength(4);
+    } finally {
+      tenant.disconnect();
+      raw.disconnect();
+    }
+  });
+
   it('sendBatch-style enqueue of many entries to several queues is one atomic call', async () => {
     const entries = Array.from({ length: 200 }, (_, n) => entry(`batch-${n % 3}`, msg(`batch-${n % 3}`, { n })));
     const results = await t.enqueue(entries);

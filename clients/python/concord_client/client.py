@@ -379,12 +379,19 @@ class Concord:
             handler(message)
 
         if topic == "*":
+            # all-topics carries nothing: subscribing to it tells producers someone listens to every topic.
+            pubsub.subscribe(**{self.prefix + "all-topics": lambda _event: None})
             pubsub.psubscribe(**{channel: deliver})
         else:
             pubsub.subscribe(**{channel: deliver})
-        # Wait for Redis to confirm, so a publication right after is seen.
-        while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:
-            pass
+        # Wait for Redis to confirm, so a publication right after is seen: it answers a PING only
+        # after the subscriptions sent before it.
+        pubsub.ping()
+        deadline = time.monotonic() + 10.0
+        while (event := pubsub.get_message(timeout=1.0)) is None or event["type"] != "pong":
+            if time.monotonic() > deadline:
+                pubsub.close()
+                raise TimeoutError("Redis did not confirm the subscription within 10 s")
         thread = pubsub.run_in_thread(sleep_time=0.05, daemon=True)
         self._pubsubs.append(pubsub)
 

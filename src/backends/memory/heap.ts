@@ -107,7 +107,8 @@ export class KeyedHeap<T> {
 /** A FIFO ring of items with increasing numeric keys (a band of {@link BandedQueue}). */
 class KeyRing<T> {
   #items: (T | undefined)[];
-  #keys: Float64Array;
+  /** A plain array of doubles (stored unboxed), not a Float64Array: one object, not three (typed array, buffer, store). */
+  #keys: number[];
   #head = 0;
   length = 0;
   /** Key of the last item pushed while the ring was non-empty (-Infinity once it empties). */
@@ -115,7 +116,7 @@ class KeyRing<T> {
 
   constructor(capacity: number) {
     this.#items = new Array<T | undefined>(capacity).fill(undefined);
-    this.#keys = new Float64Array(capacity);
+    this.#keys = new Array<number>(capacity).fill(0.5);
   }
 
   push(item: T, key: number): void {
@@ -157,9 +158,10 @@ class KeyRing<T> {
     if (rest > 0) for (let i = 0; i < rest; i++) items.push(this.#items[i]);
     items.length = capacity;
     items.fill(undefined, length);
-    const keys = new Float64Array(capacity);
-    keys.set(this.#keys.subarray(head, end));
-    if (rest > 0) keys.set(this.#keys.subarray(0, rest), end - head);
+    const keys = this.#keys.slice(head, end);
+    if (rest > 0) for (let i = 0; i < rest; i++) keys.push(this.#keys[i] as number);
+    keys.length = capacity;
+    keys.fill(0.5, length);
     this.#items = items;
     this.#keys = keys;
     this.#head = 0;

@@ -1,7 +1,7 @@
 import { ClosedError, ValidationError } from '../../errors.js';
 import { MAX_TIMER_MS } from '../../timers.js'; // setTimeout waits no longer; longer waits re-arm
 import type { Message } from '../../message.js';
-import { DELAYED, DETACHED, deliveryCopy, Entry, LEASED, QueueState, readyKey, type Waiter } from './queue.js';
+import { Answers, DELAYED, DETACHED, deliveryCopy, Entry, LEASED, QueueState, readyKey, Spares, Waiter } from './queue.js';
 import type {
   DeadLetter,
   DeadLetterClaim,
@@ -9,9 +9,11 @@ import type {
   EnqueueResult,
   Lease,
   LeaseOptions,
+  LeaseWaiter,
   QueueDepth,
   Transport,
   QueueInspection,
+  WaiterLeaseOptions,
 } from '../../bus/transport.js';
 
 const ENQUEUED: EnqueueResult = Object.freeze({ status: 'enqueued' });
@@ -56,19 +58,17 @@ export class MemoryTransport implements Transport {
   readonly url: string;
 
   readonly #queues = new Map<string, QueueState>();
+  readonly #spares = new Spares();
+  /** Waits answered for a `LeaseWaiter`, on their way to it. */
+  readonly #answers = new Answers();
   readonly #deadLetters = new Map<string, DeadLetter>();
   /** Redrive claims on dead letters, by message id (see `claimDeadLetter`). */
   readonly #claims = new Map<string, { token: string; until: number }>();
   #claimSeq = 0;
   readonly #dedupe = new Map<string, { message: Message; expiresAt: number }>();
   readonly #subscribers = new Map<string, Set<(message: Message) => void>>();
-  /**
-   * Every signal given to a wait, with our one abort listener, and the queues it waited on; the
-   * last signal and queue seen (a consumer loop passes the same ones every time).
-   */
+  /** Every signal given to a wait, with our one abort listener, and the queues it waited on. */
   readonly #signals = new WeakMap<AbortSignal, SignalWaits>();
-  #lastSignal: AbortSignal | undefined;
-  #lastSignalQueue: QueueState | undefined;
   /** Subscriptions live on every topic (0 spares a publication its lookups). */
   #subscriberCount = 0;
   #seq = 0;
@@ -119,7 +119,7 @@ export class MemoryTransport implements Transport {
     for (let i = 0; i < entries.length; i++) {
       results[i] = this.#put(entries[i] as EnqueueEntry);
       const q = this.#putInto;
-      if (q !== undefined && q.live > 0) {
+      if (q !== undefined && q.first !== undefined) {
         if (touched === undefined) touched = q;
         else if (touched !== q) {
           if (!(touched instanceof Set)) touched = new Set([touched]);
@@ -145,7 +145,7 @@ export class MemoryTransport implements Transport {
   #putOne(entry: EnqueueEntry): EnqueueResult {
     const result = this.#put(entry);
     const q = this.#putInto;
-    if (q !== undefined && q.live > 0) this.#wake(q, this.#now());
+    if (q !== undefined && q.first !== undefined) this.#wake(q, this.#now());
     if (entry.publish === true && result === ENQUEUED && this.#subscriberCount > 0) this.#fanOut(entry.message.type, entry.message);
     return result;
   }
@@ -178,7 +178,7 @@ export class MemoryTransport implements Transport {
     } else q = this.#queue(e.queue);
     const key = readyKey(message.priority, this.#seq++);
     if (e.visibleAt <= 0 || e.visibleAt <= this.#now()) {
-      q.ready.push(message, key, 0);
+      q.readyQueue().push(message, key, 0);
     } else {
       const entry = new Entry(q, message, key, 0, 0);
       entry.state = DELAYED;
@@ -189,21 +189,31 @@ export class MemoryTransport implements Transport {
     return ENQUEUED;
   }
 
-  /** See {@link Transport.lease}: synchronously when messages are visible or `waitMs` is 0, else a promise. */
-  lease(queue: string, options: LeaseOptions): Lease[] | Promise<Lease[]> {
+  /**
+   * See {@link Transport.lease}: synchronously when messages are visible or `waitMs` is 0; else
+   * the wait is a record in the queue's list, answered through `options.waiter` or a promise.
+   */
+  lease(queue: string, options: WaiterLeaseOptions): Lease[] | undefined;
+  lease(queue: string, options: LeaseOptions): Lease[] | Promise<Lease[]>;
+  lease(queue: string, options: LeaseOptions & { waiter?: LeaseWaiter }): Lease[] | Promise<Lease[]> | undefined {
     if (this.#closed) return [];
     const { leaseMs, waitMs } = options;
     const max = options.max ?? 1;
     if (!(leaseMs > 0) || !(waitMs >= 0) || !(max >= 1)) {
-      return Promise.reject(new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`));
+      const err = new ValidationError(`lease needs leaseMs > 0, waitMs >= 0 and max >= 1, got ${leaseMs}, ${waitMs}, ${max}`);
+      if (options.waiter === undefined) return Promise.reject(err);
+      throw err;
     }
-    const now = Date.now();
+    // The clock only when something needs it: a consumer waiting on an idle queue for its next
+    // message (the usual wait) reads none, and a read costs ~50 ns.
+    let now = 0;
     let q = this.#lookup(queue);
     if (q !== undefined) {
-      this.#reclaim(q, now);
+      if (q.leased.size > 0 || q.delayed.size > 0) this.#reclaim(q, (now = Date.now()));
       if (q.ready.size > 0) {
+        if (now === 0) now = Date.now();
         // Consumers that waited longer go first.
-        if (q.live > 0) this.#serve(q, now);
+        if (q.first !== undefined) this.#serve(q, now);
         if (q.ready.size > 0)
           return max === 1 ? [this.#takeOne(q, leaseMs, now, options.consumer)] : this.#take(q, max, leaseMs, now, options.consumer);
       }
@@ -211,25 +221,20 @@ export class MemoryTransport implements Transport {
     const signal = options.signal;
     if (waitMs === 0 || signal?.aborted) return [];
     q ??= this.#queue(queue);
-    const waiting = q;
-    return new Promise<Lease[]>((resolve) => {
-      const waiter: Waiter = {
-        queue: waiting,
-        max,
-        leaseMs,
-        consumer: options.consumer,
-        until: now + waitMs,
-        signal,
-        resolve,
-        done: false,
-      };
-      // An array of exactly one for the usual lone waiter (pushing to an empty one reserves 17 slots).
-      if (waiting.waiters.length === 0) waiting.waiters = [waiter];
-      else waiting.waiters.push(waiter);
-      waiting.live++;
-      if (signal !== undefined) this.#watchSignal(signal, waiting);
-      this.#arm(waiting, now);
-    });
+    const w = q.spare ?? new Waiter(q);
+    q.spare = undefined;
+    w.max = max;
+    w.leaseMs = leaseMs;
+    w.consumer = options.consumer;
+    w.until = waitMs === Number.POSITIVE_INFINITY ? undefined : (now || (now = Date.now())) + waitMs;
+    w.signal = signal;
+    let answer: Promise<Lease[]> | undefined;
+    if (options.waiter !== undefined) w.target = options.waiter;
+    else answer = new Promise<Lease[]>((resolve) => (w.target = resolve));
+    q.enlist(w);
+    if (signal !== undefined) this.#watchSignal(signal, q);
+    this.#arm(q, now);
+    return answer;
   }
 
   /** See {@link Transport.ack}: synchronous. */
@@ -237,6 +242,7 @@ export class MemoryTransport implements Transport {
     const entry = this.#owned(lease);
     if (entry === undefined) return false;
     entry.q.leased.remove(entry);
+    entry.q.leaseEnded();
     entry.state = DETACHED;
     return true;
   }
@@ -255,15 +261,16 @@ export class MemoryTransport implements Transport {
     const q = entry.q;
     const now = Date.now();
     q.leased.remove(entry);
+    q.leaseEnded();
     const delayMs = options.delayMs;
     if (delayMs > 0) {
       entry.state = DELAYED;
       q.delayedHeap().push(entry, now + delayMs);
-      if (q.live > 0) this.#arm(q, now);
+      if (q.first !== undefined) this.#arm(q, now);
     } else {
       entry.state = DETACHED;
-      q.ready.push(entry.message, entry.key, entry.leases);
-      if (q.live > 0) this.#wake(q, now);
+      q.readyQueue().push(entry.message, entry.key, entry.leases);
+      if (q.first !== undefined) this.#wake(q, now);
     }
     return true;
   }
@@ -286,6 +293,7 @@ export class MemoryTransport implements Transport {
       const entry = this.#owned(lease);
       if (entry === undefined) return Promise.resolve(false);
       entry.q.leased.remove(entry);
+      entry.q.leaseEnded();
       entry.state = DETACHED;
     }
     this.#deadLetters.delete(letter.message.id);
@@ -423,9 +431,7 @@ export class MemoryTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     for (const q of this.#queues.values()) {
-      const waiters = q.waiters;
-      q.waiters = [];
-      for (const w of waiters) this.#finish(w, []);
+      this.#endWaits(q, ALL);
       if (q.timer !== null) clearTimeout(q.timer);
       q.timer = null;
     }
@@ -459,7 +465,7 @@ export class MemoryTransport implements Transport {
   #queue(name: string): QueueState {
     let q = this.#lookup(name);
     if (q === undefined) {
-      this.#queues.set(name, (q = new QueueState(name, this)));
+      this.#queues.set(name, (q = new QueueState(name, this, this.#spares)));
       this.#last = q;
     }
     return q;
@@ -492,7 +498,7 @@ export class MemoryTransport implements Transport {
     if (entry.deadline <= now) {
       // Ran out: it is visible again, whoever holds this lease lost it.
       this.#reclaim(entry.q, now);
-      if (entry.q.live > 0) this.#serve(entry.q, now);
+      if (entry.q.first !== undefined) this.#serve(entry.q, now);
       return undefined;
     }
     return entry;
@@ -503,13 +509,14 @@ export class MemoryTransport implements Transport {
     let e: Entry | undefined;
     while ((e = q.leased.peek()) !== undefined && e.deadline <= now) {
       q.leased.pop();
+      q.leaseEnded();
       e.state = DETACHED;
-      q.ready.push(e.message, e.key, e.leases);
+      q.readyQueue().push(e.message, e.key, e.leases);
     }
     while (q.delayed.peekKey() <= now) {
       e = q.delayed.pop() as Entry;
       e.state = DETACHED;
-      q.ready.push(e.message, e.key, e.leases);
+      q.readyQueue().push(e.message, e.key, e.leases);
     }
   }
 
@@ -529,6 +536,7 @@ export class MemoryTransport implements Transport {
       q.leasedHeap().push(entry);
       out.push(entry);
     }
+    q.tookReady();
     return out;
   }
 
@@ -542,6 +550,7 @@ export class MemoryTransport implements Transport {
     entry.deadline = now + leaseMs;
     entry.holder = consumer;
     q.leasedHeap().push(entry);
+    q.tookReady();
     return entry;
   }
 
@@ -553,73 +562,80 @@ export class MemoryTransport implements Transport {
   }
 
   #serve(q: QueueState, now: number): void {
-    while (q.ready.size > 0 && q.live > 0) {
-      const w = q.waiters.shift();
-      if (w === undefined) break;
-      if (w.done) continue;
-      this.#finish(w, this.#take(q, w.max, w.leaseMs, now, w.consumer));
+    let w: Waiter | undefined;
+    while (q.ready.size > 0 && (w = q.first) !== undefined) {
+      q.unlink(w, undefined);
+      this.#finish(w, w.max === 1 ? [this.#takeOne(q, w.leaseMs, now, w.consumer)] : this.#take(q, w.max, w.leaseMs, now, w.consumer));
     }
   }
 
+  /** Ends the waits of `q` that `ends` picks, with `[]`. */
+  #endWaits(q: QueueState, ends: (w: Waiter) => boolean): void {
+    let prev: Waiter | undefined;
+    let w = q.first;
+    while (w !== undefined) {
+      const next = w.next;
+      if (ends(w)) {
+        q.unlink(w, prev);
+        this.#finish(w, []);
+      } else prev = w;
+      w = next;
+    }
+  }
+
+  /** Answers a wait already unlinked from its queue. */
   #finish(w: Waiter, leases: Lease[]): void {
-    if (w.done) return;
-    w.done = true;
     const q = w.queue;
-    q.live--;
-    if (q.live === 0) {
-      q.waiters.length = 0;
+    if (q.first === undefined && q.timer !== null && q.timerRefed) {
       // Nobody waits: the timer may stay (the next wait likely wants it again; clearing and setting
       // one per wait is most of the cost of a wait) but must not keep the process alive.
-      if (q.timer !== null && q.timerRefed) {
-        q.timer.unref();
-        q.timerRefed = false;
-      }
+      q.timer.unref();
+      q.timerRefed = false;
     }
-    w.resolve(leases);
+    const target = w.target;
+    w.signal = undefined;
+    if (typeof target === 'function') {
+      w.target = undefined;
+      q.spare = w;
+      target(leases);
+      return;
+    }
+    // A LeaseWaiter is called in a microtask, never from inside this call (see `LeaseWaiter`).
+    this.#answers.add(w, leases);
   }
 
   /**
    * One abort listener per signal, however many waits use it (consumer loops reuse theirs), and
    * the queues it waited on: an abort ends the waits of those queues only, so ending N waits by
-   * their signals costs O(N), not O(N × queues). A wait repeating the last signal and queue (a
-   * consumer loop) does no bookkeeping.
+   * their signals costs O(N), not O(N × queues). A wait repeating its queue's last signal (a
+   * consumer loop: all of a bus's share one) does no bookkeeping.
    */
   #watchSignal(signal: AbortSignal, q: QueueState): void {
-    if (signal === this.#lastSignal && q === this.#lastSignalQueue) return;
+    if (q.watched === signal) return;
     const waits = this.#signals.get(signal);
     if (waits === undefined) {
       const record: SignalWaits = { first: q, more: undefined };
       this.#signals.set(signal, record);
       signal.addEventListener('abort', () => this.#abortWaits(signal, record), { once: true });
     } else if (waits.first !== q) (waits.more ??= new Set()).add(q);
-    this.#lastSignal = signal;
-    this.#lastSignalQueue = q;
+    q.watched = signal;
   }
 
   #abortWaits(signal: AbortSignal, waits: SignalWaits): void {
     this.#signals.delete(signal);
-    if (this.#lastSignal === signal) this.#lastSignal = this.#lastSignalQueue = undefined;
     this.#abortWaitsOn(waits.first, signal);
     if (waits.more !== undefined) for (const q of waits.more) this.#abortWaitsOn(q, signal);
   }
 
   #abortWaitsOn(q: QueueState, signal: AbortSignal): void {
-    if (q.live === 0) return;
-    // `#finish` resolves in a microtask, so nothing joins q.waiters meanwhile.
-    for (const w of q.waiters) if (!w.done && w.signal === signal) this.#finish(w, []);
+    if (q.first !== undefined) this.#endWaits(q, (w) => w.signal === signal);
   }
 
-  /** Sets the queue's single timer for its next event, if anybody waits. */
+  /** Sets the queue's single timer for its next event, if anybody waits (`now`: 0 when the caller has not read the clock). */
   #arm(q: QueueState, now: number): void {
-    if (q.live === 0) return;
+    if (q.first === undefined) return;
     let next = Infinity;
-    let live = 0;
-    for (const w of q.waiters) {
-      if (w.done) continue;
-      live++;
-      if (w.until < next) next = w.until;
-    }
-    if (live !== q.waiters.length) q.waiters = q.waiters.filter((w) => !w.done);
+    for (let w: Waiter | undefined = q.first; w !== undefined; w = w.next) if (w.until !== undefined && w.until < next) next = w.until;
     const visibleAt = q.delayed.peekKey();
     if (visibleAt < next) next = visibleAt;
     const l = q.leased.peek();
@@ -638,7 +654,8 @@ export class MemoryTransport implements Transport {
     }
     q.timerAt = next;
     q.timerRefed = true;
-    q.timer = setTimeout((q.onTimer ??= () => this.#tick(q)), Math.min(MAX_TIMER_MS, Math.max(0, next - now)));
+    const delay = next - (now || Date.now());
+    q.timer = setTimeout((q.onTimer ??= () => this.#tick(q)), Math.min(MAX_TIMER_MS, Math.max(0, delay)));
   }
 
   #tick(q: QueueState): void {
@@ -649,10 +666,12 @@ export class MemoryTransport implements Transport {
     const now = Date.now();
     this.#reclaim(q, now);
     this.#serve(q, now);
-    for (const w of q.waiters) if (!w.done && w.until <= now) this.#finish(w, []);
+    if (q.first !== undefined) this.#endWaits(q, (w) => w.until !== undefined && w.until <= now);
     this.#arm(q, now);
   }
 }
+
+const ALL = (): boolean => true;
 
 function callIsolated(handler: (message: Message) => void, message: Message): void {
   try {

@@ -95,6 +95,16 @@ export class Scripts {
     return this.#channel + topic;
   }
 
+  /**
+   * The channel a subscriber of every topic (the pattern `channel('*')`) also subscribes to, plainly,
+   * so that an enqueue can tell from `PUBSUB NUMSUB` that somebody in this namespace listens to all
+   * topics (`PUBSUB NUMPAT` counts every pattern on the server, another tenant's too). Nothing is
+   * published on it; no topic's channel has its name.
+   */
+  get allTopicsChannel(): string {
+    return this.#prefix + 'all-topics';
+  }
+
   /** The topic of a channel `channel(topic)` made. */
   topicOf(channel: string): string {
     return channel.slice(this.#channel.length);

@@ -10,7 +10,9 @@ type Handler = (message: Message) => void;
  * The subscribing side of the transport: one subscriber connection, made on first use, and the
  * handlers per topic. A topic's channel is `{prefix}topic:<topic>`; `'*'` listens on the pattern
  * `{prefix}topic:*`, so one PUBLISH on a message type's channel (`publish`, or an enqueue entry
- * with `publish: true`) reaches both.
+ * with `publish: true`) reaches both. A `'*'` subscription also subscribes to the channel
+ * `{prefix}all-topics`, on which nothing is published: it is how an enqueue knows somebody in
+ * this namespace listens to every topic (see scripts/enqueue-2.lua).
  */
 export class Subscriptions {
   readonly #config: RedisConfig;
@@ -41,8 +43,10 @@ export class Subscriptions {
     handlers.add(entry);
     if (first) {
       try {
-        if (topic === '*') await sub.psubscribe(this.#scripts.channel('*'));
-        else await sub.subscribe(this.#scripts.channel(topic));
+        if (topic === '*') {
+          await sub.subscribe(this.#scripts.allTopicsChannel);
+          await sub.psubscribe(this.#scripts.channel('*'));
+        } else await sub.subscribe(this.#scripts.channel(topic));
       } catch (err) {
         handlers.delete(entry);
         throw asTransportError(this.#config, 'subscribe', err);
@@ -59,8 +63,10 @@ export class Subscriptions {
       this.#handlers.delete(topic);
       if (this.#closed) return;
       try {
-        if (topic === '*') await sub.punsubscribe(this.#scripts.channel('*'));
-        else await sub.unsubscribe(this.#scripts.channel(topic));
+        if (topic === '*') {
+          await sub.punsubscribe(this.#scripts.channel('*'));
+          await sub.unsubscribe(this.#scripts.allTopicsChannel);
+        } else await sub.unsubscribe(this.#scripts.channel(topic));
       } catch {
         // The connection is gone: nothing left to unsubscribe from.
       }
@@ -72,7 +78,9 @@ export class Subscriptions {
     this.#connecting ??= (async () => {
       await this.#connect();
       const sub = createClient(this.#config, 'sub');
-      sub.on('message', (channel: string, data: string) => this.#dispatch(this.#handlers.get(this.#scripts.topicOf(channel)), data));
+      sub.on('message', (channel: string, data: string) => {
+        if (channel !== this.#scripts.allTopicsChannel) this.#dispatch(this.#handlers.get(this.#scripts.topicOf(channel)), data);
+      });
       sub.on('pmessage', (_pattern: string, _channel: string, data: string) => this.#dispatch(this.#handlers.get('*'), data));
       this.#sub = sub;
       await connectClient(sub, this.#config);

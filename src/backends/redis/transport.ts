@@ -7,9 +7,11 @@ import {
   INBOX_PREFIX,
   type Lease,
   type LeaseOptions,
+  type LeaseWaiter,
   type QueueDepth,
   type QueueInspection,
   type Transport,
+  type WaiterLeaseOptions,
 } from '../../bus/transport.js';
 import { ClosedError, ValidationError } from '../../errors.js';
 import { encodeMessage, type Message, newId } from '../../message.js';
@@ -267,9 +269,22 @@ export class RedisTransport implements Transport {
    * waits on the queue's signal list (BLPOP on a connection dedicated to this queue, shared by
    * every waiting call of this transport) until a message arrives, the next delayed message or
    * expiring lease is due, the wait ends, or `signal` aborts. Like a wait that ends, a transport
-   * closed before or during the call resolves `[]` (the memory transport does the same).
+   * closed before or during the call resolves `[]` (the memory transport does the same). Every
+   * answer needs I/O, so with `options.waiter` every answer goes to the waiter.
    */
-  lease(queue: string, options: LeaseOptions): Promise<Lease[]> {
+  lease(queue: string, options: WaiterLeaseOptions): undefined;
+  lease(queue: string, options: LeaseOptions): Promise<Lease[]>;
+  lease(queue: string, options: LeaseOptions & { waiter?: LeaseWaiter }): Promise<Lease[]> | undefined {
+    const waiter = options.waiter;
+    if (waiter === undefined) return this.#lease(queue, options);
+    this.#lease(queue, options).then(
+      (leases) => waiter.leased(leases),
+      (err: unknown) => waiter.failed(err),
+    );
+    return undefined;
+  }
+
+  #lease(queue: string, options: LeaseOptions): Promise<Lease[]> {
     const { leaseMs, waitMs } = options;
     const asked = options.max ?? 1;
     if (!(leaseMs > 0) || !(waitMs >= 0) || !(asked >= 1)) {

@@ -33,7 +33,8 @@
   ARGV[2]  n                    number of entries
   ARGV[3]  m                    number of topic channels entries publish on, then m channel names
                                 ({prefix}topic:<message type>, what subscribe listens on; a
-                                subscriber of '*' listens on the pattern {prefix}topic:*)
+                                subscriber of '*' listens on the pattern {prefix}topic:* and
+                                shows itself on the plain channel {prefix}all-topics)
   then 4 ARGV per entry (few: passing an argument costs Redis about as much as a small command):
     queue name, or '' for the queue of the entry before (the first entry always names one)
     id segment (escaped, as in key names)
@@ -89,15 +90,18 @@ end
 -- a plain list {prefix}q:<queue>:list its owner pops with BLMPOP, nothing else.
 local inboxes = {}
 
--- Per channel j, whether a publication there may be observed (a subscriber of it, or any pattern
--- subscription): looked up once per call, the first time an entry publishes. A publication nobody
--- can observe is never made (it would still be replicated and written to the AOF).
+-- Per channel j, whether a publication there may be observed (a subscriber of it, or of every
+-- topic in this namespace): looked up once per call, the first time an entry publishes. A
+-- publication nobody can observe is never made (it would still be replicated and written to the
+-- AOF). A subscriber of every topic listens on a pattern, which NUMSUB does not count, and NUMPAT
+-- counts every pattern on the server (another tenant's PSUBSCRIBE would make every enqueue
+-- publish): so it also subscribes to the plain channel {prefix}all-topics, counted here.
 local listened = nil
 local function listeners()
   local out = {}
-  local patterns = redis.call('PUBSUB', 'NUMPAT') > 0
-  local counts = redis.call('PUBSUB', 'NUMSUB', unpack(ARGV, 4, 3 + m))
-  for j = 1, m do out[j] = patterns or counts[2 * j] > 0 end
+  local counts = redis.call('PUBSUB', 'NUMSUB', prefix .. 'all-topics', unpack(ARGV, 4, 3 + m))
+  local all = counts[2] > 0
+  for j = 1, m do out[j] = all or counts[2 * j + 2] > 0 end
   return out
 end
 
