@@ -175,6 +175,41 @@ describe('hardening: close() returns after drainTimeoutMs whatever the handlers 
   }
 });
 
+describe('hardening: unregisterAgent() returns after drainTimeoutMs whatever the handler does', () => {
+  it('with a concurrency-1 handler that never settles: its signal is aborted and the delivery comes back after its lease', async () => {
+    const transport = new MemoryTransport();
+    const a = newBus({ transport, leaseMs: 300, drainTimeoutMs: 100 });
+    let started = 0;
+    let signal: AbortSignal | undefined;
+    a.registerAgent(
+      'stuck',
+      defineAgent({
+        name: 'stuck',
+        handleMessage: (_m: Message, ctx: AgentContext) => {
+          started++;
+          signal = ctx.signal;
+          return new Promise<never>(() => undefined);
+        },
+      }),
+    );
+    const sent = await a.send(task('stuck', { n: 1 }));
+    await waitFor(() => started === 1, 'the handler to start');
+    let done = false;
+    const unregistering = a.unregisterAgent('stuck').then((v) => {
+      done = true;
+      return v;
+    });
+    await waitFor(() => done, 'unregisterAgent() to return', 3_000);
+    expect(await unregistering).toBe(true);
+    expect(signal?.aborted).toBe(true);
+    // Not acked: the agent registered again gets it once the lease ran out.
+    const again: Message[] = [];
+    a.registerAgent('stuck', defineAgent({ name: 'stuck', handleMessage: (m: Message) => void again.push(m) }));
+    await waitFor(() => again.length === 1, 'the abandoned delivery to come back', 5_000);
+    expect(again[0]).toMatchObject({ id: sent.id, attempt: 2, payload: { n: 1 } });
+  });
+});
+
 describe('hardening: durations above 2^31-1 ms are honoured, not fired after 1 ms (item 5)', () => {
   it('the timer helpers clamp and re-arm', async () => {
     expect(timerDelay(3e9)).toBe(MAX_TIMER_MS);

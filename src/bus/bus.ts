@@ -202,7 +202,9 @@ export class MessageBus {
 
   /**
    * Stops delivering to `name` on this bus and removes it as a recipient (sends to it then fail).
-   * Messages already queued stay queued; handlers running finish. Resolves false if it was not registered.
+   * Messages already queued stay queued. A handler still running gets `drainTimeoutMs` to finish,
+   * as on close; after that its `ctx.signal` is aborted and its message, not acked, comes back
+   * after its lease: a stuck handler never makes this hang. Resolves false if it was not registered.
    * Note that the recipient registry is shared: other buses consuming the same name stop receiving sends too.
    */
   async unregisterAgent(name: string): Promise<boolean> {
@@ -210,11 +212,24 @@ export class MessageBus {
     if (reg === undefined) return false;
     this.#agents.delete(name);
     reg.stop();
-    this.#consumers.wake(new ClosedError(`agent \`${name}\``));
+    const reason = new ClosedError(`agent \`${name}\``);
+    this.#consumers.wake(reason);
     await reg.setup?.catch(() => undefined);
     const t = this.#transport;
     if (t !== undefined && !this.#core.closed) await t.removeRecipient(name);
-    await reg.loopEnded();
+    let timer: Timer | undefined;
+    const ended = await Promise.race([
+      reg.loopEnded().then(() => true),
+      new Promise<boolean>((resolve) => (timer = startTimer(() => resolve(false), this.#drainTimeoutMs))),
+    ]);
+    timer?.clear();
+    if (!ended) {
+      this.#log.logger.warn(
+        { agent: name, running: reg.running, drainMs: this.#drainTimeoutMs },
+        'unregisterAgent: a handler still running after the drain timeout; aborting its signal',
+      );
+      this.#watch.abortAgent(name, reason);
+    }
     return true;
   }
 

@@ -169,6 +169,11 @@ export class LeaseWatch {
     for (const ctx of this.watched) ctx.abort(reason);
   }
 
+  /** Aborts the watched signals of `agent`'s handlers (its unregistration gave up waiting). */
+  abortAgent(agent: string, reason: unknown): void {
+    for (const ctx of this.watched) if (ctx.agent === agent) ctx.abort(reason);
+  }
+
   stop(): void {
     this.#stopped = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
