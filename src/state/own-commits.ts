@@ -11,7 +11,12 @@ export interface OwnCommit {
   early: number | undefined;
   /** An own commit of this key succeeded; its event has not arrived yet. */
   done: boolean;
+  /** The next entry of the same kind and id (another version): a chain, rarely longer than one. */
+  next: OwnCommit | undefined;
 }
+
+/** Entries kept at most: entries whose event never comes (a store closed under them) must not pile up. */
+const MAX_ENTRIES = 10_000;
 
 /**
  * This manager's own commits, so the change feed can tell their events (already counted in the
@@ -20,12 +25,15 @@ export interface OwnCommit {
  * may come before the commit's answer (a memory or SQLite store delivers it in the same tick,
  * Redis over another connection), so an event seen while a commit of its key is under way is
  * held until the commit ends: its own if it succeeded, another writer's if it lost.
+ *
+ * Only commits under way or awaiting their event are keyed: an id leaves the map with its last
+ * entry. (Keeping an emptied list per id ever written made the map as large as the number of
+ * documents written, a hash-table miss per write at 100 000 documents: bench/NOTES.md, issue 25
+ * round 4.)
  */
 export class OwnCommits {
-  #byKind = { document: new Map<string, OwnCommit[]>(), workflow: new Map<string, OwnCommit[]>() };
+  #byKind = { document: new Map<string, OwnCommit>(), workflow: new Map<string, OwnCommit>() };
   #size = 0;
-  /** Map size at which `begin` drops the emptied lists. */
-  #sweepAt = 1024;
   #othersChanged: () => void;
 
   constructor(othersChanged: () => void) {
@@ -35,22 +43,15 @@ export class OwnCommits {
   /** An own commit of `kind` `id` making `version` starts; pass what it returns to `end`. */
   begin(kind: 'document' | 'workflow', id: string, version: number): OwnCommit {
     const map = this.#byKind[kind];
-    let list = map.get(id);
-    if (!list) {
-      if (map.size >= this.#sweepAt) {
-        for (const [key, l] of map) if (l.length === 0) map.delete(key);
-        this.#sweepAt = Math.max(1024, 2 * map.size);
-      }
-      map.set(id, (list = []));
+    const first = map.get(id);
+    const found = find(first, version);
+    if (found) {
+      found.inFlight++;
+      return found;
     }
-    let entry = find(list, version);
-    if (entry) entry.inFlight++;
-    else {
-      entry = { kind, id, version, inFlight: 1, early: undefined, done: false };
-      list.push(entry);
-      // Bounded: entries whose event never comes (a store closed under them) must not pile up.
-      if (++this.#size > 10_000) this.#clear();
-    }
+    const entry: OwnCommit = { kind, id, version, inFlight: 1, early: undefined, done: false, next: first };
+    map.set(id, entry);
+    if (++this.#size > MAX_ENTRIES) this.#clear();
     return entry;
   }
 
@@ -68,8 +69,7 @@ export class OwnCommits {
 
   /** True when `event` is one of this manager's own commits (then forgotten), false for another writer's. */
   claim(event: ChangeEvent): boolean {
-    const list = this.#byKind[event.kind].get(event.id);
-    const entry = list && find(list, event.version);
+    const entry = find(this.#byKind[event.kind].get(event.id), event.version);
     if (!entry) return false;
     if (entry.done) {
       this.#remove(entry);
@@ -82,32 +82,47 @@ export class OwnCommits {
     return false;
   }
 
+  /** Unlinks `entry` from its chain; the id leaves the map with its last entry. */
   #remove(entry: OwnCommit): void {
-    const list = this.#byKind[entry.kind].get(entry.id);
-    const i = list ? list.indexOf(entry) : -1;
-    if (!list || i < 0) return;
+    const map = this.#byKind[entry.kind];
+    const first = map.get(entry.id);
+    if (first === entry) {
+      if (entry.next) map.set(entry.id, entry.next);
+      else map.delete(entry.id);
+    } else {
+      let prev = first;
+      while (prev && prev.next !== entry) prev = prev.next;
+      if (!prev) return; // already removed
+      prev.next = entry.next;
+    }
+    entry.next = undefined;
     this.#size--;
-    // Swap-remove; an emptied list stays in the map (deleting and re-adding the key on every
-    // commit makes the Map shrink and grow its table each time) until `begin` sweeps.
-    const last = list.pop()!;
-    if (i < list.length) list[i] = last;
   }
 
+  /** Drops every entry not under way (their events are then counted as other writers'). */
   #clear(): void {
+    this.#size = 0;
     for (const map of Object.values(this.#byKind)) {
-      for (const [id, list] of map) {
-        const kept = list.filter((e) => e.inFlight > 0);
-        if (kept.length > 0) map.set(id, kept);
+      for (const [id, first] of map) {
+        let kept: OwnCommit | undefined;
+        for (let e: OwnCommit | undefined = first, next: OwnCommit | undefined; e; e = next) {
+          next = e.next;
+          e.next = undefined;
+          if (e.inFlight > 0) {
+            e.next = kept;
+            kept = e;
+            this.#size++;
+          }
+        }
+        if (kept) map.set(id, kept);
         else map.delete(id);
       }
     }
-    this.#size = 0;
-    for (const map of Object.values(this.#byKind)) for (const list of map.values()) this.#size += list.length;
   }
 }
 
-/** The entry of `list` making `version` (a loop: `Array.find` would allocate a closure per call). */
-function find(list: OwnCommit[], version: number): OwnCommit | undefined {
-  for (const entry of list) if (entry.version === version) return entry;
+/** The entry of the chain from `first` making `version`. */
+function find(first: OwnCommit | undefined, version: number): OwnCommit | undefined {
+  for (let e = first; e; e = e.next) if (e.version === version) return e;
   return undefined;
 }
