@@ -17,6 +17,8 @@ export interface OwnCommit {
 
 /** Entries kept at most: entries whose event never comes (a store closed under them) must not pile up. */
 const MAX_ENTRIES = 10_000;
+/** Vacant ids at which `begin` sweeps them out of the map. */
+const SWEEP_AT = 256;
 
 /**
  * This manager's own commits, so the change feed can tell their events (already counted in the
@@ -26,14 +28,17 @@ const MAX_ENTRIES = 10_000;
  * Redis over another connection), so an event seen while a commit of its key is under way is
  * held until the commit ends: its own if it succeeded, another writer's if it lost.
  *
- * Only commits under way or awaiting their event are keyed: an id leaves the map with its last
- * entry. (Keeping an emptied list per id ever written made the map as large as the number of
- * documents written, a hash-table miss per write at 100 000 documents: bench/NOTES.md, issue 25
- * round 4.)
+ * An id whose last entry is gone stays in the map as vacant (null) until `begin` sweeps the
+ * vacancies: deleting the key on every commit and adding it back on the next costs the Map a
+ * table rebuild each time (2-8% of a one-document write profile), and a sweep per `SWEEP_AT`
+ * vacancies keeps the map small however many documents are written (bench/NOTES.md, issue 25
+ * round 4). No list per id: the entries of one id are a chain, rarely longer than one.
  */
 export class OwnCommits {
-  #byKind = { document: new Map<string, OwnCommit>(), workflow: new Map<string, OwnCommit>() };
+  #byKind = { document: new Map<string, OwnCommit | null>(), workflow: new Map<string, OwnCommit | null>() };
   #size = 0;
+  /** Ids mapped to null (no entry left). */
+  #vacant = 0;
   #othersChanged: () => void;
 
   constructor(othersChanged: () => void) {
@@ -49,7 +54,9 @@ export class OwnCommits {
       found.inFlight++;
       return found;
     }
-    const entry: OwnCommit = { kind, id, version, inFlight: 1, early: undefined, done: false, next: first };
+    const entry: OwnCommit = { kind, id, version, inFlight: 1, early: undefined, done: false, next: first ?? undefined };
+    if (first === null) this.#vacant--;
+    else if (first === undefined && this.#vacant >= SWEEP_AT) this.#sweep();
     map.set(id, entry);
     if (++this.#size > MAX_ENTRIES) this.#clear();
     return entry;
@@ -82,13 +89,13 @@ export class OwnCommits {
     return false;
   }
 
-  /** Unlinks `entry` from its chain; the id leaves the map with its last entry. */
+  /** Unlinks `entry` from its chain; the id is vacant once its last entry is gone. */
   #remove(entry: OwnCommit): void {
     const map = this.#byKind[entry.kind];
     const first = map.get(entry.id);
     if (first === entry) {
-      if (entry.next) map.set(entry.id, entry.next);
-      else map.delete(entry.id);
+      map.set(entry.id, entry.next ?? null);
+      if (!entry.next) this.#vacant++;
     } else {
       let prev = first;
       while (prev && prev.next !== entry) prev = prev.next;
@@ -99,13 +106,20 @@ export class OwnCommits {
     this.#size--;
   }
 
+  /** Deletes the vacant ids. */
+  #sweep(): void {
+    for (const map of Object.values(this.#byKind)) for (const [id, first] of map) if (first === null) map.delete(id);
+    this.#vacant = 0;
+  }
+
   /** Drops every entry not under way (their events are then counted as other writers'). */
   #clear(): void {
+    this.#sweep();
     this.#size = 0;
     for (const map of Object.values(this.#byKind)) {
       for (const [id, first] of map) {
         let kept: OwnCommit | undefined;
-        for (let e: OwnCommit | undefined = first, next: OwnCommit | undefined; e; e = next) {
+        for (let e: OwnCommit | undefined = first ?? undefined, next: OwnCommit | undefined; e; e = next) {
           next = e.next;
           e.next = undefined;
           if (e.inFlight > 0) {
@@ -122,7 +136,7 @@ export class OwnCommits {
 }
 
 /** The entry of the chain from `first` making `version`. */
-function find(first: OwnCommit | undefined, version: number): OwnCommit | undefined {
-  for (let e = first; e; e = e.next) if (e.version === version) return e;
+function find(first: OwnCommit | null | undefined, version: number): OwnCommit | undefined {
+  for (let e = first ?? undefined; e; e = e.next) if (e.version === version) return e;
   return undefined;
 }
