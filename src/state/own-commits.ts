@@ -18,7 +18,7 @@ export interface OwnCommit {
 /** Entries kept at most: entries whose event never comes (a store closed under them) must not pile up. */
 const MAX_ENTRIES = 10_000;
 /** Vacant ids at which `begin` sweeps them out of the map. */
-const SWEEP_AT = 256;
+const SWEEP_AT = 1024;
 
 /**
  * This manager's own commits, so the change feed can tell their events (already counted in the
@@ -29,8 +29,8 @@ const SWEEP_AT = 256;
  * held until the commit ends: its own if it succeeded, another writer's if it lost.
  *
  * An id whose last entry is gone stays in the map as vacant (null) until `begin` sweeps the
- * vacancies: deleting the key on every commit and adding it back on the next costs the Map a
- * table rebuild each time (2-8% of a one-document write profile), and a sweep per `SWEEP_AT`
+ * vacancies: deleting the key on every commit and setting it again on the next costs the Map
+ * about 4x a plain update (8% of a one-document write profile), and a sweep per `SWEEP_AT`
  * vacancies keeps the map small however many documents are written (bench/NOTES.md, issue 25
  * round 4). No list per id: the entries of one id are a chain, rarely longer than one.
  */
