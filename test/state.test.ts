@@ -664,6 +664,22 @@ describe('copies at the boundaries', () => {
     expect(entry.timestamp.getTime()).toBe(1_000);
     expect(sealChange(entry)).toBe(entry);
   });
+
+  it("writes of one millisecond share one frozen timestamp; the caller's dates stay its own", async () => {
+    const m = manager();
+    await m.createDocumentState({ documentId: 'ms', topic: 't', content: 'a' });
+    vi.spyOn(Date, 'now').mockReturnValue(1_700_000_000_000);
+    const first = await m.updateDocumentContent({ documentId: 'ms', content: 'b', actor: 'x', expectedVersion: 1 });
+    const second = await m.updateDocumentContent({ documentId: 'ms', content: 'c', actor: 'x', expectedVersion: 2 });
+    const [a, b] = second.history.slice(-2);
+    expect(a!.timestamp).toBe(b!.timestamp);
+    expect(Object.isFrozen(a!.timestamp)).toBe(true);
+    expect(a!.timestamp.getTime()).toBe(1_700_000_000_000);
+    expect(() => a!.timestamp.setTime(0)).toThrow(TypeError);
+    first.updatedAt.setTime(0);
+    expect(second.updatedAt.getTime()).toBe(1_700_000_000_000);
+    expect((await m.getDocumentState('ms'))?.updatedAt.getTime()).toBe(1_700_000_000_000);
+  });
 });
 
 describe('RecentDocuments (the write-base memo)', () => {
@@ -910,6 +926,20 @@ describe("OwnCommits (telling own feed events from other writers')", () => {
     expect(own.claim(event(3, 11))).toBe(true); // the event came after
     expect(own.claim(event(3, 11))).toBe(false); // forgotten once claimed
     expect(own.claim(event(4, 12))).toBe(false); // never ours
+    expect(others).toBe(0);
+  });
+
+  it('claims its events across more ids than it keeps vacant, and forgets the claimed ones', () => {
+    let others = 0;
+    const own = new OwnCommits(() => others++);
+    for (let i = 0; i < 5000; i++) {
+      const ticket = own.begin('document', `d${i}`, 2);
+      if (i % 2 === 0) expect(own.claim(event(2, i + 1, `d${i}`))).toBe(true);
+      own.end(ticket, true);
+      if (i % 2 === 1) expect(own.claim(event(2, i + 1, `d${i}`))).toBe(true);
+    }
+    expect(own.claim(event(2, 1, 'd0'))).toBe(false);
+    expect(own.claim(event(2, 5000, 'd4999'))).toBe(false);
     expect(others).toBe(0);
   });
 

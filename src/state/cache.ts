@@ -94,6 +94,8 @@ export class KnownDocument {
   updatedAt: Date;
   /** Written since the memo last looked at it for eviction (the memo's second-chance bit). */
   used = false;
+  /** The memo holds this entry (as its document's): a write may advance it without a lookup. */
+  remembered = false;
   /** The window as a ring: `#size` entries from `#start`, oldest first. */
   #ring: Array<StateChange | undefined>;
   #start = 0;
@@ -180,8 +182,10 @@ export class RecentDocuments {
       if (old.version > known.version) return;
       this.#chars -= old.content.length;
       this.#entries.delete(key);
+      old.remembered = false;
     }
     this.#entries.set(key, known);
+    known.remembered = true;
     this.#chars += known.content.length;
     this.#trim();
   }
@@ -199,9 +203,11 @@ export class RecentDocuments {
     if (!old) return;
     this.#chars -= old.content.length;
     this.#entries.delete(key);
+    old.remembered = false;
   }
 
   clear(): void {
+    for (const known of this.#entries.values()) known.remembered = false;
     this.#entries.clear();
     this.#chars = 0;
   }
@@ -220,7 +226,10 @@ export class RecentDocuments {
       if (oldest.used && chances-- > 0) {
         oldest.used = false;
         this.#entries.set(oldestKey, oldest);
-      } else this.#chars -= oldest.content.length;
+      } else {
+        this.#chars -= oldest.content.length;
+        oldest.remembered = false;
+      }
     }
   }
 }

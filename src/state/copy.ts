@@ -100,6 +100,24 @@ for (const name of Object.getOwnPropertyNames(Date.prototype)) {
   });
 }
 
+let nowMs = Number.NaN;
+let nowDate: ImmutableDate | undefined;
+
+/**
+ * The current time as a frozen `ImmutableDate`, one object shared by every call in the same
+ * millisecond: the time of a write, kept with its history entry. Immutable, so sharing it is
+ * safe; at 100 000 updates/s a Date per write was one more kept object per version for the
+ * young-generation collector to copy (bench/NOTES.md, issue 25 round 4).
+ */
+export function sealedNow(): ImmutableDate {
+  const ms = Date.now();
+  if (ms !== nowMs || nowDate === undefined) {
+    nowMs = ms;
+    nowDate = Object.freeze(new ImmutableDate(ms));
+  }
+  return nowDate;
+}
+
 /**
  * A history entry as documents carry it: frozen, with an `ImmutableDate` timestamp. An entry
  * describes a committed version and never changes, so one sealed entry is shared by every

@@ -11,7 +11,14 @@ export interface OwnCommit {
   early: number | undefined;
   /** An own commit of this key succeeded; its event has not arrived yet. */
   done: boolean;
+  /** The next entry of the same kind and id (another version): a chain, rarely longer than one. */
+  next: OwnCommit | undefined;
 }
+
+/** Entries kept at most: entries whose event never comes (a store closed under them) must not pile up. */
+const MAX_ENTRIES = 10_000;
+/** Vacant ids at which `begin` sweeps them out of the map. */
+const SWEEP_AT = 1024;
 
 /**
  * This manager's own commits, so the change feed can tell their events (already counted in the
@@ -20,12 +27,18 @@ export interface OwnCommit {
  * may come before the commit's answer (a memory or SQLite store delivers it in the same tick,
  * Redis over another connection), so an event seen while a commit of its key is under way is
  * held until the commit ends: its own if it succeeded, another writer's if it lost.
+ *
+ * An id whose last entry is gone stays in the map as vacant (null) until `begin` sweeps the
+ * vacancies: deleting the key on every commit and setting it again on the next costs the Map
+ * about 4x a plain update (8% of a one-document write profile), and a sweep per `SWEEP_AT`
+ * vacancies keeps the map small however many documents are written (bench/NOTES.md, issue 25
+ * round 4). No list per id: the entries of one id are a chain, rarely longer than one.
  */
 export class OwnCommits {
-  #byKind = { document: new Map<string, OwnCommit[]>(), workflow: new Map<string, OwnCommit[]>() };
+  #byKind = { document: new Map<string, OwnCommit | null>(), workflow: new Map<string, OwnCommit | null>() };
   #size = 0;
-  /** Map size at which `begin` drops the emptied lists. */
-  #sweepAt = 1024;
+  /** Ids mapped to null (no entry left). */
+  #vacant = 0;
   #othersChanged: () => void;
 
   constructor(othersChanged: () => void) {
@@ -35,22 +48,17 @@ export class OwnCommits {
   /** An own commit of `kind` `id` making `version` starts; pass what it returns to `end`. */
   begin(kind: 'document' | 'workflow', id: string, version: number): OwnCommit {
     const map = this.#byKind[kind];
-    let list = map.get(id);
-    if (!list) {
-      if (map.size >= this.#sweepAt) {
-        for (const [key, l] of map) if (l.length === 0) map.delete(key);
-        this.#sweepAt = Math.max(1024, 2 * map.size);
-      }
-      map.set(id, (list = []));
+    const first = map.get(id);
+    const found = find(first, version);
+    if (found) {
+      found.inFlight++;
+      return found;
     }
-    let entry = find(list, version);
-    if (entry) entry.inFlight++;
-    else {
-      entry = { kind, id, version, inFlight: 1, early: undefined, done: false };
-      list.push(entry);
-      // Bounded: entries whose event never comes (a store closed under them) must not pile up.
-      if (++this.#size > 10_000) this.#clear();
-    }
+    const entry: OwnCommit = { kind, id, version, inFlight: 1, early: undefined, done: false, next: first ?? undefined };
+    if (first === null) this.#vacant--;
+    else if (first === undefined && this.#vacant >= SWEEP_AT) this.#sweep();
+    map.set(id, entry);
+    if (++this.#size > MAX_ENTRIES) this.#clear();
     return entry;
   }
 
@@ -68,8 +76,7 @@ export class OwnCommits {
 
   /** True when `event` is one of this manager's own commits (then forgotten), false for another writer's. */
   claim(event: ChangeEvent): boolean {
-    const list = this.#byKind[event.kind].get(event.id);
-    const entry = list && find(list, event.version);
+    const entry = find(this.#byKind[event.kind].get(event.id), event.version);
     if (!entry) return false;
     if (entry.done) {
       this.#remove(entry);
@@ -82,32 +89,54 @@ export class OwnCommits {
     return false;
   }
 
+  /** Unlinks `entry` from its chain; the id is vacant once its last entry is gone. */
   #remove(entry: OwnCommit): void {
-    const list = this.#byKind[entry.kind].get(entry.id);
-    const i = list ? list.indexOf(entry) : -1;
-    if (!list || i < 0) return;
+    const map = this.#byKind[entry.kind];
+    const first = map.get(entry.id);
+    if (first === entry) {
+      map.set(entry.id, entry.next ?? null);
+      if (!entry.next) this.#vacant++;
+    } else {
+      let prev = first;
+      while (prev && prev.next !== entry) prev = prev.next;
+      if (!prev) return; // already removed
+      prev.next = entry.next;
+    }
+    entry.next = undefined;
     this.#size--;
-    // Swap-remove; an emptied list stays in the map (deleting and re-adding the key on every
-    // commit makes the Map shrink and grow its table each time) until `begin` sweeps.
-    const last = list.pop()!;
-    if (i < list.length) list[i] = last;
   }
 
+  /** Deletes the vacant ids. */
+  #sweep(): void {
+    for (const map of Object.values(this.#byKind)) for (const [id, first] of map) if (first === null) map.delete(id);
+    this.#vacant = 0;
+  }
+
+  /** Drops every entry not under way (their events are then counted as other writers'). */
   #clear(): void {
+    this.#sweep();
+    this.#size = 0;
     for (const map of Object.values(this.#byKind)) {
-      for (const [id, list] of map) {
-        const kept = list.filter((e) => e.inFlight > 0);
-        if (kept.length > 0) map.set(id, kept);
+      for (const [id, first] of map) {
+        let kept: OwnCommit | undefined;
+        for (let e: OwnCommit | undefined = first ?? undefined, next: OwnCommit | undefined; e; e = next) {
+          next = e.next;
+          e.next = undefined;
+          if (e.inFlight > 0) {
+            e.next = kept;
+            kept = e;
+            this.#size++;
+          }
+        }
+        if (kept) map.set(id, kept);
         else map.delete(id);
       }
     }
-    this.#size = 0;
-    for (const map of Object.values(this.#byKind)) for (const list of map.values()) this.#size += list.length;
   }
 }
 
-/** The entry of `list` making `version` (a loop: `Array.find` would allocate a closure per call). */
-function find(list: OwnCommit[], version: number): OwnCommit | undefined {
-  for (const entry of list) if (entry.version === version) return entry;
+/** The entry of the chain from `first` making `version`. */
+function find(first: OwnCommit | null | undefined, version: number): OwnCommit | undefined {
+  for (let e = first ?? undefined; e; e = e.next) if (e.version === version) return e;
   return undefined;
 }

@@ -16,56 +16,71 @@ import { checkCommitShape, ChangeFanout, CHANGE_FEED_RETENTION, historySpan } fr
 import { copyJson, sameJson, sealChange } from '../../state/copy.js';
 
 /**
- * One kept version with its history entry, as stored: metadata a private deep copy, and the
- * history entry sealed (frozen, with an immutable timestamp: see `sealChange`), so `getHistory`
- * hands out the entry itself and reading a window allocates nothing per entry. The manager's
- * entries come sealed and are kept as they are. The update time is that entry's (immutable)
- * timestamp when the two agree, as in every commit the manager makes, else a Date of its own:
- * as epoch ms it was one more heap object per version (a number that large is boxed), and each
- * kept version's objects are copied by the young-generation collector (bench/NOTES.md, issue 25).
+ * Slots per kept version in `StoredDocument.kept`: its history entry, content, metadata, and
+ * update time. A kept version is slots in its document's array, not an object of its own: at
+ * 100 000 live documents every kept version outlives the young generation and is copied by the
+ * scavenger, so each object less per version is less of that work (bench/NOTES.md, issue 25
+ * round 4). The history entry is kept sealed (frozen, with an immutable timestamp: see
+ * `sealChange`), so `getHistory` hands out the entry itself and reading a window allocates
+ * nothing per entry; the manager's entries come sealed and are kept as they are. Metadata is a
+ * private deep copy, shared with the previous version when equal. The update time slot is
+ * undefined when it is the entry's timestamp, as in every commit the manager makes.
  */
-interface StoredVersion {
-  version: number;
-  content: string;
-  metadata: Record<string, unknown>;
-  updatedAt: Date;
-  change: StateChange;
-}
+const SLOTS = 4;
+const CHANGE = 0;
+const CONTENT = 1;
+const METADATA = 2;
+const UPDATED_AT = 3;
+type Slot = StateChange | string | Record<string, unknown> | Date | undefined;
 
 interface StoredDocument {
   documentId: string;
   createdAt: number;
+  /** The current version. */
+  version: number;
+  /** The oldest kept version. */
+  oldest: number;
   /**
-   * Kept versions, oldest first and contiguous (every commit adds the next version):
-   * `kept[head]` is the oldest and the last one the current. Compaction moves `head` forward
-   * and slices the array now and then, so a commit costs O(1) amortised and a version is found
-   * by arithmetic.
+   * Kept versions, oldest first and contiguous (every commit adds the next version), `SLOTS`
+   * slots each from `head`. Compaction moves `head` forward and slices the array now and then,
+   * so a commit costs O(1) amortised and a version is found by arithmetic.
    */
-  kept: Array<StoredVersion | undefined>;
+  kept: Slot[];
   head: number;
 }
 
-function currentOf(doc: StoredDocument): StoredVersion {
-  return doc.kept[doc.kept.length - 1]!;
+/** The first slot of kept version `version` of `doc`, or -1 when not kept. */
+function slotOf(doc: StoredDocument, version: number): number {
+  return version >= doc.oldest && version <= doc.version ? doc.head + (version - doc.oldest) * SLOTS : -1;
 }
 
-/** The kept version `version` of `doc`, if kept. */
-function keptAt(doc: StoredDocument, version: number): StoredVersion | undefined {
-  const oldest = doc.kept[doc.head];
-  if (!oldest) return undefined;
-  const i = doc.head + (version - oldest.version);
-  return i >= doc.head && i < doc.kept.length ? doc.kept[i] : undefined;
+function changeAt(doc: StoredDocument, slot: number): StateChange {
+  return doc.kept[slot + CHANGE] as StateChange;
 }
 
-function toRecord(doc: StoredDocument, v: StoredVersion): DocumentRecord {
+function metadataAt(doc: StoredDocument, slot: number): Record<string, unknown> {
+  return doc.kept[slot + METADATA] as Record<string, unknown>;
+}
+
+function updatedAt(doc: StoredDocument, slot: number): Date {
+  return (doc.kept[slot + UPDATED_AT] as Date | undefined) ?? changeAt(doc, slot).timestamp;
+}
+
+/** The kept version at `slot` as a new record. */
+function toRecord(doc: StoredDocument, slot: number): DocumentRecord {
   return {
     documentId: doc.documentId,
-    version: v.version,
-    content: v.content,
-    metadata: copyJson(v.metadata),
+    version: changeAt(doc, slot).version,
+    content: doc.kept[slot + CONTENT] as string,
+    metadata: copyJson(metadataAt(doc, slot)),
     createdAt: new Date(doc.createdAt),
-    updatedAt: new Date(v.updatedAt.getTime()),
+    updatedAt: new Date(updatedAt(doc, slot).getTime()),
   };
+}
+
+/** The current version as a new record. */
+function currentRecord(doc: StoredDocument): DocumentRecord {
+  return toRecord(doc, doc.kept.length - SLOTS);
 }
 
 /** One page of the change feed's ring: parallel columns, numbers in typed arrays. */
@@ -201,7 +216,7 @@ export class MemoryStore implements StateStore {
   async getDocument(documentId: string): Promise<DocumentRecord | null> {
     this.#open();
     const doc = this.#documents.get(documentId);
-    return doc ? toRecord(doc, currentOf(doc)) : null;
+    return doc ? currentRecord(doc) : null;
   }
 
   /** Compare-and-swap commit of a version with its history entry (see the port). */
@@ -212,32 +227,42 @@ export class MemoryStore implements StateStore {
     const existing = this.#documents.get(document.documentId);
     if (fence) {
       const lock = this.#locks.get(fence.key);
-      if (!lock || lock.fence !== fence.token)
-        return { ok: false, reason: 'fenced', current: existing ? toRecord(existing, currentOf(existing)) : null };
+      if (!lock || lock.fence !== fence.token) return { ok: false, reason: 'fenced', current: existing ? currentRecord(existing) : null };
     }
     if (expectedVersion === null) {
-      if (existing) return { ok: false, reason: 'exists', current: toRecord(existing, currentOf(existing)) };
+      if (existing) return { ok: false, reason: 'exists', current: currentRecord(existing) };
     } else {
       if (!existing) return { ok: false, reason: 'not_found', current: null };
-      const current = currentOf(existing);
-      if (current.version !== expectedVersion) return { ok: false, reason: 'conflict', current: toRecord(existing, current) };
+      if (existing.version !== expectedVersion) return { ok: false, reason: 'conflict', current: currentRecord(existing) };
     }
-    const doc: StoredDocument = existing ?? { documentId: document.documentId, createdAt: document.createdAt.getTime(), kept: [], head: 0 };
+    const doc: StoredDocument = existing ?? {
+      documentId: document.documentId,
+      createdAt: document.createdAt.getTime(),
+      version: 0,
+      oldest: document.version,
+      kept: [],
+      head: 0,
+    };
     const timestamp = change.timestamp.getTime();
     // Metadata carried over unchanged (every content update) shares the previous version's copy.
-    const previous = existing ? currentOf(existing).metadata : undefined;
+    const previous = existing ? metadataAt(existing, existing.kept.length - SLOTS) : undefined;
     const sealed = sealChange(change);
-    const updatedAt = document.updatedAt.getTime();
-    doc.kept.push({
-      version: document.version,
-      content: document.content,
-      metadata: previous !== undefined && sameJson(previous, document.metadata) ? previous : copyJson(document.metadata),
-      updatedAt: updatedAt === timestamp ? sealed.timestamp : new Date(updatedAt),
-      change: sealed,
-    });
-    while (doc.kept.length - doc.head > historyLimit) doc.kept[doc.head++] = undefined;
-    if (doc.head >= 64 && doc.head * 2 >= doc.kept.length) {
-      doc.kept = doc.kept.slice(doc.head);
+    const updated = document.updatedAt.getTime();
+    doc.kept.push(
+      sealed,
+      document.content,
+      previous !== undefined && sameJson(previous, document.metadata) ? previous : copyJson(document.metadata),
+      updated === timestamp ? undefined : new Date(updated),
+    );
+    doc.version = document.version;
+    const kept = doc.kept;
+    while (doc.version - doc.oldest >= historyLimit) {
+      for (let i = doc.head; i < doc.head + SLOTS; i++) kept[i] = undefined;
+      doc.head += SLOTS;
+      doc.oldest++;
+    }
+    if (doc.head >= 64 * SLOTS && doc.head * 2 >= kept.length) {
+      doc.kept = kept.slice(doc.head);
       doc.head = 0;
     }
     if (!existing) this.#documents.set(doc.documentId, doc);
@@ -250,10 +275,9 @@ export class MemoryStore implements StateStore {
     this.#open();
     const doc = this.#documents.get(documentId);
     if (!doc) return [];
-    const oldest = doc.kept[doc.head]!.version;
-    const { from, to } = historySpan(oldest, currentOf(doc).version, options);
+    const { from, to } = historySpan(doc.oldest, doc.version, options);
     const out: StateChange[] = [];
-    for (let v = from; v <= to; v++) out.push(doc.kept[doc.head + v - oldest]!.change);
+    for (let v = from; v <= to; v++) out.push(changeAt(doc, slotOf(doc, v)));
     return out;
   }
 
@@ -261,16 +285,15 @@ export class MemoryStore implements StateStore {
   async getVersion(documentId: string, version: number): Promise<DocumentRecord | null> {
     this.#open();
     const doc = this.#documents.get(documentId);
-    const kept = doc ? keptAt(doc, version) : undefined;
-    return doc && kept ? toRecord(doc, kept) : null;
+    const slot = doc ? slotOf(doc, version) : -1;
+    return doc && slot >= 0 ? toRecord(doc, slot) : null;
   }
 
   /** The oldest kept version, or null when the document does not exist. */
   async oldestVersion(documentId: string): Promise<number | null> {
     this.#open();
     const doc = this.#documents.get(documentId);
-    if (!doc) return null;
-    return doc.kept[doc.head]?.version ?? currentOf(doc).version;
+    return doc ? doc.oldest : null;
   }
 
   /** Every document's id, version and last update. */
@@ -278,8 +301,8 @@ export class MemoryStore implements StateStore {
     this.#open();
     return [...this.#documents.values()].map((doc) => ({
       documentId: doc.documentId,
-      version: currentOf(doc).version,
-      updatedAt: new Date(currentOf(doc).updatedAt.getTime()),
+      version: doc.version,
+      updatedAt: new Date(updatedAt(doc, doc.kept.length - SLOTS).getTime()),
     }));
   }
 
@@ -372,7 +395,7 @@ export class MemoryStore implements StateStore {
   async stats(): Promise<{ documents: number; workflows: number; totalChanges: number; sumOfVersions: number }> {
     this.#open();
     let sumOfVersions = 0;
-    for (const doc of this.#documents.values()) sumOfVersions += currentOf(doc).version;
+    for (const doc of this.#documents.values()) sumOfVersions += doc.version;
     let workflowWrites = 0;
     for (const wf of this.#workflows.values()) workflowWrites += wf.revision;
     return {
