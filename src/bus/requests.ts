@@ -2,10 +2,10 @@ import { RemoteError, RequestTimeoutError, ValidationError } from '../errors.js'
 import { type Message, MessageType } from '../message.js';
 import { timerDelay } from '../timers.js';
 import type { BusCore } from './core.js';
-import { LOOP_ERROR_PAUSE_MS, LOOP_WAIT_MS, pause } from './delivery.js';
+import { LOOP_ERROR_PAUSE_MS, LOOP_WAIT_MS, pause, yieldToEventLoop } from './delivery.js';
 import { type DeadlineItem, DeadlineQueue } from './heap.js';
 import { isThenable, type MaybePromise } from './maybe.js';
-import { INBOX_PREFIX, type Lease, type Transport } from './transport.js';
+import { INBOX_PREFIX, type Lease, type LeaseWaiter, type Transport, type WaiterLeaseOptions } from './transport.js';
 
 // Request/reply: the requests of one bus waiting for their replies, their timeouts, and the one
 // loop that takes replies from the bus's inbox (`_inbox.<bus id>`) and settles them.
@@ -13,7 +13,11 @@ import { INBOX_PREFIX, type Lease, type Transport } from './transport.js';
 /** Replies taken from the inbox per lease call. */
 const INBOX_BATCH = 256;
 
-/** A request waiting for its reply; ordered by deadline in the timeout queue. */
+/**
+ * A request waiting for its reply; ordered by deadline in the timeout queue. It keeps the settling
+ * functions of the caller's promise, not the promise (the caller holds that): it lives as long as
+ * the request is outstanding, so each field is paid for by every request in flight.
+ */
 class PendingRequest implements DeadlineItem {
   heapIndex = -1;
   slot = -1;
@@ -23,26 +27,26 @@ class PendingRequest implements DeadlineItem {
   readonly deadline: number;
   readonly resolve: (message: Message) => void;
   readonly reject: (error: unknown) => void;
-  readonly promise: Promise<Message>;
 
-  constructor(id: string, recipient: string, timeoutMs: number, now: number) {
+  constructor(
+    id: string,
+    recipient: string,
+    timeoutMs: number,
+    now: number,
+    resolve: (message: Message) => void,
+    reject: (error: unknown) => void,
+  ) {
     this.id = id;
     this.recipient = recipient;
     this.timeoutMs = timeoutMs;
     this.deadline = now + timeoutMs;
-    let resolve!: (message: Message) => void;
-    let reject!: (error: unknown) => void;
-    this.promise = new Promise<Message>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
     this.resolve = resolve;
     this.reject = reject;
   }
 }
 
 /** The waiting requests of one bus and its reply inbox. */
-export class Requests {
+export class Requests implements LeaseWaiter {
   /** This bus's reply inbox: the queue `request` names in `headers.replyTo`. */
   readonly inbox: string;
   readonly #core: BusCore;
@@ -51,13 +55,20 @@ export class Requests {
   readonly #deadlines = new DeadlineQueue<PendingRequest>();
   #timer: NodeJS.Timeout | null = null;
   #timerAt = Number.POSITIVE_INFINITY;
-  /** The inbox loop, once started (by the first request). */
+  /** Ends when the inbox consumer has stopped, once started (by the first request). */
   loop: Promise<void> | undefined;
+  #loopEnded: () => void = noop;
+  /** The transport the inbox consumer leases from, once started. */
+  #transport: Transport | undefined;
+  /** The options of every inbox lease call, answered through this object when they wait. */
+  readonly #leaseOptions: WaiterLeaseOptions;
 
   constructor(core: BusCore, busId: string, stop: AbortSignal) {
     this.#core = core;
     this.inbox = `${INBOX_PREFIX}${busId}`;
     this.#stop = stop;
+    const leaseMs = core.settings.leaseMs;
+    this.#leaseOptions = { leaseMs, waitMs: LOOP_WAIT_MS, max: INBOX_BATCH, signal: stop, waiter: this };
   }
 
   /** Requests waiting for their reply. */
@@ -71,21 +82,18 @@ export class Requests {
    * first (reply, timeout, failed enqueue, close) rejects the caller's promise and nothing else.
    */
   dispatch(t: Transport, message: Message, timeout: number): Promise<Message> {
-    this.loop ??= this.#consumeInbox(t);
-    let pending: PendingRequest;
-    try {
-      pending = this.#expect(message, timeout);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    try {
-      // Only a failure matters here (a refused or failed enqueue): the reply settles the request.
-      const sent = this.#core.enqueueOne(t, message.recipient, message, true, 0, this.#core.settleSend);
-      if (isThenable(sent)) sent.then(undefined, (err: unknown) => this.#enqueueFailed(pending, err));
-    } catch (err) {
-      this.#enqueueFailed(pending, err);
-    }
-    return pending.promise;
+    if (this.loop === undefined) this.#start(t);
+    return new Promise<Message>((resolve, reject) => {
+      // A throw here (a duplicate id) rejects the promise.
+      const pending = this.#expect(message, timeout, resolve, reject);
+      try {
+        // Only a failure matters here (a refused or failed enqueue): the reply settles the request.
+        const sent = this.#core.enqueueOne(t, message.recipient, message, true, 0, this.#core.settleSend);
+        if (isThenable(sent)) sent.then(undefined, (err: unknown) => this.#enqueueFailed(pending, err));
+      } catch (err) {
+        this.#enqueueFailed(pending, err);
+      }
+    });
   }
 
   /** Rejects every waiting request with `error` (the bus closes). */
@@ -109,11 +117,16 @@ export class Requests {
   }
 
   /** Registers the wait for `message`'s reply, with its timeout. */
-  #expect(message: Message, timeout: number): PendingRequest {
+  #expect(
+    message: Message,
+    timeout: number,
+    resolve: (message: Message) => void,
+    reject: (error: unknown) => void,
+  ): PendingRequest {
     if (this.#waiting.has(message.id)) {
       throw new ValidationError(`a request with id \`${message.id}\` is already waiting for its reply`, { field: 'id' });
     }
-    const pending = new PendingRequest(message.id, message.recipient, timeout, message.timestamp.getTime());
+    const pending = new PendingRequest(message.id, message.recipient, timeout, message.timestamp.getTime(), resolve, reject);
     this.#waiting.set(message.id, pending);
     this.#deadlines.push(pending);
     if (this.#timer === null || this.#timerAt > pending.deadline) this.#armTimer(pending.deadline, Date.now());
@@ -146,23 +159,67 @@ export class Requests {
     if (p !== undefined) this.#armTimer(p.deadline, now);
   }
 
-  /** The one loop that takes replies from this bus's inbox and settles waiting requests. */
-  async #consumeInbox(t: Transport): Promise<void> {
-    const options = { leaseMs: this.#core.settings.leaseMs, waitMs: LOOP_WAIT_MS, max: INBOX_BATCH, signal: this.#stop };
+  /** Starts the inbox consumer: it runs until its first lease has to wait. */
+  #start(t: Transport): void {
+    this.#transport = t;
+    this.loop = new Promise<void>((resolve) => {
+      this.#loopEnded = resolve;
+    });
+    this.#run();
+  }
+
+  /**
+   * The inbox consumer, as a step function like a push agent's (`Consumers`): settles the replies
+   * at hand and leases again until a lease has to wait, then returns; the transport's answer
+   * (`leased`, `failed`) runs it again. An async loop held a promise and a suspended frame per
+   * reply, and with many requests outstanding each reply comes alone. Ends once the bus stops.
+   */
+  #run(): void {
+    const t = this.#transport as Transport;
     while (!this.#stop.aborted) {
-      let leases: Lease[];
+      let leases: Lease[] | undefined;
       try {
-        const answer = t.lease(this.inbox, options);
-        leases = isThenable(answer) ? await answer : answer;
+        leases = t.lease(this.inbox, this.#leaseOptions);
       } catch (err) {
-        if (this.#stop.aborted) break;
-        this.#core.counters.errors++;
-        this.#core.log.logger.error({ err }, 'leasing replies failed; retrying');
-        await pause(LOOP_ERROR_PAUSE_MS, this.#stop);
-        continue;
+        this.failed(err);
+        return;
       }
-      for (let i = 0; i < leases.length; i++) this.#settle(t, leases[i] as Lease);
+      // Waiting: the answer goes to `leased` or `failed`.
+      if (leases === undefined) return;
+      if (leases.length === 0) {
+        // An empty answer without waiting (a closing transport): let the event loop breathe.
+        yieldToEventLoop().then(() => this.#run());
+        return;
+      }
+      this.#settleAll(t, leases);
     }
+    this.#loopEnded();
+  }
+
+  /** The inbox lease that waited answered (LeaseWaiter). */
+  leased(leases: Lease[]): void {
+    if (leases.length > 0) this.#settleAll(this.#transport as Transport, leases);
+    else if (!this.#stop.aborted) {
+      // The wait ended with nothing, the bus still open: lease again after a turn of the event loop.
+      yieldToEventLoop().then(() => this.#run());
+      return;
+    }
+    this.#run();
+  }
+
+  /** Leasing replies failed (LeaseWaiter): retry after a pause, unless the bus stopped. */
+  failed(err: unknown): void {
+    if (this.#stop.aborted) {
+      this.#loopEnded();
+      return;
+    }
+    this.#core.counters.errors++;
+    this.#core.log.logger.error({ err }, 'leasing replies failed; retrying');
+    pause(LOOP_ERROR_PAUSE_MS, this.#stop).then(() => this.#run());
+  }
+
+  #settleAll(t: Transport, leases: Lease[]): void {
+    for (let i = 0; i < leases.length; i++) this.#settle(t, leases[i] as Lease);
   }
 
   /** A reply came: ack it, and settle the request waiting for it (a late one is only counted). */
@@ -206,3 +263,5 @@ export class Requests {
     this.#core.log.logger.error({ err }, 'acking a reply failed');
   };
 }
+
+const noop = (): void => undefined;
