@@ -117,12 +117,7 @@ export class Requests implements LeaseWaiter {
   }
 
   /** Registers the wait for `message`'s reply, with its timeout. */
-  #expect(
-    message: Message,
-    timeout: number,
-    resolve: (message: Message) => void,
-    reject: (error: unknown) => void,
-  ): PendingRequest {
+  #expect(message: Message, timeout: number, resolve: (message: Message) => void, reject: (error: unknown) => void): PendingRequest {
     if (this.#waiting.has(message.id)) {
       throw new ValidationError(`a request with id \`${message.id}\` is already waiting for its reply`, { field: 'id' });
     }
