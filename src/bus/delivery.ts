@@ -64,6 +64,16 @@ export class AgentConsumer extends Registration implements WaiterLeaseOptions, L
   /** The leases being delivered (undefined between batches), and the index of the next one. */
   batch: Lease[] | undefined = undefined;
   next = 0;
+  /**
+   * Concurrency 1: the delivery whose asynchronous handler the loop waits for, and the callbacks
+   * its promise settles through. Made at the agent's first such delivery and reused, not two
+   * closures (and their context) per delivery: with many requests outstanding, every object a
+   * delivery leaves behind is work for the garbage collector.
+   */
+  inline: HandlerContext | undefined = undefined;
+  inlineLease: Lease | undefined = undefined;
+  onHandled: ((value: unknown) => void) | undefined = undefined;
+  onFailed: ((err: unknown) => void) | undefined = undefined;
   readonly #consumers: Consumers;
   // The drain-or-not bookkeeping of the loop (see YIELD_AFTER_MS).
   #sinceCheck = 0;
@@ -331,10 +341,10 @@ export class Consumers {
             );
             continue;
           }
-          handling.then(
-            (value) => this.#after(c, this.#handled(t, c, lease, step, value)),
-            (err: unknown) => this.#after(c, this.#handlerFailed(t, c, lease, step, err)),
-          );
+          c.inline = step;
+          c.inlineLease = lease;
+          if (c.onHandled === undefined) this.#inlineCallbacks(c);
+          handling.then(c.onHandled, c.onFailed);
           return;
         }
         c.batch = undefined;
@@ -370,6 +380,24 @@ export class Consumers {
       yieldToEventLoop().then(() => this.#run(c));
       return;
     }
+  }
+
+  /** Makes the callbacks of `c`'s inline deliveries (see `AgentConsumer.inline`). */
+  #inlineCallbacks(c: AgentConsumer): void {
+    c.onHandled = (value: unknown) => {
+      const ctx = c.inline as HandlerContext;
+      const lease = c.inlineLease as Lease;
+      c.inline = undefined;
+      c.inlineLease = undefined;
+      this.#after(c, this.#handled(c.transport as Transport, c, lease, ctx, value));
+    };
+    c.onFailed = (err: unknown) => {
+      const ctx = c.inline as HandlerContext;
+      const lease = c.inlineLease as Lease;
+      c.inline = undefined;
+      c.inlineLease = undefined;
+      this.#after(c, this.#handlerFailed(c.transport as Transport, c, lease, ctx, err));
+    };
   }
 
   /** An inline delivery settled (`done`: its ack or retry still under way, never rejecting): the loop goes on. */
