@@ -524,25 +524,41 @@ export class Consumers {
       if (replySpan !== undefined) endSpan(replySpan, err);
       return this.#failed(t, lease, ctx, err).then(noop);
     }
-    const settle = (o: { results: unknown[]; acked: boolean }): MaybePromise<void> => {
-      ctx.replied = true;
-      replySpan?.end();
-      this.#watch.settle(ctx);
-      let sent: ReturnType<BusCore['settleReply']> | undefined;
-      try {
-        sent = core.settleReply(t, m, reply, o.results[0] as Parameters<BusCore['settleReply']>[3], true);
-      } catch (err) {
-        core.deliveryFailed(err, reply.message);
-      }
-      core.afterAck(o.acked, m, reg.name);
-      if (isThenable(sent)) return sent.then(noop, (err: unknown) => core.deliveryFailed(err, reply.message));
-      return undefined;
-    };
-    if (!isThenable(outcome)) return settle(outcome);
-    return outcome.then(settle, (err: unknown) => {
-      if (replySpan !== undefined) endSpan(replySpan, err);
-      return this.#failed(t, lease, ctx, err).then(noop);
-    });
+    // A synchronous transport answers at once: no closure for the continuation then.
+    if (!isThenable(outcome)) return this.#replied(t, reg, m, ctx, reply, replySpan, outcome);
+    const span = replySpan;
+    return outcome.then(
+      (o) => this.#replied(t, reg, m, ctx, reply, span, o),
+      (err: unknown) => {
+        if (span !== undefined) endSpan(span, err);
+        return this.#failed(t, lease, ctx, err).then(noop);
+      },
+    );
+  }
+
+  /** The reply was enqueued and the request acked: the reply's accounting, then the ack's. */
+  #replied(
+    t: Transport,
+    reg: Registration,
+    m: Message,
+    ctx: HandlerContext,
+    reply: ReturnType<BusCore['prepareReply']>,
+    replySpan: Span | undefined,
+    o: { results: unknown[]; acked: boolean },
+  ): MaybePromise<void> {
+    const core = this.#core;
+    ctx.replied = true;
+    replySpan?.end();
+    this.#watch.settle(ctx);
+    let sent: ReturnType<BusCore['settleReply']> | undefined;
+    try {
+      sent = core.settleReply(t, m, reply, o.results[0] as Parameters<BusCore['settleReply']>[3], true);
+    } catch (err) {
+      core.deliveryFailed(err, reply.message);
+    }
+    core.afterAck(o.acked, m, reg.name);
+    if (isThenable(sent)) return sent.then(noop, (err: unknown) => core.deliveryFailed(err, reply.message));
+    return undefined;
   }
 
   /** The handler threw (or its result could not be sent). */
