@@ -522,19 +522,19 @@ export class MemoryTransport implements Transport {
 
   /** Leases up to `max` ready messages. */
   #take(q: QueueState, max: number, leaseMs: number, now: number, consumer: string | undefined): Lease[] {
-    const out: Lease[] = [];
     const deadline = now + leaseMs;
     const ready = q.ready;
-    while (out.length < max) {
-      const message = ready.pop();
-      if (message === undefined) break;
+    // Sized up front: grown by pushes, an array for one lease took room for 17.
+    const out: Lease[] = new Array(Math.min(max, ready.size));
+    for (let i = 0; i < out.length; i++) {
+      const message = ready.pop() as Message;
       const attempt = ready.poppedAux + 1;
       const entry = new Entry(q, deliveryCopy(message, attempt), ready.poppedKey, attempt, ++this.#tokens);
       entry.state = LEASED;
       entry.deadline = deadline;
       entry.holder = consumer;
       q.leasedHeap().push(entry);
-      out.push(entry);
+      out[i] = entry;
     }
     q.tookReady();
     return out;
