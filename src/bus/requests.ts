@@ -15,8 +15,9 @@ const INBOX_BATCH = 256;
 
 /**
  * A request waiting for its reply; ordered by deadline in the timeout queue. It keeps the settling
- * functions of the caller's promise, not the promise (the caller holds that): it lives as long as
- * the request is outstanding, so each field is paid for by every request in flight.
+ * functions of the caller's promise; the promise itself only until `dispatch` hands it to the
+ * caller. It lives as long as the request is outstanding, so each field is paid for by every
+ * request in flight.
  */
 class PendingRequest implements DeadlineItem {
   heapIndex = -1;
@@ -27,22 +28,27 @@ class PendingRequest implements DeadlineItem {
   readonly deadline: number;
   readonly resolve: (message: Message) => void;
   readonly reject: (error: unknown) => void;
+  promise: Promise<Message> | undefined;
 
-  constructor(
-    id: string,
-    recipient: string,
-    timeoutMs: number,
-    now: number,
-    resolve: (message: Message) => void,
-    reject: (error: unknown) => void,
-  ) {
+  constructor(id: string, recipient: string, timeoutMs: number, now: number) {
     this.id = id;
     this.recipient = recipient;
     this.timeoutMs = timeoutMs;
     this.deadline = now + timeoutMs;
-    this.resolve = resolve;
-    this.reject = reject;
+    // One executor for every request, not a closure (and its context) per request.
+    this.promise = new Promise<Message>(takeSettlers);
+    this.resolve = madeResolve as (message: Message) => void;
+    this.reject = madeReject as (error: unknown) => void;
+    madeResolve = madeReject = undefined;
   }
+}
+
+/** The settling functions of the promise `new Promise(takeSettlers)` just made. */
+let madeResolve: ((message: Message) => void) | undefined;
+let madeReject: ((error: unknown) => void) | undefined;
+function takeSettlers(resolve: (message: Message) => void, reject: (error: unknown) => void): void {
+  madeResolve = resolve;
+  madeReject = reject;
 }
 
 /** The waiting requests of one bus and its reply inbox. */
@@ -83,17 +89,22 @@ export class Requests implements LeaseWaiter {
    */
   dispatch(t: Transport, message: Message, timeout: number): Promise<Message> {
     if (this.loop === undefined) this.#start(t);
-    return new Promise<Message>((resolve, reject) => {
-      // A throw here (a duplicate id) rejects the promise.
-      const pending = this.#expect(message, timeout, resolve, reject);
-      try {
-        // Only a failure matters here (a refused or failed enqueue): the reply settles the request.
-        const sent = this.#core.enqueueOne(t, message.recipient, message, true, 0, this.#core.settleSend);
-        if (isThenable(sent)) sent.then(undefined, (err: unknown) => this.#enqueueFailed(pending, err));
-      } catch (err) {
-        this.#enqueueFailed(pending, err);
-      }
-    });
+    let pending: PendingRequest;
+    try {
+      pending = this.#expect(message, timeout);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const promise = pending.promise as Promise<Message>;
+    pending.promise = undefined;
+    try {
+      // Only a failure matters here (a refused or failed enqueue): the reply settles the request.
+      const sent = this.#core.enqueueOne(t, message.recipient, message, true, 0, this.#core.settleSend);
+      if (isThenable(sent)) sent.then(undefined, (err: unknown) => this.#enqueueFailed(pending, err));
+    } catch (err) {
+      this.#enqueueFailed(pending, err);
+    }
+    return promise;
   }
 
   /** Rejects every waiting request with `error` (the bus closes). */
@@ -117,11 +128,11 @@ export class Requests implements LeaseWaiter {
   }
 
   /** Registers the wait for `message`'s reply, with its timeout. */
-  #expect(message: Message, timeout: number, resolve: (message: Message) => void, reject: (error: unknown) => void): PendingRequest {
+  #expect(message: Message, timeout: number): PendingRequest {
     if (this.#waiting.has(message.id)) {
       throw new ValidationError(`a request with id \`${message.id}\` is already waiting for its reply`, { field: 'id' });
     }
-    const pending = new PendingRequest(message.id, message.recipient, timeout, message.timestamp.getTime(), resolve, reject);
+    const pending = new PendingRequest(message.id, message.recipient, timeout, message.timestamp.getTime());
     this.#waiting.set(message.id, pending);
     this.#deadlines.push(pending);
     if (this.#timer === null || this.#timerAt > pending.deadline) this.#armTimer(pending.deadline, Date.now());
