@@ -323,8 +323,6 @@ export function summarySentence(
   for (const { part } of scored) {
     const clause = mainClause(part);
     const words = countWords(clause);
-    const softened = softenFirst(clause, lower);
-    // A first word that may be a name (`Japanese green teas...`) cannot follow a comma: try the next sentence.
     if (words < 5 || words > 25) continue;
     // A clause that names the section itself needs no frame: `Observability is the practice of...`.
     if (
@@ -333,6 +331,8 @@ export function summarySentence(
         .every((st) => h.has(st))
     )
       return `${clause}.`;
+    // A first word that may be a name (`Japanese green teas...`) cannot follow a comma: try the next sentence.
+    const softened = softenFirst(clause, lower);
     if (softened === clause) continue;
     return `On ${lowerFirst(heading)}, ${softened}.`;
   }
