@@ -67,3 +67,20 @@ class LongTimer implements Timer {
 export function startTimer(fn: () => void, ms: number): Timer {
   return new LongTimer(fn, ms > 0 ? ms : 0);
 }
+
+/**
+ * True when `done` settles within `ms` (fulfilled or rejected), false when the time runs out first;
+ * the timer is cleared either way. How close and unregisterAgent bound their wait for handlers.
+ */
+export async function settlesWithin(done: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: Timer | undefined;
+  const ended = await Promise.race([
+    done.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => (timer = startTimer(() => resolve(false), ms))),
+  ]);
+  timer?.clear();
+  return ended;
+}

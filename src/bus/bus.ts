@@ -17,16 +17,16 @@ import {
 import { activeTracer, endSpan, parentOf, startConsumerSpan, startProducerSpan } from '../observability/tracing.js';
 import { checkOptionNames } from '../options.js';
 import type { StateManager } from '../state/manager.js';
-import { startTimer, type Timer } from '../timers.js';
+import { settlesWithin } from '../timers.js';
 import { type Agent, checkRegisteredAgent, validateAgentName } from './agent.js';
 import { resolveBackoff } from './backoff.js';
-import { resolveTransportUrl } from './resolve.js';
 import { type BusOps, BusSubscription, type HandlerContext, PullDelivery, Registration } from './context.js';
 import { BusCore, VERDICT_OK } from './core.js';
 import { AgentConsumer, Consumers, LeaseWatch } from './delivery.js';
 import { isThenable } from './maybe.js';
 import { BusCounters, BusLog, DepthGauge } from './metrics.js';
 import { Requests } from './requests.js';
+import { TransportLink } from './link.js';
 import { requirePositive, requireTopic } from './rules.js';
 import { checkSchemaOption, type InferInput, type InferOutput, type SchemaLike, validateWith } from './schema.js';
 import type { EnqueueEntry, EnqueueResult, Lease, Transport } from './transport.js';
@@ -87,10 +87,8 @@ export class MessageBus {
   /** Unique id of this bus instance; its reply inbox is the queue `_inbox.<id>`. */
   readonly id: string;
 
-  readonly #spec: Transport | string | undefined;
-  readonly #ownsTransport: boolean;
-  #transport: Transport | undefined;
-  #opening: Promise<Transport> | undefined;
+  /** The transport, connected on first use, and the background setups sends wait for. */
+  readonly #link: TransportLink;
 
   readonly #core: BusCore;
   readonly #counters = new BusCounters();
@@ -106,9 +104,6 @@ export class MessageBus {
   readonly #agents = new Map<string, Registration>();
   /** Names `receive` found registered by another bus on the backend (asked once each). */
   readonly #knownRecipients = new Set<string>();
-  /** Background setups (registrations, subscriptions) that sends wait for. */
-  readonly #pending = new Set<Promise<void>>();
-  readonly #setupErrors: unknown[] = [];
   readonly #subscriptions = new Set<BusSubscription>();
   /** Aborts every wait of this bus (consumer loops, inbox, receive) when it closes. */
   readonly #stop = new AbortController();
@@ -127,8 +122,6 @@ export class MessageBus {
     }
     checkOptionNames(options, BUS_OPTIONS, 'MessageBus options');
     this.id = newId().toLowerCase();
-    this.#spec = options.transport;
-    this.#ownsTransport = options.transport === undefined || typeof options.transport === 'string';
     const maxAttempts = options.maxAttempts ?? 5;
     if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
       throw new ValidationError(`maxAttempts must be an integer >= 1, got \`${String(maxAttempts)}\``, { field: 'maxAttempts' });
@@ -153,6 +146,10 @@ export class MessageBus {
     this.#consumers = new Consumers(this.#core, this.#ops, this.#watch);
     this.#requests = new Requests(this.#core, this.id, this.#stop.signal);
     this.#depths = new DepthGauge(logger);
+    this.#link = new TransportLink(options.transport, (err, what) => {
+      this.#counters.errors++;
+      this.#log.logger.error({ err }, `${what} failed`);
+    });
   }
 
   /**
@@ -160,9 +157,9 @@ export class MessageBus {
    * is live; rejects with the first failure among them.
    */
   async ready(): Promise<void> {
-    await this.#connect();
-    await this.#settlePending();
-    if (this.#setupErrors.length > 0) throw this.#setupErrors[0];
+    await this.#link.connect();
+    await this.#link.settle();
+    if (this.#link.errors.length > 0) throw this.#link.errors[0];
   }
 
   // -------------------------------------------------------------------------------- agents
@@ -185,9 +182,9 @@ export class MessageBus {
     }
     const reg = agent === undefined ? new Registration(name, undefined) : this.#consumers.register(name, agent);
     this.#agents.set(name, reg);
-    reg.setup = this.#track(
+    reg.setup = this.#link.track(
       (async () => {
-        const t = await this.#connect();
+        const t = await this.#link.connect();
         await t.addRecipient(name);
         reg.setup = undefined; // done: 10,000 agents need not keep 10,000 settled promises
         if (reg.stopped) return;
@@ -215,15 +212,9 @@ export class MessageBus {
     const reason = new ClosedError(`agent \`${name}\``);
     this.#consumers.wake(reason);
     await reg.setup?.catch(() => undefined);
-    const t = this.#transport;
+    const t = this.#link.current;
     if (t !== undefined && !this.#core.closed) await t.removeRecipient(name);
-    let timer: Timer | undefined;
-    const ended = await Promise.race([
-      reg.loopEnded().then(() => true),
-      new Promise<boolean>((resolve) => (timer = startTimer(() => resolve(false), this.#drainTimeoutMs))),
-    ]);
-    timer?.clear();
-    if (!ended) {
+    if (!(await settlesWithin(reg.loopEnded(), this.#drainTimeoutMs))) {
       this.#log.logger.warn(
         { agent: name, running: reg.running, drainMs: this.#drainTimeoutMs },
         'unregisterAgent: a handler still running after the drain timeout; aborting its signal',
@@ -269,7 +260,7 @@ export class MessageBus {
     if (this.#closing) throw new ClosedError('message bus');
     if (!Array.isArray(inputs)) throw new ValidationError(`sendBatch takes an array of messages, got a ${typeof inputs}`);
     const messages = inputs.map((input) => this.#core.stamp(input));
-    const t = await this.#transportReady();
+    const t = await this.#link.ready();
     const out: Message[] = new Array(messages.length);
     const entries: EnqueueEntry[] = [];
     const slots: number[] = [];
@@ -331,7 +322,7 @@ export class MessageBus {
       headers,
       id: input.id,
     });
-    const t = await this.#transportReady();
+    const t = await this.#link.ready();
     await this.#core.publish(t, topic ?? message.type, message);
     return message as Message<P>;
   }
@@ -348,9 +339,9 @@ export class MessageBus {
     const sub = new BusSubscription(topic, (s) => this.#subscriptions.delete(s));
     this.#subscriptions.add(sub);
     const deliver = (message: Message): void => this.#core.runSubscriber(handler, message, topic);
-    sub.ready = this.#track(
+    sub.ready = this.#link.track(
       (async () => {
-        const t = await this.#connect();
+        const t = await this.#link.connect();
         const off = await t.subscribe(topic, deliver);
         if (sub.cancelled) await off();
         else sub.off = off;
@@ -382,7 +373,7 @@ export class MessageBus {
     checkOptionNames(options, RECEIVE_OPTIONS, 'receive options');
     const timeout = requirePositive('timeout', options.timeout ?? 0, true);
     const leaseMs = requirePositive('leaseMs', options.leaseMs ?? this.#core.settings.leaseMs);
-    const t = await this.#transportReady();
+    const t = await this.#link.ready();
     if (!this.#agents.has(agentName) && !this.#knownRecipients.has(agentName)) {
       // Not registered here: ask the backend once (another bus may have registered it).
       if (!(await t.hasRecipient(agentName))) throw new RecipientNotFoundError(agentName);
@@ -468,9 +459,9 @@ export class MessageBus {
       return Promise.reject(err);
     }
     const replied =
-      this.#transport === undefined || this.#pending.size > 0
-        ? this.#transportReady().then((t) => this.#dispatch(t, message, timeout))
-        : this.#dispatch(this.#transport, message, timeout);
+      this.#link.current === undefined || this.#link.busy
+        ? this.#link.ready().then((t) => this.#dispatch(t, message, timeout))
+        : this.#dispatch(this.#link.current, message, timeout);
     if (output === undefined) return replied;
     const schema = output;
     return replied.then((reply) => ({ ...reply, payload: validateWith(schema, reply.payload, 'reply payload') }) as Message);
@@ -495,8 +486,8 @@ export class MessageBus {
 
   /** A reply from a handler (`ctx.reply`) or the public `reply`. */
   #reply(request: Message, payload: unknown, options: ReplyOptions | undefined): Promise<Message> {
-    const t = this.#transport;
-    if (t === undefined) return this.#connect().then(() => this.#reply(request, payload, options));
+    const t = this.#link.current;
+    if (t === undefined) return this.#link.connect().then(() => this.#reply(request, payload, options));
     try {
       return Promise.resolve(this.#core.reply(t, request, payload, options, false) as Message);
     } catch (err) {
@@ -508,7 +499,7 @@ export class MessageBus {
 
   /** The dead-letter queue, oldest first (`limit` caps how many). */
   async getDeadLetters(options: { limit?: number } = {}): Promise<DeadLetter[]> {
-    const t = await this.#transportReady();
+    const t = await this.#link.ready();
     return t.listDeadLetters(options);
   }
 
@@ -533,12 +524,12 @@ export class MessageBus {
       });
     }
     if (this.#closing) throw new ClosedError('message bus');
-    return this.#core.redrive(await this.#transportReady(), id);
+    return this.#core.redrive(await this.#link.ready(), id);
   }
 
   /** Empties the dead-letter queue; resolves with how many letters were removed. */
   async purgeDeadLetters(): Promise<number> {
-    const t = await this.#transportReady();
+    const t = await this.#link.ready();
     return t.purgeDeadLetters();
   }
 
@@ -546,7 +537,7 @@ export class MessageBus {
 
   /** Counters, latency and per-agent queue figures (see {@link BusMetrics}). */
   metrics(): BusMetrics {
-    const t = this.#core.closed ? undefined : this.#transport;
+    const t = this.#core.closed ? undefined : this.#link.current;
     const agents: Record<string, AgentMetrics> = {};
     for (const [name, reg] of this.#agents) {
       const depth = t === undefined ? { ready: 0, delayed: 0, inFlight: 0 } : this.#depths.read(t, name);
@@ -591,7 +582,7 @@ export class MessageBus {
     const closed = new ClosedError('message bus');
     this.#consumers.wake(closed);
     this.#stop.abort(closed);
-    await this.#settlePending();
+    await this.#link.settle();
     // Drain: running handlers finish (they may still send and reply).
     const drained = await this.#drain(drainMs);
     this.#requests.rejectAll(new ClosedError('message bus'));
@@ -605,8 +596,8 @@ export class MessageBus {
     await Promise.allSettled([...this.#subscriptions].map((sub) => sub.unsubscribe()));
     this.#core.closed = true;
     this.#watch.watched.clear();
-    const t = this.#transport;
-    if (t !== undefined && this.#ownsTransport) await t.close();
+    const t = this.#link.current;
+    if (t !== undefined && this.#link.owned) await t.close();
     this.#log.logger.debug({ bus: this.id }, 'bus closed');
   }
 
@@ -614,12 +605,7 @@ export class MessageBus {
   async #drain(drainMs: number): Promise<boolean> {
     const consumers = this.#consumers;
     if (consumers.running === 0) return true;
-    let timer: Timer | undefined;
-    const drained = await new Promise<boolean>((resolve) => {
-      consumers.onIdle = () => resolve(true);
-      timer = startTimer(() => resolve(false), drainMs);
-    });
-    timer?.clear();
+    const drained = await settlesWithin(new Promise<void>((resolve) => (consumers.onIdle = resolve)), drainMs);
     consumers.onIdle = null;
     if (!drained) {
       this.#log.logger.warn(
@@ -634,64 +620,14 @@ export class MessageBus {
 
   // ================================================================================ internals
 
-  /** The transport, connected (made from the URL or the default the first time). */
-  #connect(): Promise<Transport> {
-    if (this.#transport !== undefined) return Promise.resolve(this.#transport);
-    this.#opening ??= (async () => {
-      try {
-        const spec = this.#spec;
-        const t = spec !== undefined && typeof spec !== 'string' ? spec : await resolveTransportUrl(spec);
-        await t.connect();
-        this.#transport = t;
-        return t;
-      } catch (err) {
-        this.#opening = undefined;
-        throw err;
-      }
-    })();
-    return this.#opening;
-  }
-
-  /** The transport, after every pending registration/subscription of this bus settled. */
-  async #transportReady(): Promise<Transport> {
-    const t = this.#transport ?? (await this.#connect());
-    if (this.#pending.size > 0) await this.#settlePending();
-    return t;
-  }
-
-  #track(promise: Promise<void>, what: string): Promise<void> {
-    const tracked = promise.then(
-      () => undefined,
-      (err: unknown) => {
-        this.#counters.errors++;
-        this.#setupErrors.push(err);
-        this.#log.logger.error({ err }, `${what} failed`);
-        throw err;
-      },
-    );
-    const settled = tracked.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#pending.add(settled);
-    void settled.then(() => this.#pending.delete(settled));
-    // Callers may ignore the returned promise: never let it surface as an unhandled rejection.
-    tracked.catch(() => undefined);
-    return tracked;
-  }
-
-  async #settlePending(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
-  }
-
   /**
    * The one send path (`send`, `ctx.send`): enqueue (published to subscribers as part of it), then
    * settle the result. Before the transport is connected, or while a registration of this bus is
    * still under way, it first waits for them, then takes the same path.
    */
   #send(message: Message, dedupe: boolean, parent?: Context): Promise<Message> {
-    const t = this.#transport;
-    if (t === undefined || this.#pending.size > 0) return this.#transportReady().then(() => this.#send(message, dedupe, parent));
+    const t = this.#link.current;
+    if (t === undefined || this.#link.busy) return this.#link.ready().then(() => this.#send(message, dedupe, parent));
     if (message.recipient === '') return this.#core.publish(t, message.type, message).then(() => message);
     try {
       const core = this.#core;
@@ -733,17 +669,17 @@ export class MessageBus {
       reply: (request, payload, opts) => bus.#reply(request, payload, opts),
       extend: (lease, ms) => {
         requirePositive('ms', ms);
-        return Promise.resolve((bus.#transport as Transport).extendLease(lease, ms));
+        return Promise.resolve((bus.#link.current as Transport).extendLease(lease, ms));
       },
       watch: (ctx) => bus.#watch.watch(ctx),
       ack: (lease) => bus.#ackPulled(lease),
-      nack: (lease, error, delayMs) => bus.#core.retryOrDeadLetter(bus.#transport as Transport, lease, error, delayMs),
+      nack: (lease, error, delayMs) => bus.#core.retryOrDeadLetter(bus.#link.current as Transport, lease, error, delayMs),
     });
   }
 
   /** `Delivery.ack` of a pulled message: a failure rejects the caller (it decides), a lost lease resolves false. */
   async #ackPulled(lease: Lease): Promise<boolean> {
-    const ok = await (this.#transport as Transport).ack(lease);
+    const ok = await (this.#link.current as Transport).ack(lease);
     if (ok) this.#counters.acked++;
     return ok;
   }
