@@ -14,9 +14,10 @@ import {
   type WaiterLeaseOptions,
 } from '../../bus/transport.js';
 import { ClosedError, ValidationError } from '../../errors.js';
-import { encodeMessage, type Message, newId } from '../../message.js';
+import { encodeMessage, type Message } from '../../message.js';
 import type { Coalescer } from './batch.js';
-import { decodeDeadLetter, salvage } from './codec.js';
+import { salvage } from './codec.js';
+import { RedisDeadLetters } from './dead-letters.js';
 import { type RoundResult, Scripts } from './commands.js';
 import { ensureProtocol } from './functions.js';
 import { connectClient, createClient, fromKeySegment, keySegment, parseRedisUrl, type RedisConfig } from './connection.js';
@@ -94,6 +95,7 @@ export class RedisTransport implements Transport {
   readonly #scripts: Scripts;
   readonly #pipeline: CommandPipeline;
   readonly #subs: Subscriptions;
+  readonly #deadLetters: RedisDeadLetters;
   #connecting: Promise<void> | undefined;
   #closed = false;
   readonly #pumps = new Map<string, QueuePump>();
@@ -131,6 +133,7 @@ export class RedisTransport implements Transport {
     this.#cmd = createClient(this.#config, 'cmd');
     const connect = () => this.#connecting ?? this.connect();
     this.#pipeline = new CommandPipeline(this.#cmd, this.#config, connect);
+    this.#deadLetters = new RedisDeadLetters(this.#pipeline, this.#scripts);
     this.#subs = new Subscriptions(this.#config, this.#scripts, connect);
     this.#lines = new LinePool(
       {
@@ -590,47 +593,28 @@ export class RedisTransport implements Transport {
   }
 
   /** Dead letters, oldest first. */
-  async listDeadLetters(options?: { limit?: number }): Promise<DeadLetter[]> {
-    const limit = options?.limit === undefined ? -1 : Math.max(0, Math.floor(options.limit));
-    if (limit === 0) return [];
-    const raw = (await this.#pipeline.run(this.#scripts.listDeadLetters(limit))) as string[];
-    const out: DeadLetter[] = [];
-    for (const json of raw) {
-      const letter = decodeDeadLetter(json);
-      if (letter) out.push(letter);
-    }
-    return out;
+  listDeadLetters(options?: { limit?: number }): Promise<DeadLetter[]> {
+    return this.#deadLetters.list(options);
   }
 
   /** Removes and returns the dead letter of `messageId`, or null. */
-  async takeDeadLetter(messageId: string): Promise<DeadLetter | null> {
-    const raw = await this.#pipeline.run(this.#scripts.takeDeadLetter(messageId));
-    return typeof raw === 'string' ? decodeDeadLetter(raw) : null;
+  takeDeadLetter(messageId: string): Promise<DeadLetter | null> {
+    return this.#deadLetters.take(messageId);
   }
 
   /** See {@link Transport.claimDeadLetter}. */
-  async claimDeadLetter(messageId: string, claimMs: number): Promise<DeadLetterClaim | 'claimed' | null> {
-    const reply = await this.#pipeline.run(this.#scripts.claimDeadLetter(messageId, claimMs, newId()));
-    if (!Array.isArray(reply)) return null;
-    if (reply.length === 1) return 'claimed';
-    const letter = decodeDeadLetter(String(reply[0]));
-    const token = String(reply[1]);
-    if (letter === null) {
-      // Tampered with in Redis: not something the bus can redrive; leave it as it is.
-      await this.settleDeadLetter(messageId, token, false);
-      throw new ValidationError(`dead letter ${messageId} is not readable (damaged in Redis); it is left in place`, { field: 'id' });
-    }
-    return { letter, token };
+  claimDeadLetter(messageId: string, claimMs: number): Promise<DeadLetterClaim | 'claimed' | null> {
+    return this.#deadLetters.claim(messageId, claimMs);
   }
 
   /** See {@link Transport.settleDeadLetter}. */
-  async settleDeadLetter(messageId: string, token: string, remove: boolean): Promise<boolean> {
-    return (await this.#pipeline.run(this.#scripts.settleDeadLetter(messageId, token, remove))) === 1;
+  settleDeadLetter(messageId: string, token: string, remove: boolean): Promise<boolean> {
+    return this.#deadLetters.settle(messageId, token, remove);
   }
 
   /** Removes every dead letter; returns how many. */
-  async purgeDeadLetters(): Promise<number> {
-    return Number(await this.#pipeline.run(this.#scripts.purgeDeadLetters()));
+  purgeDeadLetters(): Promise<number> {
+    return this.#deadLetters.purge();
   }
 
   // ------------------------------------------------------------------ pub/sub
