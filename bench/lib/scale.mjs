@@ -1,7 +1,7 @@
 // `npm run bench -- --scale`: the scale curves. Every `*.mjs` file in bench/scale/ is a curve
-// file; each exports `curves`, an array of curves (see bench/scale/README.md). Every point of a
-// curve runs in a fresh process (bench/lib/scale-point.mjs), which sets the point up once and
-// measures it `reps` times; the table shows the median, and each curve the ratio of its last
+// file; each exports `curves`, an array of curves (see bench/scale/README.md). Every
+// repetition of a point runs in a fresh process (bench/lib/scale-point.mjs), the points of a curve in
+// turn, `reps` passes; the table shows the median, and each curve the ratio of its last
 // point to its first, so a regression in growth shows as plainly as one in speed.
 //
 //   npm run bench -- --scale                  every curve; writes the "Scale" section of docs/BENCHMARKS.md
@@ -101,16 +101,30 @@ export async function runScale({ only, reps = 3, redisUp, timeoutMs = 300_000 })
       });
       continue;
     }
-    for (const x of curve.points) {
-      const r = await runPoint(curve, x, reps, `${token}-${seq++}`, timeoutMs);
-      if (r.ok) {
+    // One repetition of every point per pass, each in a fresh process, passes one after another:
+    // the machine's speed drifts over minutes, and measuring the points in turn spreads the drift
+    // over all of them instead of tilting the curve from its first point to its last.
+    const runs = curve.points.map(() => ({ values: [], seconds: 0, failed: undefined }));
+    for (let pass = 0; pass < reps; pass++) {
+      for (const [i, x] of curve.points.entries()) {
+        if (runs[i].failed) continue;
+        const r = await runPoint(curve, x, 1, `${token}-${seq++}`, timeoutMs);
+        if (r.ok) {
+          runs[i].values.push(...r.values);
+          runs[i].seconds += r.seconds;
+        } else runs[i].failed = r.reason;
+      }
+    }
+    for (const [i, x] of curve.points.entries()) {
+      const r = runs[i];
+      if (r.failed === undefined) {
         points.push({ x, median: median(r.values), values: r.values });
         console.log(
           `   ${String(fmtX(x)).padStart(6)}  ${fmtValue(median(r.values)).padStart(10)} ${curve.unit}   (${r.values.map(fmtValue).join(', ')}; ${r.seconds.toFixed(1)} s)`,
         );
       } else {
-        points.push({ x, failed: r.reason });
-        console.log(`   ${String(fmtX(x)).padStart(6)}  FAILED ${r.reason}`);
+        points.push({ x, failed: r.failed });
+        console.log(`   ${String(fmtX(x)).padStart(6)}  FAILED ${r.failed}`);
       }
     }
     results.push({
@@ -119,6 +133,7 @@ export async function runScale({ only, reps = 3, redisUp, timeoutMs = 300_000 })
       unit: curve.unit,
       higherIsBetter: curve.higherIsBetter,
       xLabel: curve.xLabel,
+      floor: curve.floor,
       points,
     });
   }
@@ -139,8 +154,11 @@ export function renderScale(results, meta) {
   const out = [SCALE_HEADING, ''];
   out.push(
     'How costs grow with the work: each curve measured by `npm run bench -- --scale` (curves in `bench/scale/`, one file',
-    'each). Every point runs in a fresh process and is measured ' + `${meta.reps} time(s)` + '; the table shows the median.',
+    'each). Every point is measured ' + `${meta.reps} time(s)` + ', each time in a fresh process, the points of a curve in turn (so the',
+    "machine's drift over minutes spreads over every point instead of tilting the curve); the table shows the median.",
     '**Growth** is the cost at the last point ÷ the cost at the first (for a rate: first ÷ last), so 1.0× is flat.',
+    'A curve with a **floor** is shown beside the same work done by the least plain JavaScript that can do it, measured',
+    'the same way: the part of the growth that the runtime charges whatever the code (GC of long-lived objects, cache misses).',
     '',
     `Run: ${meta.date} · ${meta.durationSeconds} s · commit ${meta.commit}${meta.updated ? ` (${meta.updated})` : ''}`,
     '',
@@ -158,6 +176,15 @@ export function renderScale(results, meta) {
       else out.push(`| ${fmtX(p.x)} | ${fmtValue(p.median)} | ${p.values.map(fmtValue).join(', ')} |`);
     }
     out.push('', `Growth (last ÷ first): **${g === null ? '—' : `${g.toFixed(2)}×`}**`, '');
+    const floor = c.floor && results.find((f) => f.id === c.floor);
+    const fg = floor && !floor.skipped ? growth(floor) : null;
+    if (fg !== null && g !== null) {
+      out.push(
+        `Beside its floor (\`${c.floor}\`, the same work in plain JavaScript, same run): the floor grew **${fg.toFixed(2)}×**,`,
+        `so this curve grew **${(g / fg).toFixed(2)}×** what the runtime alone charges for the same growth.`,
+        '',
+      );
+    }
   }
   return out.join('\n');
 }

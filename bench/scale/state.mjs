@@ -42,19 +42,59 @@ async function timed(op, ms, minOps) {
   return { n, seconds: elapsed / 1000 };
 }
 
+/**
+ * The floor of the memory write curve: documents in a plain Map, each update a compare-and-swap
+ * that stores a new record and appends its version to a bounded history (1,000, the manager's
+ * default). What the runtime charges for spreading the same updates over N documents.
+ */
+function floorState() {
+  const docs = new Map();
+  const LIMIT = 1000;
+  const record = (prev, content, actor) => ({
+    documentId: prev.documentId,
+    topic: prev.topic,
+    content,
+    version: prev.version + 1,
+    updatedBy: actor,
+    updatedAt: new Date(),
+  });
+  return {
+    async createDocumentState({ documentId, topic, content }) {
+      const doc = { documentId, topic, content, version: 1, updatedBy: 'system', updatedAt: new Date() };
+      docs.set(documentId, { doc, history: [{ version: 1, actor: 'system', at: doc.updatedAt, content }] });
+      return doc;
+    },
+    async updateDocumentContent({ documentId, content, actor, expectedVersion }) {
+      const entry = docs.get(documentId);
+      if (entry === undefined) throw new Error(`no document \`${documentId}\``);
+      if (entry.doc.version !== expectedVersion) throw new Error(`version conflict on \`${documentId}\``);
+      const doc = record(entry.doc, content, actor);
+      entry.doc = doc;
+      entry.history.push({ version: doc.version, actor, at: doc.updatedAt, content });
+      if (entry.history.length > 2 * LIMIT) entry.history.splice(0, entry.history.length - LIMIT);
+      return doc;
+    },
+    async close() {},
+  };
+}
+
 // Documents written round-robin through one StateManager, each update a compare-and-swap on the
 // version the previous update of that document returned.
 function documentsCurve(engine, points) {
+  const floor = engine === 'floor';
   return {
     id: `state/documents/${engine}`,
-    title: `Compare-and-swap updates through one StateManager, round-robin over N live documents, ${engine}`,
+    title: floor
+      ? 'The floor: compare-and-swap updates round-robin over N documents in a plain Map with a bounded history each'
+      : `Compare-and-swap updates through one StateManager, round-robin over N live documents, ${engine}`,
     xLabel: 'documents',
     unit: 'updates/s',
     higherIsBetter: true,
     redis: engine === 'redis',
+    floor: engine === 'memory' ? 'state/documents/floor' : undefined,
     points,
     async setup(n, ctx) {
-      const state = await manager(engine, ctx);
+      const state = floor ? floorState() : await manager(engine, ctx);
       const ids = Array.from({ length: n }, (_, i) => `doc-${i}`);
       const versions = new Int32Array(n);
       for (let i = 0; i < n; i++) {
@@ -144,6 +184,7 @@ function historyCurve(engine, points) {
 
 export const curves = [
   documentsCurve('memory', [1, 1000, 2000, 10_000, 100_000]),
+  documentsCurve('floor', [1, 1000, 2000, 10_000, 100_000]),
   documentsCurve('sqlite', [1, 1000, 2000, 10_000]),
   versionReadCurve('memory', [1000, 10_000, 100_000]),
   versionReadCurve('sqlite', [1000, 10_000, 100_000]),
