@@ -34,6 +34,44 @@ export function copyJson<T>(value: T): T {
 }
 
 /**
+ * Deep-freezes JSON data that the caller just made or copied and keeps to itself (the state
+ * manager's metadata of a version), and returns it. A value already frozen is taken as frozen
+ * throughout (this function froze it). The memory store keeps frozen metadata as it is (see
+ * `isFrozenJson`), so a run of content updates hands it the very object it kept: no deep
+ * comparison and no second copy per document (bench/NOTES.md, issue 25 round 7).
+ */
+export function freezeJson<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value;
+  if (Array.isArray(value)) for (const item of value) freezeJson(item as unknown);
+  else for (const key in value) freezeJson((value as Record<string, unknown>)[key]);
+  return Object.freeze(value);
+}
+
+/**
+ * True when no one can change `value`: JSON primitives, and frozen plain objects and arrays whose
+ * own properties are all data properties holding such values. A store may keep such a value
+ * instead of a copy of it.
+ */
+export function isFrozenJson(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) {
+    return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' || value === null;
+  }
+  if (!Object.isFrozen(value)) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!isFrozenJson(value[i] as unknown)) return false;
+    return true;
+  }
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return false;
+  if (Object.getOwnPropertySymbols(value).length > 0) return false;
+  for (const key of Object.getOwnPropertyNames(value)) {
+    const property = Object.getOwnPropertyDescriptor(value, key);
+    if (property === undefined || !('value' in property) || !property.enumerable || !isFrozenJson(property.value)) return false;
+  }
+  return true;
+}
+
+/**
  * Structural equality of JSON data (as `copyJson` copies it). Lets a store keep one private copy
  * of metadata that a run of content updates carries over unchanged, instead of one per version.
  */
@@ -60,14 +98,23 @@ export function sameJson(a: unknown, b: unknown): boolean {
 
 /** A copy of a history entry (no `summary` key when it has none). */
 export function copyChange(change: StateChange): StateChange {
-  const out: StateChange = {
-    version: change.version,
-    timestamp: new Date(change.timestamp.getTime()),
-    actor: change.actor,
-    action: change.action,
-  };
-  if (change.summary !== undefined) out.summary = change.summary;
-  return out;
+  return entry(change.version, new Date(change.timestamp.getTime()), change.actor, change.action, change.summary);
+}
+
+/**
+ * A history entry object, `summary` included only when there is one: one literal of the entry's
+ * final shape, so all its fields are in the object. Adding `summary` afterwards put it in a
+ * separate property array, a second object per kept version for the scavenger to copy
+ * (bench/NOTES.md, issue 25 round 7).
+ */
+function entry(
+  version: number,
+  timestamp: Date,
+  actor: string,
+  action: StateChange['action'],
+  summary: string | undefined,
+): StateChange {
+  return summary === undefined ? { version, timestamp, actor, action } : { version, timestamp, actor, action, summary };
 }
 
 /** A deep copy of a version record. */
@@ -126,14 +173,8 @@ export function sealedNow(): ImmutableDate {
  */
 export function sealChange(change: StateChange): StateChange {
   if (Object.isFrozen(change) && change.timestamp instanceof ImmutableDate) return change;
-  const out: StateChange = {
-    version: change.version,
-    timestamp: Object.freeze(new ImmutableDate(change.timestamp.getTime())),
-    actor: change.actor,
-    action: change.action,
-  };
-  if (change.summary !== undefined) out.summary = change.summary;
-  return Object.freeze(out);
+  const timestamp = Object.freeze(new ImmutableDate(change.timestamp.getTime()));
+  return Object.freeze(entry(change.version, timestamp, change.actor, change.action, change.summary));
 }
 
 /**
@@ -154,9 +195,7 @@ export function newChange(
   action: StateChange['action'],
   summary: string | undefined,
 ): StateChange {
-  const change: StateChange = { version, timestamp, actor, action };
-  if (summary !== undefined) change.summary = summary;
-  return Object.freeze(change);
+  return Object.freeze(entry(version, timestamp, actor, action, summary));
 }
 
 /**

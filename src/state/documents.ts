@@ -7,7 +7,7 @@ import { tracedCommit, tracedConflict } from '../observability/tracing.js';
 import { DocumentExistsError, DocumentNotFoundError, StateConflictError, ValidationError } from '../errors.js';
 import { KnownDocument, type RecentDocuments, type VersionedCache } from './cache.js';
 import type { ChangeFeed } from './change-feed.js';
-import { copyDocument, copyJson, newChange, sealedNow, sealOwnChange } from './copy.js';
+import { copyDocument, copyJson, freezeJson, newChange, sealedNow, sealOwnChange } from './copy.js';
 import { MAX_WRITE_ATTEMPTS, raceBackoff, type StateCore } from './core.js';
 import type { CreateDocumentInput, UpdateContentInput, UpdateMetadataInput } from './inputs.js';
 import { LockLostError, type LockScope } from './locks.js';
@@ -232,7 +232,7 @@ export class Documents {
   ): Promise<DocumentState | null> {
     // One immutable Date serves the record and its history entry, which are never handed out as is.
     const now = sealedNow();
-    const document: DocumentRecord = { documentId, version: 1, content, metadata, createdAt: now, updatedAt: now };
+    const document: DocumentRecord = { documentId, version: 1, content, metadata: freezeJson(metadata), createdAt: now, updatedAt: now };
     const change = newChange(1, now, actor, action, summary);
     const fence = this.#locks.fenceFor(documentId);
     const request: CommitRequest = { document, change, expectedVersion: null, historyLimit: this.#historyLimit };
@@ -293,7 +293,8 @@ export class Documents {
         documentId,
         version,
         content: planned.content,
-        metadata: planned.metadata,
+        // Frozen (a no-op for the base's metadata carried over): the memory store then keeps it as is.
+        metadata: freezeJson(planned.metadata),
         createdAt: base.record.createdAt,
         updatedAt: now,
       };
@@ -375,7 +376,8 @@ export class Documents {
 
   /** A record plus its history window: a keyed read of exactly the window ending at its version. */
   async #stateOf(store: StateStore, record: DocumentRecord): Promise<DocumentState> {
-    return { ...record, history: await this.windowAt(store, record.documentId, record.version) };
+    // The record is this call's own copy and becomes a write base: its metadata is frozen like the manager's own.
+    return { ...record, metadata: freezeJson(record.metadata), history: await this.windowAt(store, record.documentId, record.version) };
   }
 
   /**

@@ -17,6 +17,7 @@ export interface OwnCommit {
 
 /** Entries kept at most: entries whose event never comes (a store closed under them) must not pile up. */
 const MAX_ENTRIES = 10_000;
+const KINDS = ['document', 'workflow'] as const;
 /** Vacant ids at which `begin` sweeps them out of the map. */
 const SWEEP_AT = 1024;
 
@@ -57,7 +58,7 @@ export class OwnCommits {
     const entry: OwnCommit = { kind, id, version, inFlight: 1, early: undefined, done: false, next: first ?? undefined };
     if (first === null) this.#vacant--;
     else if (first === undefined && this.#vacant >= SWEEP_AT) this.#sweep();
-    map.set(id, entry);
+    this.#byKind[kind].set(id, entry); // not `map`: a sweep replaces the maps
     if (++this.#size > MAX_ENTRIES) this.#clear();
     return entry;
   }
@@ -106,9 +107,17 @@ export class OwnCommits {
     this.#size--;
   }
 
-  /** Deletes the vacant ids. */
+  /**
+   * Drops the vacant ids: new maps with the ids that still have entries (usually none). Deleting
+   * the vacant ids one by one shrank and rehashed the map as it went (bench/NOTES.md, issue 25
+   * round 7).
+   */
   #sweep(): void {
-    for (const map of Object.values(this.#byKind)) for (const [id, first] of map) if (first === null) map.delete(id);
+    for (const kind of KINDS) {
+      const kept = new Map<string, OwnCommit | null>();
+      for (const [id, first] of this.#byKind[kind]) if (first !== null) kept.set(id, first);
+      this.#byKind[kind] = kept;
+    }
     this.#vacant = 0;
   }
 

@@ -13,7 +13,7 @@ import type {
 } from '../../state/store.js';
 import type { ChangeEvent, StateChange } from '../../state/types.js';
 import { checkCommitShape, ChangeFanout, CHANGE_FEED_RETENTION, historySpan } from '../../state/store-kit.js';
-import { copyJson, sameJson, sealChange } from '../../state/copy.js';
+import { copyJson, isFrozenJson, sameJson, sealChange } from '../../state/copy.js';
 
 /**
  * Slots per kept version in `StoredDocument.kept`: its history entry, content, metadata, and
@@ -64,6 +64,20 @@ function metadataAt(doc: StoredDocument, slot: number): Record<string, unknown> 
 
 function updatedAt(doc: StoredDocument, slot: number): Date {
   return (doc.kept[slot + UPDATED_AT] as Date | undefined) ?? changeAt(doc, slot).timestamp;
+}
+
+/**
+ * What a new version keeps as its metadata, given the previous version's (`previous`). Frozen
+ * metadata (the manager's: see `freezeJson`) is kept as it is, so a content update, which
+ * carries the metadata over, passes the very object kept and costs an identity check: at 100 000
+ * documents a deep comparison touched six objects of the document's, each a cache miss
+ * (bench/NOTES.md, issue 25 round 7). Other metadata is copied, or shares the previous version's
+ * copy when equal. Nothing kept is handed out: reads copy it.
+ */
+function keptMetadata(previous: Record<string, unknown> | undefined, metadata: Record<string, unknown>): Record<string, unknown> {
+  // Identical only when `previous` was kept as it is, so frozen: a copy of the store's own is never handed out.
+  if (metadata === previous || isFrozenJson(metadata)) return metadata;
+  return previous !== undefined && sameJson(previous, metadata) ? previous : copyJson(metadata);
 }
 
 /** The kept version at `slot` as a new record. */
@@ -155,17 +169,16 @@ class FeedRing {
     const slot = (revision - 1) % this.#capacity;
     const page = this.#pages[(slot / FEED_PAGE) | 0]!;
     const i = slot % FEED_PAGE;
-    const event: ChangeEvent = {
-      revision,
-      kind: page.kinds[i]!,
-      id: page.ids[i]!,
-      version: page.versions[i]!,
-      action: page.actions[i]!,
-      timestamp: new Date(page.times[i]!),
-    };
+    const kind = page.kinds[i]!;
+    const id = page.ids[i]!;
+    const version = page.versions[i]!;
+    const action = page.actions[i]!;
+    const timestamp = new Date(page.times[i]!);
     const actor = page.actors[i];
-    if (actor !== undefined) event.actor = actor;
-    return event;
+    // One literal of the final shape: an `actor` added afterwards went into a second object.
+    return actor === undefined
+      ? { revision, kind, id, version, action, timestamp }
+      : { revision, kind, id, version, action, timestamp, actor };
   }
 
   /** Up to `limit` kept events after `afterRevision`, oldest first, as new objects. */
@@ -244,16 +257,10 @@ export class MemoryStore implements StateStore {
       head: 0,
     };
     const timestamp = change.timestamp.getTime();
-    // Metadata carried over unchanged (every content update) shares the previous version's copy.
     const previous = existing ? metadataAt(existing, existing.kept.length - SLOTS) : undefined;
     const sealed = sealChange(change);
     const updated = document.updatedAt.getTime();
-    doc.kept.push(
-      sealed,
-      document.content,
-      previous !== undefined && sameJson(previous, document.metadata) ? previous : copyJson(document.metadata),
-      updated === timestamp ? undefined : new Date(updated),
-    );
+    doc.kept.push(sealed, document.content, keptMetadata(previous, document.metadata), updated === timestamp ? undefined : new Date(updated));
     doc.version = document.version;
     const kept = doc.kept;
     while (doc.version - doc.oldest >= historyLimit) {
