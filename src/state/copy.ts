@@ -107,13 +107,7 @@ export function copyChange(change: StateChange): StateChange {
  * separate property array, a second object per kept version for the scavenger to copy
  * (bench/NOTES.md, issue 25 round 7).
  */
-function entry(
-  version: number,
-  timestamp: Date,
-  actor: string,
-  action: StateChange['action'],
-  summary: string | undefined,
-): StateChange {
+function entry(version: number, timestamp: Date, actor: string, action: StateChange['action'], summary: string | undefined): StateChange {
   return summary === undefined ? { version, timestamp, actor, action } : { version, timestamp, actor, action, summary };
 }
 

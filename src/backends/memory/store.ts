@@ -260,7 +260,12 @@ export class MemoryStore implements StateStore {
     const previous = existing ? metadataAt(existing, existing.kept.length - SLOTS) : undefined;
     const sealed = sealChange(change);
     const updated = document.updatedAt.getTime();
-    doc.kept.push(sealed, document.content, keptMetadata(previous, document.metadata), updated === timestamp ? undefined : new Date(updated));
+    doc.kept.push(
+      sealed,
+      document.content,
+      keptMetadata(previous, document.metadata),
+      updated === timestamp ? undefined : new Date(updated),
+    );
     doc.version = document.version;
     const kept = doc.kept;
     while (doc.version - doc.oldest >= historyLimit) {
