@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore } from '../src/backends/memory/store.js';
 import { ClosedError, SnapshotError, ValidationError } from '../src/errors.js';
 import { KnownDocument, RecentDocuments, VersionedCache } from '../src/state/cache.js';
-import { copyJson, ImmutableDate, sameJson, sealChange } from '../src/state/copy.js';
+import { copyJson, freezeJson, ImmutableDate, isFrozenJson, newChange, sameJson, sealChange, sealedNow } from '../src/state/copy.js';
 import { StateManager } from '../src/state/manager.js';
 import { lineDiffStats, summarizeStats, threeWayMerge } from '../src/state/merge.js';
 import { canonicalJson, makeSnapshot, snapshotChecksum, verifySnapshot } from '../src/state/snapshot.js';
@@ -679,6 +679,99 @@ describe('copies at the boundaries', () => {
     first.updatedAt.setTime(0);
     expect(second.updatedAt.getTime()).toBe(1_700_000_000_000);
     expect((await m.getDocumentState('ms'))?.updatedAt.getTime()).toBe(1_700_000_000_000);
+  });
+});
+
+describe('frozen metadata (kept as is by the memory store)', () => {
+  it('isFrozenJson accepts only JSON that no one can change', () => {
+    expect(isFrozenJson(freezeJson({ a: [1, { b: 'x' }], c: null, d: true }))).toBe(true);
+    expect(isFrozenJson(freezeJson([]))).toBe(true);
+    expect(isFrozenJson({ a: 1 })).toBe(false);
+    expect(isFrozenJson(Object.freeze({ a: { b: 1 } }))).toBe(false); // a nested object is not frozen
+    expect(isFrozenJson(Object.freeze({ when: Object.freeze(new Date(0)) }))).toBe(false); // a frozen Date still changes
+    expect(
+      isFrozenJson(
+        Object.freeze({
+          get a() {
+            return Math.random();
+          },
+        }),
+      ),
+    ).toBe(false);
+    expect(isFrozenJson(Object.freeze({ [Symbol('s')]: 1 }))).toBe(false);
+    expect(isFrozenJson(Object.freeze(Object.defineProperty({}, 'hidden', { value: 1 })))).toBe(false);
+    expect(isFrozenJson(Object.freeze(Object.create({ inherited: 1 })))).toBe(false);
+    expect(isFrozenJson(Object.freeze({ f: () => 1 }))).toBe(false);
+  });
+
+  it('a history entry has a summary key only when it has a summary', () => {
+    expect(Object.keys(newChange(1, sealedNow(), 'a', 'create', undefined))).toEqual(['version', 'timestamp', 'actor', 'action']);
+    expect(Object.keys(newChange(2, sealedNow(), 'a', 'update_content', '+1 -0 lines'))).toEqual([
+      'version',
+      'timestamp',
+      'actor',
+      'action',
+      'summary',
+    ]);
+    expect(Object.keys(sealChange({ version: 1, timestamp: new Date(0), actor: 'a', action: 'create' }))).toEqual([
+      'version',
+      'timestamp',
+      'actor',
+      'action',
+    ]);
+  });
+
+  it('property: freezeJson deep-freezes in place, and the value stays equal to a copy', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const copy = copyJson(value);
+        expect(freezeJson(value)).toBe(value);
+        expect(isFrozenJson(value)).toBe(true);
+        expect(value).toEqual(copy);
+      }),
+    );
+  });
+
+  it("the store's versions keep their metadata whatever the committer does with its objects later, and reads are copies", async () => {
+    const store = new MemoryStore();
+    const frozen = freezeJson({ tags: ['a'], owner: { name: 'x' } });
+    const at = () => sealedNow();
+    const commit = (version: number, metadata: Record<string, unknown>) =>
+      store.commitDocument({
+        document: { documentId: 'm', version, content: `v${version}`, metadata, createdAt: at(), updatedAt: at() },
+        change: newChange(version, at(), 'x', version === 1 ? 'create' : 'update_content', undefined),
+        expectedVersion: version === 1 ? null : version - 1,
+        historyLimit: 10,
+      });
+    await commit(1, frozen);
+    await commit(2, frozen);
+    const mutable: Record<string, unknown> = { tags: ['b'] };
+    await commit(3, mutable);
+    (mutable['tags'] as string[]).push('changed');
+    mutable['extra'] = 1;
+    expect((await store.getVersion('m', 2))?.metadata).toEqual({ tags: ['a'], owner: { name: 'x' } });
+    const read = (await store.getDocument('m'))!;
+    expect(read.metadata).toEqual({ tags: ['b'] });
+    expect(Object.isFrozen(read.metadata)).toBe(false);
+    const v1 = (await store.getVersion('m', 1))!;
+    expect(v1.metadata).not.toBe(frozen);
+    expect(Object.isFrozen(v1.metadata)).toBe(false);
+  });
+
+  it("the manager's metadata never leaks frozen: every document handed out has its own, mutable copy", async () => {
+    const m = manager();
+    const created = await m.createDocumentState({ documentId: 'fm', topic: 't', content: 'a', metadata: { tags: ['x'] } });
+    const updated = await m.updateDocumentContent({ documentId: 'fm', content: 'b', actor: 'w', expectedVersion: 1 });
+    const meta = await m.updateDocumentMetadata({ documentId: 'fm', metadata: { more: { n: 1 } }, actor: 'w', expectedVersion: 2 });
+    const read = (await m.getDocumentState('fm'))!;
+    for (const doc of [created, updated, meta, read]) {
+      expect(Object.isFrozen(doc.metadata)).toBe(false);
+      (doc.metadata['tags'] as string[]).push('mutated');
+      doc.metadata['topic'] = 'changed';
+    }
+    const after = await m.updateDocumentContent({ documentId: 'fm', content: 'c', actor: 'w', expectedVersion: 3 });
+    expect(after.metadata).toMatchObject({ topic: 't', tags: ['x'], more: { n: 1 } });
+    expect((await m.getDocumentAtVersion('fm', 2)).metadata).toMatchObject({ topic: 't', tags: ['x'] });
   });
 });
 
