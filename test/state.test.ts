@@ -779,6 +779,33 @@ describe('RecentDocuments (the write-base memo)', () => {
   const doc = (key: string, version: number, content = 'x') =>
     new KnownDocument({ documentId: key, version, content, metadata: {}, createdAt: new Date(0), updatedAt: new Date(0) }, [], 4);
 
+  it("a known document's record has its update time, whether or not it is the newest entry's timestamp", () => {
+    const at = (ms: number) => Object.freeze(new ImmutableDate(ms));
+    const record = (version: number, updatedAt: Date) => ({
+      documentId: 'k',
+      version,
+      content: 'c',
+      metadata: {},
+      createdAt: at(0),
+      updatedAt,
+    });
+    const t1 = at(1);
+    const shared = new KnownDocument(record(1, t1), [newChange(1, t1, 'a', 'create', undefined)], 4);
+    expect(shared.record().updatedAt).toBe(t1);
+    const apart = new KnownDocument(record(1, new Date(5)), [newChange(1, t1, 'a', 'create', undefined)], 4);
+    expect(apart.record().updatedAt).toEqual(new Date(5));
+    const t2 = at(2);
+    apart.advance(record(2, t2), newChange(2, t2, 'a', 'update_content', undefined));
+    expect(apart.record().updatedAt).toBe(t2);
+    apart.advance(record(3, new Date(7)), newChange(3, at(3), 'a', 'update_content', undefined));
+    expect(apart.record().updatedAt).toEqual(new Date(7));
+    const windowless = new KnownDocument(record(1, t1), [newChange(1, t1, 'a', 'create', undefined)], 0);
+    expect(windowless.record().updatedAt).toBe(t1);
+    windowless.advance(record(2, t2), newChange(2, t2, 'a', 'update_content', undefined));
+    expect(windowless.record().updatedAt).toBe(t2);
+    expect(windowless.history()).toEqual([]);
+  });
+
   it('never goes back to an older version of a key', () => {
     const recent = new RecentDocuments({ maxEntries: 10, maxChars: 1000 });
     recent.set(doc('a', 3));

@@ -91,7 +91,13 @@ export class KnownDocument {
   /** Private to the manager (never handed out), so shared rather than copied. */
   metadata: Record<string, unknown>;
   createdAt: Date;
-  updatedAt: Date;
+  /**
+   * The update time, or undefined when it is the newest window entry's timestamp (as after every
+   * write the manager makes, which stamps both with one Date). Each write stored its new Date
+   * here otherwise: a young object in an old one, a remembered slot the scavenger visits, on a
+   * different page per document (bench/NOTES.md, issue 25 round 7).
+   */
+  #updatedAt: Date | undefined;
   /** Written since the memo last looked at it for eviction (the memo's second-chance bit). */
   used = false;
   /** The memo holds this entry (as its document's): a write may advance it without a lookup. */
@@ -107,10 +113,17 @@ export class KnownDocument {
     this.content = record.content;
     this.metadata = record.metadata;
     this.createdAt = record.createdAt;
-    this.updatedAt = record.updatedAt;
     this.#ring = new Array<StateChange | undefined>(capacity).fill(undefined);
     const from = Math.max(0, window.length - capacity);
     for (let i = from; i < window.length; i++) this.#ring[this.#size++] = window[i];
+    this.#updatedAt = this.#newest()?.timestamp === record.updatedAt ? undefined : record.updatedAt;
+  }
+
+  /** The newest entry of the window, if any. */
+  #newest(): StateChange | undefined {
+    if (this.#size === 0) return undefined;
+    const end = this.#start + this.#size - 1;
+    return this.#ring[end >= this.#ring.length ? end - this.#ring.length : end];
   }
 
   /** The version's fields as a new record (dates shared: the manager never hands them out). */
@@ -121,7 +134,7 @@ export class KnownDocument {
       content: this.content,
       metadata: this.metadata,
       createdAt: this.createdAt,
-      updatedAt: this.updatedAt,
+      updatedAt: this.#updatedAt ?? this.#newest()!.timestamp,
     };
   }
 
@@ -138,8 +151,8 @@ export class KnownDocument {
     this.version = document.version;
     this.content = document.content;
     this.metadata = document.metadata;
-    this.updatedAt = document.updatedAt;
     const ring = this.#ring;
+    this.#updatedAt = ring.length > 0 && document.updatedAt === change.timestamp ? undefined : document.updatedAt;
     if (ring.length === 0) return;
     let end = this.#start + this.#size;
     if (end >= ring.length) end -= ring.length;
