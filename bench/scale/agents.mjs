@@ -105,7 +105,15 @@ function floorAgents(n, handler) {
   const send = async (m) => {
     const agent = agents.get(m.recipient);
     if (agent === undefined) throw new Error(`no agent \`${m.recipient}\``);
-    const msg = { id: `m-${++seq}`, type: m.type, sender: m.sender, recipient: m.recipient, payload: m.payload, priority: 5, timestamp: Date.now() };
+    const msg = {
+      id: `m-${++seq}`,
+      type: m.type,
+      sender: m.sender,
+      recipient: m.recipient,
+      payload: m.payload,
+      priority: 5,
+      timestamp: Date.now(),
+    };
     agent.queue.push(msg);
     if (!agent.scheduled) {
       agent.scheduled = true;

@@ -113,12 +113,7 @@ function curve(id, title, make, value, scale = 1) {
 
 export const curves = [
   curve('bus/requests/cpu', 'CPU per in-process request/response with N requests outstanding (one agent)', setup, 'cpu'),
-  curve(
-    'bus/requests/gc',
-    'Share of wall time in GC pauses, in-process request/response with N requests outstanding',
-    setup,
-    'gc',
-  ),
+  curve('bus/requests/gc', 'Share of wall time in GC pauses, in-process request/response with N requests outstanding', setup, 'gc'),
   curve(
     'bus/requests/floor',
     'The floor: CPU per request/response in plain JavaScript (a Map of resolvers, an array queue) with N outstanding',
