@@ -1,5 +1,7 @@
 // Measures one point of one scale curve in this fresh process: `setup(x, ctx)` once, then
-// `measure(state, x, ctx)` `reps` times, then `teardown(state)`. Prints `SCALE_RESULT {json}`.
+// `measure(state, x, ctx)` once untimed and `reps` times timed, then `teardown(state)`. Prints
+// `SCALE_RESULT {json}`. The untimed call: the runner starts a fresh process per repetition, and
+// a curve whose work is all in `measure` (registering 10k agents) would otherwise time cold code.
 //   node bench/lib/scale-point.mjs <file in bench/scale> <curve id> <x as JSON> <reps> <namespace>
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +22,7 @@ const values = [];
 let state;
 try {
   state = await curve.setup?.(x, ctx);
+  await curve.measure(state, x, ctx); // warm-up
   for (let r = 0; r < Number(repsArg); r++) values.push(await curve.measure(state, x, ctx));
 } finally {
   await curve.teardown?.(state, x, ctx);

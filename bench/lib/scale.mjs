@@ -221,7 +221,9 @@ export function mergeScale(results, meta) {
   const merged = last.results.map((c) => results.find((r) => r.id === c.id) ?? c);
   for (const r of results) if (!merged.some((c) => c.id === r.id)) merged.push(r);
   const ids = results.map((r) => r.id).join(', ');
-  return { results: merged, meta: { ...last.meta, updated: `${ids} re-measured ${meta.date} at commit ${meta.commit}` } };
+  // Every partial run since the full one is named (an earlier one's curves may still be shown).
+  const updated = `${ids} re-measured ${meta.date} at commit ${meta.commit}`;
+  return { results: merged, meta: { ...last.meta, updated: last.meta.updated ? `${last.meta.updated}; ${updated}` : updated } };
 }
 
 /** Saves the run as bench/results/scale.json (or scale-partial.json). */
