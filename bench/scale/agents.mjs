@@ -42,14 +42,14 @@ async function settledHeap() {
 }
 
 /** Awaited sends round-robin over `n` agents made by `make(n, handler)`; msgs per CPU-second. */
-function pushCurve(id, title, make, scale = 1) {
+function pushCurve(id, title, make, { floor, scale = 1 } = {}) {
   return {
     id,
     title,
     xLabel: 'agents',
     unit: 'msgs/CPU-s',
     higherIsBetter: true,
-    floor: id === 'bus/agents/push' ? 'bus/agents/push-floor' : undefined,
+    floor,
     points: [1, 100, 1000, 10_000],
     async setup(n) {
       const s = { handled: 0, target: 0, done: null };
@@ -181,11 +181,12 @@ export const curves = [
       const { bus } = await busWithAgents(n, handler);
       return { send: (m) => bus.send(m), close: () => bus.close() };
     },
+    { floor: 'bus/agents/push-floor' },
   ),
   pushCurve(
     'bus/agents/push-floor',
     'The floor: push throughput with N agents in plain JavaScript (a Map of agents, an array queue each, drained on a microtask), per CPU-second',
     async (n, handler) => floorAgents(n, handler),
-    4, // the floor's rounds are cheap: 4× the messages, so each is long enough to time
+    { scale: 4 }, // the floor's rounds are cheap: 4× the messages, so each is long enough to time
   ),
 ];

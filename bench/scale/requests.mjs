@@ -83,15 +83,19 @@ async function round(s, window, total) {
 const POINTS = [1, 10, 100, 1000, 10_000];
 const total = (n) => Math.max(50_000, 5 * n);
 
-/** `scale` multiplies the requests per round (the floor's are cheap: its rounds would be too short to time). */
-function curve(id, title, make, value, scale = 1) {
+/**
+ * A curve of `value` ('cpu' or 'gc') over the requesters `make` builds. `floor`: the id of the
+ * curve shown beside it; `scale` multiplies the requests per round (the floor's are cheap: its
+ * rounds would be too short to time).
+ */
+function curve(id, title, make, value, { floor, scale = 1 } = {}) {
   return {
     id,
     title,
     xLabel: 'outstanding',
     unit: value === 'cpu' ? 'µs CPU/request' : '% in GC',
     higherIsBetter: false,
-    floor: id === 'bus/requests/cpu' ? 'bus/requests/floor' : undefined,
+    floor,
     points: POINTS,
     async setup(n) {
       const s = await make();
@@ -110,13 +114,15 @@ function curve(id, title, make, value, scale = 1) {
 }
 
 export const curves = [
-  curve('bus/requests/cpu', 'CPU per in-process request/response with N requests outstanding (one agent)', setup, 'cpu'),
+  curve('bus/requests/cpu', 'CPU per in-process request/response with N requests outstanding (one agent)', setup, 'cpu', {
+    floor: 'bus/requests/floor',
+  }),
   curve('bus/requests/gc', 'Share of wall time in GC pauses, in-process request/response with N requests outstanding', setup, 'gc'),
   curve(
     'bus/requests/floor',
     'The floor: CPU per request/response in plain JavaScript (a Map of resolvers, an array queue) with N outstanding',
     floor,
     'cpu',
-    4,
+    { scale: 4 },
   ),
 ];
