@@ -15,9 +15,9 @@ const INBOX_BATCH = 256;
 
 /**
  * A request waiting for its reply; ordered by deadline in the timeout queue. It keeps the settling
- * functions of the caller's promise; the promise itself only until `dispatch` hands it to the
- * caller. It lives as long as the request is outstanding, so each field is paid for by every
- * request in flight.
+ * functions of the caller's promise until it settles it; the promise itself only until `dispatch`
+ * hands it to the caller. It lives as long as the request is outstanding, so each field is paid
+ * for by every request in flight.
  */
 class PendingRequest implements DeadlineItem {
   heapIndex = -1;
@@ -42,14 +42,8 @@ class PendingRequest implements DeadlineItem {
     madeResolve = madeReject = undefined;
   }
 
-  /*
-   * Settling drops both settling functions. A settled request can outlive its wait: the waiting
-   * Map leaves each hash table it outgrows or rehashes holding the entries it had, and such a
-   * table in the old generation keeps them alive until the next full GC. Through its settling
-   * functions a request kept its caller's promise, and through that the reply and whatever the
-   * caller chained on it: with 1,000 requests outstanding every scavenge copied and promoted about
-   * three times the live requests (bench/NOTES.md, round 9).
-   */
+  // Settling lets go of both functions: a hash table the waiting Map left behind can keep a settled
+  // request alive until a full GC, and must not keep its caller's promise and reply with it (NOTES round 9).
 
   /** Fulfils the caller's promise with the reply (once; later calls do nothing). */
   resolve(message: Message): void {
