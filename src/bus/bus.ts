@@ -157,8 +157,7 @@ export class MessageBus {
    * is live; rejects with the first failure among them.
    */
   async ready(): Promise<void> {
-    await this.#link.connect();
-    await this.#link.settle();
+    await this.#link.ready();
     if (this.#link.errors.length > 0) throw this.#link.errors[0];
   }
 

@@ -384,20 +384,18 @@ export class Consumers {
 
   /** Makes the callbacks of `c`'s inline deliveries (see `AgentConsumer.inline`). */
   #inlineCallbacks(c: AgentConsumer): void {
-    c.onHandled = (value: unknown) => {
-      const ctx = c.inline as HandlerContext;
-      const lease = c.inlineLease as Lease;
-      c.inline = undefined;
-      c.inlineLease = undefined;
-      this.#after(c, this.#handled(c.transport as Transport, c, lease, ctx, value));
-    };
-    c.onFailed = (err: unknown) => {
-      const ctx = c.inline as HandlerContext;
-      const lease = c.inlineLease as Lease;
-      c.inline = undefined;
-      c.inlineLease = undefined;
-      this.#after(c, this.#handlerFailed(c.transport as Transport, c, lease, ctx, err));
-    };
+    c.onHandled = (value: unknown) => this.#inlineSettled(c, true, value);
+    c.onFailed = (err: unknown) => this.#inlineSettled(c, false, err);
+  }
+
+  /** `c`'s inline delivery settled: its handler returned `outcome` (`ok`) or failed with it. */
+  #inlineSettled(c: AgentConsumer, ok: boolean, outcome: unknown): void {
+    const ctx = c.inline as HandlerContext;
+    const lease = c.inlineLease as Lease;
+    c.inline = undefined;
+    c.inlineLease = undefined;
+    const t = c.transport as Transport;
+    this.#after(c, ok ? this.#handled(t, c, lease, ctx, outcome) : this.#handlerFailed(t, c, lease, ctx, outcome));
   }
 
   /** An inline delivery settled (`done`: its ack or retry still under way, never rejecting): the loop goes on. */
@@ -605,7 +603,7 @@ export class Consumers {
   };
 }
 
-const noop = (): void => undefined;
+export const noop = (): void => undefined;
 const SETTLED: Promise<void> = Promise.resolve();
 
 /** `agent.handleMessage(m, ctx)` with `span` as the active span. */

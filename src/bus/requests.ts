@@ -2,7 +2,7 @@ import { RemoteError, RequestTimeoutError, ValidationError } from '../errors.js'
 import { type Message, MessageType } from '../message.js';
 import { timerDelay } from '../timers.js';
 import type { BusCore } from './core.js';
-import { LOOP_ERROR_PAUSE_MS, LOOP_WAIT_MS, pause, yieldToEventLoop } from './delivery.js';
+import { LOOP_ERROR_PAUSE_MS, LOOP_WAIT_MS, noop, pause, yieldToEventLoop } from './delivery.js';
 import { type DeadlineItem, DeadlineQueue } from './heap.js';
 import { isThenable, type MaybePromise } from './maybe.js';
 import { INBOX_PREFIX, type Lease, type LeaseWaiter, type Transport, type WaiterLeaseOptions } from './transport.js';
@@ -286,5 +286,3 @@ export class Requests implements LeaseWaiter {
     this.#core.log.logger.error({ err }, 'acking a reply failed');
   };
 }
-
-const noop = (): void => undefined;
